@@ -1,0 +1,23 @@
+"""The Celery app shared by the web tier (which only sends tasks by name) and the workers.
+
+Importing this module never imports torch or the training code.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+app = Celery("trainyard")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+TRAIN_TASK = "trainyard.train_job"
+INGEST_TASK = "trainyard.ingest_dataset"
+
+
+def send(task_name: str, *args) -> None:
+    """Queue a task by name with JSON arguments (ids, never objects)."""
+    app.send_task(task_name, args=list(args))

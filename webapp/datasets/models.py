@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+
+
+class Dataset(models.Model):
+    class Status(models.TextChoices):
+        INGESTING = "ingesting", "Ingesting"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    class Kind(models.TextChoices):
+        TABULAR = "tabular", "Tabular (CSV)"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.TABULAR)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.INGESTING)
+    error = models.TextField(blank=True)
+    original_filename = models.CharField(max_length=255)
+    size_bytes = models.BigIntegerField(default=0)
+    # Ingest options (label column, validation fraction, seed) as given by the user.
+    options = models.JSONField(default=dict, blank=True)
+    # What ingest found: task, feature names, classes, counts, normalisation statistics.
+    info = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def directory(self) -> Path:
+        return Path(settings.DATA_DIR) / "datasets" / str(self.id)
+
+    @property
+    def upload_path(self) -> Path:
+        return Path(settings.DATA_DIR) / "uploads" / f"{self.id}.upload"
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == self.Status.READY
+
+    def to_dict(self) -> dict:
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "description": self.description,
+            "kind": self.kind,
+            "status": self.status,
+            "error": self.error,
+            "original_filename": self.original_filename,
+            "size_bytes": self.size_bytes,
+            "info": self.info,
+            "owner": self.owner.get_username(),
+            "created_at": self.created_at.isoformat(),
+        }

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+
+
+class Job(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    dataset = models.ForeignKey(
+        "datasets.Dataset", null=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    name = models.CharField(max_length=200)
+    architecture = models.CharField(max_length=50)
+    # Validated architecture Config and TrainConfig, as plain JSON.
+    model_config = models.JSONField(default=dict)
+    train_config = models.JSONField(default=dict)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=0)
+    worker_name = models.CharField(max_length=255, blank=True)
+    # Progress, updated by the reporter a few times a second at most.
+    epoch = models.PositiveIntegerField(default=0)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    metrics = models.JSONField(default=dict, blank=True, help_text="latest validation metrics")
+    last_seq = models.PositiveIntegerField(default=0, help_text="number of the last stored event")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def directory(self) -> Path:
+        return Path(settings.DATA_DIR) / "jobs" / str(self.id)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL
+
+    @property
+    def progress_fraction(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "owner": self.owner.get_username(),
+            "dataset": str(self.dataset_id) if self.dataset_id else None,
+            "dataset_name": self.dataset.name if self.dataset_id else None,
+            "architecture": self.architecture,
+            "model_config": self.model_config,
+            "train_config": self.train_config,
+            "status": self.status,
+            "error": self.error,
+            "cancel_requested": self.cancel_requested,
+            "attempts": self.attempts,
+            "worker": self.worker_name,
+            "epoch": self.epoch,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "eta_seconds": self.eta_seconds,
+            "metrics": self.metrics,
+            "last_seq": self.last_seq,
+            "created_at": self.created_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "artifacts": [a.to_dict() for a in self.artifacts.all()],
+        }
+
+
+class JobEvent(models.Model):
+    """One numbered event of a job: metric, samples, progress, log or status (schema v1)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "seq"]
+        constraints = [models.UniqueConstraint(fields=["job", "seq"], name="unique_event_seq")]
+
+    def to_dict(self) -> dict:
+        return {"v": 1, "job": str(self.job_id), "seq": self.seq, "kind": self.kind, **self.data}
+
+
+class Artifact(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="artifacts")
+    name = models.CharField(max_length=100)
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["job", "name"], name="unique_artifact_name")]
+
+    @property
+    def path(self) -> Path:
+        return self.job.directory / "artifacts" / self.name
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "size_bytes": self.size_bytes, "sha256": self.sha256}

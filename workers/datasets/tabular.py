@@ -1,0 +1,267 @@
+"""CSV/TSV ingest: validate once, convert to a compact numeric cache plus an info dict.
+
+Pure Python + numpy (no Django, no torch). Output directory layout:
+    X_train.npy X_val.npy (float32, standardised)  y_train.npy y_val.npy  info.json
+Everything is written to a temporary sibling directory and renamed into place, so a failure
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+MAX_ROWS = 5_000_000
+MAX_COLUMNS = 2_000
+MAX_FIELD_BYTES = 1_000_000
+MAX_CATEGORIES = 100  # distinct values in a string feature column before we refuse it
+MAX_CLASSES = 1_000
+CLASSIFICATION_MAX_INT_LABELS = 50
+
+
+class IngestError(ValueError):
+    """A problem with the user's file, worded for the user."""
+
+
+def _decoded_lines(path: Path):
+    """Yield decoded text lines, naming the line and byte offset of any bad UTF-8."""
+    offset = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if b"\x00" in raw:
+                raise IngestError(f"line {lineno}: contains a NUL byte; is this a binary file?")
+            try:
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise IngestError(
+                    f"line {lineno}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at file offset "
+                    f"{offset + exc.start}); save the file as UTF-8"
+                ) from None
+            offset += len(raw)
+            yield text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value)
+
+
+def read_table(path: Path, delimiter: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """Parse a delimited file into (header, rows) with row-level error messages."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise IngestError("the file is empty")
+    if delimiter is None:
+        delimiter = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
+    csv.field_size_limit(MAX_FIELD_BYTES)
+    reader = csv.reader(_decoded_lines(path), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise IngestError(f"line 1: {exc}") from None
+    if not header or all(not h.strip() for h in header):
+        raise IngestError("the first line must be a header naming the columns")
+    header = [h.strip() for h in header]
+    if len(header) > MAX_COLUMNS:
+        raise IngestError(f"{len(header)} columns; at most {MAX_COLUMNS} are supported")
+    if len(header) < 2:
+        raise IngestError("need at least one feature column and a label column (is the delimiter right?)")
+    for i, name in enumerate(header):
+        if not name:
+            raise IngestError(f"column {i + 1} has an empty name in the header")
+    dupes = {h for h in header if header.count(h) > 1}
+    if dupes:
+        raise IngestError(f"duplicate column names: {', '.join(sorted(dupes))}")
+    rows: list[list[str]] = []
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not c.strip() for c in row):
+                continue  # blank lines are harmless
+            if len(row) != len(header):
+                raise IngestError(f"line {line}: {len(row)} fields, but the header has {len(header)}")
+            rows.append([c.strip() for c in row])
+            if len(rows) > MAX_ROWS:
+                raise IngestError(f"more than {MAX_ROWS} rows")
+    except csv.Error as exc:
+        raise IngestError(f"line {reader.line_num}: {exc}") from None
+    if not rows:
+        raise IngestError("the file has a header but no data rows")
+    return header, rows
+
+
+def ingest_csv(
+    source: Path,
+    out_dir: Path,
+    *,
+    label_column: str | None = None,
+    task: str | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> dict:
+    """Validate `source` and write the cache into `out_dir` (which must not exist). Returns info."""
+    header, rows = read_table(Path(source))
+    label = label_column or header[-1]
+    if label not in header:
+        raise IngestError(f"label column {label!r} does not exist; columns are: {', '.join(header)}")
+    li = header.index(label)
+    feature_cols = [h for h in header if h != label]
+    n = len(rows)
+
+    labels_raw = [r[li] for r in rows]
+    for i, v in enumerate(labels_raw):
+        if v == "":
+            raise IngestError(f"line {i + 2}: the label ({label!r}) is empty")
+    numeric_label = all(_is_number(v) for v in labels_raw)
+    if task is None:
+        if not numeric_label:
+            task = "classification"
+        else:
+            values = {float(v) for v in labels_raw}
+            integral = all(v.is_integer() for v in values)
+            task = "classification" if integral and len(values) <= CLASSIFICATION_MAX_INT_LABELS else "regression"
+    if task not in {"classification", "regression"}:
+        raise IngestError(f"unknown task {task!r}: use classification or regression")
+    if task == "regression" and not numeric_label:
+        bad = next(i for i, v in enumerate(labels_raw) if not _is_number(v))
+        raise IngestError(f"line {bad + 2}: label {labels_raw[bad]!r} is not a number (needed for regression)")
+
+    # Features: numeric columns as they are, string columns one-hot encoded.
+    columns: list[np.ndarray] = []
+    feature_names: list[str] = []
+    categorical: dict[str, list[str]] = {}
+    for name in feature_cols:
+        ci = header.index(name)
+        cells = [r[ci] for r in rows]
+        for i, c in enumerate(cells):
+            if c == "":
+                raise IngestError(f"line {i + 2}, column {name!r}: empty value (fill or drop missing values)")
+        if all(_is_number(c) for c in cells):
+            columns.append(np.asarray([float(c) for c in cells], dtype=np.float64))
+            feature_names.append(name)
+        else:
+            values = sorted(set(cells))
+            if len(values) > MAX_CATEGORIES:
+                first_bad = next(i for i, c in enumerate(cells) if not _is_number(c))
+                raise IngestError(
+                    f"column {name!r} is not numeric (line {first_bad + 2}: {cells[first_bad]!r}) and has "
+                    f"{len(values)} distinct values; at most {MAX_CATEGORIES} are one-hot encoded"
+                )
+            categorical[name] = values
+            index = {v: k for k, v in enumerate(values)}
+            codes = np.asarray([index[c] for c in cells])
+            for k, v in enumerate(values):
+                columns.append((codes == k).astype(np.float64))
+                feature_names.append(f"{name}={v}")
+    X = np.stack(columns, axis=1)
+
+    class_names: list[str] = []
+    if task == "classification":
+        if numeric_label and all(float(v).is_integer() for v in labels_raw):
+            keys = sorted({int(float(v)) for v in labels_raw})
+            class_names = [str(k) for k in keys]
+            lookup = {str(k): i for i, k in enumerate(keys)}
+            y = np.asarray([lookup[str(int(float(v)))] for v in labels_raw], dtype=np.int64)
+        else:
+            class_names = sorted(set(labels_raw))
+            lookup = {c: i for i, c in enumerate(class_names)}
+            y = np.asarray([lookup[v] for v in labels_raw], dtype=np.int64)
+        if len(class_names) < 2:
+            raise IngestError(f"the label column {label!r} has a single class ({class_names[0]!r}); need at least two")
+        if len(class_names) > MAX_CLASSES:
+            raise IngestError(f"{len(class_names)} classes; at most {MAX_CLASSES} are supported")
+    else:
+        y = np.asarray([float(v) for v in labels_raw], dtype=np.float32)
+
+    if not 0.0 < val_fraction < 1.0:
+        raise IngestError("the validation fraction must be between 0 and 1")
+    n_val = max(1, round(n * val_fraction))
+    if n - n_val < 1:
+        raise IngestError(f"only {n} rows: too few to split into training and validation")
+    perm = np.random.default_rng(seed).permutation(n)
+    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+
+    mean = X[train_idx].mean(axis=0)
+    std = X[train_idx].std(axis=0)
+    std[std < 1e-12] = 1.0
+    Xn = ((X - mean) / std).astype(np.float32)
+
+    info: dict = {
+        "kind": "tabular",
+        "task": task,
+        "label_column": label,
+        "columns": header,
+        "feature_names": feature_names,
+        "categorical": categorical,
+        "input_shape": [len(feature_names)],
+        "num_rows": n,
+        "num_columns": len(header),
+        "num_train": int(len(train_idx)),
+        "num_val": int(len(val_idx)),
+        "val_fraction": val_fraction,
+        "split_seed": seed,
+        "normalization": {"mean": mean.tolist(), "std": std.tolist()},
+        "preview": {"header": header, "rows": rows[:10]},
+    }
+    if task == "classification":
+        counts = np.bincount(y, minlength=len(class_names))
+        info.update(
+            classes=class_names,
+            num_classes=len(class_names),
+            num_outputs=len(class_names),
+            class_counts={c: int(k) for c, k in zip(class_names, counts)},
+        )
+    else:
+        y_mean, y_std = float(y[train_idx].mean()), float(y[train_idx].std()) or 1.0
+        info.update(num_outputs=1, target_normalization={"mean": y_mean, "std": y_std})
+
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for name, arr in {
+            "X_train": Xn[train_idx],
+            "X_val": Xn[val_idx],
+            "y_train": y[train_idx],
+            "y_val": y[val_idx],
+        }.items():
+            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+        (tmp / "info.json").write_text(json.dumps(info))
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return info
+
+
+def sniff_upload(path: Path, filename: str) -> None:
+    """Cheap checks done in the web request, before anything is queued."""
+    suffix = Path(filename).suffix.lower()
+    if suffix not in {".csv", ".tsv", ".tab", ".txt"}:
+        raise IngestError(f"{filename}: unsupported file type {suffix or '(none)'}; upload a .csv or .tsv file")
+    if Path(path).stat().st_size == 0:
+        raise IngestError(f"{filename}: the file is empty")
+    with open(path, "rb") as f:
+        head = f.read(64 * 1024)
+    if b"\x00" in head:
+        raise IngestError(f"{filename}: contains NUL bytes; this looks like a binary file, not CSV")
+    if head.startswith(b"PK\x03\x04"):
+        raise IngestError(f"{filename}: this is a ZIP archive, not a CSV file")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        cut_at_boundary = exc.reason == "unexpected end of data" and len(head) == 64 * 1024
+        if not cut_at_boundary:
+            raise IngestError(
+                f"{filename}: not valid UTF-8 (byte 0x{head[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+            ) from None

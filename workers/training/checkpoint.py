@@ -1,0 +1,57 @@
+"""Atomic, verified checkpoints: temp file + fsync + os.replace, the last two kept."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+KEEP = 2
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Checkpointer:
+    def __init__(self, directory: str | Path):
+        self.dir = Path(directory)
+
+    def paths(self) -> list[Path]:
+        """Existing checkpoints, newest first."""
+        if not self.dir.exists():
+            return []
+        return sorted(self.dir.glob("ckpt-*.pt"), reverse=True)
+
+    def save(self, state: dict, epoch: int) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        final = self.dir / f"ckpt-{epoch:06d}.pt"
+        tmp = self.dir / f".{final.name}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(self.dir)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # ENOSPC and friends: the previous checkpoint stays intact
+            raise
+        for old in self.paths()[KEEP:]:
+            old.unlink(missing_ok=True)
+        return final
+
+    def load_latest(self, map_location) -> dict | None:
+        """The newest checkpoint that loads; a corrupt one falls back to the older one."""
+        for path in self.paths():
+            try:
+                # weights_only=True: never unpickle arbitrary objects from disk.
+                return torch.load(path, map_location=map_location, weights_only=True)
+            except Exception:  # noqa: BLE001 - a torn or corrupt file: try the previous one
+                continue
+        return None

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Everything one training run needs, as plain data (built from a Job row by the task)."""
+
+    architecture: str
+    model_config: dict
+    train_config: dict
+    dataset_dir: str
+    output_dir: str
+    device: str = "auto"  # "auto" picks CUDA when present
+    log_interval: float = 0.5  # seconds between train-metric reads (one host sync each)
+    num_samples: int = 8
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    status: str  # "succeeded" | "cancelled"
+    metrics: dict
+    artifacts: list[str]  # file names under output_dir/artifacts
+    epochs_completed: int = 0
