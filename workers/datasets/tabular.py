@@ -242,26 +242,3 @@ def ingest_csv(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return info
-
-
-def sniff_upload(path: Path, filename: str) -> None:
-    """Cheap checks done in the web request, before anything is queued."""
-    suffix = Path(filename).suffix.lower()
-    if suffix not in {".csv", ".tsv", ".tab", ".txt"}:
-        raise IngestError(f"{filename}: unsupported file type {suffix or '(none)'}; upload a .csv or .tsv file")
-    if Path(path).stat().st_size == 0:
-        raise IngestError(f"{filename}: the file is empty")
-    with open(path, "rb") as f:
-        head = f.read(64 * 1024)
-    if b"\x00" in head:
-        raise IngestError(f"{filename}: contains NUL bytes; this looks like a binary file, not CSV")
-    if head.startswith(b"PK\x03\x04"):
-        raise IngestError(f"{filename}: this is a ZIP archive, not a CSV file")
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        cut_at_boundary = exc.reason == "unexpected end of data" and len(head) == 64 * 1024
-        if not cut_at_boundary:
-            raise IngestError(
-                f"{filename}: not valid UTF-8 (byte 0x{head[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
-            ) from None

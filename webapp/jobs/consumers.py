@@ -1,0 +1,42 @@
+"""Websocket `ws/jobs/<id>/`: live events of one job, with replay from a sequence number."""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.http import Http404
+
+from webapp.jobs.access import get_job_for_user
+from webapp.jobs.events import events_after, group_name
+
+
+class JobConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_active:
+            await self.close(code=4401)
+            return
+        try:
+            self.job = await database_sync_to_async(get_job_for_user)(user, self.scope["url_route"]["kwargs"]["pk"])
+        except Http404:
+            await self.close(code=4404)
+            return
+        self.group = group_name(self.job.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code):
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        """`{"after": n}`: send the stored events numbered above n (replay / gap fill)."""
+        try:
+            after = max(0, int(content.get("after", 0)))
+        except (TypeError, ValueError, AttributeError):
+            return
+        events = await database_sync_to_async(events_after)(self.job, after)
+        await self.send_json({"type": "events", "events": events, "replay": True})
+
+    async def job_events(self, message):
+        await self.send_json({"type": "events", "events": message["events"]})

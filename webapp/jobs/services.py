@@ -1,0 +1,137 @@
+"""Every change of a job's state goes through these verbs; each also tells the browsers."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+import models_zoo
+from models_zoo.hparams import TrainConfig
+from models_zoo.schema import ConfigError, to_json, validate
+from webapp import celery
+from webapp.datasets.models import Dataset
+from webapp.jobs.events import append_events
+from webapp.jobs.models import Artifact, Job
+
+
+@dataclass
+class SubmitError(Exception):
+    errors: dict[str, str]
+
+    def __str__(self) -> str:
+        return "; ".join(f"{k}: {v}" for k, v in self.errors.items())
+
+
+def validate_job_request(dataset: Dataset | None, architecture: str, model_config: dict | None,
+                         train_config: dict | None) -> tuple[dict, dict]:
+    """Check a job request the same way for the form and the API; returns clean JSON configs."""
+    errors: dict[str, str] = {}
+    if dataset is None:
+        errors["dataset"] = "choose a dataset"
+    elif not dataset.is_ready:
+        errors["dataset"] = f"dataset {dataset.name!r} is {dataset.status}, not ready"
+    clean_model, clean_train = {}, {}
+    try:
+        entry = models_zoo.get(architecture)
+    except ConfigError as exc:
+        errors.update(exc.errors)
+        entry = None
+    if entry is not None:
+        if dataset is not None and dataset.kind not in entry.kinds:
+            errors["architecture"] = f"{entry.label} does not accept {dataset.get_kind_display()} datasets"
+        try:
+            clean_model = to_json(entry.validate(model_config))
+        except ConfigError as exc:
+            errors.update({f"model_config.{k}": v for k, v in exc.errors.items()})
+    try:
+        clean_train = to_json(validate(TrainConfig, train_config))
+    except ConfigError as exc:
+        errors.update({f"train_config.{k}": v for k, v in exc.errors.items()})
+    if errors:
+        raise SubmitError(errors)
+    return clean_model, clean_train
+
+
+def submit_job(user, dataset: Dataset | None, architecture: str, model_config: dict | None = None,
+               train_config: dict | None = None, name: str = "") -> Job:
+    clean_model, clean_train = validate_job_request(dataset, architecture, model_config, train_config)
+    name = (name or "").strip()[:200] or f"{architecture} on {dataset.name}"
+    with transaction.atomic():
+        job = Job.objects.create(owner=user, dataset=dataset, name=name, architecture=architecture,
+                                 model_config=clean_model, train_config=clean_train)
+        append_events(job.pk, [("status", {"status": Job.Status.QUEUED})])
+        transaction.on_commit(lambda: celery.send(celery.TRAIN_TASK, str(job.pk)))
+    return job
+
+
+def cancel_job(job: Job) -> Job:
+    """A queued job is cancelled at once; a running one is asked to stop at a step boundary."""
+    now = timezone.now()
+    with transaction.atomic():
+        if Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+            status=Job.Status.CANCELLED, cancel_requested=True, finished_at=now
+        ):
+            append_events(job.pk, [("status", {"status": Job.Status.CANCELLED})])
+        elif Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, cancel_requested=False).update(
+            cancel_requested=True
+        ):
+            append_events(job.pk, [("log", {"level": "info", "text": "cancel requested"})])
+    job.refresh_from_db()
+    return job
+
+
+def claim_job(job_id, worker_name: str) -> Job | None:
+    """queued → running, atomically: a duplicate delivery of the same job gets None."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, cancel_requested=False).update(
+            status=Job.Status.RUNNING, worker_name=worker_name, attempts=F("attempts") + 1,
+            started_at=now, heartbeat_at=now,
+        )
+        if not claimed:
+            return None
+        append_events(job_id, [("status", {"status": Job.Status.RUNNING, "worker": worker_name})])
+    return Job.objects.select_related("dataset").get(pk=job_id)
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def finish_job(job_id, status: str, *, error: str = "", metrics: dict | None = None,
+               artifacts: list[str] = ()) -> None:
+    """Record the end of a run: final status, metrics, artifacts (with sha256), one status event."""
+    job = Job.objects.get(pk=job_id)
+    rows = []
+    for name in artifacts:
+        path = job.directory / "artifacts" / name
+        rows.append(Artifact(job=job, name=name, size_bytes=path.stat().st_size, sha256=file_sha256(path)))
+    with transaction.atomic():
+        Artifact.objects.filter(job=job).delete()
+        Artifact.objects.bulk_create(rows)
+        updates = {"status": status, "error": error[:10_000], "finished_at": timezone.now(), "eta_seconds": None}
+        if metrics:
+            updates["metrics"] = dict(metrics)
+        event = {"status": status}
+        if error:
+            event["error"] = error[:10_000]
+        append_events(job_id, [("status", event)], **updates)
+
+
+def delete_job(job: Job) -> bool:
+    """Delete a finished job with its files; running or queued jobs must be cancelled first."""
+    if not job.is_final:
+        return False
+    directory = job.directory
+    job.delete()
+    shutil.rmtree(directory, ignore_errors=True)
+    return True

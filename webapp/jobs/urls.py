@@ -1,0 +1,13 @@
+from django.urls import path
+
+from webapp.jobs import views
+
+app_name = "jobs"
+urlpatterns = [
+    path("", views.job_list, name="list"),
+    path("new/", views.job_new, name="new"),
+    path("<uuid:pk>/", views.job_detail, name="detail"),
+    path("<uuid:pk>/cancel/", views.job_cancel, name="cancel"),
+    path("<uuid:pk>/delete/", views.job_delete, name="delete"),
+    path("<uuid:pk>/artifacts/<str:name>", views.artifact_download, name="artifact"),
+]

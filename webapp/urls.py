@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from webapp.accounts.urls import auth_urlpatterns
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="jobs:list"), name="home"),
+    *auth_urlpatterns,
+    path("account/", include("webapp.accounts.urls")),
+    path("datasets/", include("webapp.datasets.urls")),
+    path("jobs/", include("webapp.jobs.urls")),
+    path("api/", include("webapp.api.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,132 @@
+"""The Reporter: turns training callbacks into numbered job events, off the training thread.
+
+Hooks only append to an in-memory buffer (no I/O on the training thread). A flusher thread,
+every `flush_seconds`, stores the buffered events in one transaction (bulk insert with the
+next sequence numbers, plus the job's progress fields), publishes them to `job.<id>`, and
+reads the job's cancel flag, setting `control.should_stop` when a user asked to cancel.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from webapp.jobs.events import append_events
+from webapp.jobs.models import Job, JobEvent
+from workers.training.callbacks import Callback, Control, TrainState
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 0.5  # seconds between progress events
+
+
+class Reporter(Callback):
+    def __init__(self, job_id, flush_seconds: float | None = None):
+        self.job_id = job_id
+        self.control = Control()
+        self.flush_seconds = flush_seconds or settings.TRAINYARD_EVENT_FLUSH_SECONDS
+        self._buffer: list[tuple[str, dict]] = []
+        self._lock = threading.Lock()
+        self._progress: dict | None = None
+        self._last_progress = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"reporter-{job_id}", daemon=True)
+        # After a restart the run replays steps since its checkpoint; metric points the page
+        # already has are not sent twice.
+        last = (
+            JobEvent.objects.filter(job_id=job_id, kind="metric").order_by("-seq").values_list("data", flat=True).first()
+        )
+        self._replay_until = int(last["step"]) if last else -1
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> Reporter:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the flusher and write whatever is still buffered."""
+        self._stop.set()
+        self._thread.join()
+        self.flush()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.flush_seconds):
+                try:
+                    self.flush()
+                except Exception:  # noqa: BLE001 - keep training; the next flush retries
+                    log.exception("reporter flush failed for job %s", self.job_id)
+                    close_old_connections()
+        finally:
+            connection.close()
+
+    def flush(self) -> None:
+        with self._lock:
+            events, self._buffer = self._buffer, []
+            progress, self._progress = self._progress, None
+        updates = {"heartbeat_at": timezone.now()}
+        if progress:
+            updates.update(epoch=progress["epoch"], step=progress["step"], total_steps=progress["total_steps"],
+                           eta_seconds=progress["eta_seconds"])
+            events.append(("progress", progress))
+        try:
+            append_events(self.job_id, events, **updates)
+        except Exception:
+            with self._lock:  # keep the events for the next flush: nothing is lost
+                self._buffer[:0] = [e for e in events if e[0] != "progress"]
+            raise
+        if Job.objects.filter(pk=self.job_id, cancel_requested=True).exists():
+            self.control.should_stop = True
+
+    def emit(self, kind: str, data: dict) -> None:
+        with self._lock:
+            self._buffer.append((kind, data))
+
+    # -- callback hooks (training thread: cheap only) -----------------------------------
+    def _set_progress(self, state: TrainState) -> None:
+        eta = state.eta_seconds()
+        with self._lock:
+            self._progress = {
+                "epoch": state.epoch,
+                "epochs": state.epochs,
+                "step": state.step,
+                "total_steps": state.total_steps,
+                "eta_seconds": round(eta, 1) if eta is not None else None,
+                "samples_seen": state.samples_seen,
+            }
+
+    def on_train_begin(self, state, control):
+        self._set_progress(state)
+
+    def on_step_end(self, state, control):
+        now = time.monotonic()
+        if now - self._last_progress >= PROGRESS_EVERY:
+            self._last_progress = now
+            self._set_progress(state)
+
+    def on_log(self, state, control, split, values):
+        if state.step <= self._replay_until:
+            return
+        self.emit("metric", {"split": split, "step": state.step,
+                             "epoch": round(state.step / max(state.steps_per_epoch, 1), 4), "values": values})
+
+    def on_eval(self, state, control, metrics):
+        if "confusion" in metrics:
+            self.emit("confusion", {"epoch": state.epoch, "matrix": metrics["confusion"]})
+
+    def on_samples(self, state, control, samples):
+        self.emit("samples", {"epoch": state.epoch, "items": samples})
+
+    def on_message(self, state, control, level, text):
+        self.emit("log", {"level": level, "text": text})
+
+    def on_epoch_end(self, state, control):
+        self._set_progress(state)
+
+    def on_train_end(self, state, control, status):
+        self._set_progress(state)

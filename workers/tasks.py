@@ -1,0 +1,71 @@
+"""Celery tasks: thin adapters between job rows and the training / ingest code."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import traceback
+from pathlib import Path
+
+from webapp.celery import INGEST_TASK, TRAIN_TASK, app
+from webapp.datasets import services as dataset_services
+from webapp.datasets.models import Dataset
+from webapp.jobs import services
+from workers import registry
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name=TRAIN_TASK, bind=True)
+def train_job(self, job_id: str) -> str:
+    job = services.claim_job(job_id, self.request.hostname or "worker")
+    if job is None:
+        return "not claimed"  # cancelled, finished or already running elsewhere
+    from workers.training import TrainSpec, run  # torch is imported in the worker only
+
+    registry.set_current_job(self.request.hostname, job.pk)
+    spec = TrainSpec(job.architecture, job.model_config, job.train_config,
+                     dataset_dir=str(job.dataset.directory), output_dir=str(job.directory))
+    from workers.reporter import Reporter
+
+    reporter = Reporter(job.pk).start()
+    status, error, result = "failed", "", None
+    try:
+        result = run(spec, [reporter], reporter.control)
+        status = result.status
+    except Exception as exc:  # noqa: BLE001 - any failure becomes the job's readable error
+        error = f"{type(exc).__name__}: {exc}"
+        reporter.emit("log", {"level": "error", "text": traceback.format_exc()[-5000:]})
+    finally:
+        reporter.close()
+        registry.set_current_job(self.request.hostname, None)
+    services.finish_job(job.pk, status, error=error, metrics=result.metrics if result else None,
+                        artifacts=result.artifacts if result else [])
+    return status
+
+
+@app.task(name=INGEST_TASK)
+def ingest_dataset(dataset_id: str) -> str:
+    from workers.datasets.tabular import IngestError, ingest_csv
+
+    ds = Dataset.objects.filter(pk=dataset_id, status=Dataset.Status.INGESTING).first()
+    if ds is None:
+        return "gone"
+    opts = ds.options or {}
+    try:
+        info = ingest_csv(ds.upload_path, ds.directory, label_column=opts.get("label_column"),
+                          task=opts.get("task"), val_fraction=opts.get("val_fraction", 0.2), seed=opts.get("seed", 0))
+    except IngestError as exc:
+        dataset_services.mark_failed(ds.pk, f"{ds.original_filename}: {exc}")
+        ds.upload_path.unlink(missing_ok=True)
+        return "failed"
+    except Exception as exc:
+        shutil.rmtree(ds.directory, ignore_errors=True)
+        ds.upload_path.unlink(missing_ok=True)
+        dataset_services.mark_failed(ds.pk, f"{ds.original_filename}: internal error while reading the file ({exc})")
+        raise
+    # Keep the original next to its cache; training never reads it.
+    shutil.move(ds.upload_path, ds.directory / ("source" + Path(ds.original_filename).suffix.lower()))
+    dataset_services.mark_ready(ds.pk, info)
+    return "ready"
+

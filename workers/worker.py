@@ -1,0 +1,37 @@
+"""Celery worker entry point: `celery -A workers.worker worker -Q train,ingest --concurrency 1`.
+
+Loads Django, registers the tasks, and registers the worker process with a heartbeat.
+"""
+
+from __future__ import annotations
+
+import django
+from celery.signals import worker_ready, worker_shutdown
+
+from webapp.celery import app
+
+django.setup()
+
+from workers import registry, tasks  # noqa: E402,F401 - registers the tasks
+
+_heartbeat: registry.Heartbeat | None = None
+
+
+@worker_ready.connect
+def _on_ready(sender, **kwargs):
+    global _heartbeat
+    name = sender.hostname
+    queues = [q.name for q in sender.app.amqp.queues.consume_from.values()]
+    registry.register(name, queues)
+    _heartbeat = registry.Heartbeat(name)
+    _heartbeat.start()
+
+
+@worker_shutdown.connect
+def _on_shutdown(sender, **kwargs):
+    if _heartbeat is not None:
+        _heartbeat.stopped.set()
+        registry.set_offline(_heartbeat.worker_name)
+
+
+__all__ = ["app"]
