@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+
+from tests.stack import Stack
+
+
+@pytest.fixture
+def alice(db):
+    return User.objects.create_user("alice", "alice@example.com", "pw-alice-123")
+
+
+@pytest.fixture
+def bob(db):
+    return User.objects.create_user("bob", "bob@example.com", "pw-bob-123")
+
+
+@pytest.fixture
+def charlie(db):
+    return User.objects.create_user("charlie", "charlie@example.com", "pw-charlie-123")
+
+
+@pytest.fixture
+def staff(db):
+    return User.objects.create_user("root", "root@example.com", "pw-root-123", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def sent_tasks(monkeypatch):
+    """Unit tests of the web tier record the Celery tasks they would send (the real broker
+    is exercised by the integration tests)."""
+    sent: list[tuple] = []
+    monkeypatch.setattr("webapp.celery.send", lambda name, *args: sent.append((name, *args)))
+    return sent
+
+
+@pytest.fixture(scope="session")
+def stack():
+    s = Stack().start()
+    try:
+        yield s
+    except BaseException:
+        print(s.logs())
+        raise
+    finally:
+        s.close()

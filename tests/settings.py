@@ -1,0 +1,11 @@
+"""Settings for the pytest-django suite: a throwaway data dir, an in-memory channel layer."""
+
+import os
+import tempfile
+
+os.environ.setdefault("TRAINYARD_DATA_DIR", tempfile.mkdtemp(prefix="trainyard-test-"))
+
+from webapp.settings import *  # noqa: E402,F403
+
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user fixtures
