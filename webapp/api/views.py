@@ -53,15 +53,15 @@ class Api(APIView):
 
 
 class DatasetList(Api):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="datasets_list", responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response({"datasets": [d.to_dict() for d in datasets_for(request.user)[:1000]]})
 
     @extend_schema(request={"multipart/form-data": DatasetUpload}, responses={201: OpenApiTypes.OBJECT})
     def post(self, request):
+        d = request.data  # parses the body; the size check runs while streaming
         if getattr(request._request, "upload_too_large", False):
             return _error(upload_too_large_message(), status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-        d = request.data
         try:
             ds = dataset_services.create_dataset(
                 request.user, request.FILES.get("file"), name=d.get("name", ""), description=d.get("description", ""),
@@ -96,7 +96,7 @@ class ArchitectureList(Api):
 
 
 class JobList(Api):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="jobs_list", responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response({"jobs": [j.to_dict() for j in jobs_for(request.user).prefetch_related("artifacts")[:1000]]})
 

@@ -14,10 +14,11 @@ def dataset_list(request):
     ctx = {"datasets": datasets_for(request.user)[:500], "errors": [], "values": {}}
     if request.method == "POST":
         try:
+            uploaded = request.FILES.get("file")  # parses the body; the size check runs while streaming
             if getattr(request, "upload_too_large", False):
                 raise DatasetError(upload_too_large_message())
             ds = services.create_dataset(
-                request.user, request.FILES.get("file"), name=request.POST.get("name", ""),
+                request.user, uploaded, name=request.POST.get("name", ""),
                 description=request.POST.get("description", ""),
                 label_column=request.POST.get("label_column", ""),
                 val_fraction=request.POST.get("val_fraction"),

@@ -1,0 +1,43 @@
+"""Rows in the states the web tests need (no worker involved)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from webapp.datasets.models import Dataset
+from webapp.jobs.events import append_events
+from webapp.jobs.models import Artifact, Job
+from webapp.jobs.services import file_sha256
+
+
+def ready_dataset(owner, name="iris-like") -> Dataset:
+    ds = Dataset.objects.create(
+        owner=owner, name=name, original_filename=f"{name}.csv", size_bytes=100, status=Dataset.Status.READY,
+        info={"kind": "tabular", "task": "classification", "num_rows": 10, "num_columns": 3, "num_classes": 2,
+              "num_train": 8, "num_val": 2, "classes": ["a", "b"], "class_counts": {"a": 5, "b": 5},
+              "input_shape": [2], "num_outputs": 2, "label_column": "label",
+              "preview": {"header": ["x", "y", "label"], "rows": [["1", "2", "a"]]}},
+    )
+    ds.directory.mkdir(parents=True, exist_ok=True)
+    np.save(ds.directory / "X_train.npy", np.zeros((8, 2), dtype=np.float32))
+    return ds
+
+
+def finished_job(owner, dataset=None) -> Job:
+    dataset = dataset or ready_dataset(owner)
+    job = Job.objects.create(owner=owner, dataset=dataset, name="done", architecture="mlp",
+                             model_config={"hidden_sizes": [4]}, train_config={"epochs": 1},
+                             status=Job.Status.SUCCEEDED)
+    art = job.directory / "artifacts"
+    art.mkdir(parents=True, exist_ok=True)
+    (art / "config.json").write_text('{"architecture": "mlp"}')
+    Artifact.objects.create(job=job, name="config.json", size_bytes=23, sha256=file_sha256(art / "config.json"))
+    append_events(job.pk, [("status", {"status": "succeeded"}), ("metric", {"split": "val", "step": 1,
+                                                                          "values": {"loss": 0.5}})])
+    return job
+
+
+def running_job(owner, dataset=None) -> Job:
+    dataset = dataset or ready_dataset(owner)
+    return Job.objects.create(owner=owner, dataset=dataset, name="running", architecture="mlp",
+                              status=Job.Status.RUNNING, train_config={"epochs": 5})

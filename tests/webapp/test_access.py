@@ -1,0 +1,151 @@
+"""Access matrix: every URL pattern, for owner / other user / anonymous / staff.
+
+The walk covers the whole URL conf: a new view that is not listed here fails the test, so
+nobody adds an unchecked route by accident.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.authtoken.models import Token
+
+from tests.webapp.factories import finished_job, running_job
+
+# route name -> (object kind, whether the route changes state)
+OBJECT_ROUTES = {
+    "datasets:detail": "dataset",
+    "datasets:delete": "dataset",
+    "jobs:detail": "job",
+    "jobs:cancel": "job",
+    "jobs:delete": "job",
+    "jobs:artifact": "job",
+    "api:dataset": "dataset",
+    "api:job": "job",
+    "api:job-cancel": "job",
+    "api:job-events": "job",
+    "api:artifact": "job",
+}
+# Routes without an object id: must require login (pages redirect, API answers 401/403).
+LIST_ROUTES = {
+    "home", "accounts:profile", "accounts:token", "datasets:list", "jobs:list", "jobs:new",
+    "api:architectures", "api:datasets", "api:jobs",
+}
+PUBLIC_ROUTES = {"login", "logout", "api:schema"}
+
+
+def walk(patterns, prefix="", namespace=None):
+    for p in patterns:
+        if isinstance(p, URLResolver):
+            if p.namespace == "admin":
+                continue  # Django's admin has its own staff checks
+            ns = p.namespace or namespace
+            yield from walk(p.url_patterns, prefix + str(p.pattern), ns)
+        elif isinstance(p, URLPattern):
+            name = f"{namespace}:{p.name}" if namespace and p.name else p.name
+            yield name, prefix + str(p.pattern)
+
+
+def test_every_route_is_classified():
+    names = {name for name, _ in walk(get_resolver().url_patterns)}
+    unknown = names - set(OBJECT_ROUTES) - LIST_ROUTES - PUBLIC_ROUTES
+    assert not unknown, f"routes without an access rule in this test: {unknown}"
+
+
+def _url(route: str, pattern: str, obj) -> str:
+    path = "/" + pattern.replace("<uuid:pk>", str(obj.pk)).replace("<str:name>", "config.json")
+    return path
+
+
+@pytest.fixture
+def objects(alice):
+    job = finished_job(alice)
+    return {"job": job, "dataset": job.dataset}
+
+
+def _client(user, api=False):
+    c = Client()
+    if user is None:
+        return c
+    if api:
+        token, _ = Token.objects.get_or_create(user=user)
+        c.defaults["HTTP_AUTHORIZATION"] = f"Token {token.key}"
+    else:
+        c.force_login(user)
+    return c
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+def test_other_users_get_404_on_every_object_route(alice, bob, charlie, objects, method):
+    routes = {name: pat for name, pat in walk(get_resolver().url_patterns)}
+    for user in (bob, charlie):
+        for api in (False, True):
+            client = _client(user, api=api)
+            for name, kind in OBJECT_ROUTES.items():
+                if api and not name.startswith("api:"):
+                    continue  # pages take session auth only; a token there is anonymous
+                url = _url(name, routes[name], objects[kind])
+                resp = getattr(client, method)(url)
+                assert resp.status_code in (404, 405), (user.username, api, method, url, resp.status_code)
+    # Nothing was changed by those attempts.
+    objects["job"].refresh_from_db()
+    objects["dataset"].refresh_from_db()
+    assert objects["job"].status == "succeeded" and not objects["job"].cancel_requested
+
+
+@pytest.mark.django_db
+def test_anonymous_is_sent_to_login_or_refused(objects):
+    routes = {name: pat for name, pat in walk(get_resolver().url_patterns)}
+    client = Client()
+    for name in list(OBJECT_ROUTES) + sorted(LIST_ROUTES):
+        kind = OBJECT_ROUTES.get(name)
+        url = _url(name, routes[name], objects[kind]) if kind else "/" + routes[name]
+        resp = client.get(url)
+        if name.startswith("api:"):
+            assert resp.status_code in (401, 403), (url, resp.status_code)
+        else:
+            assert resp.status_code == 302 and "/accounts/login/" in resp["Location"], (url, resp.status_code)
+
+
+@pytest.mark.django_db
+def test_owner_and_staff_can_read_every_object_route(alice, staff, objects):
+    routes = {name: pat for name, pat in walk(get_resolver().url_patterns)}
+    read_routes = ["datasets:detail", "jobs:detail", "jobs:artifact", "api:dataset", "api:job", "api:job-events",
+                   "api:artifact"]
+    for user in (alice, staff):
+        for name in read_routes:
+            api = name.startswith("api:")
+            url = _url(name, routes[name], objects[OBJECT_ROUTES[name]])
+            resp = _client(user, api=api).get(url)
+            assert resp.status_code == 200, (user.username, url, resp.status_code)
+
+
+@pytest.mark.django_db
+def test_lists_show_only_own_objects_but_staff_sees_all(alice, bob, staff):
+    job = finished_job(alice)
+    for api_url, key in (("/api/jobs/", "jobs"), ("/api/datasets/", "datasets")):
+        assert _client(bob, api=True).get(api_url).json()[key] == []
+        assert len(_client(alice, api=True).get(api_url).json()[key]) == 1
+        assert len(_client(staff, api=True).get(api_url).json()[key]) == 1
+    assert job.name not in _client(bob).get("/jobs/").content.decode()
+    assert job.name in _client(alice).get("/jobs/").content.decode()
+
+
+@pytest.mark.django_db
+def test_other_user_cannot_cancel_a_running_job(alice, bob):
+    job = running_job(alice)
+    assert _client(bob).post(f"/jobs/{job.pk}/cancel/").status_code == 404
+    assert _client(bob, api=True).post(f"/api/jobs/{job.pk}/cancel/").status_code == 404
+    job.refresh_from_db()
+    assert not job.cancel_requested
+
+
+@pytest.mark.django_db
+def test_ids_are_uuids_and_malformed_ids_are_404(alice):
+    job = finished_job(alice)
+    assert len(str(job.pk)) == 36
+    c = _client(alice, api=True)
+    assert c.get("/api/jobs/123/").status_code == 404
+    assert c.get("/api/jobs/00000000-0000-0000-0000-000000000000/").status_code == 404

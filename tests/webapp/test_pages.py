@@ -1,0 +1,226 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from webapp.celery import INGEST_TASK, TRAIN_TASK
+from webapp.datasets.models import Dataset
+from webapp.jobs.models import Job, JobEvent
+from tests.webapp.factories import finished_job, ready_dataset, running_job
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client_alice(alice):
+    c = Client()
+    c.force_login(alice)
+    return c
+
+
+def leftover_uploads() -> list[str]:
+    dirs = [Path(settings.FILE_UPLOAD_TEMP_DIR), Path(settings.DATA_DIR) / "uploads"]
+    return [str(p) for d in dirs if d.exists() for p in d.iterdir()]
+
+
+def test_login_page_and_sign_in_rotates_session(alice):
+    c = Client()
+    assert c.get("/jobs/").status_code == 302
+    c.get("/accounts/login/")
+    before = c.cookies.get("sessionid")
+    r = c.post("/accounts/login/", {"username": "alice", "password": "pw-alice-123"})
+    assert r.status_code == 302
+    assert c.cookies["sessionid"].value != (before.value if before else None)
+    assert c.get("/jobs/").status_code == 200
+    r = c.post("/accounts/logout/")
+    assert c.get("/jobs/").status_code == 302
+
+
+def test_wrong_password_is_refused(alice):
+    r = Client().post("/accounts/login/", {"username": "alice", "password": "nope"})
+    assert r.status_code == 200 and b"match" in r.content and b'role="alert"' in r.content
+
+
+def test_upload_csv_queues_ingest(client_alice, alice, sent_tasks, django_capture_on_commit_callbacks):
+    data = b"a,b,label\n1,2,x\n3,4,y\n5,6,x\n"
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client_alice.post("/datasets/", {"file": SimpleUploadedFile("d.csv", data), "name": "mine"})
+    assert r.status_code == 302
+    ds = Dataset.objects.get(owner=alice)
+    assert ds.name == "mine" and ds.status == "ingesting" and ds.size_bytes == len(data)
+    assert sent_tasks == [(INGEST_TASK, str(ds.pk))]
+    assert ds.upload_path.read_bytes() == data
+
+
+@pytest.mark.parametrize("filename,content,message", [
+    ("d.exe", b"a,b\n1,2\n", "unsupported file type .exe"),
+    ("d.csv", b"", "the file is empty"),
+    ("d.csv", b"PK\x03\x04rest-of-zip", "ZIP archive"),
+    ("d.csv", b"a,b\n\x00\x01\x02", "NUL bytes"),
+    ("d.csv", b"a,b,label\n1,2,\xff\xfe\n", "not valid UTF-8"),
+])
+def test_bad_uploads_are_rejected_with_a_message_and_leave_nothing(client_alice, sent_tasks, filename, content,
+                                                                    message):
+    r = client_alice.post("/datasets/", {"file": SimpleUploadedFile(filename, content)})
+    assert r.status_code == 400
+    assert message in r.content.decode()
+    assert Dataset.objects.count() == 0 and sent_tasks == []
+    assert leftover_uploads() == []
+
+
+def test_oversize_upload_is_stopped_while_streaming(client_alice, settings, sent_tasks):
+    settings.MAX_UPLOAD_BYTES = 1024
+    r = client_alice.post("/datasets/", {"file": SimpleUploadedFile("big.csv", b"a,b\n" + b"1,2\n" * 2000)})
+    assert r.status_code == 400 and "upload limit" in r.content.decode()
+    assert Dataset.objects.count() == 0 and leftover_uploads() == []
+    api = Client()
+    api.force_login(Dataset._meta.apps.get_model("auth", "User").objects.get(username="alice"))
+    r = api.post("/api/datasets/", {"file": SimpleUploadedFile("big.csv", b"a,b\n" + b"1,2\n" * 2000)})
+    assert r.status_code == 413 and "upload limit" in r.json()["error"]
+    assert leftover_uploads() == []
+
+
+def test_dataset_page_shows_counts(client_alice, alice):
+    ds = ready_dataset(alice)
+    html = client_alice.get(f"/datasets/{ds.pk}/").content.decode()
+    assert 'id="stat-rows">10<' in html and 'id="stat-classes">2<' in html and 'id="stat-columns">3<' in html
+
+
+def test_delete_dataset_removes_files(client_alice, alice):
+    ds = ready_dataset(alice)
+    directory = ds.directory
+    assert directory.exists()
+    assert client_alice.post(f"/datasets/{ds.pk}/delete/").status_code == 302
+    assert not Dataset.objects.exists() and not directory.exists()
+
+
+def test_new_job_form_lists_mlp_settings(client_alice, alice):
+    ready_dataset(alice)
+    html = client_alice.get("/jobs/new/").content.decode()
+    for field in ("m_mlp__hidden_sizes", "m_mlp__activation", "m_mlp__dropout", "tc_epochs", "tc_batch_size",
+                  "tc_learning_rate", "tc_optimizer", "tc_seed"):
+        assert f'name="{field}"' in html
+    for opt in ("sgd", "sgd_momentum", "adam", "adamw", "rmsprop"):
+        assert f'value="{opt}"' in html
+
+
+def test_submit_job_from_form(client_alice, alice, sent_tasks, django_capture_on_commit_callbacks):
+    ds = ready_dataset(alice)
+    form = {"dataset": str(ds.pk), "architecture": "mlp", "m_mlp__hidden_sizes": "16, 8",
+            "m_mlp__activation": "gelu", "m_mlp__dropout": "0.1", "tc_epochs": "3", "tc_batch_size": "4",
+            "tc_learning_rate": "0.01", "tc_optimizer": "sgd_momentum", "tc_seed": "7"}
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client_alice.post("/jobs/new/", form)
+    job = Job.objects.get()
+    assert r.status_code == 302 and r["Location"] == f"/jobs/{job.pk}/"
+    assert job.model_config == {"hidden_sizes": [16, 8], "activation": "gelu", "dropout": 0.1, "norm": "none"}
+    assert job.train_config["optimizer"] == "sgd_momentum" and job.train_config["seed"] == 7
+    assert job.status == "queued" and sent_tasks == [(TRAIN_TASK, str(job.pk))]
+    assert list(JobEvent.objects.filter(job=job).values_list("seq", "kind")) == [(1, "status")]
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("tc_epochs", "0", "must be at least 1"),
+    ("tc_learning_rate", "fast", "must be a number"),
+    ("tc_optimizer", "adagrad", "must be one of"),
+    ("m_mlp__hidden_sizes", "16,x", "comma-separated list"),
+    ("m_mlp__dropout", "0.95", "at most 0.9"),
+])
+def test_bad_job_settings_are_rejected_and_nothing_is_queued(client_alice, alice, sent_tasks, field, value, message):
+    ds = ready_dataset(alice)
+    r = client_alice.post("/jobs/new/", {"dataset": str(ds.pk), "architecture": "mlp", field: value})
+    assert r.status_code == 400 and message in r.content.decode()
+    assert Job.objects.count() == 0 and sent_tasks == []
+
+
+def test_cannot_train_on_someone_elses_or_unready_dataset(client_alice, alice, bob, sent_tasks):
+    other = ready_dataset(bob)
+    r = client_alice.post("/jobs/new/", {"dataset": str(other.pk), "architecture": "mlp"})
+    assert r.status_code == 400 and Job.objects.count() == 0
+    mine = ready_dataset(alice)
+    Dataset.objects.filter(pk=mine.pk).update(status="ingesting")
+    r = client_alice.post("/jobs/new/", {"dataset": str(mine.pk), "architecture": "mlp"})
+    assert r.status_code == 400 and "not ready" in r.content.decode()
+
+
+def test_api_job_validation_errors(alice, sent_tasks):
+    ds = ready_dataset(alice)
+    c = Client()
+    c.force_login(alice)
+    r = c.post("/api/jobs/", {"dataset": str(ds.pk), "architecture": "nope"}, content_type="application/json")
+    assert r.status_code == 400 and "unknown architecture" in r.json()["errors"]["architecture"]
+    r = c.post("/api/jobs/", {"dataset": str(ds.pk), "architecture": "mlp", "train_config": {"epoch": 3}},
+               content_type="application/json")
+    assert r.json()["errors"] == {"train_config.epoch": "unknown setting"}
+    assert Job.objects.count() == 0 and sent_tasks == []
+
+
+def test_cancel_queued_and_running_jobs(client_alice, alice):
+    queued = Job.objects.create(owner=alice, dataset=ready_dataset(alice), name="q", architecture="mlp")
+    client_alice.post(f"/jobs/{queued.pk}/cancel/")
+    queued.refresh_from_db()
+    assert queued.status == "cancelled"
+    running = running_job(alice)
+    client_alice.post(f"/jobs/{running.pk}/cancel/")
+    running.refresh_from_db()
+    assert running.status == "running" and running.cancel_requested
+    done = finished_job(alice)
+    client_alice.post(f"/jobs/{done.pk}/cancel/")
+    done.refresh_from_db()
+    assert done.status == "succeeded" and not done.cancel_requested
+
+
+def test_download_verifies_checksum(client_alice, alice):
+    job = finished_job(alice)
+    r = client_alice.get(f"/jobs/{job.pk}/artifacts/config.json")
+    assert r.status_code == 200 and r["X-Content-Type-Options"] == "nosniff"
+    assert "attachment" in r["Content-Disposition"]
+    (job.directory / "artifacts" / "config.json").write_text("tampered")
+    assert client_alice.get(f"/jobs/{job.pk}/artifacts/config.json").status_code == 404
+
+
+def test_delete_running_job_is_refused(client_alice, alice):
+    job = running_job(alice)
+    client_alice.post(f"/jobs/{job.pk}/delete/")
+    assert Job.objects.filter(pk=job.pk).exists()
+    done = finished_job(alice)
+    directory = done.directory
+    client_alice.post(f"/jobs/{done.pk}/delete/")
+    assert not Job.objects.filter(pk=done.pk).exists() and not directory.exists()
+
+
+def test_api_token_page_creates_a_token_shown_once(client_alice, alice):
+    r = client_alice.post("/account/token/", follow=True)
+    html = r.content.decode()
+    assert 'id="api-token"' in html
+    assert 'id="api-token"' not in client_alice.get("/account/profile/").content.decode()
+
+
+def test_openapi_schema_is_served():
+    r = Client().get("/api/schema/")
+    assert r.status_code == 200
+    body = r.content.decode()
+    assert "/api/jobs/" in body and "/api/datasets/" in body and "openapi" in body
+
+
+def test_csrf_enforced_on_forms_and_session_api(alice):
+    c = Client(enforce_csrf_checks=True)
+    c.force_login(alice)
+    job = running_job(alice)
+    assert c.post(f"/jobs/{job.pk}/cancel/").status_code == 403
+    assert c.post(f"/api/jobs/{job.pk}/cancel/").status_code == 403
+    job.refresh_from_db()
+    assert not job.cancel_requested
+
+
+def test_security_headers(client_alice):
+    r = client_alice.get("/jobs/")
+    csp = r["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert r["X-Frame-Options"] == "DENY"
+    assert os.environ.get("TRAINYARD_DATA_DIR")

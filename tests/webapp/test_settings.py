@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from webapp.celery import app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_celery_is_configured_for_long_gpu_jobs():
+    conf = app.conf
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.worker_cancel_long_running_tasks_on_connection_loss is True
+    assert conf.task_serializer == "json" and conf.accept_content == ["json"] and conf.result_serializer == "json"
+    assert conf.broker_transport_options["visibility_timeout"] > settings.TRAINYARD_JOB_TIME_LIMIT
+    assert conf.task_time_limit == settings.TRAINYARD_JOB_TIME_LIMIT
+    assert conf.task_routes["trainyard.train_job"]["queue"] == "train"
+    assert conf.task_routes["trainyard.ingest_dataset"]["queue"] == "ingest"
+
+
+def _settings_in_subprocess(env: dict, expr: str) -> str:
+    code = f"import django, os; os.environ['DJANGO_SETTINGS_MODULE']='webapp.settings'; django.setup(); " \
+           f"from django.conf import settings as s; print({expr})"
+    full_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | env
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full_env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_default_database_is_sqlite_in_wal_mode_with_busy_timeout(tmp_path):
+    out = _settings_in_subprocess({"TRAINYARD_DATA_DIR": str(tmp_path)}, "s.DATABASES['default']")
+    assert "sqlite3" in out and "'timeout': 30" in out and "IMMEDIATE" in out and "journal_mode=WAL" in out
+    assert str(tmp_path) in out
+
+
+def test_database_url_selects_postgresql(tmp_path):
+    out = _settings_in_subprocess({"TRAINYARD_DATA_DIR": str(tmp_path),
+                                   "DATABASE_URL": "postgres://u:p@db.example:5433/trainyard"},
+                                  "s.DATABASES['default']['ENGINE'], s.DATABASES['default']['HOST']")
+    assert "postgresql" in out and "db.example" in out
+
+
+def test_env_settings_and_secret_key_file(tmp_path):
+    key = tmp_path / "key"
+    key.write_text("from-a-file-" + "x" * 50)
+    out = _settings_in_subprocess({"TRAINYARD_DATA_DIR": str(tmp_path), "SECRET_KEY_FILE": str(key),
+                                   "ALLOWED_HOSTS": "a.example,b.example", "DEBUG": "1",
+                                   "REDIS_URL": "redis://r.example:6380/2"},
+                                  "s.SECRET_KEY, s.ALLOWED_HOSTS, s.DEBUG, s.CELERY_BROKER_URL")
+    assert "from-a-file-" in out and "['a.example', 'b.example']" in out and "True" in out
+    assert "redis://r.example:6380/2" in out
+
+
+def test_generated_secret_key_persists_in_data_dir(tmp_path):
+    env = {"TRAINYARD_DATA_DIR": str(tmp_path), "SECRET_KEY": ""}
+    first = _settings_in_subprocess(env, "s.SECRET_KEY")
+    assert first == _settings_in_subprocess(env, "s.SECRET_KEY") and len(first) >= 50
+
+
+def test_argon2_first():
+    assert settings.PASSWORD_HASHERS[0].endswith("Argon2PasswordHasher") or "tests" in os.environ.get(
+        "DJANGO_SETTINGS_MODULE", "tests.settings")
+    from webapp import settings as prod
+
+    assert prod.PASSWORD_HASHERS[0].endswith("Argon2PasswordHasher")
+    assert "*" not in prod.ALLOWED_HOSTS
+
+
+@pytest.mark.parametrize("check_env", [{}])
+def test_check_deploy_passes_with_production_settings(tmp_path, check_env):
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {
+        "DJANGO_SETTINGS_MODULE": "webapp.settings", "TRAINYARD_DATA_DIR": str(tmp_path),
+        "SECRET_KEY": "prod-" + "k8Zq3vX9pL2mN7" * 5, "DEBUG": "0", "SECURE_SSL_REDIRECT": "1",
+        "SECURE_COOKIES": "1", "SECURE_HSTS_SECONDS": "31536000", "ALLOWED_HOSTS": "trainyard.example",
+    }
+    r = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
