@@ -1,0 +1,49 @@
+# Trainyard: `make run` brings the whole stack up, `make test` runs the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# PostgreSQL for the second test pass (skipped with a message when none answers).
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
+
+.PHONY: run test test-sqlite test-postgres chromium bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -r requirements-dev.txt
+	touch $(VENV)/.run-installed $@
+
+run: $(VENV)/.run-installed
+	$(BIN)/python manage.py runstack --host $(HOST) --port $(PORT)
+
+# Browser tests drive Debian's Chromium; install it when we may (root with apt), else they skip.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium is not installed: the browser (E2E) tests will be skipped"; fi; }
+
+test: test-sqlite test-postgres
+
+test-sqlite: $(VENV)/.dev-installed chromium
+	$(BIN)/python -m pytest
+
+test-postgres: $(VENV)/.dev-installed
+	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_TEST_URL)', connect_timeout=3).close()" 2>/dev/null; then \
+	  echo "== again on PostgreSQL ($(PG_TEST_URL)), without the browser tests"; \
+	  DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -m "not e2e" tests/webapp tests/integration; \
+	else echo "PostgreSQL does not answer at $(PG_TEST_URL): skipping the PostgreSQL pass"; fi
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
