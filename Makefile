@@ -43,7 +43,7 @@ test-postgres: $(VENV)/.dev-installed
 	else echo "PostgreSQL does not answer at $(PG_TEST_URL): skipping the PostgreSQL pass"; fi
 
 bench: $(VENV)/.dev-installed
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/train_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -40,7 +40,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(check, timeout: float, what: str) -> None:
+def wait_for(check, timeout: float, what: str, interval: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -48,7 +48,7 @@ def wait_for(check, timeout: float, what: str) -> None:
                 return
         except Exception:  # noqa: BLE001 - not up yet
             pass
-        time.sleep(0.1)
+        time.sleep(interval)
     raise TimeoutError(f"{what} did not come up within {timeout}s")
 
 
@@ -81,8 +81,8 @@ class Stack:
             TRAINYARD_EVENT_FLUSH_SECONDS="0.2",
             TRAINYARD_HEARTBEAT_SECONDS="2",
             PYTHONUNBUFFERED="1",
-            **(env or {}),
         )
+        self.env.update(env or {})
         self.tokens: dict[str, str] = {}
 
     # -- database ------------------------------------------------------------------------
@@ -197,7 +197,7 @@ class Stack:
         return result
 
     def wait_job(self, session: requests.Session, job_id: str, statuses=("succeeded", "failed", "cancelled"),
-                 timeout: float = 120) -> dict:
+                 timeout: float = 120, interval: float = 0.1) -> dict:
         result = {}
 
         def done():
@@ -207,7 +207,7 @@ class Stack:
                 return True
             return False
 
-        wait_for(done, timeout, f"job to reach {statuses}")
+        wait_for(done, timeout, f"job to reach {statuses}", interval)
         return result
 
 

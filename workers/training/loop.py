@@ -183,11 +183,16 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
         state.samples_seen = int(ckpt.get("samples_seen", 0))
         cbs.fire("on_message", state, control, "info", f"resumed from the checkpoint after epoch {state.epoch}")
     state.start_step = state.step
+    start_samples = state.samples_seen
 
     gen = torch.Generator().manual_seed(tc.seed + 1)
     sample_idx = torch.randperm(len(data.X_val), generator=gen)[: spec.num_samples].tolist()
 
     cbs.fire("on_train_begin", state, control)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    cbs.fire("on_message", state, control, "info", f"training on {device} ({where}), {n_train} training samples, "
+             f"{steps_per_epoch} steps per epoch")
+    loop_started = time.perf_counter()
     status = "succeeded"
     metrics: dict = dict(state.val_metrics)
     model.train()
@@ -257,10 +262,16 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
             status = "cancelled"
             break
 
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    train_seconds = time.perf_counter() - loop_started
+    trained = state.samples_seen - start_samples
     artifacts: list[str] = []
     if status == "succeeded":
         if not metrics:  # resumed after the last epoch had already finished
             metrics, _ = evaluate(model, data, max(tc.batch_size, 1024))
+        metrics = {**metrics, "samples_per_s": trained / train_seconds if train_seconds > 0 else 0.0,
+                   "train_seconds": train_seconds}
         artifacts = export_model(output_dir, spec, model, data.info, tc, metrics)
     cbs.fire("on_train_end", state, control, status)
     return TrainResult(status=status, metrics=metrics, artifacts=artifacts, epochs_completed=state.epoch)
