@@ -57,14 +57,17 @@ def bare(ds_dir: Path, train: dict, device: torch.device) -> float:
     for epoch in range(train["epochs"]):
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(epoch)).to(device)
         total = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
         for i in range(steps):
             idx = perm[i * bs : (i + 1) * bs]
-            loss = F.cross_entropy(model(data.X_train[idx]), data.y_train[idx])
+            out = model(data.X_train[idx])
+            loss = F.cross_entropy(out, data.y_train[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.detach()
-        total.item()
+            total += loss.detach()  # a careful loop tracks loss and accuracy on the device too
+            correct += (out.detach().argmax(1) == data.y_train[idx]).sum()
+        total.item(), correct.item()
         evaluate(model, data, max(bs, 1024))
     if device.type == "cuda":
         torch.cuda.synchronize()
