@@ -249,6 +249,10 @@ SPECTACULAR_SETTINGS = {
 # Reporter: how often the worker flushes buffered events (seconds).
 TRAINYARD_EVENT_FLUSH_SECONDS = float(env_str("TRAINYARD_EVENT_FLUSH_SECONDS", "0.25"))
 TRAINYARD_HEARTBEAT_SECONDS = env_int("TRAINYARD_HEARTBEAT_SECONDS", 5)
+# A running job whose worker has not written for this long is lost: it is requeued and resumes
+# from its last checkpoint on another worker, at most TRAINYARD_MAX_ATTEMPTS runs in all.
+TRAINYARD_JOB_LEASE_SECONDS = env_int("TRAINYARD_JOB_LEASE_SECONDS", 60)
+TRAINYARD_MAX_ATTEMPTS = env_int("TRAINYARD_MAX_ATTEMPTS", 3)
 
 LOGGING = {
     "version": 1,

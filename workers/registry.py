@@ -12,6 +12,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from webapp.cluster.models import Worker
+from webapp.jobs.services import requeue_lost_jobs
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,9 @@ class Heartbeat(threading.Thread):
             try:
                 close_old_connections()
                 heartbeat(self.worker_name)
+                # Every worker also watches for jobs whose worker died (F7); each moves once.
+                for job_id in requeue_lost_jobs():
+                    log.warning("requeued lost job %s", job_id)
             except Exception:  # noqa: BLE001 - a missed beat is not fatal
                 log.exception("heartbeat failed")
         connection.close()

@@ -18,19 +18,21 @@ log = logging.getLogger(__name__)
 
 @app.task(name=TRAIN_TASK, bind=True)
 def train_job(self, job_id: str) -> str:
-    job = services.claim_job(job_id, self.request.hostname or "worker")
+    worker = self.request.hostname or "worker"
+    job = services.claim_job(job_id, worker)
     if job is None:
-        return "not claimed"  # cancelled, finished or already running elsewhere
+        return "not claimed"  # cancelled, finished, out of attempts or running elsewhere
+    from workers.reporter import Reporter
     from workers.training import TrainSpec, run  # torch is imported in the worker only
 
-    registry.set_current_job(self.request.hostname, job.pk)
-    spec = TrainSpec(job.architecture, job.model_config, job.train_config,
-                     dataset_dir=str(job.dataset.directory), output_dir=str(job.directory))
-    from workers.reporter import Reporter
-
+    registry.set_current_job(worker, job.pk)
     reporter = Reporter(job.pk).start()
     status, error, result = "failed", "", None
     try:
+        if job.dataset is None:
+            raise FileNotFoundError("the job's dataset was deleted")
+        spec = TrainSpec(job.architecture, job.model_config, job.train_config,
+                         dataset_dir=str(job.dataset.directory), output_dir=str(job.directory))
         result = run(spec, [reporter], reporter.control)
         status = result.status
     except Exception as exc:  # noqa: BLE001 - any failure becomes the job's readable error
@@ -38,7 +40,7 @@ def train_job(self, job_id: str) -> str:
         reporter.emit("log", {"level": "error", "text": traceback.format_exc()[-5000:]})
     finally:
         reporter.close()
-        registry.set_current_job(self.request.hostname, None)
+        registry.set_current_job(worker, None)
     services.finish_job(job.pk, status, error=error, metrics=result.metrics if result else None,
                         artifacts=result.artifacts if result else [])
     return status

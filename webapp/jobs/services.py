@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import shutil
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 import models_zoo
@@ -86,17 +88,61 @@ def cancel_job(job: Job) -> Job:
 
 
 def claim_job(job_id, worker_name: str) -> Job | None:
-    """queued → running, atomically: a duplicate delivery of the same job gets None."""
+    """Take a job for this worker, atomically; None when it is not this worker's to run.
+
+    Claimable: a queued job; a running job that this same worker was running (its previous
+    process died and Celery redelivered the message; a worker runs one job at a time); a
+    running job whose lease expired. A job that has used up its attempts fails with the reason.
+    """
     now = timezone.now()
+    stale = now - timedelta(seconds=settings.TRAINYARD_JOB_LEASE_SECONDS)
+    claimable = (
+        Q(status=Job.Status.QUEUED)
+        | Q(status=Job.Status.RUNNING, worker_name=worker_name)
+        | Q(status=Job.Status.RUNNING, heartbeat_at__lt=stale)
+    )
     with transaction.atomic():
-        claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, cancel_requested=False).update(
-            status=Job.Status.RUNNING, worker_name=worker_name, attempts=F("attempts") + 1,
-            started_at=now, heartbeat_at=now,
-        )
-        if not claimed:
+        job = Job.objects.select_for_update().filter(claimable, pk=job_id).first()
+        if job is None:
             return None
-        append_events(job_id, [("status", {"status": Job.Status.RUNNING, "worker": worker_name})])
+        if job.cancel_requested:
+            _finish_in_transaction(job_id, Job.Status.CANCELLED, error="", metrics=None, rows=[])
+            return None
+        if job.attempts >= settings.TRAINYARD_MAX_ATTEMPTS:
+            _finish_in_transaction(job_id, Job.Status.FAILED, metrics=None, rows=[], error=(
+                f"gave up after {job.attempts} attempts: the worker running it was lost each time"))
+            return None
+        Job.objects.filter(pk=job_id).update(
+            status=Job.Status.RUNNING, worker_name=worker_name, attempts=F("attempts") + 1,
+            started_at=job.started_at or now, heartbeat_at=now,
+        )
+        append_events(job_id, [("status", {"status": Job.Status.RUNNING, "worker": worker_name,
+                                           "attempt": job.attempts + 1})])
     return Job.objects.select_related("dataset").get(pk=job_id)
+
+
+def requeue_lost_jobs() -> list:
+    """Running jobs whose worker stopped writing (killed, machine down) go back to the queue.
+
+    Safe to call from every worker at once: each job moves with a conditional UPDATE.
+    """
+    stale = timezone.now() - timedelta(seconds=settings.TRAINYARD_JOB_LEASE_SECONDS)
+    requeued = []
+    for job_id, worker in Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale).values_list(
+        "pk", "worker_name"
+    ):
+        with transaction.atomic():
+            if not Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, heartbeat_at__lt=stale).update(
+                status=Job.Status.QUEUED, heartbeat_at=timezone.now()
+            ):
+                continue
+            append_events(job_id, [
+                ("log", {"level": "warning", "text": f"worker {worker} stopped responding; job requeued"}),
+                ("status", {"status": Job.Status.QUEUED}),
+            ])
+            transaction.on_commit(lambda job_id=job_id: celery.send(celery.TRAIN_TASK, str(job_id)))
+        requeued.append(job_id)
+    return requeued
 
 
 def file_sha256(path) -> str:
@@ -110,21 +156,25 @@ def file_sha256(path) -> str:
 def finish_job(job_id, status: str, *, error: str = "", metrics: dict | None = None,
                artifacts: list[str] = ()) -> None:
     """Record the end of a run: final status, metrics, artifacts (with sha256), one status event."""
-    job = Job.objects.get(pk=job_id)
+    directory = Job(pk=job_id).directory / "artifacts"
     rows = []
     for name in artifacts:
-        path = job.directory / "artifacts" / name
-        rows.append(Artifact(job=job, name=name, size_bytes=path.stat().st_size, sha256=file_sha256(path)))
+        path = directory / name
+        rows.append(Artifact(job_id=job_id, name=name, size_bytes=path.stat().st_size, sha256=file_sha256(path)))
     with transaction.atomic():
-        Artifact.objects.filter(job=job).delete()
-        Artifact.objects.bulk_create(rows)
-        updates = {"status": status, "error": error[:10_000], "finished_at": timezone.now(), "eta_seconds": None}
-        if metrics:
-            updates["metrics"] = dict(metrics)
-        event = {"status": status}
-        if error:
-            event["error"] = error[:10_000]
-        append_events(job_id, [("status", event)], **updates)
+        _finish_in_transaction(job_id, status, error=error, metrics=metrics, rows=rows)
+
+
+def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | None, rows: list) -> None:
+    Artifact.objects.filter(job_id=job_id).delete()
+    Artifact.objects.bulk_create(rows)
+    updates = {"status": status, "error": error[:10_000], "finished_at": timezone.now(), "eta_seconds": None}
+    if metrics:
+        updates["metrics"] = dict(metrics)
+    event = {"status": status}
+    if error:
+        event["error"] = error[:10_000]
+    append_events(job_id, [("status", event)], **updates)
 
 
 def delete_job(job: Job) -> bool:
