@@ -85,7 +85,9 @@
     return (h ? h + "h " : "") + (h || m ? m + "m " : "") + sec + "s";
   }
 
+  let lastProgress = null;
   function onProgress(ev) {
+    lastProgress = ev;
     const bar = document.getElementById("job-progress");
     bar.value = ev.total_steps ? ev.step / ev.total_steps : 0;
     let text = "epoch " + ev.epoch + "/" + ev.epochs + " · step " + ev.step + "/" + ev.total_steps;
@@ -106,6 +108,7 @@
     const final = FINAL.includes(status);
     document.getElementById("cancel-form").hidden = final;
     document.getElementById("delete-form").hidden = !final;
+    if (final && lastProgress) onProgress(lastProgress); // drop the ETA
     if (status === "succeeded") loadArtifacts();
   }
 
