@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import pytest
@@ -141,3 +142,17 @@ def test_bad_upload_gets_a_clear_message_and_other_users_see_nothing(stack, tmp_
     assert bob.get(stack.url(f"/api/datasets/{ds['id']}/")).status_code == 404
     assert ds["id"] not in {d["id"] for d in bob.get(stack.url("/api/datasets/")).json()["datasets"]}
     assert stack.api("root").get(stack.url(f"/api/datasets/{ds['id']}/")).status_code == 200
+
+
+def test_failed_job_shows_its_error(stack, tmp_path):
+    api = stack.api("alice")
+    ds = upload(stack, api, tmp_path, "broken")
+    shutil.rmtree(stack.data_dir / "datasets" / ds["id"])  # the cache vanished from the shared disk
+    job_id = api.post(stack.url("/api/jobs/"), json={"dataset": ds["id"], "architecture": "mlp"}).json()["id"]
+    job = stack.wait_job(api, job_id)
+    assert job["status"] == "failed" and "FileNotFoundError" in job["error"] and "info.json" in job["error"]
+    page = login(stack, "alice", PASSWORD).get(stack.url(f"/jobs/{job_id}/")).text
+    assert 'id="job-error"' in page and "FileNotFoundError" in page
+    events = api.get(stack.url(f"/api/jobs/{job_id}/events/")).json()["events"]
+    assert events[-1]["kind"] == "status" and events[-1]["status"] == "failed" and events[-1]["error"]
+    assert any(e["kind"] == "log" and e["level"] == "error" for e in events)  # the traceback, for the user

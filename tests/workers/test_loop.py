@@ -168,3 +168,10 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert [p.name for p in (tmp_path / "ck").iterdir()] == ["ckpt-000001.pt"]
     assert ck.load_latest("cpu")["epoch"] == 1
+
+
+def test_batch_norm_with_a_trailing_single_sample_batch(tmp_path):
+    ds = dataset(tmp_path, n=400)  # 320 training rows: batch size 319 leaves one sample over
+    s = TrainSpec("mlp", {"hidden_sizes": [8], "norm": "batch"}, {"epochs": 2, "batch_size": 319}, str(ds),
+                  str(tmp_path / "job"))
+    assert run(s).status == "succeeded"

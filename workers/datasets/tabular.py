@@ -57,6 +57,13 @@ def _is_number(text: str) -> bool:
 
 def read_table(path: Path, delimiter: str | None = None) -> tuple[list[str], list[list[str]]]:
     """Parse a delimited file into (header, rows) with row-level error messages."""
+    header, rows, _ = _read_table(path, delimiter)
+    return header, rows
+
+
+def _read_table(path: Path, delimiter: str | None = None) -> tuple[list[str], list[list[str]], list[int]]:
+    """(header, rows, the file line on which each row starts): blank lines and quoted
+    newlines make row index and line number differ, and error messages name the line."""
     path = Path(path)
     if path.stat().st_size == 0:
         raise IngestError("the file is empty")
@@ -70,6 +77,7 @@ def read_table(path: Path, delimiter: str | None = None) -> tuple[list[str], lis
         raise IngestError(f"line 1: {exc}") from None
     if not header or all(not h.strip() for h in header):
         raise IngestError("the first line must be a header naming the columns")
+    prev_end = reader.line_num
     header = [h.strip() for h in header]
     if len(header) > MAX_COLUMNS:
         raise IngestError(f"{len(header)} columns; at most {MAX_COLUMNS} are supported")
@@ -82,21 +90,25 @@ def read_table(path: Path, delimiter: str | None = None) -> tuple[list[str], lis
     if dupes:
         raise IngestError(f"duplicate column names: {', '.join(sorted(dupes))}")
     rows: list[list[str]] = []
+    lines: list[int] = []
     try:
         for row in reader:
             line = reader.line_num
+            start = prev_end + 1
+            prev_end = line
             if not row or all(not c.strip() for c in row):
                 continue  # blank lines are harmless
             if len(row) != len(header):
                 raise IngestError(f"line {line}: {len(row)} fields, but the header has {len(header)}")
             rows.append([c.strip() for c in row])
+            lines.append(start)
             if len(rows) > MAX_ROWS:
                 raise IngestError(f"more than {MAX_ROWS} rows")
     except csv.Error as exc:
         raise IngestError(f"line {reader.line_num}: {exc}") from None
     if not rows:
         raise IngestError("the file has a header but no data rows")
-    return header, rows
+    return header, rows, lines
 
 
 def ingest_csv(
@@ -109,7 +121,7 @@ def ingest_csv(
     seed: int = 0,
 ) -> dict:
     """Validate `source` and write the cache into `out_dir` (which must not exist). Returns info."""
-    header, rows = read_table(Path(source))
+    header, rows, lines = _read_table(Path(source))
     label = label_column or header[-1]
     if label not in header:
         raise IngestError(f"label column {label!r} does not exist; columns are: {', '.join(header)}")
@@ -120,7 +132,7 @@ def ingest_csv(
     labels_raw = [r[li] for r in rows]
     for i, v in enumerate(labels_raw):
         if v == "":
-            raise IngestError(f"line {i + 2}: the label ({label!r}) is empty")
+            raise IngestError(f"line {lines[i]}: the label ({label!r}) is empty")
     numeric_label = all(_is_number(v) for v in labels_raw)
     if task is None:
         if not numeric_label:
@@ -133,7 +145,7 @@ def ingest_csv(
         raise IngestError(f"unknown task {task!r}: use classification or regression")
     if task == "regression" and not numeric_label:
         bad = next(i for i, v in enumerate(labels_raw) if not _is_number(v))
-        raise IngestError(f"line {bad + 2}: label {labels_raw[bad]!r} is not a number (needed for regression)")
+        raise IngestError(f"line {lines[bad]}: label {labels_raw[bad]!r} is not a number (needed for regression)")
 
     # Features: numeric columns as they are, string columns one-hot encoded.
     columns: list[np.ndarray] = []
@@ -144,7 +156,7 @@ def ingest_csv(
         cells = [r[ci] for r in rows]
         for i, c in enumerate(cells):
             if c == "":
-                raise IngestError(f"line {i + 2}, column {name!r}: empty value (fill or drop missing values)")
+                raise IngestError(f"line {lines[i]}, column {name!r}: empty value (fill or drop missing values)")
         if all(_is_number(c) for c in cells):
             columns.append(np.asarray([float(c) for c in cells], dtype=np.float64))
             feature_names.append(name)
@@ -153,7 +165,7 @@ def ingest_csv(
             if len(values) > MAX_CATEGORIES:
                 first_bad = next(i for i, c in enumerate(cells) if not _is_number(c))
                 raise IngestError(
-                    f"column {name!r} is not numeric (line {first_bad + 2}: {cells[first_bad]!r}) and has "
+                    f"column {name!r} is not numeric (line {lines[first_bad]}: {cells[first_bad]!r}) and has "
                     f"{len(values)} distinct values; at most {MAX_CATEGORIES} are one-hot encoded"
                 )
             categorical[name] = values

@@ -161,7 +161,10 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     data = load_cache(spec.dataset_dir, device)
     task = data.task
     n_train = len(data.X_train)
-    steps_per_epoch = math.ceil(n_train / tc.batch_size)
+    # A trailing batch of one sample is dropped: batch norm cannot train on it, and with a new
+    # shuffle every epoch each sample still takes part.
+    steps_per_epoch = max(1, n_train // tc.batch_size if n_train % tc.batch_size == 1 else
+                          math.ceil(n_train / tc.batch_size))
 
     # Model and optimizer.
     model = models_zoo.build_model(spec.architecture, spec.model_config, data.info).to(device)
