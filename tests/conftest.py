@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 
-from tests.stack import Stack
+from tests.stack import running_stack
 
 
 @pytest.fixture
@@ -37,11 +37,5 @@ def sent_tasks(monkeypatch):
 
 @pytest.fixture(scope="session")
 def stack():
-    s = Stack().start()
-    try:
+    with running_stack() as s:
         yield s
-    except BaseException:
-        print(s.logs())
-        raise
-    finally:
-        s.close()

@@ -4,6 +4,7 @@ DATABASE_URL points at one)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -209,6 +210,19 @@ class Stack:
 
         wait_for(done, timeout, f"job to reach {statuses}", interval)
         return result
+
+
+@contextlib.contextmanager
+def running_stack(env: dict | None = None):
+    """A started Stack, closed afterwards; its process logs are printed when the body fails."""
+    stack = Stack(env=env).start()
+    try:
+        yield stack
+    except BaseException:
+        print(stack.logs())
+        raise
+    finally:
+        stack.close()
 
 
 def write_separable_csv(path: Path, n: int = 400, seed: int = 0) -> Path:

@@ -7,21 +7,15 @@ import signal
 
 import pytest
 
-from tests.stack import Stack, wait_for, write_separable_csv
+from tests.stack import running_stack, wait_for, write_separable_csv
 
 pytestmark = pytest.mark.stack
 
 
 @pytest.fixture
 def own_stack():
-    s = Stack(env={"TRAINYARD_JOB_LEASE_SECONDS": "4", "TRAINYARD_HEARTBEAT_SECONDS": "1"}).start()
-    try:
+    with running_stack(env={"TRAINYARD_JOB_LEASE_SECONDS": "4", "TRAINYARD_HEARTBEAT_SECONDS": "1"}) as s:
         yield s
-    except BaseException:
-        print(s.logs())
-        raise
-    finally:
-        s.close()
 
 
 def test_sigkill_mid_job_resumes_from_checkpoint_on_another_worker(own_stack, tmp_path):

@@ -19,6 +19,13 @@ def datasets_for(user):
     return qs if user.is_staff else qs.filter(owner=user)
 
 
+def _get_for_user(queryset, model, pk):
+    try:
+        return queryset.get(pk=pk)
+    except (model.DoesNotExist, ValidationError, ValueError, TypeError):
+        raise Http404 from None
+
+
 def get_job_for_user(user, pk, write: bool = False) -> Job:
     """The job if `user` may see it, else Http404 (never 403, so ids leak nothing).
 
@@ -27,16 +34,11 @@ def get_job_for_user(user, pk, write: bool = False) -> Job:
     """
     if not user.is_authenticated:
         raise Http404
-    try:
-        return jobs_for(user).get(pk=pk)
-    except (Job.DoesNotExist, ValidationError, ValueError, TypeError):
-        raise Http404 from None
+    return _get_for_user(jobs_for(user), Job, pk)
 
 
 def get_dataset_for_user(user, pk, write: bool = False) -> Dataset:
+    """The dataset if `user` may see it, else Http404; same rule as jobs."""
     if not user.is_authenticated:
         raise Http404
-    try:
-        return datasets_for(user).get(pk=pk)
-    except (Dataset.DoesNotExist, ValidationError, ValueError, TypeError):
-        raise Http404 from None
+    return _get_for_user(datasets_for(user), Dataset, pk)
