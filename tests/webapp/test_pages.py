@@ -224,3 +224,20 @@ def test_security_headers(client_alice):
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert r["X-Frame-Options"] == "DENY"
     assert os.environ.get("TRAINYARD_DATA_DIR")
+
+
+def test_unreachable_broker_fails_the_job_and_dataset_with_a_reason(client_alice, alice, monkeypatch,
+                                                                    django_capture_on_commit_callbacks):
+    def down(*args):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr("webapp.celery.send", down)
+    ds = ready_dataset(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        client_alice.post("/jobs/new/", {"dataset": str(ds.pk), "architecture": "mlp"})
+    job = Job.objects.get()
+    assert job.status == "failed" and "could not be reached" in job.error
+    with django_capture_on_commit_callbacks(execute=True):
+        client_alice.post("/datasets/", {"file": SimpleUploadedFile("d.csv", b"a,label\n1,x\n2,y\n")})
+    new = Dataset.objects.exclude(pk=ds.pk).get()
+    assert new.status == "failed" and "could not be reached" in new.error and leftover_uploads() == []

@@ -41,8 +41,16 @@ def create_dataset(user, uploaded, *, name: str = "", description: str = "",
         ds.upload_path.parent.mkdir(parents=True, exist_ok=True)
         # Same filesystem (the temp dir lives under the data dir): a rename, not a copy.
         shutil.move(uploaded.temporary_file_path(), ds.upload_path)
-        transaction.on_commit(lambda: celery.send(celery.INGEST_TASK, str(ds.pk)))
+        transaction.on_commit(lambda: _enqueue_ingest(ds))
     return ds
+
+
+def _enqueue_ingest(ds: Dataset) -> None:
+    try:
+        celery.send(celery.INGEST_TASK, str(ds.pk))
+    except Exception as exc:  # noqa: BLE001 - broker unreachable: say so instead of "ingesting" forever
+        ds.upload_path.unlink(missing_ok=True)
+        mark_failed(ds.pk, f"the job queue (Redis) could not be reached: {exc}; upload the file again")
 
 
 def mark_ready(dataset_id, info: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,6 +20,8 @@ from webapp import celery
 from webapp.datasets.models import Dataset
 from webapp.jobs.events import append_events
 from webapp.jobs.models import Artifact, Job
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,8 +70,19 @@ def submit_job(user, dataset: Dataset | None, architecture: str, model_config: d
         job = Job.objects.create(owner=user, dataset=dataset, name=name, architecture=architecture,
                                  model_config=clean_model, train_config=clean_train)
         append_events(job.pk, [("status", {"status": Job.Status.QUEUED})])
-        transaction.on_commit(lambda: celery.send(celery.TRAIN_TASK, str(job.pk)))
+        transaction.on_commit(lambda: enqueue(job.pk))
     return job
+
+
+def enqueue(job_id) -> None:
+    """Send the training task; if the broker cannot be reached the job fails with the reason
+    rather than waiting in `queued` for a message that was never sent."""
+    try:
+        celery.send(celery.TRAIN_TASK, str(job_id))
+    except Exception as exc:  # noqa: BLE001 - kombu raises many kinds of connection errors
+        log.error("could not queue job %s: %s", job_id, exc)
+        finish_job(job_id, Job.Status.FAILED, error=f"the job queue (Redis) could not be reached: {exc}; "
+                                                    "submit the job again when it is back")
 
 
 def cancel_job(job: Job) -> Job:
@@ -140,7 +154,7 @@ def requeue_lost_jobs() -> list:
                 ("log", {"level": "warning", "text": f"worker {worker} stopped responding; job requeued"}),
                 ("status", {"status": Job.Status.QUEUED}),
             ])
-            transaction.on_commit(lambda job_id=job_id: celery.send(celery.TRAIN_TASK, str(job_id)))
+            transaction.on_commit(lambda job_id=job_id: enqueue(job_id))
         requeued.append(job_id)
     return requeued
 
