@@ -514,3 +514,10 @@ def test_a_failing_checkpoint_fails_the_run_but_keeps_the_last_good_one(cls_ds, 
     rec = Recorder()
     assert run(make_spec(cls_ds, tmp_path / "job", epochs=3), [rec]).epochs_completed == 3
     assert any("after epoch 1" in text for _, text in rec.messages)
+
+
+def test_batch_norm_with_a_trailing_single_sample_batch(cls_ds, tmp_path):
+    # 160 training rows and batch size 159 leave one sample over; batch norm cannot train on it.
+    spec = make_spec(cls_ds, tmp_path / "job", model={"hidden_sizes": [8], "norm": "batch"}, epochs=2,
+                     batch_size=159)
+    assert run(spec).status == "succeeded"

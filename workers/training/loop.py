@@ -174,7 +174,10 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     state = TrainState(epochs=tc.epochs, steps_per_epoch=steps_per_epoch,
                        total_steps=steps_per_epoch * tc.epochs, learning_rate=tc.learning_rate)
     checkpoints = Checkpointer(output_dir / "checkpoints")
-    ckpt = checkpoints.load_latest(map_location=device)
+    # Loaded on the CPU: the RNG states must be CPU ByteTensors (set_rng_state refuses CUDA ones);
+    # load_state_dict copies the weights and optimizer state onto the parameters' device.
+    ckpt = checkpoints.load_latest(map_location="cpu")
+    resumed = ckpt is not None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -184,7 +187,6 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
         state.epoch, state.step = int(ckpt["epoch"]), int(ckpt["step"])
         state.best_metric = ckpt.get("best_metric")
         state.samples_seen = int(ckpt.get("samples_seen", 0))
-        cbs.fire("on_message", state, control, "info", f"resumed from the checkpoint after epoch {state.epoch}")
     state.start_step = state.step
     start_samples = state.samples_seen
 
@@ -192,6 +194,8 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     sample_idx = torch.randperm(len(data.X_val), generator=gen)[: spec.num_samples].tolist()
 
     cbs.fire("on_train_begin", state, control)
+    if resumed:  # after on_train_begin, which is every callback's first hook
+        cbs.fire("on_message", state, control, "info", f"resumed from the checkpoint after epoch {state.epoch}")
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
     cbs.fire("on_message", state, control, "info", f"training on {device} ({where}), {n_train} training samples, "
              f"{steps_per_epoch} steps per epoch")
