@@ -128,9 +128,6 @@ def _database() -> dict:
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
         db.setdefault("TEST", {})
-        test_name = env_str("TRAINYARD_TEST_SQLITE")
-        if test_name:
-            db["TEST"]["NAME"] = test_name
     return db
 
 
