@@ -13,6 +13,15 @@ OPTIMIZERS = [
     ("adamw", "AdamW"),
     ("rmsprop", "RMSprop"),
 ]
+SCHEDULES = [("constant", "Constant"), ("step", "Step decay"), ("cosine", "Cosine"), ("onecycle", "One-cycle")]
+MONITORS = [("auto", "Auto (accuracy / loss)"), ("loss", "Validation loss"), ("accuracy", "Validation accuracy"),
+            ("f1", "Validation macro F1"), ("r2", "Validation R²"), ("mae", "Validation MAE")]
+# Which metrics each task reports, and whether higher is better.
+TASK_METRICS = {
+    "classification": {"loss": "min", "accuracy": "max", "f1": "max"},
+    "regression": {"loss": "min", "r2": "max", "mae": "min"},
+    "lm": {"loss": "min"},
+}
 
 
 @dataclass(frozen=True)
@@ -22,5 +31,37 @@ class TrainConfig:
     learning_rate: float = param(1e-3, label="Learning rate", min=1e-7, max=10.0)
     optimizer: str = param("adam", label="Optimizer", choices=OPTIMIZERS)
     momentum: float = param(0.9, label="Momentum", min=0.0, max=0.999, help="SGD + momentum and RMSprop")
+    nesterov: bool = param(False, label="Nesterov momentum", help="SGD + momentum only")
     weight_decay: float = param(0.0, label="Weight decay", min=0.0, max=1.0)
+    lr_schedule: str = param("constant", label="LR schedule", choices=SCHEDULES)
+    step_epochs: int = param(10, label="Step decay every (epochs)", min=1, max=10_000)
+    step_gamma: float = param(0.1, label="Step decay factor", min=0.0001, max=1.0)
+    warmup_epochs: float = param(0.0, label="Linear warm-up (epochs)", min=0.0, max=1000.0)
+    grad_clip: float = param(0.0, label="Gradient clipping (max norm, 0 = off)", min=0.0, max=1e6)
+    label_smoothing: float = param(0.0, label="Label smoothing", min=0.0, max=0.5, help="classification")
+    regression_loss: str = param("mse", label="Regression loss", choices=[("mse", "MSE"), ("mae", "MAE")])
+    early_stopping_patience: int = param(0, label="Early stopping patience (epochs, 0 = off)", min=0, max=10_000)
+    monitor: str = param("auto", label="Metric for early stopping / best model", choices=MONITORS)
+    keep: str = param("last", label="Final model", choices=[("last", "Last epoch"), ("best", "Best epoch")])
+    mixed_precision: str = param("auto", label="Mixed precision", choices=[("auto", "bf16 on CUDA"), ("off", "Off")])
     seed: int = param(0, label="Seed", min=0, max=2**31 - 1)
+
+    def check(self) -> dict[str, str]:
+        if self.lr_schedule == "onecycle" and self.warmup_epochs:
+            return {"warmup_epochs": "one-cycle has its own warm-up; set this to 0"}
+        return {}
+
+    def monitored(self, task: str) -> tuple[str, str]:
+        """The metric that picks the best epoch for `task`, and "max" or "min"."""
+        metrics = TASK_METRICS[task]
+        name = self.monitor
+        if name == "auto":
+            name = "accuracy" if task == "classification" else "loss"
+        return name, metrics[name]
+
+    def check_for_task(self, task: str) -> dict[str, str]:
+        name = "accuracy" if self.monitor == "auto" and task == "classification" else self.monitor
+        if name not in ("auto", *TASK_METRICS[task]):
+            allowed = ", ".join(TASK_METRICS[task])
+            return {"monitor": f"{name} is not reported for {task}; choose auto or one of {allowed}"}
+        return {}

@@ -54,7 +54,10 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
         except ConfigError as exc:
             errors.update({f"model_config.{k}": v for k, v in exc.errors.items()})
     try:
-        clean_train = to_json(validate(TrainConfig, train_config))
+        tc = validate(TrainConfig, train_config)
+        clean_train = to_json(tc)
+        if dataset is not None and dataset.is_ready:
+            errors.update({f"train_config.{k}": v for k, v in tc.check_for_task(dataset.info["task"]).items()})
     except ConfigError as exc:
         errors.update({f"train_config.{k}": v for k, v in exc.errors.items()})
     if errors:

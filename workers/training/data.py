@@ -1,9 +1,14 @@
-"""Load a dataset cache as tensors, once, onto the training device."""
+"""Load a dataset cache as tensors, once, and serve batches from it.
+
+The cache is decoded a single time per run: images stay uint8 on the device and are converted
+per batch (four times less memory than float32), token ids and feature matrices are moved once.
+Nothing reads the original upload during training.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,25 +18,94 @@ import torch
 @dataclass
 class TensorData:
     info: dict
-    X_train: torch.Tensor
-    y_train: torch.Tensor
-    X_val: torch.Tensor
-    y_val: torch.Tensor
+    X_train: torch.Tensor | None = None
+    y_train: torch.Tensor | None = None
+    X_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+    # Language modelling: one token stream per split.
+    train_stream: torch.Tensor | None = None
+    val_stream: torch.Tensor | None = None
+    vocab: list | None = None
+    val_texts: list[str] = field(default_factory=list)
+    device: torch.device = torch.device("cpu")
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+    channels_last: bool = False
 
     @property
     def task(self) -> str:
         return self.info["task"]
 
+    @property
+    def kind(self) -> str:
+        return self.info.get("kind", "tabular")
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_stream) if self.kind == "corpus" else len(self.X_train)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch as the model takes it (on the device; images to normalised float)."""
+        x = x.to(self.device, non_blocking=True)
+        if self.kind == "image":
+            x = x.float().div_(255.0).sub_(self.mean).div_(self.std)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def decode(self, ids) -> str:
+        """Token ids of a corpus back to text (char or byte level)."""
+        ids = [int(i) for i in ids]
+        if self.vocab is None:
+            return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+        return "".join(self.vocab[i] for i in ids if 0 <= i < len(self.vocab))
+
+    def encode(self, text: str) -> list[int]:
+        if self.vocab is None:
+            return list(text.encode("utf-8"))
+        index = {c: i for i, c in enumerate(self.vocab)}
+        return [index[c] for c in text if c in index]
+
+
+def _fits_on_device(nbytes: int, device: torch.device) -> bool:
+    if device.type != "cuda":
+        return True
+    free, _total = torch.cuda.mem_get_info(device)
+    return nbytes < free * 0.5  # leave the other half for the model, activations and optimizer
+
 
 def load_cache(dataset_dir: str | Path, device: torch.device) -> TensorData:
     d = Path(dataset_dir)
     info = json.loads((d / "info.json").read_text())
+    kind = info.get("kind", "tabular")
 
-    def tensor(name: str) -> torch.Tensor:
+    def array(name: str) -> np.ndarray:
         # allow_pickle=False: the cache holds plain numeric arrays only.
-        return torch.from_numpy(np.load(d / f"{name}.npy", allow_pickle=False)).to(device)
+        return np.load(d / f"{name}.npy", allow_pickle=False)
 
-    data = TensorData(info, tensor("X_train"), tensor("y_train"), tensor("X_val"), tensor("y_val"))
+    data = TensorData(info, device=device)
+    if kind == "corpus":
+        arrays = {"train_stream": array("train"), "val_stream": array("val")}
+    else:
+        arrays = {name: array(name) for name in ("X_train", "y_train", "X_val", "y_val")}
+    # Small datasets live on the device for the whole run; large ones stay in (pinned) host
+    # memory and move one batch at a time.
+    home = device if _fits_on_device(sum(a.nbytes for a in arrays.values()), device) else torch.device("cpu")
+    for name, arr in arrays.items():
+        t = torch.from_numpy(arr)
+        if kind in ("text", "corpus") or (name.startswith("y_") and info["task"] == "classification"):
+            t = t.long()  # embedding and cross-entropy indices
+        if home.type == "cpu" and device.type == "cuda":
+            t = t.pin_memory()
+        setattr(data, name, t.to(home))
+    if kind == "image":
+        norm = info["normalization"]
+        data.mean = torch.tensor(norm["mean"], device=device).view(1, -1, 1, 1)
+        data.std = torch.tensor(norm["std"], device=device).view(1, -1, 1, 1).clamp(min=1e-6)
+    if kind in ("text", "corpus") and (d / "vocab.json").exists():
+        data.vocab = json.loads((d / "vocab.json").read_text())
+    if (d / "val_texts.json").exists():
+        data.val_texts = json.loads((d / "val_texts.json").read_text())
     if data.task == "regression":
         norm = info["target_normalization"]
         # Train on standardised targets; metrics are reported in the original units.
