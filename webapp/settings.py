@@ -167,6 +167,7 @@ WHITENOISE_USE_FINDERS = True
 
 # Uploads: bodies are streamed to temporary files in the data dir, never held in memory.
 MAX_UPLOAD_BYTES = env_int("TRAINYARD_MAX_UPLOAD_MB", 1024) * 1024 * 1024
+TRAINYARD_USER_QUOTA_MB = env_int("TRAINYARD_USER_QUOTA_MB", 20 * 1024)  # per user, uploads + caches
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
 FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp")
 Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 import traceback
 from pathlib import Path
 
@@ -48,15 +49,20 @@ def train_job(self, job_id: str) -> str:
 
 @app.task(name=INGEST_TASK)
 def ingest_dataset(dataset_id: str) -> str:
-    from workers.datasets.tabular import IngestError, ingest_csv
+    from workers.datasets import IngestError, ingest
 
     ds = Dataset.objects.filter(pk=dataset_id, status=Dataset.Status.INGESTING).first()
     if ds is None:
         return "gone"
-    opts = ds.options or {}
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if total and time.monotonic() - last[0] > 0.5:
+            last[0] = time.monotonic()
+            dataset_services.set_progress(ds.pk, done / total)
+
     try:
-        info = ingest_csv(ds.upload_path, ds.directory, label_column=opts.get("label_column"),
-                          task=opts.get("task"), val_fraction=opts.get("val_fraction", 0.2), seed=opts.get("seed", 0))
+        info = ingest(ds.kind, ds.upload_path, ds.directory, ds.options or {}, progress)
     except IngestError as exc:
         dataset_services.mark_failed(ds.pk, f"{ds.original_filename}: {exc}")
         ds.upload_path.unlink(missing_ok=True)
@@ -66,8 +72,12 @@ def ingest_dataset(dataset_id: str) -> str:
         ds.upload_path.unlink(missing_ok=True)
         dataset_services.mark_failed(ds.pk, f"{ds.original_filename}: internal error while reading the file ({exc})")
         raise
+    if not Dataset.objects.filter(pk=ds.pk).exists():  # deleted while it was ingesting
+        shutil.rmtree(ds.directory, ignore_errors=True)
+        ds.upload_path.unlink(missing_ok=True)
+        return "gone"
     # Keep the original next to its cache; training never reads it.
     shutil.move(ds.upload_path, ds.directory / ("source" + Path(ds.original_filename).suffix.lower()))
-    dataset_services.mark_ready(ds.pk, info)
+    size = sum(p.stat().st_size for p in ds.directory.rglob("*") if p.is_file())
+    dataset_services.mark_ready(ds.pk, info, size)
     return "ready"
-

@@ -7,8 +7,34 @@
     form.addEventListener("submit", (e) => { if (!confirm(form.dataset.confirm)) e.preventDefault(); });
   }
 
-  // New job: show the settings of the chosen architecture only.
+  // Upload form: show the options of the chosen kind only (all of them for "detect").
+  const kind = document.getElementById("kind");
+  if (kind) {
+    const syncKind = () => {
+      for (const label of document.querySelectorAll("#upload-form [data-kinds]")) {
+        label.hidden = kind.value !== "auto" && !label.dataset.kinds.split(" ").includes(kind.value);
+      }
+    };
+    kind.addEventListener("change", syncKind);
+    syncKind();
+  }
+
+  // New job: offer the architectures that accept the chosen dataset, show their settings only.
   const arch = document.getElementById("architecture");
+  const datasetSelect = document.querySelector("#job-form select[name=dataset]");
+  if (arch && datasetSelect) {
+    const syncArchs = () => {
+      const opt = datasetSelect.selectedOptions[0];
+      const dsKind = opt ? opt.dataset.kind : null;
+      for (const o of arch.options) o.hidden = o.disabled = dsKind !== null && !o.dataset.kinds.split(" ").includes(dsKind);
+      if (arch.selectedOptions[0] && arch.selectedOptions[0].disabled) {
+        const first = Array.from(arch.options).find((o) => !o.disabled);
+        if (first) arch.value = first.value;
+      }
+    };
+    datasetSelect.addEventListener("change", () => { syncArchs(); arch.dispatchEvent(new Event("change")); });
+    syncArchs();
+  }
   if (arch) {
     const sync = () => {
       for (const fs of document.querySelectorAll(".arch-fields")) {
@@ -27,7 +53,12 @@
     const poll = async () => {
       try {
         const r = await fetch(dsStatus.dataset.url, { credentials: "same-origin" });
-        if (r.ok && (await r.json()).status !== "ingesting") { location.reload(); return; }
+        if (r.ok) {
+          const d = await r.json();
+          if (d.status !== "ingesting") { location.reload(); return; }
+          const bar = document.getElementById("ingest-progress");
+          if (bar) bar.value = d.progress;
+        }
       } catch (e) { /* keep polling */ }
       setTimeout(poll, 1000);
     };

@@ -118,9 +118,21 @@
     for (const s of ev.items || []) {
       const tr = document.createElement("tr");
       if (s.correct === false) tr.className = "wrong";
-      for (const val of [s.item, s.prediction, s.confidence == null ? "" : (100 * s.confidence).toFixed(1) + "%", s.truth]) {
+      const item = document.createElement("td");
+      if (s.image) {
+        const img = document.createElement("img");
+        img.src = s.image; img.alt = s.item; img.className = "sample";
+        item.append(img);
+      } else {
+        item.textContent = s.prompt !== undefined ? s.prompt : String(s.item);
+      }
+      tr.append(item);
+      const cells = s.generated !== undefined ? [s.generated, "", ""]
+        : [s.prediction, s.confidence == null ? "" : (100 * s.confidence).toFixed(1) + "%", s.truth];
+      for (const val of cells) {
         const td = document.createElement("td"); td.textContent = String(val); tr.append(td);
       }
+      if (s.generated !== undefined) tr.firstChild.nextSibling.className = "generated";
       body.append(tr);
     }
   }

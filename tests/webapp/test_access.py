@@ -17,6 +17,10 @@ from tests.webapp.factories import finished_job, running_job
 OBJECT_ROUTES = {
     "datasets:detail": "dataset",
     "datasets:delete": "dataset",
+    "datasets:edit": "dataset",
+    "datasets:share": "dataset",
+    "datasets:preview": "dataset",
+    "api:dataset-share": "dataset",
     "jobs:detail": "job",
     "jobs:cancel": "job",
     "jobs:delete": "job",
@@ -149,3 +153,36 @@ def test_ids_are_uuids_and_malformed_ids_are_404(alice):
     c = _client(alice, api=True)
     assert c.get("/api/jobs/123/").status_code == 404
     assert c.get("/api/jobs/00000000-0000-0000-0000-000000000000/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_shared_dataset_is_read_only_for_the_other_user(alice, bob, charlie, sent_tasks):
+    from webapp.datasets.models import Dataset
+    from webapp.jobs.models import Job
+    from tests.webapp.factories import ready_dataset
+
+    ds = ready_dataset(alice)
+    owner = _client(alice)
+    assert owner.post(f"/datasets/{ds.pk}/share/", {"username": "bob"}).status_code == 302
+    assert list(ds.shared_with.values_list("username", flat=True)) == ["bob"]
+    b, b_api = _client(bob), _client(bob, api=True)
+    assert b.get(f"/datasets/{ds.pk}/").status_code == 200
+    assert b_api.get(f"/api/datasets/{ds.pk}/").status_code == 200
+    assert [d["id"] for d in b_api.get("/api/datasets/").json()["datasets"]] == [str(ds.pk)]
+    # bob may train on it ...
+    r = b_api.post("/api/jobs/", {"dataset": str(ds.pk), "architecture": "mlp"}, content_type="application/json")
+    assert r.status_code == 201 and Job.objects.get().owner == bob
+    # ... but not change, share or delete it
+    assert b.post(f"/datasets/{ds.pk}/edit/", {"name": "mine now"}).status_code == 404
+    assert b.post(f"/datasets/{ds.pk}/share/", {"username": "charlie"}).status_code == 404
+    assert b.post(f"/datasets/{ds.pk}/delete/").status_code == 404
+    assert b_api.patch(f"/api/datasets/{ds.pk}/", {"name": "x"}, content_type="application/json").status_code == 404
+    assert b_api.delete(f"/api/datasets/{ds.pk}/").status_code == 404
+    ds.refresh_from_db()
+    assert ds.name == "iris-like" and Dataset.objects.filter(pk=ds.pk).exists()
+    # alice does not see bob's job; charlie sees nothing
+    assert _client(alice, api=True).get("/api/jobs/").json()["jobs"] == []
+    assert _client(charlie).get(f"/datasets/{ds.pk}/").status_code == 404
+    # unsharing takes it away again
+    owner.post(f"/datasets/{ds.pk}/share/", {"username": "bob", "action": "remove"})
+    assert b.get(f"/datasets/{ds.pk}/").status_code == 404

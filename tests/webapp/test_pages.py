@@ -241,3 +241,69 @@ def test_unreachable_broker_fails_the_job_and_dataset_with_a_reason(client_alice
         client_alice.post("/datasets/", {"file": SimpleUploadedFile("d.csv", b"a,label\n1,x\n2,y\n")})
     new = Dataset.objects.exclude(pk=ds.pk).get()
     assert new.status == "failed" and "could not be reached" in new.error and leftover_uploads() == []
+
+
+def test_quota_is_enforced_and_shown(client_alice, alice, settings, sent_tasks):
+    settings.TRAINYARD_USER_QUOTA_MB = 1
+    ready = ready_dataset(alice)
+    Dataset.objects.filter(pk=ready.pk).update(size_bytes=1024 * 1024 - 10)
+    r = client_alice.post("/datasets/", {"file": SimpleUploadedFile("d.csv", b"a,label\n1,x\n2,y\n")})
+    assert r.status_code == 400 and "exceed your storage quota" in r.content.decode()
+    assert Dataset.objects.count() == 1 and sent_tasks == [] and leftover_uploads() == []
+    assert "Storage: 1024.0\xa0KB of 1.0\xa0MB used" in client_alice.get("/datasets/").content.decode()
+
+
+@pytest.mark.parametrize("filename,content,kind", [
+    ("a.csv", b"x,y,label\n1,2,a\n", "tabular"),
+    ("a.csv", b"text,label\nhello,pos\n", "text"),
+    ("a.jsonl", b'{"text": "hi", "label": "a"}\n', "text"),
+    ("a.txt", b"Once upon a time\nthere was a corpus.\n", "corpus"),
+    ("a.zip", b"PK\x03\x04....", "image"),
+])
+def test_kind_is_detected_from_the_file(client_alice, alice, sent_tasks, filename, content, kind):
+    assert client_alice.post("/datasets/", {"file": SimpleUploadedFile(filename, content)}).status_code == 302
+    assert Dataset.objects.get().kind == kind
+
+
+def test_kind_override_and_content_mismatch(client_alice, alice, sent_tasks):
+    r = client_alice.post("/datasets/", {"file": SimpleUploadedFile("s.csv", b"t0,t1,label\n1,2,a\n"),
+                                         "kind": "sequence", "task": "classification"})
+    assert r.status_code == 302
+    ds = Dataset.objects.get()
+    assert ds.kind == "sequence" and ds.options["task"] == "classification"
+    r = client_alice.post("/datasets/", {"file": SimpleUploadedFile("pics.zip", b"not a zip at all")})
+    assert r.status_code == 400 and "not a ZIP archive" in r.content.decode()
+    r = client_alice.post("/datasets/", {"file": SimpleUploadedFile("d.csv", b"a\n1\n"), "kind": "image"})
+    assert r.status_code == 400 and "unsupported file type .csv" in r.content.decode()
+    r = client_alice.post("/datasets/", {"file": SimpleUploadedFile("i.zip", b"PK\x03\x04"), "image_size": "4"})
+    assert r.status_code == 400 and "between 8 and 512" in r.content.decode()
+    assert Dataset.objects.count() == 1
+
+
+def test_rename_and_describe(client_alice, alice):
+    ds = ready_dataset(alice)
+    client_alice.post(f"/datasets/{ds.pk}/edit/", {"name": "  Renamed  ", "description": "about it"})
+    ds.refresh_from_db()
+    assert ds.name == "Renamed" and ds.description == "about it"
+    client_alice.post(f"/datasets/{ds.pk}/edit/", {"name": "  "})
+    ds.refresh_from_db()
+    assert ds.name == "Renamed"
+
+
+def test_dataset_in_use_cannot_be_deleted(client_alice, alice):
+    job = running_job(alice)
+    ds = job.dataset
+    client_alice.post(f"/datasets/{ds.pk}/delete/")
+    assert Dataset.objects.filter(pk=ds.pk).exists() and ds.directory.exists()
+
+
+def test_preview_serves_only_listed_files(client_alice, alice):
+    ds = ready_dataset(alice)
+    (ds.directory / "previews").mkdir()
+    (ds.directory / "previews" / "0_0.png").write_bytes(b"\x89PNG fake")
+    (ds.directory / "previews" / "secret.png").write_bytes(b"\x89PNG other")
+    Dataset.objects.filter(pk=ds.pk).update(info={**ds.info, "previews": {"a": ["0_0.png"]}})
+    r = client_alice.get(f"/datasets/{ds.pk}/previews/0_0.png")
+    assert r.status_code == 200 and r["Content-Type"] == "image/png" and r["X-Content-Type-Options"] == "nosniff"
+    assert client_alice.get(f"/datasets/{ds.pk}/previews/secret.png").status_code == 404
+    assert client_alice.get(f"/datasets/{ds.pk}/previews/..%2Finfo.json").status_code == 404

@@ -17,6 +17,7 @@ from models_zoo.schema import describe
 from webapp.datasets import services as dataset_services
 from webapp.datasets.uploads import upload_too_large_message
 from webapp.datasets.validation import DatasetError
+from webapp.datasets.views import UPLOAD_OPTIONS
 from webapp.jobs import services
 from webapp.jobs.access import datasets_for, get_dataset_for_user, get_job_for_user, jobs_for
 from webapp.jobs.events import events_after
@@ -27,8 +28,24 @@ class DatasetUpload(serializers.Serializer):
     file = serializers.FileField()
     name = serializers.CharField(required=False, allow_blank=True)
     description = serializers.CharField(required=False, allow_blank=True)
-    label_column = serializers.CharField(required=False, allow_blank=True, help_text="default: last column")
-    val_fraction = serializers.FloatField(required=False, help_text="default 0.2")
+    kind = serializers.ChoiceField(choices=["auto", "tabular", "image", "text", "corpus", "sequence"], required=False,
+                                   help_text="default: detected from the file")
+    label_column = serializers.CharField(required=False, allow_blank=True, help_text="default: 'label' or last column")
+    text_column = serializers.CharField(required=False, allow_blank=True, help_text="text datasets")
+    task = serializers.ChoiceField(choices=["auto", "classification", "regression"], required=False)
+    image_size = serializers.IntegerField(required=False, help_text="image datasets: side in pixels")
+    level = serializers.ChoiceField(choices=["char", "byte"], required=False, help_text="corpus tokens")
+    val_fraction = serializers.FloatField(required=False, help_text="default 0.2 (corpus 0.1)")
+
+
+class DatasetUpdate(serializers.Serializer):
+    name = serializers.CharField(required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+
+
+class DatasetShare(serializers.Serializer):
+    username = serializers.CharField()
+    action = serializers.ChoiceField(choices=["add", "remove"], required=False)
 
 
 class JobCreate(serializers.Serializer):
@@ -65,7 +82,7 @@ class DatasetList(Api):
         try:
             ds = dataset_services.create_dataset(
                 request.user, request.FILES.get("file"), name=d.get("name", ""), description=d.get("description", ""),
-                label_column=d.get("label_column", ""), val_fraction=d.get("val_fraction"),
+                kind=d.get("kind", "auto"), **{k: d.get(k) for k in UPLOAD_OPTIONS},
             )
         except DatasetError as exc:
             return _error(str(exc))
@@ -77,10 +94,38 @@ class DatasetDetail(Api):
     def get(self, request, pk):
         return Response(get_dataset_for_user(request.user, pk).to_dict())
 
+    @extend_schema(request=DatasetUpdate, responses=OpenApiTypes.OBJECT)
+    def patch(self, request, pk):
+        ds = get_dataset_for_user(request.user, pk, write=True)
+        try:
+            dataset_services.update_dataset(ds, name=request.data.get("name"),
+                                            description=request.data.get("description"))
+        except DatasetError as exc:
+            return _error(str(exc))
+        return Response(ds.to_dict())
+
     @extend_schema(responses={204: None})
     def delete(self, request, pk):
-        dataset_services.delete_dataset(get_dataset_for_user(request.user, pk, write=True))
+        try:
+            dataset_services.delete_dataset(get_dataset_for_user(request.user, pk, write=True))
+        except DatasetError as exc:
+            return _error(str(exc), status.HTTP_409_CONFLICT)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DatasetShareView(Api):
+    @extend_schema(request=DatasetShare, responses=OpenApiTypes.OBJECT)
+    def post(self, request, pk):
+        ds = get_dataset_for_user(request.user, pk, write=True)
+        username = str(request.data.get("username", ""))
+        try:
+            if request.data.get("action") == "remove":
+                dataset_services.unshare_dataset(ds, username)
+            else:
+                dataset_services.share_dataset(ds, username)
+        except DatasetError as exc:
+            return _error(str(exc))
+        return Response({"shared_with": sorted(ds.shared_with.values_list("username", flat=True))})
 
 
 class ArchitectureList(Api):

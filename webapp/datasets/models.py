@@ -14,7 +14,11 @@ class Dataset(models.Model):
         FAILED = "failed", "Failed"
 
     class Kind(models.TextChoices):
-        TABULAR = "tabular", "Tabular (CSV)"
+        TABULAR = "tabular", "Tabular (CSV/TSV)"
+        IMAGE = "image", "Images (ZIP of class folders)"
+        TEXT = "text", "Text classification (CSV/TSV/JSONL)"
+        CORPUS = "corpus", "Text corpus for language modelling (.txt)"
+        SEQUENCE = "sequence", "Numeric sequences (CSV)"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
@@ -23,6 +27,9 @@ class Dataset(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.TABULAR)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.INGESTING)
     error = models.TextField(blank=True)
+    progress = models.FloatField(default=0.0, help_text="ingest progress, 0..1")
+    shared_with = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="shared_datasets",
+                                         help_text="users who may see and train on it (read-only)")
     original_filename = models.CharField(max_length=255)
     size_bytes = models.BigIntegerField(default=0)
     # Ingest options (label column, validation fraction, seed) as given by the user.
@@ -57,10 +64,12 @@ class Dataset(models.Model):
             "description": self.description,
             "kind": self.kind,
             "status": self.status,
+            "progress": self.progress,
             "error": self.error,
             "original_filename": self.original_filename,
             "size_bytes": self.size_bytes,
             "info": self.info,
             "owner": self.owner.get_username(),
+            "options": self.options,
             "created_at": self.created_at.isoformat(),
         }

@@ -7,40 +7,89 @@ import shutil
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Sum
 
 from webapp import celery
 from webapp.datasets.models import Dataset
-from webapp.datasets.validation import DatasetError, sniff_upload
+from webapp.datasets.validation import DatasetError, detect_kind, sniff_upload
 
 MIN_FREE_BYTES = 256 * 1024 * 1024
 
 
-def create_dataset(user, uploaded, *, name: str = "", description: str = "",
-                   label_column: str = "", val_fraction: float | str | None = None) -> Dataset:
+def usage_bytes(user) -> int:
+    return Dataset.objects.filter(owner=user).aggregate(total=Sum("size_bytes"))["total"] or 0
+
+
+def quota_bytes() -> int:
+    return settings.TRAINYARD_USER_QUOTA_MB * 1024 * 1024
+
+
+def _options(kind: str, raw: dict) -> dict:
+    """The ingest options for `kind`, checked; unknown values get a message."""
+    opts: dict = {}
+    try:
+        frac = raw.get("val_fraction")
+        opts["val_fraction"] = (0.1 if kind == "corpus" else 0.2) if frac in (None, "") else float(frac)
+    except (TypeError, ValueError):
+        raise DatasetError("validation fraction must be a number between 0 and 1") from None
+    if not 0.0 < opts["val_fraction"] < 1.0:
+        raise DatasetError("validation fraction must be between 0 and 1 (exclusive)")
+    for key in ("label_column", "text_column"):
+        value = str(raw.get(key) or "").strip()
+        if value:
+            opts[key] = value[:200]
+    task = str(raw.get("task") or "auto")
+    if task not in ("auto", "classification", "regression"):
+        raise DatasetError("task must be auto, classification or regression")
+    if task != "auto":
+        opts["task"] = task
+    if kind == "image" and raw.get("image_size") not in (None, ""):
+        try:
+            size = int(raw["image_size"])
+        except (TypeError, ValueError):
+            raise DatasetError("image size must be a whole number of pixels") from None
+        if not 8 <= size <= 512:
+            raise DatasetError("image size must be between 8 and 512 pixels")
+        opts["image_size"] = size
+    if kind == "corpus":
+        level = str(raw.get("level") or "char")
+        if level not in ("char", "byte"):
+            raise DatasetError("level must be char or byte")
+        opts["level"] = level
+    return opts
+
+
+def create_dataset(user, uploaded, *, name: str = "", description: str = "", kind: str = "auto",
+                   **raw_options) -> Dataset:
     """Validate the upload cheaply here, keep it under a generated name, queue the ingest."""
     if uploaded is None:
         raise DatasetError("choose a file to upload")
     filename = Path(uploaded.name or "upload").name[:255]
-    sniff_upload(Path(uploaded.temporary_file_path()), filename)
-    try:
-        frac = 0.2 if val_fraction in (None, "") else float(val_fraction)
-    except ValueError:
-        raise DatasetError("validation fraction must be a number between 0 and 1") from None
-    if not 0.0 < frac < 1.0:
-        raise DatasetError("validation fraction must be between 0 and 1 (exclusive)")
+    path = Path(uploaded.temporary_file_path())
+    kind = (kind or "auto").strip()
+    if kind == "auto":
+        kind = detect_kind(path, filename)
+    if kind not in Dataset.Kind.values:
+        raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {', '.join(Dataset.Kind.values)}")
+    sniff_upload(path, filename, kind)
+    options = _options(kind, raw_options)
+    used, quota = usage_bytes(user), quota_bytes()
+    if used + uploaded.size > quota:
+        raise DatasetError(f"this upload ({uploaded.size / 2**20:.1f} MB) would exceed your storage quota: "
+                           f"{used / 2**20:.1f} MB of {quota / 2**20:.0f} MB used; delete a dataset first")
     free = shutil.disk_usage(settings.DATA_DIR).free
     if free < uploaded.size + MIN_FREE_BYTES:
         raise DatasetError("the server is low on disk space; ask an admin to free some")
-    options = {"label_column": label_column.strip() or None, "val_fraction": frac}
     with transaction.atomic():
         ds = Dataset.objects.create(
-            owner=user, name=(name.strip() or filename)[:200], description=description,
+            owner=user, name=(name.strip() or filename)[:200], description=description, kind=kind,
             original_filename=filename, size_bytes=uploaded.size, options=options,
         )
         ds.upload_path.parent.mkdir(parents=True, exist_ok=True)
         # Same filesystem (the temp dir lives under the data dir): a rename, not a copy.
-        shutil.move(uploaded.temporary_file_path(), ds.upload_path)
+        shutil.move(path, ds.upload_path)
         transaction.on_commit(lambda: _enqueue_ingest(ds))
     return ds
 
@@ -53,8 +102,39 @@ def _enqueue_ingest(ds: Dataset) -> None:
         mark_failed(ds.pk, f"the job queue (Redis) could not be reached: {exc}; upload the file again")
 
 
-def mark_ready(dataset_id, info: dict) -> None:
-    Dataset.objects.filter(pk=dataset_id).update(status=Dataset.Status.READY, info=info, error="")
+def mark_ready(dataset_id, info: dict, size_bytes: int) -> None:
+    Dataset.objects.filter(pk=dataset_id).update(status=Dataset.Status.READY, info=info, error="", progress=1.0,
+                                                 size_bytes=size_bytes)
+
+
+def set_progress(dataset_id, fraction: float) -> None:
+    Dataset.objects.filter(pk=dataset_id, status=Dataset.Status.INGESTING).update(progress=round(fraction, 4))
+
+
+def update_dataset(dataset: Dataset, *, name: str | None = None, description: str | None = None) -> Dataset:
+    if name is not None:
+        name = name.strip()
+        if not name:
+            raise DatasetError("the name cannot be empty")
+        dataset.name = name[:200]
+    if description is not None:
+        dataset.description = description[:10_000]
+    dataset.save(update_fields=["name", "description", "updated_at"])
+    return dataset
+
+
+def share_dataset(dataset: Dataset, username: str) -> None:
+    User = get_user_model()
+    other = User.objects.filter(username=username.strip(), is_active=True).first()
+    if other is None:
+        raise DatasetError(f"no active user named {username.strip()!r}")
+    if other == dataset.owner:
+        raise DatasetError("you own this dataset already")
+    dataset.shared_with.add(other)
+
+
+def unshare_dataset(dataset: Dataset, username: str) -> None:
+    dataset.shared_with.remove(*dataset.shared_with.filter(username=username))
 
 
 def mark_failed(dataset_id, error: str) -> None:
@@ -62,6 +142,9 @@ def mark_failed(dataset_id, error: str) -> None:
 
 
 def delete_dataset(dataset: Dataset) -> None:
+    active = dataset.jobs.filter(status__in=["queued", "running"]).count()
+    if active:
+        raise DatasetError(f"{active} queued or running job(s) use this dataset; cancel them first")
     directory, upload = dataset.directory, dataset.upload_path
     dataset.delete()
     shutil.rmtree(directory, ignore_errors=True)

@@ -6,5 +6,8 @@ app_name = "datasets"
 urlpatterns = [
     path("", views.dataset_list, name="list"),
     path("<uuid:pk>/", views.dataset_detail, name="detail"),
+    path("<uuid:pk>/edit/", views.dataset_edit, name="edit"),
+    path("<uuid:pk>/share/", views.dataset_share, name="share"),
     path("<uuid:pk>/delete/", views.dataset_delete, name="delete"),
+    path("<uuid:pk>/previews/<str:name>", views.dataset_preview, name="preview"),
 ]

@@ -4,24 +4,63 @@ from __future__ import annotations
 
 from pathlib import Path
 
+EXTENSIONS = {
+    "tabular": {".csv", ".tsv", ".tab", ".txt"},
+    "sequence": {".csv", ".tsv", ".tab", ".txt"},
+    "text": {".csv", ".tsv", ".tab", ".jsonl", ".json", ".ndjson"},
+    "corpus": {".txt", ".text", ".md"},
+    "image": {".zip"},
+}
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
 
 class DatasetError(ValueError):
     """A problem with an upload, worded for the user."""
 
 
-def sniff_upload(path: Path, filename: str) -> None:
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(64 * 1024)
+
+
+def detect_kind(path: Path, filename: str) -> str:
+    """Guess the dataset kind from the file name and its first bytes (the user may override)."""
+    suffix = Path(filename).suffix.lower()
+    head = _head(path)
+    if suffix == ".zip":
+        return "image"
+    if suffix in {".jsonl", ".ndjson", ".json"}:
+        return "text"
+    if suffix in {".text", ".md"}:
+        return "corpus"
+    first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff").lower()
+    delimiter = "\t" if suffix in {".tsv", ".tab"} or "\t" in first else ","
+    columns = [c.strip().strip('"') for c in first.split(delimiter)]
+    if suffix == ".txt" and len(columns) < 2:
+        return "corpus"
+    if "text" in columns or "sentence" in columns or "review" in columns:
+        return "text"
+    return "tabular"
+
+
+def sniff_upload(path: Path, filename: str, kind: str) -> None:
     """Cheap checks done in the web request, before anything is stored or queued."""
     suffix = Path(filename).suffix.lower()
-    if suffix not in {".csv", ".tsv", ".tab", ".txt"}:
-        raise DatasetError(f"{filename}: unsupported file type {suffix or '(none)'}; upload a .csv or .tsv file")
+    if suffix not in EXTENSIONS[kind]:
+        allowed = ", ".join(sorted(EXTENSIONS[kind]))
+        raise DatasetError(f"{filename}: unsupported file type {suffix or '(none)'} for this kind of dataset; "
+                           f"use {allowed}")
     if Path(path).stat().st_size == 0:
         raise DatasetError(f"{filename}: the file is empty")
-    with open(path, "rb") as f:
-        head = f.read(64 * 1024)
+    head = _head(path)
+    if kind == "image":
+        if not head.startswith(ZIP_MAGIC):
+            raise DatasetError(f"{filename}: not a ZIP archive (the content does not match the .zip extension)")
+        return
+    if head.startswith(ZIP_MAGIC):
+        raise DatasetError(f"{filename}: this is a ZIP archive, not a text file")
     if b"\x00" in head:
-        raise DatasetError(f"{filename}: contains NUL bytes; this looks like a binary file, not CSV")
-    if head.startswith(b"PK\x03\x04"):
-        raise DatasetError(f"{filename}: this is a ZIP archive, not a CSV file")
+        raise DatasetError(f"{filename}: contains NUL bytes; this looks like a binary file, not text")
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:

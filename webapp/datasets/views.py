@@ -1,17 +1,26 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from webapp.datasets import services
+from webapp.datasets.models import Dataset
 from webapp.datasets.uploads import upload_too_large_message
 from webapp.datasets.validation import DatasetError
 from webapp.jobs.access import datasets_for, get_dataset_for_user
 
+UPLOAD_OPTIONS = ("label_column", "text_column", "task", "image_size", "level", "val_fraction")
+
+
+def _list_context(request, **extra) -> dict:
+    used, quota = services.usage_bytes(request.user), services.quota_bytes()
+    return {"datasets": datasets_for(request.user)[:500], "errors": [], "values": {}, "kinds": Dataset.Kind.choices,
+            "used": used, "quota": quota, "used_pct": min(100, round(100 * used / quota)) if quota else 0, **extra}
+
 
 def dataset_list(request):
-    ctx = {"datasets": datasets_for(request.user)[:500], "errors": [], "values": {}}
     if request.method == "POST":
         try:
             uploaded = request.FILES.get("file")  # parses the body; the size check runs while streaming
@@ -19,16 +28,15 @@ def dataset_list(request):
                 raise DatasetError(upload_too_large_message())
             ds = services.create_dataset(
                 request.user, uploaded, name=request.POST.get("name", ""),
-                description=request.POST.get("description", ""),
-                label_column=request.POST.get("label_column", ""),
-                val_fraction=request.POST.get("val_fraction"),
+                description=request.POST.get("description", ""), kind=request.POST.get("kind", "auto"),
+                **{k: request.POST.get(k) for k in UPLOAD_OPTIONS},
             )
         except DatasetError as exc:
-            ctx.update(errors=[str(exc)], values=request.POST)
-            return render(request, "datasets/list.html", ctx, status=400)
+            return render(request, "datasets/list.html", _list_context(request, errors=[str(exc)],
+                                                                        values=request.POST), status=400)
         messages.success(request, f"Uploaded “{ds.name}”; checking it now.")
         return redirect("datasets:detail", pk=ds.pk)
-    return render(request, "datasets/list.html", ctx)
+    return render(request, "datasets/list.html", _list_context(request))
 
 
 def dataset_detail(request, pk):
@@ -37,13 +45,62 @@ def dataset_detail(request, pk):
     classes = sorted((info.get("class_counts") or {}).items(), key=lambda kv: -kv[1])
     top = max([c for _, c in classes] or [1])
     bars = [{"name": k, "count": v, "pct": round(100 * v / top)} for k, v in classes]
-    return render(request, "datasets/detail.html", {"ds": ds, "info": info, "bars": bars})
+    previews = [{"name": cls, "files": files} for cls, files in (info.get("previews") or {}).items()]
+    can_edit = request.user.is_staff or ds.owner_id == request.user.pk
+    return render(request, "datasets/detail.html", {
+        "ds": ds, "info": info, "bars": bars, "previews": previews, "can_edit": can_edit,
+        "shared_with": ds.shared_with.order_by("username") if can_edit else [],
+    })
+
+
+def dataset_preview(request, pk, name):
+    """A preview thumbnail; only names the ingest listed are served, as attachments-safe PNGs."""
+    ds = get_dataset_for_user(request.user, pk)
+    listed = {f for files in (ds.info or {}).get("previews", {}).values() for f in files}
+    path = ds.directory / "previews" / name
+    if name not in listed or not path.is_file():
+        raise Http404
+    response = FileResponse(open(path, "rb"), content_type="image/png")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@require_POST
+def dataset_edit(request, pk):
+    ds = get_dataset_for_user(request.user, pk, write=True)
+    try:
+        services.update_dataset(ds, name=request.POST.get("name"), description=request.POST.get("description"))
+        messages.success(request, "Saved.")
+    except DatasetError as exc:
+        messages.error(request, str(exc))
+    return redirect("datasets:detail", pk=ds.pk)
+
+
+@require_POST
+def dataset_share(request, pk):
+    ds = get_dataset_for_user(request.user, pk, write=True)
+    username = request.POST.get("username", "")
+    try:
+        if request.POST.get("action") == "remove":
+            services.unshare_dataset(ds, username)
+            messages.success(request, f"No longer shared with {username}.")
+        else:
+            services.share_dataset(ds, username)
+            messages.success(request, f"Shared read-only with {username.strip()}.")
+    except DatasetError as exc:
+        messages.error(request, str(exc))
+    return redirect("datasets:detail", pk=ds.pk)
 
 
 @require_POST
 def dataset_delete(request, pk):
     ds = get_dataset_for_user(request.user, pk, write=True)
     name = ds.name
-    services.delete_dataset(ds)
+    try:
+        services.delete_dataset(ds)
+    except DatasetError as exc:
+        messages.error(request, str(exc))
+        return redirect("datasets:detail", pk=pk)
     messages.success(request, f"Dataset “{name}” deleted.")
     return redirect("datasets:list")

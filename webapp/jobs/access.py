@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django.http import Http404
 
 from webapp.datasets.models import Dataset
@@ -14,9 +15,14 @@ def jobs_for(user):
     return qs if user.is_staff else qs.filter(owner=user)
 
 
-def datasets_for(user):
+def datasets_for(user, write: bool = False):
+    """Datasets `user` may see (own + shared with them) or, with write=True, change (own)."""
     qs = Dataset.objects.select_related("owner")
-    return qs if user.is_staff else qs.filter(owner=user)
+    if user.is_staff:
+        return qs
+    if write:
+        return qs.filter(owner=user)
+    return qs.filter(Q(owner=user) | Q(shared_with=user)).distinct()
 
 
 def _get_for_user(queryset, model, pk):
@@ -38,7 +44,11 @@ def get_job_for_user(user, pk, write: bool = False) -> Job:
 
 
 def get_dataset_for_user(user, pk, write: bool = False) -> Dataset:
-    """The dataset if `user` may see it, else Http404; same rule as jobs."""
+    """The dataset if `user` may see it (owner, shared with them, staff), else Http404.
+
+    write=True (rename, share, delete) needs the owner or staff; a user it is shared with
+    gets 404 there too.
+    """
     if not user.is_authenticated:
         raise Http404
-    return _get_for_user(datasets_for(user), Dataset, pk)
+    return _get_for_user(datasets_for(user, write=write), Dataset, pk)
