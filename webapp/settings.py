@@ -165,10 +165,15 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 
-# Uploads: bodies are streamed to temporary files in the data dir, never held in memory.
-MAX_UPLOAD_BYTES = env_int("TRAINYARD_MAX_UPLOAD_MB", 1024) * 1024 * 1024
+# Uploads. Daphne queues a whole request body in memory before Django sees it, so single
+# requests stay small: files larger than TRAINYARD_MAX_REQUEST_MB go through the chunked upload
+# API (the web page always uses it), TRAINYARD_MAX_UPLOAD_MB caps the whole file.
+MAX_UPLOAD_BYTES = env_int("TRAINYARD_MAX_UPLOAD_MB", 4096) * 1024 * 1024
+MAX_REQUEST_BYTES = env_int("TRAINYARD_MAX_REQUEST_MB", 64) * 1024 * 1024
+UPLOAD_CHUNK_BYTES = env_int("TRAINYARD_UPLOAD_CHUNK_MB", 8) * 1024 * 1024
 TRAINYARD_USER_QUOTA_MB = env_int("TRAINYARD_USER_QUOTA_MB", 20 * 1024)  # per user, uploads + caches
-FILE_UPLOAD_MAX_MEMORY_SIZE = 0
+# Request bodies above 1 MiB spool to disk (Django's ASGI handler keeps smaller ones in memory).
+FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp")
 Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 FILE_UPLOAD_HANDLERS = ["webapp.datasets.uploads.LimitedTemporaryFileUploadHandler"]

@@ -19,6 +19,55 @@
     syncKind();
   }
 
+  // Upload: send the file in chunks (bounded request bodies, resumable after an error), then
+  // submit the form with the upload's id instead of the file.
+  const uploadForm = document.getElementById("upload-form");
+  if (uploadForm) {
+    const fileInput = uploadForm.querySelector("input[type=file]");
+    const bar = document.getElementById("upload-progress");
+    const err = document.getElementById("upload-error");
+    const csrf = uploadForm.querySelector("input[name=csrfmiddlewaretoken]").value;
+    const api = async (url, opts) => {
+      const r = await fetch(url, { credentials: "same-origin", ...opts,
+                                   headers: { "X-CSRFToken": csrf, ...(opts.headers || {}) } });
+      const body = await r.json().catch(() => ({}));
+      return { r, body };
+    };
+    uploadForm.addEventListener("submit", async (e) => {
+      const file = fileInput.files[0];
+      if (!file || document.getElementById("upload-id").value) return;
+      e.preventDefault();
+      err.hidden = true;
+      document.getElementById("upload-button").disabled = true;
+      try {
+        let { r, body } = await api(uploadForm.dataset.uploadsUrl, {
+          method: "POST", headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ filename: file.name, size: file.size }) });
+        if (!r.ok) throw new Error(body.error || "the upload could not start (HTTP " + r.status + ")");
+        const session = body, url = uploadForm.dataset.uploadsUrl + session.id + "/";
+        bar.hidden = false;
+        let offset = 0, failures = 0;
+        while (offset < file.size) {
+          const end = Math.min(file.size, offset + session.chunk_bytes);
+          ({ r, body } = await api(url, { method: "PUT", body: file.slice(offset, end), headers: {
+            "Content-Type": "application/octet-stream", "Content-Range": "bytes " + offset + "-" + (end - 1) + "/" + file.size } }));
+          if (r.ok || r.status === 409) { offset = body.received; failures = 0; }
+          else if (r.status >= 500 && failures++ < 5) { await new Promise((res) => setTimeout(res, 1000 * failures)); }
+          else throw new Error(body.error || "the upload failed (HTTP " + r.status + ")");
+          bar.value = offset / file.size;
+        }
+        document.getElementById("upload-id").value = session.id;
+        fileInput.required = false;
+        fileInput.disabled = true;  // the bytes are on the server already
+        uploadForm.submit();
+      } catch (ex) {
+        err.textContent = ex.message;
+        err.hidden = false;
+        document.getElementById("upload-button").disabled = false;
+      }
+    });
+  }
+
   // New job: offer the architectures that accept the chosen dataset, show their settings only.
   const arch = document.getElementById("architecture");
   const datasetSelect = document.querySelector("#job-form select[name=dataset]");

@@ -21,6 +21,7 @@ OBJECT_ROUTES = {
     "datasets:share": "dataset",
     "datasets:preview": "dataset",
     "api:dataset-share": "dataset",
+    "api:upload": "upload",
     "jobs:detail": "job",
     "jobs:cancel": "job",
     "jobs:delete": "job",
@@ -34,7 +35,7 @@ OBJECT_ROUTES = {
 # Routes without an object id: must require login (pages redirect, API answers 401/403).
 LIST_ROUTES = {
     "home", "accounts:profile", "accounts:token", "datasets:list", "jobs:list", "jobs:new",
-    "api:architectures", "api:datasets", "api:jobs",
+    "api:architectures", "api:datasets", "api:jobs", "api:uploads",
 }
 PUBLIC_ROUTES = {"login", "logout", "api:schema"}
 
@@ -64,8 +65,10 @@ def _url(route: str, pattern: str, obj) -> str:
 
 @pytest.fixture
 def objects(alice):
+    from webapp.datasets.services import start_upload
+
     job = finished_job(alice)
-    return {"job": job, "dataset": job.dataset}
+    return {"job": job, "dataset": job.dataset, "upload": start_upload(alice, "big.zip", 1000)}
 
 
 def _client(user, api=False):
@@ -117,9 +120,11 @@ def test_anonymous_is_sent_to_login_or_refused(objects):
 def test_owner_and_staff_can_read_every_object_route(alice, staff, objects):
     routes = {name: pat for name, pat in walk(get_resolver().url_patterns)}
     read_routes = ["datasets:detail", "jobs:detail", "jobs:artifact", "api:dataset", "api:job", "api:job-events",
-                   "api:artifact"]
+                   "api:artifact", "api:upload"]
     for user in (alice, staff):
         for name in read_routes:
+            if name == "api:upload" and user is staff:
+                continue  # an upload in progress is its owner's alone, staff included
             api = name.startswith("api:")
             url = _url(name, routes[name], objects[OBJECT_ROUTES[name]])
             resp = _client(user, api=api).get(url)

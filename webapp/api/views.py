@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.utils.decorators import method_decorator
 from drf_spectacular.types import OpenApiTypes
@@ -16,6 +19,7 @@ from models_zoo.hparams import TrainConfig
 from models_zoo.schema import describe
 from webapp.datasets import services as dataset_services
 from webapp.datasets.uploads import upload_too_large_message
+from webapp.datasets.models import UploadSession
 from webapp.datasets.validation import DatasetError
 from webapp.datasets.views import UPLOAD_OPTIONS
 from webapp.jobs import services
@@ -25,7 +29,8 @@ from webapp.jobs.views import artifact_response
 
 
 class DatasetUpload(serializers.Serializer):
-    file = serializers.FileField()
+    file = serializers.FileField(required=False, help_text="the file, for files up to TRAINYARD_MAX_REQUEST_MB")
+    upload = serializers.UUIDField(required=False, help_text="or the id of a completed chunked upload")
     name = serializers.CharField(required=False, allow_blank=True)
     description = serializers.CharField(required=False, allow_blank=True)
     kind = serializers.ChoiceField(choices=["auto", "tabular", "image", "text", "corpus", "sequence"], required=False,
@@ -36,6 +41,11 @@ class DatasetUpload(serializers.Serializer):
     image_size = serializers.IntegerField(required=False, help_text="image datasets: side in pixels")
     level = serializers.ChoiceField(choices=["char", "byte"], required=False, help_text="corpus tokens")
     val_fraction = serializers.FloatField(required=False, help_text="default 0.2 (corpus 0.1)")
+
+
+class UploadStart(serializers.Serializer):
+    filename = serializers.CharField()
+    size = serializers.IntegerField(help_text="the whole file's length in bytes")
 
 
 class DatasetUpdate(serializers.Serializer):
@@ -79,14 +89,75 @@ class DatasetList(Api):
         d = request.data  # parses the body; the size check runs while streaming
         if getattr(request._request, "upload_too_large", False):
             return _error(upload_too_large_message(), status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        upload = None
+        if d.get("upload"):
+            upload = _own_upload(request.user, d["upload"])
         try:
             ds = dataset_services.create_dataset(
-                request.user, request.FILES.get("file"), name=d.get("name", ""), description=d.get("description", ""),
+                request.user, request.FILES.get("file"), upload=upload, name=d.get("name", ""),
+                description=d.get("description", ""),
                 kind=d.get("kind", "auto"), **{k: d.get(k) for k in UPLOAD_OPTIONS},
             )
         except DatasetError as exc:
             return _error(str(exc))
         return Response(ds.to_dict(), status=status.HTTP_201_CREATED)
+
+
+def _own_upload(user, pk) -> UploadSession:
+    try:
+        return UploadSession.objects.get(pk=pk, owner=user)
+    except (UploadSession.DoesNotExist, ValidationError, ValueError):
+        raise Http404 from None
+
+
+class UploadList(Api):
+    @extend_schema(request=UploadStart, responses={201: OpenApiTypes.OBJECT})
+    def post(self, request):
+        """Start a chunked upload; then PUT the chunks in order and POST /api/datasets/ with `upload`."""
+        try:
+            session = dataset_services.start_upload(request.user, request.data.get("filename"),
+                                                    request.data.get("size"))
+        except DatasetError as exc:
+            return _error(str(exc))
+        return Response(session.to_dict(), status=status.HTTP_201_CREATED)
+
+
+class UploadDetail(Api):
+    parser_classes = []  # PUT bodies are raw bytes, read as a stream
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, pk):
+        return Response(_own_upload(request.user, pk).to_dict())
+
+    @extend_schema(
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        parameters=[OpenApiParameter("Content-Range", str, OpenApiParameter.HEADER,
+                                     description="bytes START-END/TOTAL (END inclusive)")],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def put(self, request, pk):
+        session = _own_upload(request.user, pk)
+        match = CONTENT_RANGE.fullmatch(request.headers.get("Content-Range", ""))
+        if not match:
+            return _error("send a Content-Range header: bytes START-END/TOTAL")
+        start, end, total = (int(g) for g in match.groups())
+        if total != session.size or end < start:
+            return _error(f"Content-Range does not fit this upload of {session.size} bytes")
+        try:
+            session = dataset_services.append_chunk(session, start, request._request, end - start + 1)
+        except dataset_services.UploadOutOfOrder as exc:
+            return Response({"error": str(exc), "received": exc.received}, status=status.HTTP_409_CONFLICT)
+        except DatasetError as exc:
+            return _error(str(exc), status.HTTP_413_REQUEST_ENTITY_TOO_LARGE if "at most" in str(exc) else 400)
+        return Response(session.to_dict())
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, pk):
+        dataset_services.abort_upload(_own_upload(request.user, pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
 class DatasetDetail(Api):

@@ -73,3 +73,26 @@ class Dataset(models.Model):
             "options": self.options,
             "created_at": self.created_at.isoformat(),
         }
+
+
+class UploadSession(models.Model):
+    """A file arriving in chunks (bounded request bodies), appended in order until complete."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
+    filename = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+    received = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    @property
+    def path(self) -> Path:
+        return Path(settings.DATA_DIR) / "uploads" / "sessions" / f"{self.id}.part"
+
+    @property
+    def complete(self) -> bool:
+        return self.received == self.size
+
+    def to_dict(self) -> dict:
+        return {"id": str(self.id), "filename": self.filename, "size": self.size, "received": self.received,
+                "chunk_bytes": settings.UPLOAD_CHUNK_BYTES}

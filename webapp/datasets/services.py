@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Sum
+from django.utils import timezone
 
 from webapp import celery
-from webapp.datasets.models import Dataset
+from webapp.datasets.models import Dataset, UploadSession
 from webapp.datasets.validation import DatasetError, detect_kind, sniff_upload
 
 MIN_FREE_BYTES = 256 * 1024 * 1024
@@ -61,13 +64,21 @@ def _options(kind: str, raw: dict) -> dict:
     return opts
 
 
-def create_dataset(user, uploaded, *, name: str = "", description: str = "", kind: str = "auto",
-                   **raw_options) -> Dataset:
-    """Validate the upload cheaply here, keep it under a generated name, queue the ingest."""
-    if uploaded is None:
+def create_dataset(user, uploaded=None, *, upload: UploadSession | None = None, name: str = "",
+                   description: str = "", kind: str = "auto", **raw_options) -> Dataset:
+    """Validate the file cheaply here, keep it under a generated name, queue the ingest.
+
+    The file is either `uploaded` (one multipart request) or a completed chunked `upload`.
+    """
+    if upload is not None:
+        if not upload.complete:
+            raise DatasetError(f"the upload is incomplete: {upload.received} of {upload.size} bytes received")
+        filename, path, size = upload.filename, upload.path, upload.size
+    elif uploaded is not None:
+        filename, path, size = Path(uploaded.name or "upload").name[:255], Path(uploaded.temporary_file_path()), \
+            uploaded.size
+    else:
         raise DatasetError("choose a file to upload")
-    filename = Path(uploaded.name or "upload").name[:255]
-    path = Path(uploaded.temporary_file_path())
     kind = (kind or "auto").strip()
     if kind == "auto":
         kind = detect_kind(path, filename)
@@ -75,23 +86,106 @@ def create_dataset(user, uploaded, *, name: str = "", description: str = "", kin
         raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {', '.join(Dataset.Kind.values)}")
     sniff_upload(path, filename, kind)
     options = _options(kind, raw_options)
-    used, quota = usage_bytes(user), quota_bytes()
-    if used + uploaded.size > quota:
-        raise DatasetError(f"this upload ({uploaded.size / 2**20:.1f} MB) would exceed your storage quota: "
-                           f"{used / 2**20:.1f} MB of {quota / 2**20:.0f} MB used; delete a dataset first")
-    free = shutil.disk_usage(settings.DATA_DIR).free
-    if free < uploaded.size + MIN_FREE_BYTES:
-        raise DatasetError("the server is low on disk space; ask an admin to free some")
+    _check_space(user, size, exclude=upload)
     with transaction.atomic():
         ds = Dataset.objects.create(
             owner=user, name=(name.strip() or filename)[:200], description=description, kind=kind,
-            original_filename=filename, size_bytes=uploaded.size, options=options,
+            original_filename=filename, size_bytes=size, options=options,
         )
+        if upload is not None:
+            upload.delete()
         ds.upload_path.parent.mkdir(parents=True, exist_ok=True)
         # Same filesystem (the temp dir lives under the data dir): a rename, not a copy.
         shutil.move(path, ds.upload_path)
         transaction.on_commit(lambda: _enqueue_ingest(ds))
     return ds
+
+
+def _check_space(user, size: int, exclude: UploadSession | None = None) -> None:
+    """Quota (datasets + uploads in progress) and free disk, before anything is written."""
+    pending = UploadSession.objects.filter(owner=user).exclude(pk=exclude.pk if exclude else None)
+    used = usage_bytes(user) + (pending.aggregate(total=Sum("size"))["total"] or 0)
+    quota = quota_bytes()
+    if used + size > quota:
+        raise DatasetError(f"this upload ({size / 2**20:.1f} MB) would exceed your storage quota: "
+                           f"{used / 2**20:.1f} MB of {quota / 2**20:.0f} MB used; delete a dataset first")
+    if shutil.disk_usage(settings.DATA_DIR).free < size + MIN_FREE_BYTES:
+        raise DatasetError("the server is low on disk space; ask an admin to free some")
+
+
+STALE_UPLOAD = timedelta(hours=24)
+
+
+def start_upload(user, filename: str, size) -> UploadSession:
+    filename = Path(str(filename or "")).name.strip()[:255]
+    if not filename:
+        raise DatasetError("the file needs a name")
+    try:
+        size = int(size)
+    except (TypeError, ValueError):
+        raise DatasetError("size must be the file's length in bytes") from None
+    if size <= 0:
+        raise DatasetError(f"{filename}: the file is empty")
+    if size > settings.MAX_UPLOAD_BYTES:
+        raise DatasetError(f"{filename}: larger than the {settings.MAX_UPLOAD_BYTES // 2**20} MB upload limit")
+    for stale in UploadSession.objects.filter(created_at__lt=timezone.now() - STALE_UPLOAD):
+        abort_upload(stale)  # abandoned uploads must not hold quota or disk forever
+    _check_space(user, size)
+    session = UploadSession.objects.create(owner=user, filename=filename, size=size)
+    session.path.parent.mkdir(parents=True, exist_ok=True)
+    session.path.touch()
+    return session
+
+
+def append_chunk(session: UploadSession, start: int, stream, length: int) -> UploadSession:
+    """Append bytes [start, start+length) read from `stream`; chunks must arrive in order.
+
+    A repeated chunk that is already stored (a client retry) is accepted and ignored.
+    """
+    if length > settings.UPLOAD_CHUNK_BYTES:
+        raise DatasetError(f"chunks may be at most {settings.UPLOAD_CHUNK_BYTES // 2**20} MB")
+    if start + length > session.size:
+        raise DatasetError(f"the chunk ends at byte {start + length}, past the declared size {session.size}")
+    with transaction.atomic():
+        session = UploadSession.objects.select_for_update().get(pk=session.pk)
+        if start + length <= session.received:
+            return session  # already have it
+        if start != session.received:
+            raise UploadOutOfOrder(session.received)
+        written = 0
+        with open(session.path, "r+b") as f:
+            f.seek(start)
+            f.truncate()
+            while written < length:
+                block = stream.read(min(1 << 20, length - written))
+                if not block:
+                    break
+                f.write(block)
+                written += len(block)
+        if written != length:
+            raise DatasetError(f"the chunk was {written} bytes, but Content-Range announced {length}")
+        session.received = start + length
+        session.save(update_fields=["received"])
+    return session
+
+
+class UploadOutOfOrder(DatasetError):
+    def __init__(self, received: int):
+        super().__init__(f"expected the chunk starting at byte {received}")
+        self.received = received
+
+
+def upload_for(user, pk) -> UploadSession:
+    """The user's own upload session (a form field names it), or a DatasetError."""
+    try:
+        return UploadSession.objects.get(pk=pk, owner=user)
+    except (UploadSession.DoesNotExist, ValidationError, ValueError):
+        raise DatasetError("the upload was not found; choose the file again") from None
+
+
+def abort_upload(session: UploadSession) -> None:
+    session.path.unlink(missing_ok=True)
+    session.delete()
 
 
 def _enqueue_ingest(ds: Dataset) -> None:

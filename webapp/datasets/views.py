@@ -22,16 +22,21 @@ def _list_context(request, **extra) -> dict:
 
 def dataset_list(request):
     if request.method == "POST":
+        upload = None
         try:
             uploaded = request.FILES.get("file")  # parses the body; the size check runs while streaming
             if getattr(request, "upload_too_large", False):
                 raise DatasetError(upload_too_large_message())
+            if request.POST.get("upload"):  # the page sent the file in chunks first
+                upload = services.upload_for(request.user, request.POST["upload"])
             ds = services.create_dataset(
-                request.user, uploaded, name=request.POST.get("name", ""),
+                request.user, uploaded, upload=upload, name=request.POST.get("name", ""),
                 description=request.POST.get("description", ""), kind=request.POST.get("kind", "auto"),
                 **{k: request.POST.get(k) for k in UPLOAD_OPTIONS},
             )
         except DatasetError as exc:
+            if upload is not None:
+                services.abort_upload(upload)  # a rejected file leaves nothing behind, chunked or not
             return render(request, "datasets/list.html", _list_context(request, errors=[str(exc)],
                                                                         values=request.POST), status=400)
         messages.success(request, f"Uploaded “{ds.name}”; checking it now.")
