@@ -55,7 +55,8 @@ def lr_curve(schedule: str, **kw) -> list[float]:
     for _ in range(100):
         out.append(opt.param_groups[0]["lr"])
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
     return out
 
 

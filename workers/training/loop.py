@@ -46,7 +46,12 @@ def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optim
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, tc: TrainConfig, steps_per_epoch: int):
-    """A per-step schedule: constant, step decay, cosine or one-cycle, with optional linear warm-up."""
+    """A per-step schedule: constant, step decay, cosine or one-cycle, with optional linear warm-up.
+
+    None for a constant rate without warm-up: nothing to do per step.
+    """
+    if tc.lr_schedule == "constant" and not tc.warmup_epochs:
+        return None
     total = max(1, steps_per_epoch * tc.epochs)
     if tc.lr_schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=tc.learning_rate, total_steps=total)
@@ -322,7 +327,7 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        if "scheduler" in ckpt:
+        if scheduler is not None and "scheduler" in ckpt:
             scheduler.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["rng_cpu"])
         if device.type == "cuda" and "rng_cuda" in ckpt:
@@ -369,7 +374,9 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
             if tc.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
             optimizer.step()
-            scheduler.step()
+            if scheduler is not None:
+                scheduler.step()
+                state.learning_rate = optimizer.param_groups[0]["lr"]
 
             bs = xb.numel() if task == "lm" else len(xb)  # language models count tokens
             run_loss += loss.detach() * bs
@@ -378,7 +385,6 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
             run_n += bs
             state.step += 1
             state.samples_seen += bs
-            state.learning_rate = optimizer.param_groups[0]["lr"]
             cbs.fire("on_step_end", state, control)
             if control.should_stop:
                 break
@@ -411,7 +417,6 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
         ckpt_state = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "epoch": state.epoch,
             "step": state.step,
@@ -420,6 +425,8 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
             "best_metrics": best_metrics,
             "bad_epochs": bad_epochs,
         }
+        if scheduler is not None:
+            ckpt_state["scheduler"] = scheduler.state_dict()
         if best_state is not None:
             ckpt_state["best_model"] = best_state
         if device.type == "cuda":
