@@ -55,3 +55,11 @@ def test_sigkill_mid_job_resumes_from_checkpoint_on_another_worker(own_stack, tm
     assert train_steps == sorted(set(train_steps))  # the replayed part is not charted twice
     statuses = [e["status"] for e in events if e["kind"] == "status"]
     assert statuses == ["queued", "running", "queued", "running", "succeeded"]
+
+    # The same job without the crash ends with the same metrics (CPU training is deterministic).
+    twin = api.post(s.url("/api/jobs/"), json={
+        "dataset": ds["id"], "architecture": "mlp",
+        "train_config": {"epochs": epochs, "batch_size": 2, "learning_rate": 0.001, "seed": 3}}).json()
+    twin = s.wait_job(api, twin["id"], timeout=240)
+    for key in ("loss", "accuracy", "f1"):
+        assert done["metrics"][key] == pytest.approx(twin["metrics"][key], abs=1e-4), key
