@@ -361,3 +361,13 @@ def test_single_request_limit_points_to_chunked_uploads(client_alice, settings):
     settings.MAX_REQUEST_BYTES = 1024
     r = client_alice.post("/api/datasets/", {"file": SimpleUploadedFile("big.csv", b"a,b\n" + b"1,2\n" * 2000)})
     assert r.status_code == 413 and "/api/uploads/" in r.json()["error"]
+
+
+def test_login_is_throttled_per_username(alice, settings):
+    c = Client()
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert c.post("/accounts/login/", {"username": "alice", "password": "wrong"}).status_code == 200
+    assert c.post("/accounts/login/", {"username": "alice", "password": "wrong"}).status_code == 429
+    r = c.post("/accounts/login/", {"username": "alice", "password": "pw-alice-123"})
+    assert r.status_code == 429 and b"Too many attempts" in r.content  # even the right password now
+    assert c.get("/jobs/").status_code == 302

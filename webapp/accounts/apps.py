@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class AccountsConfig(AppConfig):
     name = "webapp.accounts"
     label = "accounts"
+
+    def ready(self):
+        from webapp.accounts import audit  # noqa: F401 - connects the signal receivers

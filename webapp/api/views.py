@@ -170,7 +170,7 @@ class DatasetDetail(Api):
         ds = get_dataset_for_user(request.user, pk, write=True)
         try:
             dataset_services.update_dataset(ds, name=request.data.get("name"),
-                                            description=request.data.get("description"))
+                                            description=request.data.get("description"), actor=request.user)
         except DatasetError as exc:
             return _error(str(exc))
         return Response(ds.to_dict())
@@ -178,7 +178,8 @@ class DatasetDetail(Api):
     @extend_schema(responses={204: None})
     def delete(self, request, pk):
         try:
-            dataset_services.delete_dataset(get_dataset_for_user(request.user, pk, write=True))
+            ds = get_dataset_for_user(request.user, pk, write=True)
+            dataset_services.delete_dataset(ds, actor=request.user)
         except DatasetError as exc:
             return _error(str(exc), status.HTTP_409_CONFLICT)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -191,9 +192,9 @@ class DatasetShareView(Api):
         username = str(request.data.get("username", ""))
         try:
             if request.data.get("action") == "remove":
-                dataset_services.unshare_dataset(ds, username)
+                dataset_services.unshare_dataset(ds, username, actor=request.user)
             else:
-                dataset_services.share_dataset(ds, username)
+                dataset_services.share_dataset(ds, username, actor=request.user)
         except DatasetError as exc:
             return _error(str(exc))
         return Response({"shared_with": sorted(ds.shared_with.values_list("username", flat=True))})
@@ -241,7 +242,7 @@ class JobDetail(Api):
     @extend_schema(responses={204: None})
     def delete(self, request, pk):
         job = get_job_for_user(request.user, pk, write=True)
-        if not services.delete_job(job):
+        if not services.delete_job(job, actor=request.user):
             return _error("cancel the job before deleting it", status.HTTP_409_CONFLICT)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -249,7 +250,7 @@ class JobDetail(Api):
 class JobCancel(Api):
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, pk):
-        job = services.cancel_job(get_job_for_user(request.user, pk, write=True))
+        job = services.cancel_job(get_job_for_user(request.user, pk, write=True), actor=request.user)
         return Response(job.to_dict())
 
 
@@ -274,6 +275,6 @@ class ArtifactDownload(Api):
     def get(self, request, pk, name):
         job = get_job_for_user(request.user, pk)
         try:
-            return artifact_response(job, name)
+            return artifact_response(job, name, request.user)
         except Http404:
             return _error("no such artifact", status.HTTP_404_NOT_FOUND)

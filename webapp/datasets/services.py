@@ -15,6 +15,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from webapp import celery
+from webapp.accounts import audit
 from webapp.datasets.models import Dataset, UploadSession
 from webapp.datasets.validation import DatasetError, detect_kind, sniff_upload
 
@@ -94,6 +95,7 @@ def create_dataset(user, uploaded=None, *, upload: UploadSession | None = None, 
         )
         if upload is not None:
             upload.delete()
+        audit.record(user, "dataset.create", ds, kind=kind, filename=filename, size=size)
         ds.upload_path.parent.mkdir(parents=True, exist_ok=True)
         # Same filesystem (the temp dir lives under the data dir): a rename, not a copy.
         shutil.move(path, ds.upload_path)
@@ -205,7 +207,8 @@ def set_progress(dataset_id, fraction: float) -> None:
     Dataset.objects.filter(pk=dataset_id, status=Dataset.Status.INGESTING).update(progress=round(fraction, 4))
 
 
-def update_dataset(dataset: Dataset, *, name: str | None = None, description: str | None = None) -> Dataset:
+def update_dataset(dataset: Dataset, *, name: str | None = None, description: str | None = None,
+                   actor=None) -> Dataset:
     if name is not None:
         name = name.strip()
         if not name:
@@ -214,10 +217,11 @@ def update_dataset(dataset: Dataset, *, name: str | None = None, description: st
     if description is not None:
         dataset.description = description[:10_000]
     dataset.save(update_fields=["name", "description", "updated_at"])
+    audit.record(actor, "dataset.update", dataset)
     return dataset
 
 
-def share_dataset(dataset: Dataset, username: str) -> None:
+def share_dataset(dataset: Dataset, username: str, actor=None) -> None:
     User = get_user_model()
     other = User.objects.filter(username=username.strip(), is_active=True).first()
     if other is None:
@@ -225,21 +229,24 @@ def share_dataset(dataset: Dataset, username: str) -> None:
     if other == dataset.owner:
         raise DatasetError("you own this dataset already")
     dataset.shared_with.add(other)
+    audit.record(actor, "dataset.share", dataset, user=other.get_username())
 
 
-def unshare_dataset(dataset: Dataset, username: str) -> None:
+def unshare_dataset(dataset: Dataset, username: str, actor=None) -> None:
     dataset.shared_with.remove(*dataset.shared_with.filter(username=username))
+    audit.record(actor, "dataset.unshare", dataset, user=username)
 
 
 def mark_failed(dataset_id, error: str) -> None:
     Dataset.objects.filter(pk=dataset_id).update(status=Dataset.Status.FAILED, error=error[:5000])
 
 
-def delete_dataset(dataset: Dataset) -> None:
+def delete_dataset(dataset: Dataset, actor=None) -> None:
     active = dataset.jobs.filter(status__in=["queued", "running"]).count()
     if active:
         raise DatasetError(f"{active} queued or running job(s) use this dataset; cancel them first")
     directory, upload = dataset.directory, dataset.upload_path
+    audit.record(actor, "dataset.delete", dataset)
     dataset.delete()
     shutil.rmtree(directory, ignore_errors=True)
     shutil.rmtree(directory.with_name(directory.name + ".partial"), ignore_errors=True)

@@ -75,7 +75,8 @@ def dataset_preview(request, pk, name):
 def dataset_edit(request, pk):
     ds = get_dataset_for_user(request.user, pk, write=True)
     try:
-        services.update_dataset(ds, name=request.POST.get("name"), description=request.POST.get("description"))
+        services.update_dataset(ds, name=request.POST.get("name"), description=request.POST.get("description"),
+                                actor=request.user)
         messages.success(request, "Saved.")
     except DatasetError as exc:
         messages.error(request, str(exc))
@@ -88,10 +89,10 @@ def dataset_share(request, pk):
     username = request.POST.get("username", "")
     try:
         if request.POST.get("action") == "remove":
-            services.unshare_dataset(ds, username)
+            services.unshare_dataset(ds, username, actor=request.user)
             messages.success(request, f"No longer shared with {username}.")
         else:
-            services.share_dataset(ds, username)
+            services.share_dataset(ds, username, actor=request.user)
             messages.success(request, f"Shared read-only with {username.strip()}.")
     except DatasetError as exc:
         messages.error(request, str(exc))
@@ -103,7 +104,7 @@ def dataset_delete(request, pk):
     ds = get_dataset_for_user(request.user, pk, write=True)
     name = ds.name
     try:
-        services.delete_dataset(ds)
+        services.delete_dataset(ds, actor=request.user)
     except DatasetError as exc:
         messages.error(request, str(exc))
         return redirect("datasets:detail", pk=pk)

@@ -17,6 +17,7 @@ import models_zoo
 from models_zoo.hparams import TrainConfig
 from models_zoo.schema import ConfigError, to_json, validate
 from webapp import celery
+from webapp.accounts import audit
 from webapp.datasets.models import Dataset
 from webapp.jobs.events import append_events
 from webapp.jobs.models import Artifact, Job
@@ -73,6 +74,7 @@ def submit_job(user, dataset: Dataset | None, architecture: str, model_config: d
         job = Job.objects.create(owner=user, dataset=dataset, name=name, architecture=architecture,
                                  model_config=clean_model, train_config=clean_train)
         append_events(job.pk, [("status", {"status": Job.Status.QUEUED})])
+        audit.record(user, "job.submit", job, architecture=architecture, dataset=str(dataset.pk))
         transaction.on_commit(lambda: enqueue(job.pk))
     return job
 
@@ -88,10 +90,12 @@ def enqueue(job_id) -> None:
                                                     "submit the job again when it is back")
 
 
-def cancel_job(job: Job) -> Job:
+def cancel_job(job: Job, actor=None) -> Job:
     """A queued job is cancelled at once; a running one is asked to stop at a step boundary."""
     now = timezone.now()
     with transaction.atomic():
+        if not job.is_final:
+            audit.record(actor, "job.cancel", job)
         if Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
             status=Job.Status.CANCELLED, cancel_requested=True, finished_at=now
         ):
@@ -194,10 +198,11 @@ def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | N
     append_events(job_id, [("status", event)], **updates)
 
 
-def delete_job(job: Job) -> bool:
+def delete_job(job: Job, actor=None) -> bool:
     """Delete a finished job with its files; running or queued jobs must be cancelled first."""
     if not job.is_final:
         return False
+    audit.record(actor, "job.delete", job)
     directory = job.directory
     job.delete()
     shutil.rmtree(directory, ignore_errors=True)

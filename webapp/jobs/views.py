@@ -11,6 +11,7 @@ import models_zoo
 from models_zoo.hparams import TrainConfig
 from models_zoo.schema import describe
 from webapp.datasets.models import Dataset
+from webapp.accounts import audit
 from webapp.jobs import services
 from webapp.jobs.access import datasets_for, get_job_for_user, jobs_for
 
@@ -68,7 +69,7 @@ def job_detail(request, pk):
 @require_POST
 def job_cancel(request, pk):
     job = get_job_for_user(request.user, pk, write=True)
-    job = services.cancel_job(job)
+    job = services.cancel_job(job, actor=request.user)
     if job.status == job.Status.CANCELLED:
         messages.info(request, "Job cancelled.")
     elif job.cancel_requested and not job.is_final:
@@ -81,7 +82,7 @@ def job_cancel(request, pk):
 @require_POST
 def job_delete(request, pk):
     job = get_job_for_user(request.user, pk, write=True)
-    if services.delete_job(job):
+    if services.delete_job(job, actor=request.user):
         messages.success(request, f"Job “{job.name}” deleted.")
         return redirect("jobs:list")
     messages.error(request, "Cancel the job before deleting it.")
@@ -90,15 +91,16 @@ def job_delete(request, pk):
 
 def artifact_download(request, pk, name):
     job = get_job_for_user(request.user, pk)
-    return artifact_response(job, name)
+    return artifact_response(job, name, request.user)
 
 
-def artifact_response(job, name: str) -> FileResponse:
+def artifact_response(job, name: str, actor) -> FileResponse:
     artifact = job.artifacts.filter(name=name).first()
     if artifact is None or not artifact.path.is_file():
         raise Http404
     if services.file_sha256(artifact.path) != artifact.sha256:
         raise Http404("the stored file does not match its checksum")
+    audit.record(actor, "artifact.download", job, file=name)
     response = FileResponse(open(artifact.path, "rb"), as_attachment=True, filename=artifact.name)
     response["X-Content-Type-Options"] = "nosniff"
     return response
