@@ -271,6 +271,8 @@ TRAINYARD_HEARTBEAT_SECONDS = env_int("TRAINYARD_HEARTBEAT_SECONDS", 5)
 # from its last checkpoint on another worker, at most TRAINYARD_MAX_ATTEMPTS runs in all.
 TRAINYARD_JOB_LEASE_SECONDS = env_int("TRAINYARD_JOB_LEASE_SECONDS", 60)
 TRAINYARD_MAX_ATTEMPTS = env_int("TRAINYARD_MAX_ATTEMPTS", 3)
+# Per-user cap on jobs waiting or running at once; the next submission gets HTTP 429.
+TRAINYARD_MAX_ACTIVE_JOBS_PER_USER = env_int("TRAINYARD_MAX_ACTIVE_JOBS_PER_USER", 20)
 
 LOGGING = {
     "version": 1,

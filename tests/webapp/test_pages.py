@@ -371,3 +371,22 @@ def test_login_is_throttled_per_username(alice, settings):
     r = c.post("/accounts/login/", {"username": "alice", "password": "pw-alice-123"})
     assert r.status_code == 429 and b"Too many attempts" in r.content  # even the right password now
     assert c.get("/jobs/").status_code == 302
+
+
+def test_per_user_cap_on_active_jobs_answers_429(client_alice, alice, bob, settings, sent_tasks):
+    settings.TRAINYARD_MAX_ACTIVE_JOBS_PER_USER = 2
+    ds = ready_dataset(alice)
+    running_job(alice, ds)
+    Job.objects.create(owner=alice, dataset=ds, name="q", architecture="mlp")
+    r = client_alice.post("/jobs/new/", {"dataset": str(ds.pk), "architecture": "mlp"})
+    assert r.status_code == 429 and "the limit is 2" in r.content.decode()
+    api = Client()
+    api.force_login(alice)
+    r = api.post("/api/jobs/", {"dataset": str(ds.pk), "architecture": "mlp"}, content_type="application/json")
+    assert r.status_code == 429 and "the limit is 2" in r.json()["errors"]["jobs"]
+    assert Job.objects.filter(owner=alice).count() == 2
+    other = ready_dataset(bob)  # other users are not affected
+    b = Client()
+    b.force_login(bob)
+    assert b.post("/api/jobs/", {"dataset": str(other.pk), "architecture": "mlp"},
+                  content_type="application/json").status_code == 201

@@ -230,7 +230,7 @@ class JobList(Api):
             job = services.submit_job(request.user, dataset, v["architecture"], v.get("model_config"),
                                       v.get("train_config"), name=v.get("name", ""))
         except services.SubmitError as exc:
-            return _error("invalid request", errors=exc.errors)
+            return _error("too many jobs" if exc.status == 429 else "invalid request", exc.status, errors=exc.errors)
         return Response(job.to_dict(), status=status.HTTP_201_CREATED)
 
 

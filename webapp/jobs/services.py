@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SubmitError(Exception):
     errors: dict[str, str]
+    status: int = 400
 
     def __str__(self) -> str:
         return "; ".join(f"{k}: {v}" for k, v in self.errors.items())
@@ -69,6 +70,11 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
 def submit_job(user, dataset: Dataset | None, architecture: str, model_config: dict | None = None,
                train_config: dict | None = None, name: str = "") -> Job:
     clean_model, clean_train = validate_job_request(dataset, architecture, model_config, train_config)
+    active = Job.objects.filter(owner=user, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).count()
+    limit = settings.TRAINYARD_MAX_ACTIVE_JOBS_PER_USER
+    if active >= limit:
+        raise SubmitError({"jobs": f"you have {active} queued or running jobs, the limit is {limit}; "
+                                   "wait for some to finish or cancel them"}, status=429)
     name = (name or "").strip()[:200] or f"{architecture} on {dataset.name}"
     with transaction.atomic():
         job = Job.objects.create(owner=user, dataset=dataset, name=name, architecture=architecture,

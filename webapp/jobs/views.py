@@ -48,7 +48,8 @@ def job_new(request):
     try:
         job = services.submit_job(request.user, dataset, arch, model_config, train_config, name=post.get("name", ""))
     except services.SubmitError as exc:
-        return render(request, "jobs/new.html", _form_context(request, dict(post.items()), exc.errors), status=400)
+        return render(request, "jobs/new.html", _form_context(request, dict(post.items()), exc.errors),
+                      status=exc.status)
     messages.success(request, f"Job “{job.name}” queued.")
     return redirect("jobs:detail", pk=job.pk)
 
