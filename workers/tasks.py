@@ -13,6 +13,7 @@ from webapp.datasets import services as dataset_services
 from webapp.datasets.models import Dataset
 from webapp.jobs import services
 from workers import registry
+from workers.logcapture import captured_output
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ def train_job(self, job_id: str) -> str:
             raise FileNotFoundError("the job's dataset was deleted")
         spec = TrainSpec(job.architecture, job.model_config, job.train_config,
                          dataset_dir=str(job.dataset.directory), output_dir=str(job.directory))
-        result = run(spec, [reporter], reporter.control)
+        with captured_output(lambda data: reporter.emit("log", data)):
+            result = run(spec, [reporter], reporter.control)
         status = result.status
     except Exception as exc:  # noqa: BLE001 - any failure becomes the job's readable error
         error = f"{type(exc).__name__}: {exc}"

@@ -137,6 +137,31 @@
     }
   }
 
+  function onConfusion(ev) {
+    const classes = job.class_names || [];
+    const m = ev.matrix || [];
+    const max = Math.max(1, ...m.flat());
+    const table = document.getElementById("confusion");
+    table.replaceChildren();
+    const head = document.createElement("tr");
+    head.append(Object.assign(document.createElement("th"), { textContent: "truth \\ predicted" }));
+    m.forEach((_, j) => head.append(Object.assign(document.createElement("th"), { textContent: classes[j] ?? j })));
+    table.append(head);
+    m.forEach((row, i) => {
+      const tr = document.createElement("tr");
+      tr.append(Object.assign(document.createElement("th"), { textContent: classes[i] ?? i }));
+      row.forEach((n, j) => {
+        const td = document.createElement("td");
+        td.textContent = n;
+        td.className = i === j ? "diag" : "off";
+        td.style.setProperty("--heat", (n / max).toFixed(3)); // CSSOM, allowed by the CSP
+        tr.append(td);
+      });
+      table.append(tr);
+    });
+    document.getElementById("confusion-card").hidden = false;
+  }
+
   function onLog(ev) {
     const li = document.createElement("li");
     li.className = "log-" + (ev.level || "info");
@@ -155,6 +180,7 @@
       case "status": onStatus(ev); break;
       case "samples": onSamples(ev); break;
       case "log": onLog(ev); break;
+      case "confusion": onConfusion(ev); break;
     }
     return true;
   }

@@ -81,6 +81,8 @@ def test_sign_in_upload_train_watch_download(page, stack, tmp_path, screenshots)
     page.wait_for_timeout(300)
     assert points(page) == sum(1 for e in events if e["kind"] == "metric")
     assert int(page.get_attribute("#job-page", "data-last-seq")) == events[-1]["seq"]
+    assert page.is_visible("#confusion-card") and page.locator("#confusion td").count() == 4
+    assert "training on cpu" in page.inner_text("#log")
     page.screenshot(path=str(screenshots / "job-finished.png"), full_page=True)
 
     with page.expect_download() as info:
@@ -137,3 +139,35 @@ def test_page_reconnects_after_daphne_restart_without_gaps(page, stack, tmp_path
     page.wait_for_timeout(300)
     assert points(page) == sum(1 for e in events if e["kind"] == "metric")
     assert int(page.get_attribute("#job-page", "data-last-seq")) == events[-1]["seq"]
+
+
+def test_clone_with_edits_then_compare(page, stack, tmp_path, screenshots):
+    sign_in(page, stack)
+    upload_dataset(page, stack, tmp_path, "e2e-compare")
+    start_job(page, epochs=3, batch_size=16)
+    page.wait_for_selector("#job-status.succeeded", timeout=120_000)
+    first = page.get_attribute("#job-page", "data-job")
+    page.click("#clone-link")
+    page.wait_for_url("**/jobs/new/?clone=*")
+    assert page.input_value("input[name=tc_epochs]") == "3"
+    assert page.input_value("input[name=m_mlp__hidden_sizes]") == "32,16"
+    page.fill("input[name=tc_epochs]", "5")
+    page.select_option("select[name=tc_optimizer]", "sgd_momentum")
+    page.click("button:has-text('Queue job')")
+    page.wait_for_selector("#job-status.succeeded", timeout=120_000)
+    second = page.get_attribute("#job-page", "data-job")
+    assert second != first
+
+    page.click("text=Jobs")
+    page.check(f"input[name=ids][value='{first}']")
+    page.check(f"input[name=ids][value='{second}']")
+    page.click("#compare-button")
+    page.wait_for_url("**/jobs/compare/**")
+    deadline = time.monotonic() + 20
+    while int(page.get_attribute("#compare-charts", "data-points")) < 8 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert int(page.get_attribute("#compare-charts", "data-points")) == 3 + 5  # one point per epoch
+    table = page.inner_text("#compare-table")
+    assert "sgd_momentum" in table and "final accuracy" in table
+    page.screenshot(path=str(screenshots / "compare.png"), full_page=True)
+    assert page.errors == []

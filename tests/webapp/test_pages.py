@@ -390,3 +390,30 @@ def test_per_user_cap_on_active_jobs_answers_429(client_alice, alice, bob, setti
     b.force_login(bob)
     assert b.post("/api/jobs/", {"dataset": str(other.pk), "architecture": "mlp"},
                   content_type="application/json").status_code == 201
+
+
+def test_clone_prefills_the_form(client_alice, alice, bob):
+    ds = ready_dataset(alice)
+    job = Job.objects.create(owner=alice, dataset=ds, name="orig", architecture="mlp", status="succeeded",
+                             model_config={"hidden_sizes": [32, 16], "activation": "gelu", "dropout": 0.1,
+                                           "norm": "layer"},
+                             train_config={"epochs": 7, "optimizer": "adamw", "nesterov": True, "seed": 5})
+    html = client_alice.get(f"/jobs/new/?clone={job.pk}").content.decode()
+    assert 'value="orig (copy)"' in html and 'name="m_mlp__hidden_sizes" value="32,16"' in html
+    assert '<option value="gelu" selected>' in html and '<option value="adamw" selected>' in html
+    assert 'name="tc_epochs" value="7"' in html and 'name="tc_nesterov" value="true" checked' in html
+    other = Client()
+    other.force_login(bob)
+    assert other.get(f"/jobs/new/?clone={job.pk}").status_code == 404
+
+
+def test_compare_shows_hyperparameters_and_metrics_of_visible_jobs_only(client_alice, alice, bob):
+    a = finished_job(alice)
+    b = finished_job(alice)
+    Job.objects.filter(pk=a.pk).update(metrics={"accuracy": 0.91}, train_config={"epochs": 3})
+    Job.objects.filter(pk=b.pk).update(metrics={"accuracy": 0.95}, train_config={"epochs": 9})
+    html = client_alice.get(f"/jobs/compare/?ids={a.pk}&ids={b.pk}").content.decode()
+    assert "final accuracy" in html and "0.9100" in html and "0.9500" in html and "model.hidden_sizes" in html
+    assert 'src="/static/js/compare.js"' in html
+    foreign = finished_job(bob)
+    assert client_alice.get(f"/jobs/compare/?ids={a.pk}&ids={foreign.pk}").status_code == 404

@@ -69,6 +69,7 @@ class Job(models.Model):
             "owner": self.owner.get_username(),
             "dataset": str(self.dataset_id) if self.dataset_id else None,
             "dataset_name": self.dataset.name if self.dataset_id else None,
+            "class_names": (self.dataset.info or {}).get("classes") if self.dataset_id else None,
             "architecture": self.architecture,
             "model_config": self.model_config,
             "train_config": self.train_config,

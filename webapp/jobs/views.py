@@ -35,6 +35,8 @@ def job_new(request):
         initial = {}
         if request.GET.get("dataset"):
             initial["dataset"] = request.GET["dataset"]
+        if request.GET.get("clone"):
+            initial = _clone_values(get_job_for_user(request.user, request.GET["clone"]))
         return render(request, "jobs/new.html", _form_context(request, initial, {}))
     post = request.POST
     arch = post.get("architecture", "")
@@ -54,12 +56,46 @@ def job_new(request):
     return redirect("jobs:detail", pk=job.pk)
 
 
+def _form_value(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return "true" if value is True else "" if value is False else str(value)
+
+
+def _clone_values(job) -> dict:
+    """The new-job form filled in from an earlier job, to edit and queue again."""
+    values = {"name": f"{job.name} (copy)", "dataset": str(job.dataset_id or ""), "architecture": job.architecture}
+    values.update({f"m_{job.architecture}__{k}": _form_value(v) for k, v in job.model_config.items()})
+    values.update({f"tc_{k}": _form_value(v) for k, v in job.train_config.items()})
+    return values
+
+
 def _is_uuid(value) -> bool:
     try:
         uuid.UUID(str(value))
     except ValueError:
         return False
     return True
+
+
+def job_compare(request):
+    """Several jobs side by side: overlaid validation curves, hyperparameters, final metrics."""
+    ids = [i for i in request.GET.getlist("ids") + request.GET.get("id", "").split(",") if i]
+    jobs = [get_job_for_user(request.user, pk) for pk in dict.fromkeys(ids)][:12]
+    params = sorted({f"model.{k}" for j in jobs for k in j.model_config} | {k for j in jobs for k in j.train_config})
+    metric_names = sorted({k for j in jobs for k, v in j.metrics.items() if isinstance(v, (int, float))})
+    rows = [{"name": p, "values": [_param(j, p) for j in jobs]} for p in params]
+    metrics = [{"name": m, "values": [j.metrics.get(m) for j in jobs]} for m in metric_names]
+    return render(request, "jobs/compare.html", {
+        "jobs": jobs, "rows": rows, "metrics": metrics,
+        "compare_json": [{"id": str(j.pk), "name": j.name} for j in jobs],
+    })
+
+
+def _param(job, name: str):
+    if name.startswith("model."):
+        return job.model_config.get(name[6:], "")
+    return job.train_config.get(name, "")
 
 
 def job_detail(request, pk):

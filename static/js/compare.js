@@ -1,0 +1,45 @@
+// Compare page: overlay the validation curves of several jobs (history from the events API).
+(function () {
+  "use strict";
+  const jobs = JSON.parse(document.getElementById("compare-data").textContent);
+  const root = document.getElementById("compare-charts");
+  const palette = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"];
+  const chart = (id) => new Chart(document.getElementById(id), {
+    type: "line", data: { datasets: [] },
+    options: { animation: false, parsing: false, responsive: true, maintainAspectRatio: false,
+               scales: { x: { type: "linear", title: { display: true, text: "epoch" } } },
+               elements: { point: { radius: 2 } }, plugins: { legend: { position: "bottom" } } },
+  });
+  const loss = chart("compare-loss"), metric = chart("compare-metric");
+  let points = 0, metricName = null;
+
+  async function events(id) {
+    let after = 0, out = [];
+    for (;;) {
+      const r = await fetch(root.dataset.eventsBase + id + "/events/?after=" + after, { credentials: "same-origin" });
+      if (!r.ok) return out;
+      const body = await r.json();
+      out = out.concat(body.events.filter((e) => e.kind === "metric" && e.split === "val"));
+      if (!body.events.length) return out;
+      after = body.events[body.events.length - 1].seq;
+      if (after >= body.last_seq) return out;
+    }
+  }
+
+  jobs.forEach(async (job, i) => {
+    const color = palette[i % palette.length];
+    const vals = await events(job.id);
+    if (!metricName && vals.length) {
+      const v = vals[0].values;
+      metricName = "accuracy" in v ? "accuracy" : ("r2" in v ? "r2" : ("perplexity" in v ? "perplexity" : null));
+      if (metricName) document.getElementById("compare-metric-caption").textContent = "Validation " + metricName;
+    }
+    loss.data.datasets.push({ label: job.name, borderColor: color, backgroundColor: color,
+                              data: vals.map((e) => ({ x: e.epoch, y: e.values.loss })) });
+    if (metricName) metric.data.datasets.push({ label: job.name, borderColor: color, backgroundColor: color,
+      data: vals.filter((e) => metricName in e.values).map((e) => ({ x: e.epoch, y: e.values[metricName] })) });
+    points += vals.length;
+    root.dataset.points = String(points);
+    loss.update("none"); metric.update("none");
+  });
+})();
