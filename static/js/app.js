@@ -114,9 +114,13 @@
     setTimeout(poll, 1000);
   }
 
-  // Jobs list: refresh status and progress every few seconds.
+  // Jobs list: status changes arrive on the user socket (notify.js); a job this page does not
+  // list yet (queued from another tab or the API) reloads it; progress refreshes every few seconds.
   const table = document.getElementById("jobs-table");
   if (table) {
+    document.addEventListener("trainyard:job", (e) => {
+      if (!table.querySelector('tr[data-job="' + e.detail.id + '"]')) location.reload();
+    });
     const labels = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled" };
     const refresh = async () => {
       try {

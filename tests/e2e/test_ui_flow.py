@@ -72,6 +72,7 @@ def test_sign_in_upload_train_watch_download(page, stack, tmp_path, screenshots)
     page.screenshot(path=str(screenshots / "job-running.png"), full_page=True)
 
     page.wait_for_selector("#job-status.succeeded", timeout=120_000)
+    page.wait_for_selector(".toasts a.toast.succeeded")  # the finish is announced on every open page
     page.wait_for_selector("#samples tbody tr")
     page.wait_for_selector("#artifacts a:has-text('model.safetensors')")
     assert page.eval_on_selector("#job-progress", "e => e.value") == 1
@@ -96,6 +97,14 @@ def test_sign_in_upload_train_watch_download(page, stack, tmp_path, screenshots)
 
     page.click("text=Jobs")
     page.wait_for_selector(f"tr[data-job='{job_id}'] .badge.succeeded")
+    # The list follows a job queued elsewhere (the API) without a reload by the user.
+    api = stack.api("alice")
+    dataset_id = api.get(stack.url(f"/api/jobs/{job_id}/")).json()["dataset"]
+    page.wait_for_timeout(500)  # the user socket is connecting
+    other = api.post(stack.url("/api/jobs/"), json={"dataset": dataset_id, "architecture": "mlp",
+                                                    "train_config": {"epochs": 1}}).json()["id"]
+    page.wait_for_selector(f"tr[data-job='{other}']", timeout=30_000)
+    page.wait_for_selector(f"tr[data-job='{other}'] .badge.succeeded", timeout=60_000)
     page.screenshot(path=str(screenshots / "jobs-list.png"), full_page=True)
     assert page.errors == []
 

@@ -90,3 +90,29 @@ def test_foreign_origin_is_refused_by_the_asgi_stack(alice):
             assert not connected
 
     run(scenario)
+
+
+def test_user_socket_hears_own_job_changes_only(alice, bob):
+    from webapp.jobs.consumers import UserConsumer
+
+    mine, theirs = running_job(alice), running_job(bob)
+
+    async def scenario():
+        c = WebsocketCommunicator(UserConsumer.as_asgi(), "/ws/user/")
+        c.scope["user"] = alice
+        connected, _ = await c.connect()
+        assert connected
+        await database_sync_to_async(append_events)(theirs.pk, [("status", {"status": "succeeded"})])
+        await database_sync_to_async(append_events)(mine.pk, [("log", {"text": "not a status"})])
+        await database_sync_to_async(append_events)(mine.pk, [("status", {"status": "failed"})],
+                                                    status="failed")
+        msg = await c.receive_json_from(timeout=5)
+        assert msg["type"] == "job" and msg["job"]["id"] == str(mine.pk) and msg["job"]["status"] == "failed"
+        assert await c.receive_nothing(timeout=0.3)
+        await c.disconnect()
+        anon = WebsocketCommunicator(UserConsumer.as_asgi(), "/ws/user/")
+        anon.scope["user"] = AnonymousUser()
+        connected, code = await anon.connect()
+        assert not connected and code == 4401
+
+    run(scenario)

@@ -7,7 +7,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 
 from webapp.jobs.access import get_job_for_user
-from webapp.jobs.events import events_after, group_name
+from webapp.jobs.events import events_after, group_name, user_group
 
 
 class JobConsumer(AsyncJsonWebsocketConsumer):
@@ -40,3 +40,23 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
 
     async def job_events(self, message):
         await self.send_json({"type": "events", "events": message["events"]})
+
+
+class UserConsumer(AsyncJsonWebsocketConsumer):
+    """`ws/user/`: state changes of the signed-in user's own jobs (jobs list, toasts)."""
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_active:
+            await self.close(code=4401)
+            return
+        self.group = user_group(user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code):
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def job_changed(self, message):
+        await self.send_json({"type": "job", "job": message["job"]})

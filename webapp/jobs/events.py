@@ -43,6 +43,9 @@ def append_events(job_id, events: list[tuple[str, dict]], **job_updates) -> list
         payload = [r.to_dict() for r in rows]
         if payload:
             transaction.on_commit(lambda: publish(job_id, payload))
+        if any(kind == "status" for kind, _ in events):
+            owner_id = Job.objects.values_list("owner_id", flat=True).get(pk=job_id)
+            transaction.on_commit(lambda: publish_to_user(owner_id, job_id))
     return payload
 
 
@@ -54,6 +57,24 @@ def publish(job_id, events: list[dict]) -> None:
         async_to_sync(layer.group_send)(group_name(job_id), {"type": "job.events", "events": events})
     except Exception as exc:  # noqa: BLE001 - events are safe in the database; pages re-sync
         log.warning("could not publish %d events of job %s: %s", len(events), job_id, exc)
+
+
+def user_group(user_id) -> str:
+    return f"user.{user_id}"
+
+
+def publish_to_user(user_id, job_id) -> None:
+    """Tell the owner's open pages (jobs list, toasts) that a job changed state."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    job = Job.objects.select_related("owner", "dataset").prefetch_related("artifacts").filter(pk=job_id).first()
+    if job is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(user_group(user_id), {"type": "job.changed", "job": job.to_dict()})
+    except Exception as exc:  # noqa: BLE001 - the pages re-sync from the API
+        log.warning("could not notify user %s about job %s: %s", user_id, job_id, exc)
 
 
 def events_after(job, after: int = 0, limit: int = 5000) -> list[dict]:

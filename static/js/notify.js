@@ -1,0 +1,51 @@
+// Every signed-in page: a socket for the user's own job changes. Shows a toast when a job
+// finishes or fails, and keeps the jobs list (when open) up to date without reloading.
+(function () {
+  "use strict";
+  if (!document.body.dataset.user) return;
+  const FINAL = { succeeded: "finished", failed: "failed", cancelled: "was cancelled" };
+  const labels = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled" };
+  let retries = 0;
+
+  const region = document.createElement("div");
+  region.className = "toasts";
+  region.setAttribute("role", "status");
+  region.setAttribute("aria-live", "polite");
+  document.body.append(region);
+
+  function toast(job) {
+    const a = document.createElement("a");
+    a.href = "/jobs/" + job.id + "/";
+    a.className = "toast " + job.status;
+    a.textContent = "Job “" + job.name + "” " + FINAL[job.status] + (job.error ? ": " + job.error.slice(0, 120) : "");
+    region.append(a);
+    setTimeout(() => a.remove(), 8000);
+  }
+
+  function updateRow(job) {
+    const row = document.querySelector('#jobs-table tr[data-job="' + job.id + '"]');
+    if (!row) return;
+    const badge = row.querySelector('[data-field="status"]');
+    badge.textContent = labels[job.status] || job.status;
+    badge.className = "badge " + job.status;
+    row.querySelector('[data-field="progress"]').value = job.total_steps ? job.step / job.total_steps : 0;
+  }
+
+  function connect() {
+    const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/user/");
+    ws.onopen = () => { retries = 0; document.body.dataset.notify = "live"; };
+    ws.onmessage = (msg) => {
+      const data = JSON.parse(msg.data);
+      if (data.type !== "job") return;
+      updateRow(data.job);
+      if (data.job.status in FINAL) toast(data.job);
+      document.dispatchEvent(new CustomEvent("trainyard:job", { detail: data.job }));
+    };
+    ws.onclose = (e) => {
+      document.body.dataset.notify = "off";
+      if (e.code === 4401) return;
+      setTimeout(connect, Math.min(15000, 500 * 2 ** retries++));
+    };
+  }
+  connect();
+})();
