@@ -1,9 +1,11 @@
 """The Reporter: turns training callbacks into numbered job events, off the training thread.
 
-Hooks only append to an in-memory buffer (no I/O on the training thread). A flusher thread,
-every `flush_seconds`, stores the buffered events in one transaction (bulk insert with the
-next sequence numbers, plus the job's progress fields), publishes them to `job.<id>`, and
-reads the job's cancel flag, setting `control.should_stop` when a user asked to cancel.
+Hooks only append to an in-memory buffer (no I/O on the training thread). A flusher thread
+stores the buffered events in one transaction (bulk insert with the next sequence numbers,
+plus the job's progress fields), publishes them to `job.<id>`, and reads the job's cancel
+flag, setting `control.should_stop` when a user asked to cancel. It flushes as soon as an
+event arrives, but at most once per `flush_seconds` (bursts are batched), and at least once
+per IDLE_SECONDS (heartbeat and cancel check).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from workers.training.callbacks import Callback, Control, TrainState
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 0.5  # seconds between progress events
+IDLE_SECONDS = 1.0  # flush (heartbeat, cancel check) at least this often
+COALESCE_SECONDS = 0.03  # after the first event, wait this long for the rest of its burst
 
 
 class Reporter(Callback):
@@ -35,6 +39,7 @@ class Reporter(Callback):
         self._progress: dict | None = None
         self._last_progress = 0.0
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"reporter-{job_id}", daemon=True)
         # After a restart the run replays steps since its checkpoint; metric points the page
         # already has are not sent twice.
@@ -51,12 +56,20 @@ class Reporter(Callback):
     def close(self) -> None:
         """Stop the flusher and write whatever is still buffered."""
         self._stop.set()
+        self._wake.set()
         self._thread.join()
         self.flush()
 
     def _run(self) -> None:
+        last = 0.0
         try:
-            while not self._stop.wait(self.flush_seconds):
+            while not self._stop.is_set():
+                self._wake.wait(IDLE_SECONDS)
+                self._wake.clear()
+                pause = max(COALESCE_SECONDS, self.flush_seconds - (time.monotonic() - last))
+                if pause > 0 and self._stop.wait(pause):  # rate limit; the burst keeps buffering
+                    break
+                last = time.monotonic()
                 try:
                     self.flush()
                 except Exception:  # noqa: BLE001 - keep training; the next flush retries
@@ -73,7 +86,7 @@ class Reporter(Callback):
         if progress:
             updates.update(epoch=progress["epoch"], step=progress["step"], total_steps=progress["total_steps"],
                            eta_seconds=progress["eta_seconds"])
-            events.append(("progress", progress))
+            events.append(("progress", {**progress, "t": round(time.time(), 4)}))
         try:
             append_events(self.job_id, events, **updates)
         except Exception:
@@ -84,8 +97,11 @@ class Reporter(Callback):
             self.control.should_stop = True
 
     def emit(self, kind: str, data: dict) -> None:
+        """Buffer one event; `t` is when it happened (wall clock), for latency measurements."""
+        data["t"] = round(time.time(), 4)
         with self._lock:
             self._buffer.append((kind, data))
+        self._wake.set()
 
     # -- callback hooks (training thread: cheap only) -----------------------------------
     def _set_progress(self, state: TrainState) -> None:

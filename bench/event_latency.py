@@ -1,0 +1,105 @@
+"""End-to-end event latency: worker emits an event → a browser-like websocket client has it.
+
+    .venv/bin/python bench/event_latency.py [--viewers 1 200] [--epochs 30]
+
+Starts the real stack (redis-server, Celery worker, Daphne), runs a training job per viewer
+count, connects N authenticated websocket clients to the job, and prints p50/p95/max latency
+(receive time minus the event's emit time `t`, one clock) and the job's throughput, then the
+ratio of throughput with the most viewers to throughput with none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+import websockets  # noqa: E402
+
+from tests.integration.helpers import login  # noqa: E402
+from tests.stack import PASSWORD, running_stack, write_separable_csv  # noqa: E402
+
+
+async def watch(url: str, headers: dict, latencies: list, stop: asyncio.Event, ready: list) -> None:
+    async with websockets.connect(url, additional_headers=headers, open_timeout=60, max_size=2**22) as ws:
+        ready.append(1)
+        while not stop.is_set():
+            try:
+                raw = await asyncio.wait_for(ws.recv(), 0.5)
+            except asyncio.TimeoutError:
+                continue
+            now = time.time()
+            for ev in json.loads(raw).get("events", []):
+                if "t" in ev:
+                    latencies.append(now - ev["t"])
+                if ev.get("kind") == "status" and ev.get("status") in ("succeeded", "failed", "cancelled"):
+                    stop.set()
+
+
+async def run_case(stack, api, cookie: str, ds_id: str, viewers: int, train: dict) -> tuple[list, float]:
+    job = api.post(stack.url("/api/jobs/"), json={"dataset": ds_id, "architecture": "mlp",
+                                                  "model_config": {"hidden_sizes": [256, 256]},
+                                                  "train_config": train}).json()
+    url = stack.base_url.replace("http://", "ws://") + f"/ws/jobs/{job['id']}/"
+    headers = {"Cookie": cookie, "Origin": stack.base_url}
+    latencies: list[float] = []
+    stop, ready = asyncio.Event(), []
+    tasks = []
+    for _ in range(viewers):
+        tasks.append(asyncio.create_task(watch(url, headers, latencies, stop, ready)))
+        await asyncio.sleep(0.005)
+    if tasks:
+        deadline = time.monotonic() + 1800
+        while not stop.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    done = await asyncio.to_thread(stack.wait_job, api, job["id"], timeout=1800, interval=1.0)
+    return latencies, done["metrics"].get("samples_per_s", 0.0)
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 2 else (values[0] if values else float("nan"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--viewers", type=int, nargs="+", default=[0, 1, 200])
+    ap.add_argument("--epochs", type=int, default=30)
+    args = ap.parse_args()
+    train = {"epochs": args.epochs, "batch_size": 64, "learning_rate": 1e-3}
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp, running_stack() as stack:
+        api = stack.api("alice")
+        with open(write_separable_csv(Path(tmp) / "d.csv", n=20_000), "rb") as f:
+            ds = api.post(stack.url("/api/datasets/"), files={"file": ("d.csv", f)}).json()
+        stack.wait_dataset(api, ds["id"], timeout=300)
+        session = login(stack, "alice", PASSWORD)
+        cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+        throughput = {}
+        for n in args.viewers:
+            latencies, sps = asyncio.run(run_case(stack, api, cookie, ds["id"], n, train))
+            throughput[n] = sps
+            ms = [x * 1000 for x in latencies]
+            if n:
+                print(f"{n:4d} viewers: {len(ms):6d} deliveries  p50 {pct(ms, 50):7.1f} ms  p95 {pct(ms, 95):7.1f} ms  "
+                      f"max {max(ms):7.1f} ms  job {sps:,.0f} samples/s")
+            else:
+                print(f"   0 viewers: job {sps:,.0f} samples/s")
+        if 0 in throughput and max(args.viewers) > 0:
+            top = max(args.viewers)
+            print(f"throughput ratio {top} viewers / none: {throughput[top] / throughput[0]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
