@@ -3,6 +3,8 @@ through the API by the real worker (one epoch, default settings)."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from tests import datagen
@@ -10,6 +12,8 @@ from tests.stack import write_separable_csv
 
 pytestmark = pytest.mark.stack
 
+INGEST_MODULES = {"tabular": "tabular", "image": "images", "text": "text", "corpus": "corpus",
+                  "sequence": "sequences"}
 KINDS = {
     "tabular": lambda d: write_separable_csv(d / "table.csv"),
     "image": lambda d: datagen.digits_png_zip(d / "digits.zip", limit=600),
@@ -21,6 +25,8 @@ KINDS = {
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_each_kind_ingests_and_every_accepting_architecture_trains(stack, tmp_path, kind):
+    if importlib.util.find_spec(f"workers.datasets.{INGEST_MODULES[kind]}") is None:
+        pytest.skip(f"ingest of the {kind} kind is not implemented yet (issue 3)")
     api = stack.api("alice")
     path = KINDS[kind](tmp_path)
     with open(path, "rb") as f:
