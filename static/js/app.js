@@ -135,6 +135,7 @@
             badge.textContent = labels[j.status] || j.status;
             badge.className = "badge " + j.status;
             row.querySelector('[data-field="progress"]').value = j.total_steps ? j.step / j.total_steps : 0;
+            row.querySelector('[data-field="queue"]').textContent = j.queue_position == null ? "" : j.queue_position + " ahead";
           }
         }
       } catch (e) { /* try again later */ }

@@ -101,6 +101,8 @@
     badge.textContent = status.charAt(0).toUpperCase() + status.slice(1);
     badge.className = "badge " + status;
     if (ev.worker) document.getElementById("job-worker").textContent = "worker " + ev.worker;
+    const queued = document.getElementById("queue-position");
+    if (queued && status !== "queued") queued.hidden = true;
     if (ev.error) {
       const e = document.getElementById("job-error");
       e.textContent = ev.error; e.hidden = false;

@@ -42,7 +42,7 @@ def test_sigkill_mid_job_resumes_from_checkpoint_on_another_worker(own_stack, tm
     done = s.wait_job(api, job["id"], timeout=240)
     assert done["status"] == "succeeded", s.logs()
     assert done["attempts"] == 2 and done["worker"].startswith("worker2@")
-    assert sorted(a["name"] for a in done["artifacts"]) == ["config.json", "model.safetensors"]
+    assert sorted(a["name"] for a in done["artifacts"]) == ["MODEL_CARD.md", "config.json", "model.safetensors"]
     assert done["metrics"]["accuracy"] >= 0.9
 
     events = api.get(s.url(f"/api/jobs/{job['id']}/events/")).json()["events"]

@@ -417,3 +417,17 @@ def test_compare_shows_hyperparameters_and_metrics_of_visible_jobs_only(client_a
     assert 'src="/static/js/compare.js"' in html
     foreign = finished_job(bob)
     assert client_alice.get(f"/jobs/compare/?ids={a.pk}&ids={foreign.pk}").status_code == 404
+
+
+def test_queue_position_is_shown_for_queued_jobs(client_alice, alice, bob):
+    ds = ready_dataset(alice)
+    first = Job.objects.create(owner=bob, dataset=ready_dataset(bob), name="b1", architecture="mlp")
+    mine = Job.objects.create(owner=alice, dataset=ds, name="a1", architecture="mlp")
+    assert first.queue_position == 0 and mine.queue_position == 1
+    assert "1 job ahead in the queue" in client_alice.get(f"/jobs/{mine.pk}/").content.decode()
+    assert "1 ahead" in client_alice.get("/jobs/").content.decode()
+    api = Client()
+    api.force_login(alice)
+    assert api.get(f"/api/jobs/{mine.pk}/").json()["queue_position"] == 1
+    Job.objects.filter(pk=first.pk).update(status="running")
+    assert api.get(f"/api/jobs/{mine.pk}/").json()["queue_position"] == 0

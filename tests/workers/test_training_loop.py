@@ -148,7 +148,7 @@ def test_separable_classification_learns(cls_ds, tmp_path):
     confusion = np.array(result.metrics["confusion"])
     assert confusion.shape == (2, 2) and confusion.sum() == 40
     assert confusion.trace() / confusion.sum() == pytest.approx(result.metrics["accuracy"])
-    assert sorted(result.artifacts) == ["config.json", "model.safetensors"]
+    assert sorted(result.artifacts) == ["MODEL_CARD.md", "config.json", "model.safetensors"]
     # Train-metric logs carry the running accuracy and throughput.
     _, _, last_train = [log for log in rec.logs if log[0] == "train"][-1]
     assert {"loss", "accuracy", "lr", "samples_per_s"} <= set(last_train)
@@ -383,7 +383,7 @@ def test_exported_artifacts_predict_like_the_trained_model(cls_ds, reg_ds, tmp_p
     model_cfg = {"hidden_sizes": "16,8", "activation": "tanh", "norm": "batch", "dropout": 0.1}
     rec = Recorder()
     result = run(make_spec(ds, tmp_path / "job", model=model_cfg, epochs=2, learning_rate=0.01), [rec])
-    assert sorted(result.artifacts) == ["config.json", "model.safetensors"]
+    assert sorted(result.artifacts) == ["MODEL_CARD.md", "config.json", "model.safetensors"]
 
     loaded, cfg = models_zoo.load_model(tmp_path / "job" / "artifacts")
     assert not loaded.training
@@ -521,3 +521,11 @@ def test_batch_norm_with_a_trailing_single_sample_batch(cls_ds, tmp_path):
     spec = make_spec(cls_ds, tmp_path / "job", model={"hidden_sizes": [8], "norm": "batch"}, epochs=2,
                      batch_size=159)
     assert run(spec).status == "succeeded"
+
+
+def test_model_card_records_data_settings_metrics_and_versions(cls_ds, tmp_path):
+    run(make_spec(cls_ds, tmp_path / "job", epochs=2, seed=7))
+    card = (tmp_path / "job" / "artifacts" / "MODEL_CARD.md").read_text()
+    for text in ("# Model card: mlp", "task: classification", "classes (2): above, below", "seeded random split",
+                 "- seed: 7", "- epochs: 2", "- hidden_sizes: [16]", "- accuracy: ", "torch 2."):
+        assert text in card, text

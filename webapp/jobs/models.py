@@ -59,6 +59,13 @@ class Job(models.Model):
         return self.status in self.FINAL
 
     @property
+    def queue_position(self) -> int | None:
+        """How many queued jobs are ahead of this one (the broker serves the queue in order)."""
+        if self.status != self.Status.QUEUED:
+            return None
+        return Job.objects.filter(status=self.Status.QUEUED, created_at__lt=self.created_at).count()
+
+    @property
     def progress_fraction(self) -> float:
         return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
 
@@ -84,6 +91,7 @@ class Job(models.Model):
             "eta_seconds": self.eta_seconds,
             "metrics": self.metrics,
             "last_seq": self.last_seq,
+            "queue_position": self.queue_position,
             "created_at": self.created_at.isoformat(),
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,

@@ -281,7 +281,37 @@ def export_model(output_dir: Path, spec: TrainSpec, model: torch.nn.Module, data
     tmp = art / ".config.json.tmp"
     tmp.write_text(json.dumps(config, indent=2))
     tmp.replace(art / "config.json")
+    tmp = art / ".MODEL_CARD.md.tmp"
+    tmp.write_text(model_card(spec, info, tc, metrics))
+    tmp.replace(art / "MODEL_CARD.md")
+    names.append("MODEL_CARD.md")
     return sorted(names)
+
+
+def model_card(spec: TrainSpec, info: dict, tc: TrainConfig, metrics: dict) -> str:
+    """A short, human-readable record of what was trained on what, and how well it did."""
+    import platform
+
+    split = ("the archive's own train/ and val/ folders" if info.get("split") == "provided" else
+             f"seeded random split, {info.get('val_fraction')} validation, seed {info.get('split_seed', 0)}")
+    lines = [
+        f"# Model card: {spec.architecture}",
+        "",
+        "## Data",
+        f"- kind: {info.get('kind')}, task: {info.get('task')}, input shape: {info.get('input_shape')}",
+        f"- training / validation: {info.get('num_train', info.get('num_train_tokens'))} / "
+        f"{info.get('num_val', info.get('num_val_tokens'))} ({split})",
+    ]
+    if info.get("classes"):
+        lines.append(f"- classes ({len(info['classes'])}): {', '.join(map(str, info['classes'][:50]))}")
+    lines += ["", "## Architecture", *(f"- {k}: {v}" for k, v in spec.model_config.items()),
+              "", "## Training", *(f"- {k}: {v}" for k, v in to_json(tc).items()),
+              "", "## Validation metrics",
+              *(f"- {k}: {v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))),
+              "", "## Versions",
+              f"- torch {torch.__version__}, Python {platform.python_version()}, format trainyard-model/1",
+              "", "Load with `models_zoo.load_model(folder)` (config.json + model.safetensors).", ""]
+    return "\n".join(lines)
 
 
 def _better(value: float, best: float | None, mode: str) -> bool:
