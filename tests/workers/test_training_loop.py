@@ -51,16 +51,6 @@ def make_regression(directory, n=300, seed=0):
     return out
 
 
-@pytest.fixture(scope="module")
-def cls_ds(tmp_path_factory):
-    return make_classification(tmp_path_factory.mktemp("cls"))
-
-
-@pytest.fixture(scope="module")
-def reg_ds(tmp_path_factory):
-    return make_regression(tmp_path_factory.mktemp("reg"))
-
-
 def make_spec(ds, out, model=None, log_interval=1e9, **train):
     train = {"epochs": 4, "batch_size": 32, "learning_rate": 0.03, **train}
     return TrainSpec("mlp", model if model is not None else {"hidden_sizes": [16]}, train, str(ds), str(out),

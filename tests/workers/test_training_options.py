@@ -17,17 +17,6 @@ from models_zoo.hparams import TrainConfig
 from models_zoo.schema import ConfigError, validate
 from workers.training import Callback, TrainSpec, run
 from workers.training.loop import make_scheduler
-from tests.workers.test_training_loop import make_classification, make_regression
-
-
-@pytest.fixture(scope="module")
-def cls_ds(tmp_path_factory):
-    return make_classification(tmp_path_factory.mktemp("cls"))
-
-
-@pytest.fixture(scope="module")
-def reg_ds(tmp_path_factory):
-    return make_regression(tmp_path_factory.mktemp("reg"))
 
 
 class LRs(Callback):

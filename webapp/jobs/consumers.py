@@ -10,10 +10,16 @@ from webapp.jobs.access import get_job_for_user
 from webapp.jobs.events import events_after, group_name, user_group
 
 
+def _signed_in(scope):
+    """The scope's user when signed in and active, else None (the socket closes with 4401)."""
+    user = scope.get("user")
+    return user if user is not None and user.is_authenticated and user.is_active else None
+
+
 class JobConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_active:
+        user = _signed_in(self.scope)
+        if user is None:
             await self.close(code=4401)
             return
         try:
@@ -46,8 +52,8 @@ class UserConsumer(AsyncJsonWebsocketConsumer):
     """`ws/user/`: state changes of the signed-in user's own jobs (jobs list, toasts)."""
 
     async def connect(self):
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_active:
+        user = _signed_in(self.scope)
+        if user is None:
             await self.close(code=4401)
             return
         self.group = user_group(user.pk)
