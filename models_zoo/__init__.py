@@ -1,7 +1,10 @@
-"""The architecture registry: a lazy map from name to (label, module, dataset kinds).
+"""The architecture registry: a lazy map from name to (label, module, dataset kinds, tasks).
 
 Importing this package never imports torch; `get(name).module` imports the family module,
-whose `Config` is torch-free and whose `build(config, dataset_info)` imports torch itself.
+whose `Config` and `validate_for(config, dataset_info)` are torch-free and whose
+`build(config, dataset_info)` imports torch itself. `check_for_dataset()` is the check to run
+before a job is queued: the config itself, the dataset's kind and task, then the family's own
+dataset-dependent rules (heads dividing the width, images large enough for the pooling...).
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from models_zoo._checks import kind_error
 from models_zoo.schema import ConfigError, describe, validate
 
-__all__ = ["ConfigError", "Entry", "REGISTRY", "get", "entries_for", "build_model", "load_model"]
+__all__ = ["ConfigError", "Entry", "REGISTRY", "get", "entries_for", "check_for_dataset", "build_model",
+           "load_model"]
+
+SUPERVISED = ("classification", "regression")
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,7 @@ class Entry:
     label: str
     module_path: str
     kinds: tuple[str, ...]
-    tasks: tuple[str, ...] = ("classification", "regression")
+    tasks: tuple[str, ...] = SUPERVISED
 
     @property
     def module(self) -> ModuleType:
@@ -44,7 +51,13 @@ class Entry:
 REGISTRY: dict[str, Entry] = {
     e.name: e
     for e in [
-        Entry("mlp", "MLP", "models_zoo.mlp", kinds=("tabular",)),
+        Entry("mlp", "MLP", "models_zoo.mlp", kinds=("tabular", "image", "sequence")),
+        Entry("cnn", "CNN", "models_zoo.cnn", kinds=("image",)),
+        Entry("resnet", "ResNet-18/34", "models_zoo.resnet", kinds=("image",)),
+        Entry("cnn1d", "1-D CNN", "models_zoo.cnn1d", kinds=("sequence",)),
+        Entry("rnn", "RNN / LSTM / GRU", "models_zoo.rnn", kinds=("text", "sequence")),
+        Entry("transformer", "Transformer encoder", "models_zoo.transformer", kinds=("text", "sequence")),
+        Entry("gpt", "GPT decoder", "models_zoo.gpt", kinds=("corpus",), tasks=("lm",)),
     ]
 }
 
@@ -58,6 +71,28 @@ def get(name: str) -> Entry:
 
 def entries_for(kind: str) -> list[Entry]:
     return [e for e in REGISTRY.values() if kind in e.kinds]
+
+
+def check_for_dataset(name: str, config: dict | Any, info: dict) -> dict[str, str]:
+    """Every reason `config` for architecture `name` cannot train on the dataset `info` describes,
+    as field -> message ("architecture" for the choice of family); empty when it can.
+
+    `config` is a validated Config or raw input (then validated first). Torch-free.
+    """
+    try:
+        entry = get(name)
+        if isinstance(config, dict):
+            config = entry.validate(config)
+    except ConfigError as exc:
+        return dict(exc.errors)
+    errors = kind_error(info, entry.kinds, entry.label)
+    if errors:
+        return errors
+    task = info.get("task")
+    if task is not None and task not in entry.tasks:
+        return {"architecture": f"{entry.label} does not do {task} (it does: {', '.join(entry.tasks)})"}
+    validate_for = getattr(entry.module, "validate_for", None)
+    return dict(validate_for(config, info)) if validate_for is not None else {}
 
 
 def build_model(name: str, config: dict | Any, info: dict):
@@ -76,7 +111,10 @@ def load_model(directory: str | Path):
 
     directory = Path(directory)
     cfg = json.loads((directory / "config.json").read_text())
-    model = build_model(cfg["architecture"], cfg["model_config"], cfg["dataset"])
+    # The weights come from model.safetensors: an initialisation file named in the config (a
+    # ResNet's pretrained_path) is not read, and need not exist on this machine.
+    model_config = {k: v for k, v in cfg["model_config"].items() if k != "pretrained_path"}
+    model = build_model(cfg["architecture"], model_config, cfg["dataset"])
     model.load_state_dict(load_file(str(directory / "model.safetensors")))
     model.eval()
     return model, cfg

@@ -1,10 +1,13 @@
-"""Multi-layer perceptron for feature vectors (tabular data)."""
+"""Multi-layer perceptron for feature vectors (tabular data); images and sequences are flattened."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models_zoo._checks import kind_error
 from models_zoo.schema import param
+
+KINDS = ("tabular", "image", "sequence")
 
 ACTIVATIONS = [("relu", "ReLU"), ("gelu", "GELU"), ("tanh", "Tanh"), ("sigmoid", "Sigmoid")]
 NORMS = [("none", "None"), ("batch", "Batch norm"), ("layer", "Layer norm")]
@@ -17,6 +20,20 @@ class Config:
     activation: str = param("relu", label="Activation", choices=ACTIVATIONS)
     dropout: float = param(0.0, label="Dropout", min=0.0, max=0.9)
     norm: str = param("none", label="Normalisation", choices=NORMS)
+
+
+def validate_for(config: Config, info: dict) -> dict[str, str]:
+    """Errors (field -> message) for this config on a dataset described by `info`; empty when fine."""
+    errors = kind_error(info, KINDS, "MLP")
+    if not errors:
+        in_features = 1
+        for d in info["input_shape"]:
+            in_features *= int(d)
+        first = config.hidden_sizes[0] if config.hidden_sizes else int(info["num_outputs"])
+        if in_features * first > 200_000_000:
+            errors["hidden_sizes"] = (f"the first layer would have {in_features} × {first} weights; "
+                                      "use a smaller first layer (or a CNN for large images)")
+    return errors
 
 
 def build(config: Config, info: dict):

@@ -18,12 +18,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_registry_imports_do_not_import_torch():
+    # Every family's module, Config, form and checks, as the web process uses them.
     code = (
         "import models_zoo, models_zoo.mlp, models_zoo.hparams, models_zoo.schema, sys\n"
-        "models_zoo.get('mlp').config_cls\n"
-        "models_zoo.get('mlp').describe()\n"
         "models_zoo.get('mlp').validate({'hidden_sizes': '8'})\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "info = {'kind': 'image', 'task': 'classification', 'input_shape': [1, 8, 8], 'num_outputs': 2}\n"
+        "for entry in models_zoo.REGISTRY.values():\n"
+        "    entry.config_cls, entry.describe(), entry.validate({}), entry.module.validate_for\n"
+        "    models_zoo.check_for_dataset(entry.name, {}, info)\n"
+        "assert len(models_zoo.REGISTRY) >= 7\n"
+        "leaked = sorted(m for m in ('torch', 'torchvision', 'safetensors') if m in sys.modules)\n"
+        "assert not leaked, f'imported {leaked}'\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -14,6 +14,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 import models_zoo
+from models_zoo._checks import kind_error
 from models_zoo.hparams import TrainConfig
 from models_zoo.schema import ConfigError, to_json, validate
 from webapp import celery
@@ -49,12 +50,19 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
         errors.update(exc.errors)
         entry = None
     if entry is not None:
-        if dataset is not None and dataset.kind not in entry.kinds:
-            errors["architecture"] = f"{entry.label} does not accept {dataset.get_kind_display()} datasets"
+        if dataset is not None:
+            errors.update(kind_error({"kind": dataset.kind}, entry.kinds, entry.label))
         try:
-            clean_model = to_json(entry.validate(model_config))
+            config = entry.validate(model_config)
+            clean_model = to_json(config)
         except ConfigError as exc:
             errors.update({f"model_config.{k}": v for k, v in exc.errors.items()})
+        else:
+            if dataset is not None and dataset.is_ready and "architecture" not in errors:
+                # The family's dataset-dependent rules: heads dividing the width, images large
+                # enough for the pooling, a first layer that fits... checked before queueing.
+                for k, v in models_zoo.check_for_dataset(architecture, config, dataset.info).items():
+                    errors[k if k == "architecture" else f"model_config.{k}"] = v
     try:
         tc = validate(TrainConfig, train_config)
         clean_train = to_json(tc)

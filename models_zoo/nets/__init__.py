@@ -1,0 +1,1 @@
+"""The torch modules behind the family modules. These import torch; only `build()` imports them."""
