@@ -63,15 +63,20 @@ def ingest_dataset(dataset_id: str) -> str:
             last[0] = time.monotonic()
             dataset_services.set_progress(ds.pk, done / total)
 
+    def remove_files() -> None:
+        # A rejected file leaves nothing: no cache, no half-written .partial, no upload.
+        shutil.rmtree(ds.directory, ignore_errors=True)
+        shutil.rmtree(ds.directory.with_name(ds.directory.name + ".partial"), ignore_errors=True)
+        ds.upload_path.unlink(missing_ok=True)
+
     try:
         info = ingest(ds.kind, ds.upload_path, ds.directory, ds.options or {}, progress)
     except IngestError as exc:
+        remove_files()
         dataset_services.mark_failed(ds.pk, f"{ds.original_filename}: {exc}")
-        ds.upload_path.unlink(missing_ok=True)
         return "failed"
     except Exception as exc:
-        shutil.rmtree(ds.directory, ignore_errors=True)
-        ds.upload_path.unlink(missing_ok=True)
+        remove_files()
         dataset_services.mark_failed(ds.pk, f"{ds.original_filename}: internal error while reading the file ({exc})")
         raise
     if not Dataset.objects.filter(pk=ds.pk).exists():  # deleted while it was ingesting

@@ -39,6 +39,8 @@ class DatasetUpload(serializers.Serializer):
     text_column = serializers.CharField(required=False, allow_blank=True, help_text="text datasets")
     task = serializers.ChoiceField(choices=["auto", "classification", "regression"], required=False)
     image_size = serializers.IntegerField(required=False, help_text="image datasets: side in pixels")
+    channels = serializers.ChoiceField(choices=["auto", "grayscale", "rgb"], required=False,
+                                       help_text="image datasets: default auto (grayscale when every image is)")
     level = serializers.ChoiceField(choices=["char", "byte"], required=False, help_text="corpus tokens")
     val_fraction = serializers.FloatField(required=False, help_text="default 0.2 (corpus 0.1)")
 

@@ -30,6 +30,9 @@ def quota_bytes() -> int:
     return settings.TRAINYARD_USER_QUOTA_MB * 1024 * 1024
 
 
+CHANNELS = {"auto": None, "grayscale": "L", "rgb": "RGB", "l": "L"}  # the form's words → the ingest's modes
+
+
 def _options(kind: str, raw: dict) -> dict:
     """The ingest options for `kind`, checked; unknown values get a message."""
     opts: dict = {}
@@ -40,15 +43,22 @@ def _options(kind: str, raw: dict) -> dict:
         raise DatasetError("validation fraction must be a number between 0 and 1") from None
     if not 0.0 < opts["val_fraction"] < 1.0:
         raise DatasetError("validation fraction must be between 0 and 1 (exclusive)")
-    for key in ("label_column", "text_column"):
+    for key, kinds in (("label_column", ("tabular", "sequence", "text")), ("text_column", ("text",))):
         value = str(raw.get(key) or "").strip()
-        if value:
+        if value and kind in kinds:
             opts[key] = value[:200]
     task = str(raw.get("task") or "auto")
     if task not in ("auto", "classification", "regression"):
         raise DatasetError("task must be auto, classification or regression")
-    if task != "auto":
+    if task == "regression" and kind == "text":
+        raise DatasetError("text datasets are for classification; regression is for tables and sequences")
+    if task != "auto" and kind in ("tabular", "sequence"):
         opts["task"] = task
+    channels = str(raw.get("channels") or "auto").strip().lower()
+    if channels not in CHANNELS:
+        raise DatasetError("channels must be auto, grayscale or rgb")
+    if kind == "image" and CHANNELS[channels]:
+        opts["channels"] = CHANNELS[channels]
     if kind == "image" and raw.get("image_size") not in (None, ""):
         try:
             size = int(raw["image_size"])
@@ -238,7 +248,9 @@ def unshare_dataset(dataset: Dataset, username: str, actor=None) -> None:
 
 
 def mark_failed(dataset_id, error: str) -> None:
-    Dataset.objects.filter(pk=dataset_id).update(status=Dataset.Status.FAILED, error=error[:5000])
+    """The row stays, to show the reason; its files are gone, so it holds no quota."""
+    Dataset.objects.filter(pk=dataset_id).update(status=Dataset.Status.FAILED, error=error[:5000], size_bytes=0,
+                                                 progress=0.0)
 
 
 def delete_dataset(dataset: Dataset, actor=None) -> None:

@@ -11,7 +11,7 @@ from webapp.datasets.uploads import upload_too_large_message
 from webapp.datasets.validation import DatasetError
 from webapp.jobs.access import datasets_for, get_dataset_for_user
 
-UPLOAD_OPTIONS = ("label_column", "text_column", "task", "image_size", "level", "val_fraction")
+UPLOAD_OPTIONS = ("label_column", "text_column", "task", "image_size", "channels", "level", "val_fraction")
 
 
 def _list_context(request, **extra) -> dict:
@@ -44,16 +44,41 @@ def dataset_list(request):
     return render(request, "datasets/list.html", _list_context(request))
 
 
+def _bars(counts: dict | None) -> list[dict]:
+    items = sorted((counts or {}).items(), key=lambda kv: -kv[1])
+    top = max([c for _, c in items] or [1]) or 1
+    return [{"name": k, "count": v, "pct": round(100 * v / top)} for k, v in items]
+
+
+SPARK_W, SPARK_H = 240, 48
+
+
+def _sparklines(series: list[dict] | None) -> list[dict]:
+    """Preview sequences as SVG polyline points, on one vertical scale (so sizes compare)."""
+    series = [s for s in (series or []) if s.get("values")]
+    values = [v for s in series for v in s["values"]]
+    if not values:
+        return []
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    out = []
+    for s in series:
+        vals = s["values"]
+        step = SPARK_W / max(1, len(vals) - 1)
+        points = " ".join(f"{i * step:.1f},{SPARK_H - 2 - (v - lo) / span * (SPARK_H - 4):.1f}" for i, v in enumerate(vals))
+        out.append({"label": s.get("label", ""), "points": points})
+    return out
+
+
 def dataset_detail(request, pk):
     ds = get_dataset_for_user(request.user, pk)
     info = ds.info or {}
-    classes = sorted((info.get("class_counts") or {}).items(), key=lambda kv: -kv[1])
-    top = max([c for _, c in classes] or [1])
-    bars = [{"name": k, "count": v, "pct": round(100 * v / top)} for k, v in classes]
     previews = [{"name": cls, "files": files} for cls, files in (info.get("previews") or {}).items()]
     can_edit = request.user.is_staff or ds.owner_id == request.user.pk
     return render(request, "datasets/detail.html", {
-        "ds": ds, "info": info, "bars": bars, "previews": previews, "can_edit": can_edit,
+        "ds": ds, "info": info, "bars": _bars(info.get("class_counts")), "previews": previews,
+        "token_bars": _bars(info.get("token_counts")), "sparklines": _sparklines((info.get("preview") or {}).get("series")),
+        "spark_w": SPARK_W, "spark_h": SPARK_H, "can_edit": can_edit,
         "shared_with": ds.shared_with.order_by("username") if can_edit else [],
     })
 

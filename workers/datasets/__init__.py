@@ -13,6 +13,9 @@ from workers.datasets.tabular import IngestError
 
 __all__ = ["IngestError", "ingest"]
 
+# The image channel option as the web form and API spell it → the ingest's Pillow mode.
+CHANNELS = {"grayscale": "L", "gray": "L", "l": "L", "rgb": "RGB", "auto": None}
+
 
 def ingest(kind: str, source: Path, out_dir: Path, options: dict,
            progress: Callable[[int, int], None] | None = None) -> dict:
@@ -25,7 +28,9 @@ def ingest(kind: str, source: Path, out_dir: Path, options: dict,
     if kind == "image":
         from workers.datasets.images import ingest_image_zip
 
-        return ingest_image_zip(source, out_dir, image_size=opts.get("image_size"),
+        channels = opts.get("channels")
+        channels = CHANNELS.get(str(channels).lower(), channels) if channels else None
+        return ingest_image_zip(source, out_dir, image_size=opts.get("image_size"), channels=channels,
                                 val_fraction=opts.get("val_fraction", 0.2), seed=opts.get("seed", 0),
                                 progress=progress)
     if kind == "text":

@@ -61,14 +61,33 @@ def read_table(path: Path, delimiter: str | None = None) -> tuple[list[str], lis
     return header, rows
 
 
-def _read_table(path: Path, delimiter: str | None = None) -> tuple[list[str], list[list[str]], list[int]]:
+def sniff_delimiter(path: Path) -> str:
+    """Tab for .tsv/.tab, comma for .csv; otherwise (an upload stored under a generated name)
+    whichever of tab, semicolon and comma the first line has most of (comma on a tie)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in {".tsv", ".tab"}:
+        return "\t"
+    if suffix == ".csv":
+        return ","
+    with open(path, "rb") as f:
+        first = f.readline(64 * 1024)
+    counts = {d: first.count(d.encode()) for d in (",", "\t", ";")}
+    best = max(counts, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
+def _read_table(path: Path, delimiter: str | None = None, *, header_row: bool | None = True,
+                max_columns: int = MAX_COLUMNS) -> tuple[list[str], list[list[str]], list[int]]:
     """(header, rows, the file line on which each row starts): blank lines and quoted
-    newlines make row index and line number differ, and error messages name the line."""
+    newlines make row index and line number differ, and error messages name the line.
+
+    header_row None: a first line made only of numbers is data, and the columns are named
+    col1, col2, ... (numeric sequences often come without a header)."""
     path = Path(path)
     if path.stat().st_size == 0:
         raise IngestError("the file is empty")
     if delimiter is None:
-        delimiter = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
+        delimiter = sniff_delimiter(path)
     csv.field_size_limit(MAX_FIELD_BYTES)
     reader = csv.reader(_decoded_lines(path), delimiter=delimiter, strict=True)
     try:
@@ -79,8 +98,13 @@ def _read_table(path: Path, delimiter: str | None = None) -> tuple[list[str], li
         raise IngestError("the first line must be a header naming the columns")
     prev_end = reader.line_num
     header = [h.strip() for h in header]
-    if len(header) > MAX_COLUMNS:
-        raise IngestError(f"{len(header)} columns; at most {MAX_COLUMNS} are supported")
+    if len(header) > max_columns:
+        raise IngestError(f"{len(header)} columns; at most {max_columns} are supported")
+    first_data: list[list[str]] = []
+    headerless = header_row is None and all(_is_number(h) for h in header)
+    if headerless:
+        first_data = [header]
+        header = [f"col{i + 1}" for i in range(len(header))]
     if len(header) < 2:
         raise IngestError("need at least one feature column and a label column (is the delimiter right?)")
     for i, name in enumerate(header):
@@ -89,8 +113,8 @@ def _read_table(path: Path, delimiter: str | None = None) -> tuple[list[str], li
     dupes = {h for h in header if header.count(h) > 1}
     if dupes:
         raise IngestError(f"duplicate column names: {', '.join(sorted(dupes))}")
-    rows: list[list[str]] = []
-    lines: list[int] = []
+    rows: list[list[str]] = first_data
+    lines: list[int] = [1] * len(first_data)
     try:
         for row in reader:
             line = reader.line_num
@@ -99,7 +123,8 @@ def _read_table(path: Path, delimiter: str | None = None) -> tuple[list[str], li
             if not row or all(not c.strip() for c in row):
                 continue  # blank lines are harmless
             if len(row) != len(header):
-                raise IngestError(f"line {line}: {len(row)} fields, but the header has {len(header)}")
+                raise IngestError(f"line {line}: {len(row)} fields, but the {'first line' if headerless else 'header'} "
+                                  f"has {len(header)}")
             rows.append([c.strip() for c in row])
             lines.append(start)
             if len(rows) > MAX_ROWS:
@@ -122,7 +147,8 @@ def ingest_csv(
 ) -> dict:
     """Validate `source` and write the cache into `out_dir` (which must not exist). Returns info."""
     header, rows, lines = _read_table(Path(source))
-    label = label_column or header[-1]
+    named = [h for h in header if h.lower() == "label"]
+    label = label_column or (named[0] if named else header[-1])
     if label not in header:
         raise IngestError(f"label column {label!r} does not exist; columns are: {', '.join(header)}")
     li = header.index(label)

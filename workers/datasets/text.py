@@ -1,0 +1,267 @@
+"""Text-classification ingest: CSV/TSV or JSON Lines with a text column and a label column →
+padded token-id arrays plus a word vocabulary (pure Python + numpy, no Django, no torch).
+
+Input
+    CSV/TSV (a header row naming the columns; the delimiter from the extension, or sniffed from
+    the first line when the name says nothing, e.g. an upload stored under a generated name), or
+    JSON Lines (one object per line; `.json` may also hold one array of objects). Which of the
+    two is decided by the extension when it is a known one, else by the content (a first
+    character `{` or `[` means JSON); a known extension whose content is the other format is an
+    error that says so.
+    Columns: `text_column` / `label_column` when given (they must exist), else a column named
+    "text" (then "sentence", "review", "content") and one named "label" (then "class",
+    "category", "target", "sentiment"), else the first and the last column.
+
+Tokenizer (built here, from the training split only; written as vocab.json)
+    lower-cased, regex `\\w+(?:'\\w+)*|[^\\w\\s]` (words, with inner apostrophes, and single
+    punctuation marks). Ids: 0 = <pad>, 1 = <unk>, then the training tokens by frequency
+    (ties alphabetical), at most MAX_VOCAB in all. The sequence length (info["max_len"]) is
+    the 95th percentile of the training texts' token counts, capped at MAX_LEN; longer texts
+    keep their first max_len tokens (info["truncated"] counts them). Every text has at least
+    one token (an empty text is an error), so no row is all padding.
+
+Output (written to `<out_dir>.partial`, renamed into place; on any failure it is removed)
+    X_train.npy X_val.npy   int32 [N, max_len]   token ids, right-padded with 0
+    len_train.npy len_val.npy  int32 [N]          tokens before padding
+    y_train.npy y_val.npy   int64 [N]            class indices
+    vocab.json   the token of each id
+    train_texts.json val_texts.json   the raw texts in X_train's / X_val's row order (sample
+    predictions show them; models with their own tokenizer train on them)      info.json
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from workers.datasets.common import (
+    atomic_dir,
+    check_val_fraction,
+    class_info,
+    encode_labels,
+    pick_column,
+    seeded_split,
+)
+from workers.datasets.tabular import (
+    MAX_FIELD_BYTES,
+    IngestError,
+    _decoded_lines,
+    _read_table,
+)
+
+TOKEN_PATTERN = r"\w+(?:'\w+)*|[^\w\s]"
+_TOKEN = re.compile(TOKEN_PATTERN)
+PAD, UNK = "<pad>", "<unk>"
+MAX_VOCAB = 30_000
+MAX_LEN = 256
+LENGTH_PERCENTILE = 95
+MAX_ROWS = 2_000_000
+MAX_JSON_ARRAY_BYTES = 256 * 1024**2
+PREVIEW_ROWS = 12
+PREVIEW_CHARS = 300
+
+CSV_SUFFIXES = {".csv", ".tsv", ".tab"}
+JSON_SUFFIXES = {".jsonl", ".ndjson", ".json"}
+TEXT_NAMES = ("text", "sentence", "review", "content")
+LABEL_NAMES = ("label", "class", "category", "target", "sentiment")
+
+
+def tokenize(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+def _first_char(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    return head.decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")[:1]
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    first = _first_char(path)
+    looks_json = first in ("{", "[")
+    if suffix in CSV_SUFFIXES:
+        if looks_json:
+            raise IngestError(f"the file is named {suffix} but its first line is JSON, not a table; "
+                              f"name it .jsonl if it holds one JSON object per line")
+        return "csv"
+    if suffix in JSON_SUFFIXES:
+        if first and not looks_json:
+            raise IngestError(f"the file is named {suffix} but line 1 does not start with '{{' (a JSON object); "
+                              f"is it a CSV file? then name it .csv")
+        return "json"
+    return "json" if looks_json else "csv"
+
+
+def _read_json(path: Path) -> tuple[list[str], list[dict], list[str]]:
+    """(column names, objects, where each object is) from JSON Lines or one JSON array."""
+    if path.stat().st_size == 0:
+        raise IngestError("the file is empty")
+    if _first_char(path) == "[":
+        if path.stat().st_size > MAX_JSON_ARRAY_BYTES:
+            raise IngestError(f"a single JSON array may be at most {MAX_JSON_ARRAY_BYTES // 2**20} MB; "
+                              f"use JSON Lines (one object per line) for larger files")
+        text = "".join(_decoded_lines(path))
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise IngestError(f"line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(items, list):
+            raise IngestError("the JSON file must hold one array of objects, or one object per line")
+        where = [f"item {i + 1}" for i in range(len(items))]
+    else:
+        items, where = [], []
+        for lineno, line in enumerate(_decoded_lines(path), start=1):
+            if not line.strip():
+                continue
+            if len(line) > MAX_FIELD_BYTES:
+                raise IngestError(f"line {lineno}: longer than {MAX_FIELD_BYTES // 10**6} MB")
+            try:
+                items.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                hint = " (is this a CSV file? then name it .csv)" if lineno == 1 and "," in line else ""
+                raise IngestError(f"line {lineno}, column {exc.colno}: not valid JSON ({exc.msg}){hint}") from None
+            where.append(f"line {lineno}")
+            if len(items) > MAX_ROWS:
+                raise IngestError(f"more than {MAX_ROWS} rows")
+    if not items:
+        raise IngestError("the file holds no records")
+    columns: list[str] = []
+    for obj, w in zip(items, where):
+        if not isinstance(obj, dict):
+            raise IngestError(f"{w}: expected a JSON object like {{\"text\": ..., \"label\": ...}}, "
+                              f"got {type(obj).__name__}")
+        if not columns:
+            columns = [str(k) for k in obj]
+    if not columns:
+        raise IngestError(f"{where[0]}: the object has no fields")
+    return columns, items, where
+
+
+def _json_value(value, w: str, column: str, role: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (str, int, float)):
+        return str(value).strip()
+    raise IngestError(f"{w}: the {role} ({column!r}) must be a string or a number, not {type(value).__name__}")
+
+
+def _records(path: Path, text_column: str | None, label_column: str | None):
+    """(format, columns, text column, label column, texts, labels, where each row is)."""
+    fmt = _format(path)
+    if fmt == "csv":
+        header, rows, lines = _read_table(path)
+        where = [f"line {n}" for n in lines]
+    else:
+        header, items, where = _read_json(path)
+    label = pick_column(header, label_column, LABEL_NAMES, -1, "label")
+    text = pick_column(header, text_column, TEXT_NAMES, 0, "text", exclude=label)
+    if text == label:
+        raise IngestError(f"the text and the label cannot be the same column ({text!r})")
+    if fmt == "csv":
+        ti, li = header.index(text), header.index(label)
+        texts = [r[ti] for r in rows]
+        labels = [r[li] for r in rows]
+    else:
+        texts, labels = [], []
+        for obj, w in zip(items, where):
+            for col, role in ((text, "text"), (label, "label")):
+                if col not in obj:
+                    raise IngestError(f"{w}: no {col!r} field (the {role}); every record needs one")
+            texts.append(_json_value(obj[text], w, text, "text"))
+            labels.append(_json_value(obj[label], w, label, "label"))
+    return fmt, header, text, label, texts, labels, where
+
+
+def ingest_text(
+    source: Path,
+    out_dir: Path,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> dict:
+    """Validate `source` and write the cache into `out_dir` (which must not exist). Returns info."""
+    source = Path(source)
+    val_fraction = check_val_fraction(val_fraction)
+    fmt, columns, text_col, label_col, texts, labels, where = _records(source, text_column, label_column)
+    tokens: list[list[str]] = []
+    for i, t in enumerate(texts):
+        toks = tokenize(t)
+        if not toks:
+            raise IngestError(f"{where[i]}: the text ({text_col!r}) is empty")
+        tokens.append(toks)
+    task, y, classes = encode_labels(labels, where, label_col, "classification", ("classification",))
+    n = len(texts)
+    train_idx, val_idx = seeded_split(n, val_fraction, seed, y)
+
+    counts: Counter = Counter()
+    for i in train_idx:
+        counts.update(tokens[i])
+    vocab = [PAD, UNK] + [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: MAX_VOCAB - 2]]
+    index = {t: i for i, t in enumerate(vocab)}
+    train_lengths = np.asarray([len(tokens[i]) for i in train_idx])
+    max_len = int(min(MAX_LEN, max(1, np.ceil(np.percentile(train_lengths, LENGTH_PERCENTILE)))))
+
+    def encode(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        X = np.zeros((len(rows), max_len), dtype=np.int32)
+        lengths = np.zeros(len(rows), dtype=np.int32)
+        for j, i in enumerate(rows):
+            ids = [index.get(t, 1) for t in tokens[i][:max_len]]
+            X[j, : len(ids)] = ids
+            lengths[j] = len(ids)
+        return X, lengths
+
+    X_train, len_train = encode(train_idx)
+    X_val, len_val = encode(val_idx)
+    all_lengths = np.asarray([len(t) for t in tokens])
+    val_unknown = int(sum(1 for i in val_idx for t in tokens[i][:max_len] if t not in index))
+    val_total = int(len_val.sum())
+    info: dict = {
+        "kind": "text",
+        "task": task,
+        "text_column": text_col,
+        "label_column": label_col,
+        "columns": columns,
+        "format": fmt,
+        "input_shape": [max_len],
+        "max_len": max_len,
+        "vocab_size": len(vocab),
+        "tokenizer": {"type": "word", "lowercase": True, "pattern": TOKEN_PATTERN, "pad_id": 0, "unk_id": 1,
+                      "max_len": max_len, "padding": "right", "truncation": "keep the first max_len tokens"},
+        "num_rows": n,
+        "num_train": len(train_idx),
+        "num_val": len(val_idx),
+        "val_fraction": val_fraction,
+        "split": "seeded",
+        "split_seed": seed,
+        "length_stats": {"min": int(all_lengths.min()), "mean": round(float(all_lengths.mean()), 2),
+                         "max": int(all_lengths.max()), "p95_train": max_len},
+        "truncated": int((all_lengths > max_len).sum()),
+        "val_unknown_token_fraction": round(val_unknown / val_total, 4) if val_total else 0.0,
+        "preview": {"texts": [{"text": texts[i][:PREVIEW_CHARS], "label": labels[i]} for i in range(min(n, PREVIEW_ROWS))]},
+        **class_info(y, classes),
+    }
+    with atomic_dir(out_dir) as tmp:
+        for name, arr in {"X_train": X_train, "X_val": X_val, "len_train": len_train, "len_val": len_val,
+                          "y_train": y[train_idx], "y_val": y[val_idx]}.items():
+            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+        (tmp / "vocab.json").write_text(json.dumps(vocab))
+        # The raw texts too, in X's row order: sample predictions show them, and models with their
+        # own tokenizer (Hugging Face) train on them, still from the cache.
+        (tmp / "train_texts.json").write_text(json.dumps([texts[i] for i in train_idx]))
+        (tmp / "val_texts.json").write_text(json.dumps([texts[i] for i in val_idx]))
+        (tmp / "info.json").write_text(json.dumps(info))
+    return info
+
+
+__all__ = ["IngestError", "ingest_text", "tokenize"]
