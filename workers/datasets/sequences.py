@@ -40,7 +40,7 @@ from workers.datasets.common import (
     pick_column,
     seeded_split,
 )
-from workers.datasets.tabular import IngestError, _read_table
+from workers.datasets.tabular import IngestError, iter_table
 
 MAX_STEPS = 10_000
 PREVIEW_ROWS = 10
@@ -50,27 +50,74 @@ PREVIEW_POINTS = 200
 COLUMNS_LISTED = 256
 
 
-def _parse(rows: list[list[str]], columns: list[int], header: list[str], lines: list[int]) -> np.ndarray:
-    """The numeric cells as float64 [N, L], or an error naming the first bad cell."""
-    try:
-        X = np.asarray([[r[c] for c in columns] for r in rows], dtype=np.float64)
-    except ValueError:
-        X = None
-    if X is not None and np.isfinite(X).all():
-        return X
-    for i, r in enumerate(rows):
-        for c in columns:
-            cell = r[c]
-            if cell == "":
-                raise IngestError(f"line {lines[i]}, column {header[c]!r}: empty value (every sequence must be "
-                                  f"complete; fill or drop missing values)")
-            try:
-                value = float(cell)
-            except ValueError:
-                raise IngestError(f"line {lines[i]}, column {header[c]!r}: {cell[:40]!r} is not a number") from None
-            if not np.isfinite(value):
-                raise IngestError(f"line {lines[i]}, column {header[c]!r}: {cell!r} is not a finite number")
-    raise AssertionError("unreachable")
+BLOCK_ROWS = 4096
+
+
+def _bad_cell(values: list[str], line: int, names: list[str]) -> IngestError | None:
+    """The message for the first of a row's values that is not a finite float32 number."""
+    for cell, name in zip(values, names):
+        if cell == "":
+            return IngestError(f"line {line}, column {name!r}: empty value (every sequence must be "
+                               f"complete; fill or drop missing values)")
+        try:
+            value = float(cell)
+        except ValueError:
+            return IngestError(f"line {line}, column {name!r}: {cell[:40]!r} is not a number")
+        if not np.isfinite(np.float32(value)):
+            return IngestError(f"line {line}, column {name!r}: {cell!r} is not a finite number (float32)")
+    return None
+
+
+def _read(source: Path, label_column: str | None):
+    """Stream the file: the values as float32 [N, L] (converted a block of rows at a time, so
+    memory is about the float32 array, not Python strings), the label strings, the preview
+    rows, the header and the line of every row."""
+    header, records = iter_table(source, header_row=None, max_columns=MAX_STEPS + 1)
+    label = pick_column(header, label_column, ("label",), -1, "label")
+    li = header.index(label)
+    steps = [c for c in range(len(header)) if c != li]
+    blocks: list[np.ndarray] = []
+    block: list[list[str]] = []
+    block_lines: list[int] = []
+    labels: list[str] = []
+    lines: list[int] = []
+    preview: list[list[str]] = []
+
+    def flush() -> None:
+        try:
+            X = np.asarray(block, dtype=np.float64).astype(np.float32)
+        except ValueError:
+            X = None
+        if X is None or not np.isfinite(X).all():
+            names = [header[c] for c in steps]
+            for row, line in zip(block, block_lines):
+                error = _bad_cell(row, line, names)
+                if error is not None:
+                    raise error
+            raise IngestError(f"lines {block_lines[0]}-{block_lines[-1]}: a value is not a number")
+        blocks.append(X)
+        block.clear()
+        block_lines.clear()
+
+    for line, row in records:
+        labels.append(row[li])
+        lines.append(line)
+        if len(preview) < PREVIEW_ROWS:
+            preview.append(row)
+        block.append([row[c] for c in steps])
+        block_lines.append(line)
+        if len(block) >= BLOCK_ROWS:
+            flush()
+    if block:
+        flush()
+    return header, label, li, np.concatenate(blocks), labels, lines, preview
+
+
+def _preview_picks(task: str, y: np.ndarray, classes: list[str], labels: list[str]) -> list[tuple[str, int]]:
+    if task == "classification":
+        return [(classes[c], int(i)) for c in range(len(classes))
+                for i in np.flatnonzero(y == c)[:PREVIEW_SERIES_PER_CLASS]]
+    return [(labels[i], i) for i in range(min(len(labels), PREVIEW_SERIES_PER_CLASS * 3))]
 
 
 def _downsample(seq: np.ndarray) -> list[float]:
@@ -90,27 +137,24 @@ def ingest_sequences(
 ) -> dict:
     """Validate `source` and write the cache into `out_dir` (which must not exist). Returns info."""
     val_fraction = check_val_fraction(val_fraction)
-    header, rows, lines = _read_table(Path(source), header_row=None, max_columns=MAX_STEPS + 1)
-    label = pick_column(header, label_column, ("label",), -1, "label")
-    li = header.index(label)
-    steps = [c for c in range(len(header)) if c != li]
+    header, label, li, X, labels, lines, preview = _read(Path(source), label_column)
     where = [f"line {n}" for n in lines]
-    task, y, classes = encode_labels([r[li] for r in rows], where, label, task)
-    X = _parse(rows, steps, header, lines)
+    task, y, classes = encode_labels(labels, where, label, task)
     n, length = X.shape
     train_idx, val_idx = seeded_split(n, val_fraction, seed, y if task == "classification" else None)
 
-    mean = float(X[train_idx].mean())
-    std = float(X[train_idx].std())
+    train_values = X[train_idx]
+    mean = float(train_values.mean(dtype=np.float64))
+    std = float(train_values.std(dtype=np.float64))
+    del train_values
     if std < 1e-12:
         std = 1.0
-    Xn = ((X - mean) / std).astype(np.float32)[:, :, None]
+    series = [(lab, _downsample(X[i])) for lab, i in _preview_picks(task, y, classes, labels)]
+    X -= np.float32(mean)  # in place: the array is the biggest thing held
+    X /= np.float32(std)
+    Xn = X[:, :, None]
 
     preview_cols = [c for c in range(len(header)) if c != li][:PREVIEW_COLUMNS] + [li]
-    if task == "classification":
-        picks = [(classes[c], i) for c in range(len(classes)) for i in np.flatnonzero(y == c)[:PREVIEW_SERIES_PER_CLASS]]
-    else:
-        picks = [(rows[i][li], i) for i in range(min(n, PREVIEW_SERIES_PER_CLASS * 3))]
     info: dict = {
         "kind": "sequence",
         "task": task,
@@ -130,9 +174,9 @@ def ingest_sequences(
         "value_range": [round(float(X.min()), 6), round(float(X.max()), 6)],
         "preview": {
             "header": [header[c] for c in preview_cols],
-            "rows": [[r[c] for c in preview_cols] for r in rows[:PREVIEW_ROWS]],
+            "rows": [[r[c] for c in preview_cols] for r in preview],
             "columns_hidden": max(0, len(header) - len(preview_cols)),
-            "series": [{"label": str(lab), "values": _downsample(X[i])} for lab, i in picks],
+            "series": [{"label": str(lab), "values": values} for lab, values in series],
         },
     }
     if len(header) <= COLUMNS_LISTED:

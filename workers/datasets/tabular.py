@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,19 @@ def _read_table(path: Path, delimiter: str | None = None, *, header_row: bool | 
 
     header_row None: a first line made only of numbers is data, and the columns are named
     col1, col2, ... (numeric sequences often come without a header)."""
+    header, records = iter_table(path, delimiter, header_row=header_row, max_columns=max_columns)
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    for line, row in records:
+        rows.append(row)
+        lines.append(line)
+    return header, rows, lines
+
+
+def iter_table(path: Path, delimiter: str | None = None, *, header_row: bool | None = True,
+               max_columns: int = MAX_COLUMNS):
+    """(header, an iterator of (line the row starts on, stripped cells)); the checks and
+    messages of `_read_table`, without holding the rows (the caller decides what to keep)."""
     path = Path(path)
     if path.stat().st_size == 0:
         raise IngestError("the file is empty")
@@ -96,44 +110,48 @@ def _read_table(path: Path, delimiter: str | None = None, *, header_row: bool | 
         raise IngestError(f"line 1: {exc}") from None
     if not header or all(not h.strip() for h in header):
         raise IngestError("the first line must be a header naming the columns")
-    prev_end = reader.line_num
     header = [h.strip() for h in header]
     if len(header) > max_columns:
         raise IngestError(f"{len(header)} columns; at most {max_columns} are supported")
-    first_data: list[list[str]] = []
     headerless = header_row is None and all(_is_number(h) for h in header)
+    first = header
     if headerless:
-        first_data = [header]
         header = [f"col{i + 1}" for i in range(len(header))]
     if len(header) < 2:
         raise IngestError("need at least one feature column and a label column (is the delimiter right?)")
     for i, name in enumerate(header):
         if not name:
             raise IngestError(f"column {i + 1} has an empty name in the header")
-    dupes = {h for h in header if header.count(h) > 1}
+    dupes = sorted(h for h, k in Counter(header).items() if k > 1)
     if dupes:
-        raise IngestError(f"duplicate column names: {', '.join(sorted(dupes))}")
-    rows: list[list[str]] = first_data
-    lines: list[int] = [1] * len(first_data)
-    try:
-        for row in reader:
-            line = reader.line_num
-            start = prev_end + 1
-            prev_end = line
-            if not row or all(not c.strip() for c in row):
-                continue  # blank lines are harmless
-            if len(row) != len(header):
-                raise IngestError(f"line {line}: {len(row)} fields, but the {'first line' if headerless else 'header'} "
-                                  f"has {len(header)}")
-            rows.append([c.strip() for c in row])
-            lines.append(start)
-            if len(rows) > MAX_ROWS:
-                raise IngestError(f"more than {MAX_ROWS} rows")
-    except csv.Error as exc:
-        raise IngestError(f"line {reader.line_num}: {exc}") from None
-    if not rows:
-        raise IngestError("the file has a header but no data rows")
-    return header, rows, lines
+        raise IngestError(f"duplicate column names: {', '.join(dupes)}")
+
+    def records():
+        prev_end = reader.line_num
+        n = 0
+        if headerless:
+            n += 1
+            yield 1, first
+        try:
+            for row in reader:
+                line = reader.line_num
+                start = prev_end + 1
+                prev_end = line
+                if not row or all(not c.strip() for c in row):
+                    continue  # blank lines are harmless
+                if len(row) != len(header):
+                    raise IngestError(f"line {line}: {len(row)} fields, but the "
+                                      f"{'first line' if headerless else 'header'} has {len(header)}")
+                n += 1
+                if n > MAX_ROWS:
+                    raise IngestError(f"more than {MAX_ROWS} rows")
+                yield start, [c.strip() for c in row]
+        except csv.Error as exc:
+            raise IngestError(f"line {reader.line_num}: {exc}") from None
+        if not n:
+            raise IngestError("the file has a header but no data rows")
+
+    return header, records()
 
 
 def ingest_csv(

@@ -194,37 +194,44 @@ def ingest_text(
     source = Path(source)
     val_fraction = check_val_fraction(val_fraction)
     fmt, columns, text_col, label_col, texts, labels, where = _records(source, text_column, label_column)
-    tokens: list[list[str]] = []
+    # Token lists are not kept (they would cost many times the file's size): each text is
+    # tokenized once for the vocabulary (training rows only) and once to encode it.
     for i, t in enumerate(texts):
-        toks = tokenize(t)
-        if not toks:
+        if _TOKEN.search(t) is None:
             raise IngestError(f"{where[i]}: the text ({text_col!r}) is empty")
-        tokens.append(toks)
     task, y, classes = encode_labels(labels, where, label_col, "classification", ("classification",))
     n = len(texts)
     train_idx, val_idx = seeded_split(n, val_fraction, seed, y)
 
     counts: Counter = Counter()
-    for i in train_idx:
-        counts.update(tokens[i])
+    train_lengths = np.empty(len(train_idx), dtype=np.int64)
+    for j, i in enumerate(train_idx):
+        toks = tokenize(texts[i])
+        counts.update(toks)
+        train_lengths[j] = len(toks)
     vocab = [PAD, UNK] + [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: MAX_VOCAB - 2]]
+    del counts
     index = {t: i for i, t in enumerate(vocab)}
-    train_lengths = np.asarray([len(tokens[i]) for i in train_idx])
     max_len = int(min(MAX_LEN, max(1, np.ceil(np.percentile(train_lengths, LENGTH_PERCENTILE)))))
+    all_lengths = np.empty(n, dtype=np.int64)
+    unknown = [0]
 
-    def encode(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def encode(rows: np.ndarray, count_unknown: bool) -> tuple[np.ndarray, np.ndarray]:
         X = np.zeros((len(rows), max_len), dtype=np.int32)
         lengths = np.zeros(len(rows), dtype=np.int32)
         for j, i in enumerate(rows):
-            ids = [index.get(t, 1) for t in tokens[i][:max_len]]
+            toks = tokenize(texts[i])
+            all_lengths[i] = len(toks)
+            ids = [index.get(t, 1) for t in toks[:max_len]]
             X[j, : len(ids)] = ids
             lengths[j] = len(ids)
+            if count_unknown:
+                unknown[0] += ids.count(1)
         return X, lengths
 
-    X_train, len_train = encode(train_idx)
-    X_val, len_val = encode(val_idx)
-    all_lengths = np.asarray([len(t) for t in tokens])
-    val_unknown = int(sum(1 for i in val_idx for t in tokens[i][:max_len] if t not in index))
+    X_train, len_train = encode(train_idx, False)
+    X_val, len_val = encode(val_idx, True)
+    val_unknown = unknown[0]
     val_total = int(len_val.sum())
     info: dict = {
         "kind": "text",
