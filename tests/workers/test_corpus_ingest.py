@@ -58,7 +58,7 @@ def test_char_level_round_trip(tmp_path):
     val = np.load(out / "val.npy")
     assert "".join(vocab[i] for i in val) == TEXT[-len(val):]
     assert info["preview"]["text"] == TEXT[:2000]
-    assert info["token_counts"]["␠"] == TEXT.count(" ")
+    assert info["token_counts"]["space"] == TEXT.count(" ")
     assert {p.name for p in out.iterdir()} == {"train.npy", "val.npy", "vocab.json", "info.json"}
 
 

@@ -240,7 +240,7 @@ def ingest_corpus(source: Path, out_dir: Path, *, level: str = "char", val_fract
 
 
 def _token_name(i: int, vocab: list[str] | None) -> str:
-    if vocab is None:
-        return chr(i) if 32 <= i < 127 else f"0x{i:02x}"
-    c = vocab[i]
-    return {"\n": "\\n", "\t": "\\t", " ": "␠"}.get(c, c)
+    if vocab is None and not (32 <= i < 127 or i in (9, 10, 13)):
+        return f"0x{i:02x}"
+    c = chr(i) if vocab is None else vocab[i]
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r", " ": "space"}.get(c, c)
