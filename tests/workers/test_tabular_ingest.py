@@ -274,3 +274,17 @@ def test_a_stale_partial_dir_is_replaced(tmp_path):
     ingest_csv(write(tmp_path / "d.csv", text), tmp_path / "out")
     assert not (tmp_path / "out.partial").exists()
     assert not (tmp_path / "out" / "junk").exists()
+
+
+def test_a_stored_upload_without_extension_gets_its_delimiter_from_the_content(tmp_path):
+    # The web tier stores uploads as <id>.upload: the delimiter is sniffed from the first line.
+    for name, sep in (("tab.upload", "\t"), ("semi.upload", ";"), ("comma.upload", ",")):
+        text = sep.join(["x", "y", "label"]) + "\n" + "".join(f"{i}{sep}{i % 3}{sep}{i % 2}\n" for i in range(20))
+        info = ingest_csv(write(tmp_path / name, text), tmp_path / f"out-{name}")
+        assert info["feature_names"] == ["x", "y"] and info["num_columns"] == 3, name
+
+
+def test_a_column_named_label_is_the_default_label(tmp_path):
+    text = "x,label,z\n" + "".join(f"{i},{i % 2},{i * 3}\n" for i in range(20))
+    info = ingest_csv(write(tmp_path / "d.csv", text), tmp_path / "out")
+    assert info["label_column"] == "label" and info["feature_names"] == ["x", "z"]
