@@ -1,6 +1,6 @@
-"""Ingest throughput and memory of the text, corpus and sequence formats on generated files.
+"""Ingest throughput and memory of the text, corpus, sequence and tabular formats on generated files.
 
-    .venv/bin/python bench/ingest_formats.py [--texts 200000] [--corpus-mb 100] [--sequences 50000 --length 128]
+    .venv/bin/python bench/ingest_formats.py [--texts 200000] [--corpus-mb 100] [--sequences 50000 --length 128] [--rows 200000]
 
 Each file is built in a temporary directory, then ingested in a fresh Python process (so that
 building does not count), which prints the ingest time, rows (or tokens) per second and its peak
@@ -61,6 +61,17 @@ def build_sequences(path: Path, n: int, length: int) -> None:
                 f.write(",".join(f"{v:.4f}" for v in row) + f",c{lab}\n")
 
 
+def build_table(path: Path, n: int) -> None:
+    rng = np.random.default_rng(0)
+    with open(path, "w") as f:
+        f.write(",".join(f"f{i}" for i in range(20)) + ",colour,label\n")
+        for start in range(0, n, 5000):
+            k = min(5000, n - start)
+            X = rng.normal(size=(k, 20))
+            for row, i in zip(X, range(start, start + k)):
+                f.write(",".join(f"{v:.4f}" for v in row) + f",{'rgb'[i % 3]},{i % 2}\n")
+
+
 def child(kind: str, source: str, out: str) -> None:
     from workers.datasets import ingest
 
@@ -78,6 +89,7 @@ def main() -> None:
     ap.add_argument("--corpus-mb", type=int, default=100)
     ap.add_argument("--sequences", type=int, default=50_000)
     ap.add_argument("--length", type=int, default=128)
+    ap.add_argument("--rows", type=int, default=200_000, help="tabular rows (20 numeric + 1 string column)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -87,6 +99,7 @@ def main() -> None:
         ("text", "reviews.jsonl", lambda p: build_texts(p, args.texts), "texts"),
         ("corpus", "corpus.txt", lambda p: build_corpus(p, args.corpus_mb), "tokens"),
         ("sequence", "series.csv", lambda p: build_sequences(p, args.sequences, args.length), "sequences"),
+        ("tabular", "table.csv", lambda p: build_table(p, args.rows), "rows"),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for kind, name, build, unit in cases:

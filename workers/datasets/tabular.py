@@ -154,6 +154,33 @@ def iter_table(path: Path, delimiter: str | None = None, *, header_row: bool | N
     return header, records()
 
 
+class _ColumnStats:
+    """What pass 1 learns about one feature column: the first empty cell, whether every cell is
+    a finite number, and (once a cell is not) its distinct values, up to MAX_CATEGORIES."""
+
+    __slots__ = ("first_empty", "first_text", "numeric", "values", "_seen")
+
+    def __init__(self):
+        self.first_empty: int | None = None
+        self.first_text: tuple[int, str] | None = None
+        self.numeric = True
+        self.values: set[str] | None = set()  # None: more than MAX_CATEGORIES
+        self._seen = 0
+
+    def see(self, cell: str, line: int) -> None:
+        if cell == "":
+            if self.first_empty is None:
+                self.first_empty = line
+            return
+        if self.numeric and not _is_number(cell):
+            self.numeric = False
+            self.first_text = (line, cell)
+        if self.values is not None:
+            self.values.add(cell)
+            if len(self.values) > MAX_CATEGORIES:
+                self.values = None
+
+
 def ingest_csv(
     source: Path,
     out_dir: Path,
@@ -164,16 +191,30 @@ def ingest_csv(
     seed: int = 0,
 ) -> dict:
     """Validate `source` and write the cache into `out_dir` (which must not exist). Returns info."""
-    header, rows, lines = _read_table(Path(source))
+    # Pass 1 streams the rows and keeps what decides each column (numeric, or its categories) and
+    # the labels; pass 2 parses the cells straight into the float matrix. The rows themselves are
+    # never all held as Python strings (many times the file's size).
+    header, records = iter_table(Path(source))
     named = [h for h in header if h.lower() == "label"]
     label = label_column or (named[0] if named else header[-1])
     if label not in header:
         raise IngestError(f"label column {label!r} does not exist; columns are: {', '.join(header)}")
     li = header.index(label)
     feature_cols = [h for h in header if h != label]
-    n = len(rows)
+    feature_idx = [header.index(name) for name in feature_cols]
+    stats = [_ColumnStats() for _ in feature_cols]
+    labels_raw: list[str] = []
+    lines: list[int] = []
+    preview_rows: list[list[str]] = []
+    for line, row in records:
+        labels_raw.append(row[li])
+        lines.append(line)
+        if len(preview_rows) < 10:
+            preview_rows.append(row)
+        for st, ci in zip(stats, feature_idx):
+            st.see(row[ci], line)
+    n = len(labels_raw)
 
-    labels_raw = [r[li] for r in rows]
     for i, v in enumerate(labels_raw):
         if v == "":
             raise IngestError(f"line {lines[i]}: the label ({label!r}) is empty")
@@ -192,33 +233,47 @@ def ingest_csv(
         raise IngestError(f"line {lines[bad]}: label {labels_raw[bad]!r} is not a number (needed for regression)")
 
     # Features: numeric columns as they are, string columns one-hot encoded.
-    columns: list[np.ndarray] = []
     feature_names: list[str] = []
     categorical: dict[str, list[str]] = {}
-    for name in feature_cols:
-        ci = header.index(name)
-        cells = [r[ci] for r in rows]
-        for i, c in enumerate(cells):
-            if c == "":
-                raise IngestError(f"line {lines[i]}, column {name!r}: empty value (fill or drop missing values)")
-        if all(_is_number(c) for c in cells):
-            columns.append(np.asarray([float(c) for c in cells], dtype=np.float64))
+    for name, st in zip(feature_cols, stats):
+        if st.first_empty is not None:
+            raise IngestError(f"line {st.first_empty}, column {name!r}: empty value (fill or drop missing values)")
+        if st.numeric:
             feature_names.append(name)
-        else:
-            values = sorted(set(cells))
-            if len(values) > MAX_CATEGORIES:
-                first_bad = next(i for i, c in enumerate(cells) if not _is_number(c))
-                raise IngestError(
-                    f"column {name!r} is not numeric (line {lines[first_bad]}: {cells[first_bad]!r}) and has "
-                    f"{len(values)} distinct values; at most {MAX_CATEGORIES} are one-hot encoded"
-                )
-            categorical[name] = values
-            index = {v: k for k, v in enumerate(values)}
-            codes = np.asarray([index[c] for c in cells])
-            for k, v in enumerate(values):
-                columns.append((codes == k).astype(np.float64))
-                feature_names.append(f"{name}={v}")
-    X = np.stack(columns, axis=1)
+            continue
+        if st.values is None:
+            line, cell = st.first_text
+            raise IngestError(
+                f"column {name!r} is not numeric (line {line}: {cell!r}) and has more than "
+                f"{MAX_CATEGORIES} distinct values; at most {MAX_CATEGORIES} are one-hot encoded"
+            )
+        categorical[name] = sorted(st.values)
+        feature_names.extend(f"{name}={v}" for v in categorical[name])
+    X = np.zeros((n, len(feature_names)), dtype=np.float64)
+    _, records = iter_table(Path(source))  # pass 2: the file was fully checked by pass 1
+    block: list[list[str]] = []
+    done = 0
+
+    def fill(block: list[list[str]], start: int) -> None:
+        j = 0
+        for name, ci in zip(feature_cols, feature_idx):
+            if name in categorical:
+                index = {v: k for k, v in enumerate(categorical[name])}
+                codes = np.fromiter((index[r[ci]] for r in block), dtype=np.int64, count=len(block))
+                X[np.arange(start, start + len(block)), j + codes] = 1.0
+                j += len(index)
+            else:
+                X[start : start + len(block), j] = np.asarray([r[ci] for r in block], dtype=np.float64)
+                j += 1
+
+    for _, row in records:
+        block.append(row)
+        if len(block) == 4096:
+            fill(block, done)
+            done += len(block)
+            block = []
+    if block:
+        fill(block, done)
 
     class_names: list[str] = []
     if task == "classification":
@@ -249,7 +304,10 @@ def ingest_csv(
     mean = X[train_idx].mean(axis=0)
     std = X[train_idx].std(axis=0)
     std[std < 1e-12] = 1.0
-    Xn = ((X - mean) / std).astype(np.float32)
+    X -= mean  # in place: the matrix is the biggest thing held
+    X /= std
+    Xn = X.astype(np.float32)
+    del X
 
     info: dict = {
         "kind": "tabular",
@@ -266,7 +324,7 @@ def ingest_csv(
         "val_fraction": val_fraction,
         "split_seed": seed,
         "normalization": {"mean": mean.tolist(), "std": std.tolist()},
-        "preview": {"header": header, "rows": rows[:10]},
+        "preview": {"header": header, "rows": preview_rows},
     }
     if task == "classification":
         counts = np.bincount(y, minlength=len(class_names))
