@@ -2,6 +2,10 @@
 
 `ingest(kind, source, out_dir, options, progress)` picks the module; every module writes into
 `<out_dir>.partial` and renames it into place, so a failure leaves nothing behind.
+
+options (as the web tier stores them on the Dataset): val_fraction, seed; label_column and task
+(tabular, sequence), label_column and text_column (text), image_size and channels ("L"/"RGB",
+or "grayscale"/"rgb") (image), level "char"/"byte" (corpus). Only images report progress.
 """
 
 from __future__ import annotations

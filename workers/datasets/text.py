@@ -50,7 +50,7 @@ from workers.datasets.tabular import (
     MAX_FIELD_BYTES,
     IngestError,
     _decoded_lines,
-    _read_table,
+    iter_table,
 )
 
 TOKEN_PATTERN = r"\w+(?:'\w+)*|[^\w\s]"
@@ -158,8 +158,7 @@ def _records(path: Path, text_column: str | None, label_column: str | None):
     """(format, columns, text column, label column, texts, labels, where each row is)."""
     fmt = _format(path)
     if fmt == "csv":
-        header, rows, lines = _read_table(path)
-        where = [f"line {n}" for n in lines]
+        header, records = iter_table(path)
     else:
         header, items, where = _read_json(path)
     label = pick_column(header, label_column, LABEL_NAMES, -1, "label")
@@ -168,8 +167,11 @@ def _records(path: Path, text_column: str | None, label_column: str | None):
         raise IngestError(f"the text and the label cannot be the same column ({text!r})")
     if fmt == "csv":
         ti, li = header.index(text), header.index(label)
-        texts = [r[ti] for r in rows]
-        labels = [r[li] for r in rows]
+        texts, labels, where = [], [], []
+        for line, row in records:  # only the two columns are kept
+            texts.append(row[ti])
+            labels.append(row[li])
+            where.append(f"line {line}")
     else:
         texts, labels = [], []
         for obj, w in zip(items, where):
