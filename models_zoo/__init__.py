@@ -58,6 +58,13 @@ REGISTRY: dict[str, Entry] = {
         Entry("rnn", "RNN / LSTM / GRU", "models_zoo.rnn", kinds=("text", "sequence")),
         Entry("transformer", "Transformer encoder", "models_zoo.transformer", kinds=("text", "sequence")),
         Entry("gpt", "GPT decoder", "models_zoo.gpt", kinds=("corpus",), tasks=("lm",)),
+        # Pretrained Hugging Face transformers, fine-tuned by transformers.Trainer (workers.hf).
+        Entry("hf_text_classification", "Hugging Face: text classifier (fine-tune)",
+              "models_zoo.hf.text_classification", kinds=("text",), tasks=("classification",)),
+        Entry("hf_causal_lm", "Hugging Face: causal LM (fine-tune)", "models_zoo.hf.causal_lm",
+              kinds=("corpus",), tasks=("lm",)),
+        Entry("hf_image_classification", "Hugging Face: image classifier (fine-tune)",
+              "models_zoo.hf.image_classification", kinds=("image",), tasks=("classification",)),
     ]
 }
 

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "webapp.datasets",
     "webapp.jobs",
     "webapp.cluster",
+    "webapp.hub",
     "webapp.api",
 ]
 

@@ -24,6 +24,7 @@ def train_job(self, job_id: str) -> str:
     job = services.claim_job(job_id, worker)
     if job is None:
         return "not claimed"  # cancelled, finished, out of attempts or running elsewhere
+    from models_zoo.hf import is_hf
     from workers.reporter import Reporter
     from workers.training import TrainSpec, run  # torch is imported in the worker only
 
@@ -33,8 +34,14 @@ def train_job(self, job_id: str) -> str:
     try:
         if job.dataset is None:
             raise FileNotFoundError("the job's dataset was deleted")
+        extra = {}
+        if is_hf(job.architecture):  # Hugging Face fine-tuning (transformers.Trainer)
+            from webapp.hub.services import local_path
+            from workers.hf import run
+
+            extra["model_path"] = local_path(job.owner, job.model_config.get("model", ""))
         spec = TrainSpec(job.architecture, job.model_config, job.train_config,
-                         dataset_dir=str(job.dataset.directory), output_dir=str(job.directory))
+                         dataset_dir=str(job.dataset.directory), output_dir=str(job.directory), extra=extra)
         with captured_output(lambda data: reporter.emit("log", data)):
             result = run(spec, [reporter], reporter.control)
         status = result.status

@@ -31,11 +31,12 @@ OBJECT_ROUTES = {
     "api:job-cancel": "job",
     "api:job-events": "job",
     "api:artifact": "job",
+    "hub:delete": "model",
 }
 # Routes without an object id: must require login (pages redirect, API answers 401/403).
 LIST_ROUTES = {
     "home", "accounts:profile", "accounts:token", "datasets:list", "jobs:list", "jobs:new", "jobs:compare",
-    "api:architectures", "api:datasets", "api:jobs", "api:uploads",
+    "api:architectures", "api:datasets", "api:jobs", "api:uploads", "hub:list",
 }
 PUBLIC_ROUTES = {"login", "logout", "api:schema"}
 
@@ -67,8 +68,12 @@ def _url(route: str, pattern: str, obj) -> str:
 def objects(alice):
     from webapp.datasets.services import start_upload
 
+    from webapp.hub.models import LocalModel
+
     job = finished_job(alice)
-    return {"job": job, "dataset": job.dataset, "upload": start_upload(alice, "big.zip", 1000)}
+    model = LocalModel.objects.create(name="alices-model", task="text_classification", path="/nonexistent",
+                                      owner=alice)
+    return {"job": job, "dataset": job.dataset, "upload": start_upload(alice, "big.zip", 1000), "model": model}
 
 
 def _client(user, api=False):
@@ -100,6 +105,7 @@ def test_other_users_get_404_on_every_object_route(alice, bob, charlie, objects,
     objects["job"].refresh_from_db()
     objects["dataset"].refresh_from_db()
     assert objects["job"].status == "succeeded" and not objects["job"].cancel_requested
+    assert type(objects["model"]).objects.filter(pk=objects["model"].pk).exists()
 
 
 @pytest.mark.django_db

@@ -14,6 +14,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 import models_zoo
+from models_zoo import hf
 from models_zoo._checks import kind_error
 from models_zoo.hparams import TrainConfig
 from models_zoo.schema import ConfigError, to_json, validate
@@ -68,6 +69,8 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
         clean_train = to_json(tc)
         if dataset is not None and dataset.is_ready:
             errors.update({f"train_config.{k}": v for k, v in tc.check_for_task(dataset.info["task"]).items()})
+        if hf.is_hf(architecture):  # settings transformers.Trainer does not honour
+            errors.update({f"train_config.{k}": v for k, v in hf.train_errors(tc).items()})
     except ConfigError as exc:
         errors.update({f"train_config.{k}": v for k, v in exc.errors.items()})
     if errors:
@@ -78,6 +81,11 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
 def submit_job(user, dataset: Dataset | None, architecture: str, model_config: dict | None = None,
                train_config: dict | None = None, name: str = "") -> Job:
     clean_model, clean_train = validate_job_request(dataset, architecture, model_config, train_config)
+    if hf.is_hf(architecture):  # a local:<name> model must exist for this user and fit the task
+        from webapp.hub.services import check_job_model
+
+        if errors := check_job_model(user, architecture, clean_model):
+            raise SubmitError(errors)
     active = Job.objects.filter(owner=user, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).count()
     limit = settings.TRAINYARD_MAX_ACTIVE_JOBS_PER_USER
     if active >= limit:

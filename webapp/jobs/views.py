@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 import models_zoo
+from models_zoo.hf import is_hf
 from models_zoo.hparams import TrainConfig
 from models_zoo.schema import describe
 from webapp.datasets.models import Dataset
@@ -23,11 +24,22 @@ def job_list(request):
 def _form_context(request, values: dict, errors: dict) -> dict:
     datasets = datasets_for(request.user).filter(status=Dataset.Status.READY)
     architectures = [
-        {"name": e.name, "label": e.label, "kinds": list(e.kinds), "fields": e.describe()}
+        {"name": e.name, "label": e.label, "kinds": list(e.kinds), "fields": _fields(request.user, e)}
         for e in models_zoo.REGISTRY.values()
     ]
     return {"datasets": datasets, "architectures": architectures, "train_fields": describe(TrainConfig),
             "values": values, "errors": errors}
+
+
+def _fields(user, entry) -> list[dict]:
+    fields = entry.describe()
+    if is_hf(entry.name):  # the model picker offers the local models of the entry's task
+        from webapp.hub.services import choices_for
+
+        for f in fields:
+            if f["name"] == "model":
+                f["suggestions"] = choices_for(user, entry.name)
+    return fields
 
 
 def job_new(request):

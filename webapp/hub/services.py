@@ -1,0 +1,142 @@
+"""Pretrained models: who may see which, the check of a job's model source, uploads, deletion."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.http import Http404
+
+from models_zoo.hf import TASKS, is_hf, local_name
+from webapp.accounts import audit
+from webapp.hub.models import NAME_RE, LocalModel
+
+log = logging.getLogger(__name__)
+
+
+class HubError(ValueError):
+    """A refused upload or request; the message is for the user."""
+
+
+def models_for(user):
+    """Models `user` may pick or see: the registered ones and their own uploads (staff: all)."""
+    qs = LocalModel.objects.select_related("owner")
+    if user.is_staff:
+        return qs
+    return qs.filter(Q(owner__isnull=True) | Q(owner=user))
+
+
+def get_model_for_user(user, pk, write: bool = False) -> LocalModel:
+    """The model if `user` may see it (write: delete — their own upload, or staff), else Http404."""
+    if not user.is_authenticated:
+        raise Http404
+    qs = models_for(user)
+    if write and not user.is_staff:
+        qs = qs.filter(owner=user)
+    try:
+        return qs.get(pk=pk)
+    except (LocalModel.DoesNotExist, ValidationError, ValueError, TypeError):
+        raise Http404 from None
+
+
+def find(user, name: str) -> LocalModel | None:
+    """What "local:<name>" means for `user`: their own upload first, then a registered model."""
+    found = LocalModel.objects.filter(name=name).filter(Q(owner=user) | Q(owner__isnull=True))
+    return sorted(found, key=lambda m: m.owner_id is None)[0] if found else None
+
+
+def choices_for(user, architecture: str) -> list[tuple[str, str]]:
+    """(value, label) suggestions for the model field of an HF architecture's form."""
+    task = TASKS.get(architecture)
+    rows = models_for(user).filter(task=task).filter(Q(owner__isnull=True) | Q(owner=user))
+    return [(m.reference, f"{m.name} ({'your upload' if m.is_upload else 'registered on the server'})")
+            for m in rows]
+
+
+def check_job_model(user, architecture: str, model_config: dict) -> dict[str, str]:
+    """Errors (model_config.model -> message) for a job's local model; Hub ids are checked
+    when the job starts (the web tier does not reach out to the Hub)."""
+    if not is_hf(architecture):
+        return {}
+    name = local_name(str(model_config.get("model", "")))
+    if name is None:
+        return {}
+    found = find(user, name)
+    if found is None:
+        return {"model_config.model": f"there is no local model named {name!r}; see the Models page"}
+    if found.task != TASKS[architecture]:
+        return {"model_config.model": f"local:{name} is a {found.get_task_display().lower()} model, not "
+                                      f"{LocalModel.Task(TASKS[architecture]).label.lower()}"}
+    return {}
+
+
+def local_path(user, model: str) -> str | None:
+    """The folder behind "local:<name>" for the job's owner (the Celery task passes it on)."""
+    name = local_name(model or "")
+    if name is None:
+        return None
+    found = find(user, name)
+    return found.path if found is not None else None
+
+
+def upload_model(user, uploaded=None, *, upload=None, name: str = "", task: str = "",
+                 description: str = "") -> LocalModel:
+    """Check and extract a save_pretrained ZIP into the data dir; nothing is left on refusal."""
+    from webapp.datasets import services as dataset_services
+    from workers.hf.modelzip import ModelZipError, extract_model_zip
+
+    name = (name or "").strip()
+    if not NAME_RE.match(name):
+        raise HubError("name: use letters, digits, '.', '_' and '-' (starting with a letter or digit)")
+    if task not in LocalModel.Task.values:
+        raise HubError(f"task: choose one of {', '.join(LocalModel.Task.values)}")
+    if LocalModel.objects.filter(name=name).filter(Q(owner=user) | Q(owner__isnull=True)).exists():
+        raise HubError(f"name: you already have a model called {name!r} (or one is registered on the server)")
+    if upload is not None:
+        if not upload.complete:
+            raise HubError(f"the upload is incomplete: {upload.received} of {upload.size} bytes received")
+        path, size = upload.path, upload.size
+    elif uploaded is not None:
+        path, size = Path(uploaded.temporary_file_path()), uploaded.size
+    else:
+        raise HubError("choose a ZIP file to upload")
+    try:
+        dataset_services._check_space(user, size * 2, exclude=upload)  # the ZIP and its extracted copy
+    except Exception as exc:  # noqa: BLE001 - DatasetError: quota or disk
+        raise HubError(str(exc)) from None
+    pk = uuid.uuid4()
+    directory = Path(settings.DATA_DIR) / "models" / str(pk)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        result = extract_model_zip(path, directory)
+    except ModelZipError as exc:
+        raise HubError(str(exc)) from None
+    try:
+        with transaction.atomic():
+            model = LocalModel.objects.create(id=pk, name=name, task=task, path=str(directory), owner=user,
+                                              description=description[:5000], size_bytes=result["size_bytes"])
+            if upload is not None:
+                upload.delete()
+            audit.record(user, "model.upload", model, task=task, files=len(result["files"]),
+                         skipped=result["skipped"][:20])
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    if upload is not None:
+        upload.path.unlink(missing_ok=True)
+    return model
+
+
+def delete_model(model: LocalModel, actor=None) -> None:
+    """Remove the row; an upload's folder goes with it (a registered folder stays on disk)."""
+    audit.record(actor, "model.delete", model)
+    folder = Path(model.path) if model.is_upload else None
+    model.delete()
+    if folder is not None and folder.parent == Path(settings.DATA_DIR) / "models":
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,139 @@
+"""A `save_pretrained` folder uploaded as a ZIP → a checked folder on disk (no torch, no Django).
+
+Reuses the image ingest's archive checks (workers.datasets.images): entry names (zip slip:
+absolute paths, drive letters, backslashes, "..", control characters), links and other
+non-regular entries, encrypted and duplicate entries, overlapping entries, the entry count read
+before the directory is parsed, and sizes counted while streaming (headers can lie), with
+per-entry, total and ratio caps. Pickle files (pytorch_model.bin and friends) are never written
+to disk; the folder must hold config.json and safetensors weights.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from workers.datasets.images import (_Budget, _check_overlaps, _CountedStream, _Entry, _is_junk, _name_parts,
+                                     _open_zip, _size)
+from workers.datasets.tabular import IngestError
+from workers.hf.source import PICKLE_SUFFIXES, ModelSourceError, check_folder
+
+LIMITS = {
+    "max_entries": 10_000,
+    "max_entry_bytes": 32 * 1024**3,
+    "max_total_bytes": 64 * 1024**3,
+    "max_ratio": 100,
+    "ratio_min_bytes": 1024**2,
+}
+CHUNK = 1 << 20
+
+
+class ModelZipError(ValueError):
+    """The ZIP is not an acceptable model; the message is for the user."""
+
+
+def extract_model_zip(zip_path: Path, out_dir: Path, limits: dict | None = None) -> dict:
+    """Extract into `out_dir` (must not exist), atomically; returns {"files", "size_bytes",
+    "skipped", "model_type"}. Raises ModelZipError with the reason."""
+    limits = {**LIMITS, **(limits or {})}
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with open(zip_path, "rb") as f:
+            zf = _open_zip(f, limits)
+            with zf:
+                entries = _scan(zf, limits)
+                root = _root(entries)
+                budget = _Budget(limits["max_total_bytes"])
+                skipped, written, total = [], [], 0
+                tmp.mkdir(parents=True)
+                for entry, parts in entries:
+                    if parts[: len(root)] != root:
+                        skipped.append("/".join(parts))  # beside the model folder: not part of it
+                        continue
+                    rel = parts[len(root):]
+                    if rel[-1].lower().endswith(PICKLE_SUFFIXES):
+                        skipped.append("/".join(rel))  # never written: unpickling runs code
+                        continue
+                    dest = tmp.joinpath(*rel)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(entry.info) as raw, open(dest, "xb") as out:
+                        stream = _CountedStream(raw, entry, budget, limits)
+                        while chunk := stream.read(CHUNK):
+                            out.write(chunk)
+                    written.append("/".join(rel))
+                    total += dest.stat().st_size
+        try:
+            has_weights = check_folder(tmp, "the uploaded model")
+        except ModelSourceError as exc:
+            raise ModelZipError(str(exc)) from None
+        if not has_weights:
+            raise ModelZipError("the ZIP has no safetensors weights (model.safetensors); save the model with "
+                                "save_pretrained(folder, safe_serialization=True) and zip that folder")
+        import json
+
+        model_type = json.loads((tmp / "config.json").read_text())["model_type"]
+        os.replace(tmp, out_dir)
+    except IngestError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelZipError(str(exc)) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"files": sorted(written), "size_bytes": total, "skipped": skipped, "model_type": model_type}
+
+
+def _scan(zf, limits: dict) -> list[tuple[_Entry, list[str]]]:
+    infos = zf.infolist()
+    if not infos:
+        raise ModelZipError("the ZIP archive is empty")
+    if len(infos) > limits["max_entries"]:
+        raise ModelZipError(f"the ZIP has {len(infos)} entries; at most {limits['max_entries']} are allowed")
+    seen: set[str] = set()
+    files = []
+    declared = 0
+    for info in infos:
+        name = info.filename
+        parts = _name_parts(info.orig_filename)
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            raise ModelZipError(f"entry {name!r} is a symbolic link; links are not allowed, refusing the archive")
+        kind = stat.S_IFMT(mode)
+        if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+            raise ModelZipError(f"entry {name!r} is not a regular file; refusing the archive")
+        key = "/".join(parts)
+        if key in seen:
+            raise ModelZipError(f"entry {name!r} appears more than once in the ZIP; refusing it")
+        seen.add(key)
+        if info.flag_bits & 0x1:
+            raise ModelZipError(f"entry {name!r} is encrypted; upload a ZIP without a password")
+        if info.is_dir() or kind == stat.S_IFDIR or _is_junk(parts):
+            continue
+        if info.file_size > limits["max_entry_bytes"]:
+            raise ModelZipError(f"entry {name!r} is {_size(info.file_size)} uncompressed; at most "
+                                f"{_size(limits['max_entry_bytes'])} per file")
+        packed = max(1, info.compress_size)
+        if info.file_size > limits["ratio_min_bytes"] and info.file_size > limits["max_ratio"] * packed:
+            raise ModelZipError(f"entry {name!r} expands {info.file_size // packed}:1; refusing it (zip bomb?)")
+        declared += info.file_size
+        files.append((_Entry(info, name), parts))
+    if declared > limits["max_total_bytes"]:
+        raise ModelZipError(f"the ZIP expands to {_size(declared)}; at most {_size(limits['max_total_bytes'])}")
+    _check_overlaps(infos, getattr(zf, "start_dir", None))
+    if not files:
+        raise ModelZipError("the ZIP holds no files")
+    return files
+
+
+def _root(entries: list[tuple[_Entry, list[str]]]) -> list[str]:
+    """The folder inside the ZIP that holds config.json: the top level or one folder down."""
+    configs = sorted((parts[:-1] for _, parts in entries if parts[-1] == "config.json"), key=len)
+    if not configs:
+        raise ModelZipError("the ZIP has no config.json: zip the folder that save_pretrained wrote")
+    root = configs[0]
+    if len(root) > 1:
+        raise ModelZipError("config.json must be at the top of the ZIP or in one folder at the top")
+    return root

@@ -1,0 +1,489 @@
+"""Hugging Face fine-tuning: setup → model source → data → Trainer (with the bridge) → final
+evaluation → save_pretrained ZIP. No Django here.
+
+`run(spec, callbacks, control)` has the zoo loop's contract (workers.training.run): the same
+callbacks see the same hooks (progress, train/val metrics, confusion, samples, messages), so the
+reporter, the job page, cancel and resume work unchanged. `transformers.Trainer` does the
+training itself (optimizer, schedule, bf16, checkpoints with optimizer and RNG state).
+
+Resume: the Trainer checkpoints into `<output_dir>/hf-checkpoints/checkpoint-<step>` after every
+epoch (the last two are kept). The bridge marks a checkpoint complete (after flushing it to disk)
+in `on_save`; a restarted run resumes from the newest complete one and drops torn ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import models_zoo
+from models_zoo.hf import TASKS, train_errors
+from models_zoo.hparams import TrainConfig
+from models_zoo.schema import to_json, validate
+from workers.hf import data as hfdata
+from workers.hf.source import PICKLE_SUFFIXES, ModelSourceError, fsync_tree, resolve
+from workers.training.callbacks import Callback, CallbackList, Control, TrainState
+from workers.training.spec import TrainResult, TrainSpec
+
+CHECKPOINTS = "hf-checkpoints"
+COMPLETE = ".trainyard-complete"
+MODEL_ZIP = "model.zip"
+NUM_SAMPLES_LM = 2
+HIGH_LR = 1e-3
+
+
+class HFJobError(ValueError):
+    """A job that cannot run as configured; the message is for the user."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+def _step_of(path: Path) -> int:
+    m = re.fullmatch(r"checkpoint-(\d+)", path.name)
+    return int(m.group(1)) if m else -1
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest complete checkpoint; newer torn ones (a crash while saving) are removed."""
+    if not ckpt_dir.is_dir():
+        return None
+    found = sorted((p for p in ckpt_dir.iterdir() if p.is_dir() and _step_of(p) >= 0), key=_step_of, reverse=True)
+    for path in found:
+        if (path / COMPLETE).is_file() and (path / "trainer_state.json").is_file():
+            return path
+        shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+# -- metrics ----------------------------------------------------------------------------------------
+class ClassificationMetrics:
+    """compute_metrics for the Trainer; keeps the last confusion matrix and predictions aside
+    (they are not scalars, and must not grow trainer_state.json)."""
+
+    def __init__(self, num_classes: int):
+        self.k = num_classes
+        self.confusion: list | None = None
+        self.pred: np.ndarray | None = None
+        self.conf: np.ndarray | None = None
+
+    def __call__(self, eval_pred) -> dict:
+        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        logits = torch.as_tensor(np.asarray(logits), dtype=torch.float32)
+        y = torch.as_tensor(np.asarray(eval_pred.label_ids), dtype=torch.long)
+        prob = logits.softmax(-1)
+        conf, pred = prob.max(-1)
+        k = self.k
+        confusion = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+        tp = confusion.diag().double()
+        precision = tp / confusion.sum(0).clamp(min=1)
+        recall = tp / confusion.sum(1).clamp(min=1)
+        f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+        self.confusion, self.pred, self.conf = confusion.tolist(), pred.numpy(), conf.numpy()
+        return {"accuracy": float(tp.sum() / max(1, len(y))), "f1": float(f1.mean()),
+                "precision": float(precision.mean()), "recall": float(recall.mean())}
+
+
+def _strip(metrics: dict, prefix: str) -> dict:
+    skip = ("runtime", "samples_per_second", "steps_per_second", "epoch")
+    out = {}
+    for k, v in metrics.items():
+        if k.startswith(prefix) and isinstance(v, (int, float)) and not k.endswith(skip):
+            out[k[len(prefix):]] = float(v)
+    return out
+
+
+def _with_perplexity(values: dict, task: str) -> dict:
+    if task == "causal_lm" and "loss" in values:
+        values["perplexity"] = math.exp(min(values["loss"], 50.0))
+    return values
+
+
+# -- the bridge -------------------------------------------------------------------------------------
+def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_interval: float,
+                samples_per_step: int, task: str, on_evaluated, message: str):
+    from transformers import TrainerCallback
+
+    class Bridge(TrainerCallback):
+        """transformers' TrainerCallback hooks → the runtime's Callback hooks."""
+
+        def __init__(self):
+            self.cancelled = False
+            self.last_log = time.monotonic()
+            self.eval_seconds = 0.0
+            self.eval_started = 0.0
+            self.train_started = time.perf_counter()
+
+        def on_train_begin(self, args, hf_state, hf_control, **kw):
+            state.total_steps = int(hf_state.max_steps)
+            state.steps_per_epoch = max(1, math.ceil(hf_state.max_steps / max(1, args.num_train_epochs)))
+            state.step = state.start_step = int(hf_state.global_step)
+            state.epoch = state.step // state.steps_per_epoch
+            state.samples_seen = state.step * samples_per_step
+            state.started_at = time.monotonic()
+            cbs.fire("on_train_begin", state, control)
+            if state.step:
+                cbs.fire("on_message", state, control, "info",
+                         f"resumed from the checkpoint after epoch {state.epoch} (step {state.step})")
+            cbs.fire("on_message", state, control, "info", message)
+            self.train_started = time.perf_counter()
+
+        def on_step_end(self, args, hf_state, hf_control, **kw):
+            state.step = int(hf_state.global_step)
+            state.samples_seen += samples_per_step
+            cbs.fire("on_step_end", state, control)
+            if control.should_stop:
+                self.cancelled = True
+                hf_control.should_training_stop = True
+            elif time.monotonic() - self.last_log >= log_interval:
+                hf_control.should_log = True  # the Trainer averages the loss since its last log
+
+        def on_log(self, args, hf_state, hf_control, logs=None, **kw):
+            logs = logs or {}
+            if "loss" not in logs or any(k.startswith("eval_") for k in logs):
+                return
+            now = time.monotonic()
+            values = {"loss": float(logs["loss"])}
+            if task == "causal_lm":
+                values["perplexity"] = math.exp(min(values["loss"], 50.0))
+            lr = logs.get("learning_rate")
+            values["lr"] = float(lr) if lr is not None else state.learning_rate
+            state.learning_rate = values["lr"]
+            self.last_log = now
+            cbs.fire("on_log", state, control, "train", values)
+
+        def on_epoch_end(self, args, hf_state, hf_control, **kw):
+            state.epoch = int(round(hf_state.epoch or 0))
+            if not self.cancelled:
+                hf_control.should_log = True  # the epoch's last train points before its evaluation
+
+        def on_prediction_step(self, args, hf_state, hf_control, **kw):
+            if not self.eval_started:
+                self.eval_started = time.perf_counter()
+
+        def on_evaluate(self, args, hf_state, hf_control, metrics=None, **kw):
+            if self.eval_started:
+                self.eval_seconds += time.perf_counter() - self.eval_started
+                self.eval_started = 0.0
+            values = _with_perplexity(_strip(metrics or {}, "eval_"), task)
+            state.val_metrics = values
+            cbs.fire("on_log", state, control, "val", values)
+            extra, samples = on_evaluated(kw.get("model"))
+            cbs.fire("on_eval", state, control, {**values, **extra})
+            cbs.fire("on_samples", state, control, samples)
+
+        def on_save(self, args, hf_state, hf_control, **kw):
+            folder = Path(args.output_dir) / f"checkpoint-{hf_state.global_step}"
+            if folder.is_dir():
+                fsync_tree(folder)
+                (folder / COMPLETE).write_text(str(hf_state.global_step))
+            cbs.fire("on_epoch_end", state, control)
+
+        def train_seconds(self) -> float:
+            return max(1e-9, time.perf_counter() - self.train_started - self.eval_seconds)
+
+    return Bridge()
+
+
+# -- models -----------------------------------------------------------------------------------------
+def _load(task: str, folder: Path, has_weights: bool, info: dict):
+    """(model, tokenizer or image processor)."""
+    import transformers as tf
+
+    common = {"trust_remote_code": False}
+    auto = {"text_classification": tf.AutoModelForSequenceClassification,
+            "causal_lm": tf.AutoModelForCausalLM,
+            "image_classification": tf.AutoModelForImageClassification}[task]
+    try:
+        if task == "image_classification":
+            processor = tf.AutoImageProcessor.from_pretrained(str(folder), **common)
+        else:
+            processor = tf.AutoTokenizer.from_pretrained(str(folder), **common)
+    except Exception as exc:  # noqa: BLE001 - missing or broken tokenizer/processor files
+        what = "image processor (preprocessor_config.json)" if task == "image_classification" else "tokenizer"
+        raise ModelSourceError(f"the model folder has no usable {what}: {type(exc).__name__}: {exc}") from None
+    kwargs: dict = {}
+    if task != "causal_lm":
+        classes = [str(c) for c in info["classes"]]
+        kwargs = {"num_labels": len(classes), "id2label": dict(enumerate(classes)),
+                  "label2id": {c: i for i, c in enumerate(classes)}}
+    try:
+        if has_weights:
+            model = auto.from_pretrained(str(folder), use_safetensors=True, ignore_mismatched_sizes=True,
+                                         **kwargs, **common)
+        else:
+            config = tf.AutoConfig.from_pretrained(str(folder), **kwargs, **common)
+            model = auto.from_config(config, **common)
+    except ValueError as exc:  # e.g. a causal LM folder chosen for classification
+        raise ModelSourceError(f"the model cannot be loaded for {task.replace('_', ' ')}: {exc}") from None
+    return model, processor
+
+
+def _freeze_encoder(model) -> int:
+    base = getattr(model, model.base_model_prefix, None)
+    if base is None:
+        raise HFJobError("this model has no separate encoder to freeze")
+    for p in base.parameters():
+        p.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _training_args(tc: TrainConfig, ckpt_dir: Path, device: torch.device, steps_per_epoch: int, task: str):
+    from transformers import TrainingArguments
+
+    monitor, mode = tc.monitored("lm" if task == "causal_lm" else "classification")
+    warmup = int(round(tc.warmup_epochs * steps_per_epoch))
+    schedule = "cosine" if tc.lr_schedule == "cosine" else ("constant_with_warmup" if warmup else "constant")
+    bf16 = (device.type == "cuda" and tc.mixed_precision == "auto" and torch.cuda.is_bf16_supported())
+    return TrainingArguments(
+        output_dir=str(ckpt_dir), num_train_epochs=tc.epochs, per_device_train_batch_size=tc.batch_size,
+        per_device_eval_batch_size=max(tc.batch_size, 32), learning_rate=tc.learning_rate,
+        weight_decay=tc.weight_decay, warmup_steps=warmup, lr_scheduler_type=schedule,
+        optim="sgd" if tc.optimizer.startswith("sgd") else "adamw_torch",
+        optim_args=f"momentum={tc.momentum}" if tc.optimizer == "sgd_momentum" else None,
+        max_grad_norm=tc.grad_clip, label_smoothing_factor=tc.label_smoothing if task != "causal_lm" else 0.0,
+        eval_strategy="epoch", save_strategy="epoch", save_total_limit=2, logging_strategy="no",
+        load_best_model_at_end=tc.keep == "best", metric_for_best_model=monitor, greater_is_better=mode == "max",
+        seed=tc.seed, data_seed=tc.seed, report_to="none", disable_tqdm=True, use_cpu=device.type == "cpu",
+        bf16=bf16, dataloader_num_workers=0, remove_unused_columns=False,
+        prediction_loss_only=task == "causal_lm", log_level="warning",
+    ), bf16
+
+
+# -- samples ----------------------------------------------------------------------------------------
+def _thumbnail(image: np.ndarray) -> str:
+    from workers.training.loop import _thumbnail as zoo_thumbnail
+
+    return zoo_thumbnail(torch.from_numpy(np.ascontiguousarray(image)))
+
+
+def _classification_samples(metrics: ClassificationMetrics, indices: list[int], classes: list[str], items,
+                            y_val: np.ndarray, image: bool) -> list[dict]:
+    if metrics.pred is None:
+        return []
+    rows = []
+    for i in indices:
+        pred = int(metrics.pred[i])
+        row = {"item": str(items[i])[:160] if not image else f"validation image {i}",
+               "prediction": classes[pred], "confidence": round(float(metrics.conf[i]), 4),
+               "truth": classes[int(y_val[i])], "correct": pred == int(y_val[i])}
+        if image:
+            row["image"] = _thumbnail(items[i])
+        rows.append(row)
+    return rows
+
+
+def _generate(model, tokenizer, cfg, val_text: str, seed: int, device: torch.device) -> list[dict]:
+    prompt = cfg.prompt or val_text[:100]
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    if ids.shape[1] == 0:
+        ids = torch.tensor([[tokenizer.bos_token_id or tokenizer.eos_token_id or 0]])
+    limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    if limit:
+        ids = ids[:, -max(1, limit - cfg.max_new_tokens):]
+    was_training = model.training
+    model.eval()
+    rows = []
+    # A private RNG stream: generating must not change the training's random state (resume).
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for k in range(NUM_SAMPLES_LM):
+                out = model.generate(
+                    ids.to(model.device), attention_mask=torch.ones_like(ids).to(model.device),
+                    max_new_tokens=cfg.max_new_tokens, do_sample=cfg.temperature > 0,
+                    temperature=cfg.temperature if cfg.temperature > 0 else None, top_k=None, top_p=None,
+                    pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None
+                    else tokenizer.eos_token_id)
+                rows.append({"item": f"sample {k + 1}", "prompt": prompt,
+                             "generated": tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)})
+    if was_training:
+        model.train()
+    return rows
+
+
+# -- export -----------------------------------------------------------------------------------------
+def export(output_dir: Path, trainer, processor, spec: TrainSpec, tc: TrainConfig, info: dict, metrics: dict,
+           predictions: list[dict] | None) -> list[str]:
+    """model.zip (save_pretrained: safetensors, config, tokenizer/processor), MODEL_CARD.md and,
+    for classifiers, val_predictions.json (what the final evaluation predicted)."""
+    art = output_dir / "artifacts"
+    art.mkdir(parents=True, exist_ok=True)
+    folder = output_dir / "export"
+    shutil.rmtree(folder, ignore_errors=True)
+    trainer.save_model(str(folder))  # safetensors (save_pretrained)
+    processor.save_pretrained(str(folder))
+    card = model_card(spec, tc, info, metrics)
+    (folder / "README.md").write_text(card)
+    tmp = art / f".{MODEL_ZIP}.tmp"
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(folder.rglob("*")):
+            # training_args.bin is a pickle the Trainer writes beside the model: not part of it.
+            if p.is_file() and not p.name.lower().endswith(PICKLE_SUFFIXES):
+                zf.write(p, f"model/{p.relative_to(folder).as_posix()}")
+    tmp.replace(art / MODEL_ZIP)
+    shutil.rmtree(folder, ignore_errors=True)
+    names = [MODEL_ZIP, "MODEL_CARD.md"]
+    (art / "MODEL_CARD.md").write_text(card)
+    if predictions is not None:
+        (art / "val_predictions.json").write_text(json.dumps(predictions))
+        names.append("val_predictions.json")
+    return sorted(names)
+
+
+def model_card(spec: TrainSpec, tc: TrainConfig, info: dict, metrics: dict) -> str:
+    import platform
+
+    import transformers
+
+    lines = [f"# Model card: {spec.architecture} from {spec.model_config.get('model')}", "",
+             "## Data", f"- kind: {info.get('kind')}, task: {info.get('task')}",
+             f"- training / validation: {info.get('num_train', info.get('num_train_tokens'))} / "
+             f"{info.get('num_val', info.get('num_val_tokens'))}"]
+    if info.get("classes"):
+        lines.append(f"- classes ({len(info['classes'])}): {', '.join(map(str, info['classes'][:50]))}")
+    lines += ["", "## Settings", *(f"- {k}: {v}" for k, v in spec.model_config.items()),
+              *(f"- {k}: {v}" for k, v in to_json(tc).items()), "", "## Validation metrics",
+              *(f"- {k}: {v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))), "",
+              "## Versions", f"- transformers {transformers.__version__}, torch {torch.__version__}, "
+              f"Python {platform.python_version()}", "",
+              "Unzip, then load the `model/` folder with `from_pretrained` (AutoModelFor... and "
+              "AutoTokenizer / AutoImageProcessor); weights are safetensors.", ""]
+    return "\n".join(lines)
+
+
+# -- run --------------------------------------------------------------------------------------------
+def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None = None) -> TrainResult:
+    from transformers import DataCollatorWithPadding, Trainer, default_data_collator
+    from transformers.trainer_callback import PrinterCallback
+    from transformers.utils import logging as hf_logging
+
+    control = control or Control()
+    cbs = CallbackList(callbacks)
+    task = TASKS.get(spec.architecture)
+    if task is None:
+        raise HFJobError(f"{spec.architecture!r} is not a Hugging Face architecture")
+    entry = models_zoo.get(spec.architecture)
+    cfg = entry.validate(spec.model_config)
+    tc: TrainConfig = validate(TrainConfig, spec.train_config)
+    errors = train_errors(tc)
+    if errors:
+        raise HFJobError("; ".join(f"{k}: {v}" for k, v in errors.items()))
+    output_dir = Path(spec.output_dir)
+    dataset_dir = Path(spec.dataset_dir)
+    info = hfdata.load_info(dataset_dir)
+    problems = models_zoo.check_for_dataset(spec.architecture, cfg, info)
+    if problems:
+        raise HFJobError("; ".join(problems.values()))
+    device = pick_device(spec.device)
+    hf_logging.set_verbosity_warning()
+    hf_logging.disable_progress_bar()  # progress goes to the job page, not into its log
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
+    torch.manual_seed(tc.seed)
+
+    # Model source: a registered/uploaded folder or a Hub snapshot, checked before loading.
+    folder, label, has_weights = resolve(cfg.model, spec.extra.get("model_path"))
+    model, processor = _load(task, folder, has_weights, info)
+    notes = [] if has_weights else [f"{label} has a config but no weights: it starts from a random initialisation"]
+
+    # Data.
+    classes = [str(c) for c in info.get("classes") or []]
+    metrics_fn = ClassificationMetrics(len(classes)) if task != "causal_lm" else None
+    val_items: list = []
+    y_val = None
+    if task == "text_classification":
+        train_ds, val_ds, val_items = hfdata.text_classification(dataset_dir, info, processor, cfg.max_length)
+        collator = DataCollatorWithPadding(processor)
+        y_val = np.load(dataset_dir / "y_val.npy", allow_pickle=False)
+    elif task == "causal_lm":
+        if processor.pad_token is None:
+            processor.pad_token = processor.eos_token or processor.unk_token
+        limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+        if limit and cfg.block_size > limit:
+            raise HFJobError(f"block size {cfg.block_size} is longer than the model's context ({limit} tokens)")
+        train_ds, val_ds, val_text = hfdata.causal_lm(dataset_dir, info, processor, cfg.block_size)
+        collator = default_data_collator
+    else:
+        train_ds, val_ds = hfdata.image_classification(dataset_dir, info)
+        collator = hfdata.ImageCollator(processor, int(getattr(model.config, "num_channels", 3)))
+        val_items, y_val = val_ds.X, val_ds.y
+    if cfg_freeze(cfg):
+        trainable = _freeze_encoder(model)
+        notes.append(f"encoder frozen: training {trainable:,} parameters (the head)")
+
+    steps_per_epoch = math.ceil(len(train_ds) / tc.batch_size)
+    ckpt_dir = output_dir / CHECKPOINTS
+    args, bf16 = _training_args(tc, ckpt_dir, device, steps_per_epoch, task)
+    sample_idx = (torch.randperm(len(val_ds), generator=torch.Generator().manual_seed(tc.seed + 1))
+                  [: spec.num_samples].tolist())
+
+    def on_evaluated(m):
+        if task == "causal_lm":
+            return {}, _generate(m or model, processor, cfg, val_text, tc.seed + state.epoch, device)
+        extra = {"confusion": metrics_fn.confusion} if metrics_fn.confusion is not None else {}
+        return extra, _classification_samples(metrics_fn, sample_idx, classes, val_items, y_val,
+                                              task == "image_classification")
+
+    n_params = sum(p.numel() for p in model.parameters())
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    unit = "blocks" if task == "causal_lm" else "samples"
+    message = (f"fine-tuning {label} ({type(model).__name__}, {n_params / 1e6:.2f} M parameters) on {device} "
+               f"({where}), {len(train_ds)} training {unit}, {steps_per_epoch} steps per epoch"
+               + (", bf16" if bf16 else ""))
+    state = TrainState(epochs=tc.epochs, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * tc.epochs,
+                       learning_rate=tc.learning_rate)
+    samples_per_step = tc.batch_size * (cfg.block_size if task == "causal_lm" else 1)
+    bridge = make_bridge(cbs, control, state, log_interval=spec.log_interval, samples_per_step=samples_per_step,
+                         task=task, on_evaluated=on_evaluated, message=message)
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=collator,
+                      compute_metrics=metrics_fn, callbacks=[bridge], processing_class=processor)
+    trainer.remove_callback(PrinterCallback)  # the bridge reports; no log dicts printed into the job log
+    resume = latest_checkpoint(ckpt_dir)
+    for note in notes:
+        cbs.fire("on_message", state, control, "info", note)
+    if tc.learning_rate > HIGH_LR:
+        cbs.fire("on_message", state, control, "warning",
+                 f"learning rate {tc.learning_rate:g} is high for fine-tuning a pretrained transformer "
+                 f"(2e-5 to 1e-4 is usual)")
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+
+    status = "cancelled" if bridge.cancelled else "succeeded"
+    metrics: dict = {}
+    artifacts: list[str] = []
+    if status == "succeeded":
+        # The final evaluation of the model that is exported (the best epoch's with keep=best).
+        trained = (state.step - state.start_step) * samples_per_step
+        seconds = bridge.train_seconds()
+        output = trainer.predict(val_ds, metric_key_prefix="eval")
+        metrics = _with_perplexity(_strip(output.metrics, "eval_"), task)
+        metrics.update(samples_per_s=trained / seconds if trained else 0.0, train_seconds=seconds)
+        predictions = None
+        if metrics_fn is not None and metrics_fn.pred is not None:
+            predictions = [{"index": i, "prediction": classes[int(p)], "confidence": round(float(c), 6)}
+                           for i, (p, c) in enumerate(zip(metrics_fn.pred, metrics_fn.conf))]
+        artifacts = export(output_dir, trainer, processor, spec, tc, info, metrics, predictions)
+        cbs.fire("on_message", state, control, "info", "saved the fine-tuned model (save_pretrained folder, "
+                 "safetensors) as model.zip")
+    cbs.fire("on_train_end", state, control, status)
+    return TrainResult(status=status, metrics=metrics, artifacts=artifacts, epochs_completed=state.epoch)
+
+
+def cfg_freeze(cfg) -> bool:
+    return bool(getattr(cfg, "freeze_encoder", False))
+
+
+__all__ = ["HFJobError", "ModelSourceError", "run"]
