@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.contrib.auth.models import User
 
 from tests.stack import running_stack
+
+# The tests never reach the Hugging Face Hub (models are made by the tests or shipped by a package);
+# the stack's processes inherit this too.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture

@@ -166,7 +166,9 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
 
         def on_epoch_end(self, args, hf_state, hf_control, **kw):
             state.epoch = int(round(hf_state.epoch or 0))
-            if not self.cancelled:
+            if self.cancelled:  # stop now: no evaluation, no checkpoint of the cut epoch (the last one stays)
+                hf_control.should_evaluate = hf_control.should_save = hf_control.should_log = False
+            else:
                 hf_control.should_log = True  # the epoch's last train points before its evaluation
 
         def on_prediction_step(self, args, hf_state, hf_control, **kw):

@@ -1,0 +1,101 @@
+"""The Models page and the model source of Hugging Face jobs: uploads are checked and private
+to their owner, registered models are everyone's, and a job's local:NAME must exist and fit."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from tests import hfmodels
+from webapp.datasets.models import Dataset
+from webapp.hub.models import LocalModel
+
+CONFIG = json.dumps({"model_type": "bert"}).encode()
+
+
+def _weights(tmp_path) -> bytes:
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros(2, dtype=np.float32)}, str(tmp_path / "w.safetensors"))
+    return (tmp_path / "w.safetensors").read_bytes()
+
+
+def _client(user) -> Client:
+    c = Client()
+    c.force_login(user)
+    return c
+
+
+def _upload(client, name, data: bytes, task="text_classification"):
+    return client.post("/models/", {"name": name, "task": task,
+                                    "file": SimpleUploadedFile("m.zip", data, content_type="application/zip")})
+
+
+@pytest.mark.django_db
+def test_upload_is_checked_private_and_deletable(alice, bob, staff, tmp_path, settings):
+    data = hfmodels.zip_bytes({"bert/config.json": CONFIG, "bert/model.safetensors": _weights(tmp_path)})
+    r = _upload(_client(alice), "my-bert", data)
+    assert r.status_code == 302
+    model = LocalModel.objects.get(name="my-bert")
+    assert model.owner == alice and sorted(os.listdir(model.path)) == ["config.json", "model.safetensors"]
+    assert "local:my-bert" in _client(alice).get("/models/").content.decode()
+    assert "local:my-bert" in _client(alice).get("/jobs/new/").content.decode()  # the picker offers it
+    assert "my-bert" not in _client(bob).get("/models/").content.decode()
+    assert "my-bert" not in _client(bob).get("/jobs/new/").content.decode()
+    assert _client(bob).post(f"/models/{model.pk}/delete/").status_code == 404
+    assert _client(alice).post(f"/models/{model.pk}/delete/").status_code == 302
+    assert not LocalModel.objects.exists() and not os.path.exists(model.path)
+
+
+@pytest.mark.django_db
+def test_bad_zips_get_a_message_and_leave_nothing(alice, tmp_path, settings):
+    weights = _weights(tmp_path)
+    cases = [
+        ({"../config.json": CONFIG, "model.safetensors": weights}, "&#x27;..&#x27;"),
+        ({"config.json": CONFIG, "pytorch_model.bin": b"pickle"}, "no safetensors"),
+        ({"model.safetensors": weights}, "no config.json"),
+    ]
+    for entries, message in cases:
+        r = _upload(_client(alice), "x", hfmodels.zip_bytes(entries))
+        assert r.status_code == 400 and message in r.content.decode(), r.content.decode()[:3000]
+    assert _upload(_client(alice), "../x", b"PK").status_code == 400
+    assert not LocalModel.objects.exists()
+    models_dir = Path(settings.DATA_DIR) / "models"
+    assert not models_dir.exists() or os.listdir(models_dir) == []
+
+
+@pytest.mark.django_db
+def test_job_model_source_is_checked_before_queueing(alice, bob, sent_tasks, tmp_path):
+    ds = Dataset.objects.create(owner=alice, name="reviews", original_filename="r.csv", kind="text",
+                                status=Dataset.Status.READY,
+                                info={"kind": "text", "task": "classification", "classes": ["neg", "pos"]})
+    api = Client()
+    from rest_framework.authtoken.models import Token
+
+    api.defaults["HTTP_AUTHORIZATION"] = f"Token {Token.objects.create(user=alice).key}"
+
+    def submit(model, arch="hf_text_classification", **train):
+        return api.post("/api/jobs/", {"dataset": str(ds.pk), "architecture": arch, "model_config": {"model": model},
+                                       "train_config": train}, content_type="application/json")
+
+    r = submit("local:nothing")
+    assert r.status_code == 400 and "no local model named 'nothing'" in r.json()["errors"]["model_config.model"]
+    LocalModel.objects.create(name="bobs", task="text_classification", path="/x", owner=bob)
+    assert submit("local:bobs").status_code == 400  # bob's upload is not alice's
+    LocalModel.objects.create(name="gpt", task="causal_lm", path="/x")
+    assert "not text classification" in submit("local:gpt").json()["errors"]["model_config.model"]
+    assert "Hub id" in submit("../../etc").json()["errors"]["model_config.model"]
+    assert "optimizer" in str(submit("org/model", optimizer="rmsprop").json()["errors"])
+    from webapp.jobs.models import Job
+
+    assert not Job.objects.exists()
+    LocalModel.objects.create(name="shared-bert", task="text_classification", path="/x")
+    assert submit("local:shared-bert").status_code == 201
+    assert submit("sentence-transformers/all-MiniLM-L6-v2").status_code == 201  # checked when it starts
+    assert Job.objects.filter(status="queued").count() == 2
