@@ -114,33 +114,140 @@
     setTimeout(poll, 1000);
   }
 
-  // Jobs list: status changes arrive on the user socket (notify.js); a job this page does not
-  // list yet (queued from another tab or the API) reloads it; progress refreshes every few seconds.
+  // Jobs list: rows refresh from the list's own JSON (same filters and access rule as the page).
+  // Status changes arrive at once on the user socket (notify.js dispatches "trainyard:job");
+  // progress, ETA and best metric refresh every 2 s while a listed job is queued or running and
+  // the tab is visible. Filters apply as you type, and stay in the address bar.
   const table = document.getElementById("jobs-table");
   if (table) {
-    document.addEventListener("trainyard:job", (e) => {
-      if (!table.querySelector('tr[data-job="' + e.detail.id + '"]')) location.reload();
-    });
-    const labels = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled" };
-    const refresh = async () => {
-      try {
-        const r = await fetch(table.dataset.url, { credentials: "same-origin" });
-        if (r.ok) {
-          const known = new Set();
-          for (const j of (await r.json()).jobs) {
-            const row = table.querySelector('tr[data-job="' + j.id + '"]');
-            if (!row) continue;
-            known.add(j.id);
-            const badge = row.querySelector('[data-field="status"]');
-            badge.textContent = labels[j.status] || j.status;
-            badge.className = "badge " + j.status;
-            row.querySelector('[data-field="progress"]').value = j.total_steps ? j.step / j.total_steps : 0;
-            row.querySelector('[data-field="queue"]').textContent = j.queue_position == null ? "" : j.queue_position + " ahead";
-          }
-        }
-      } catch (e) { /* try again later */ }
-      setTimeout(refresh, 3000);
+    const body = table.tBodies[0];
+    const filterForm = document.getElementById("job-filters");
+    const showOwner = table.dataset.showOwner === "1";
+    const fmtSeconds = (s) => {
+      if (s == null || s === "" || !Number.isFinite(Number(s))) return "";
+      s = Math.max(0, Math.round(Number(s)));
+      const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+      return (h ? h + "h " : "") + (h || m ? m + "m " : "") + sec + "s";
     };
-    setTimeout(refresh, 3000);
+    const fmtNum = (x) => (Math.abs(x) >= 1e4 || (x !== 0 && Math.abs(x) < 1e-3) ? x.toExponential(3) : x.toFixed(4));
+    const cell = (label, child) => {
+      const td = document.createElement("td");
+      td.dataset.label = label;
+      if (child) td.append(child);
+      return td;
+    };
+    function newRow(j) {
+      const tr = document.createElement("tr");
+      tr.dataset.job = j.id;
+      const box = Object.assign(document.createElement("input"), { type: "checkbox", name: "ids", value: j.id });
+      box.setAttribute("aria-label", "compare " + j.name);
+      const link = Object.assign(document.createElement("a"), { href: j.url, textContent: j.name });
+      link.dataset.field = "name";
+      const status = document.createElement("span");
+      status.innerHTML = '<span class="badge" data-field="status"></span> <small data-field="queue"></small>';
+      const prog = document.createElement("span");
+      prog.innerHTML = '<progress max="1" data-field="progress"></progress> <small data-field="progress-text"></small>';
+      prog.firstChild.setAttribute("aria-label", "progress of " + j.name);
+      const cells = [cell("Compare", box), cell("Name", link), cell("Status", status), cell("Progress", prog),
+                     cell("Worker"), cell("Best"), cell("Duration"), cell("Architecture", document.createTextNode(j.architecture)),
+                     cell("Dataset", document.createTextNode(j.dataset_name || "(deleted)"))];
+      cells[3].className = "progress-cell";
+      cells[4].dataset.field = "worker";
+      cells[5].dataset.field = "best"; cells[5].className = "nowrap";
+      cells[6].dataset.field = "duration"; cells[6].className = "nowrap";
+      if (showOwner) cells.push(cell("Owner", document.createTextNode(j.owner)));
+      const time = Object.assign(document.createElement("time"), { dateTime: j.created_at, textContent: j.created_label });
+      const created = cell("Created", time); created.className = "nowrap";
+      cells.push(created);
+      tr.append(...cells);
+      return tr;
+    }
+    function fill(tr, j) {
+      tr.dataset.status = j.status;
+      const badge = tr.querySelector('[data-field="status"]');
+      badge.textContent = j.status_label;
+      badge.className = "badge " + j.status;
+      tr.querySelector('[data-field="queue"]').textContent = j.queue_position != null
+        ? "waiting for a worker, " + j.queue_position + " ahead" : (j.cancel_requested ? "stopping…" : "");
+      tr.querySelector('[data-field="progress"]').value = j.progress;
+      let text = j.total_steps ? "epoch " + j.epoch + "/" + j.epochs : "";
+      if (j.eta_seconds != null) text += " · ETA " + fmtSeconds(j.eta_seconds);
+      tr.querySelector('[data-field="progress-text"]').textContent = text;
+      tr.querySelector('[data-field="worker"]').textContent = j.worker || "";
+      tr.querySelector('[data-field="best"]').textContent = j.best_value == null ? "" : j.best_metric + " " + fmtNum(j.best_value);
+      const dur = tr.querySelector('[data-field="duration"]');
+      dur.dataset.seconds = j.duration_seconds == null ? "" : String(j.duration_seconds);
+      dur.dataset.since = String(Date.now());
+      dur.textContent = fmtSeconds(j.duration_seconds);
+    }
+    // Running jobs' durations tick between refreshes.
+    for (const d of table.querySelectorAll('[data-field="duration"]')) { d.dataset.since = String(Date.now()); d.textContent = fmtSeconds(d.dataset.seconds); }
+    setInterval(() => {
+      for (const tr of body.querySelectorAll('tr[data-status="running"]')) {
+        const d = tr.querySelector('[data-field="duration"]');
+        if (d.dataset.seconds) d.textContent = fmtSeconds(Number(d.dataset.seconds) + (Date.now() - Number(d.dataset.since)) / 1000);
+      }
+    }, 1000);
+
+    const query = () => {
+      const params = new URLSearchParams();
+      for (const el of filterForm.elements) if (el.name && el.value) params.set(el.name, el.value);
+      return params;
+    };
+    let inflight = false, again = false, timer = null;
+    async function refresh() {
+      if (inflight) { again = true; return; }
+      inflight = true;
+      try {
+        const params = query();
+        params.set("format", "json");
+        const r = await fetch(table.dataset.url + "?" + params, { credentials: "same-origin", headers: { Accept: "application/json" } });
+        if (!r.ok) return;
+        const data = await r.json();
+        const rows = new Map(Array.from(body.querySelectorAll("tr[data-job]"), (tr) => [tr.dataset.job, tr]));
+        let previous = null;
+        for (const j of data.jobs) {  // newest first, as the server orders them
+          let tr = rows.get(j.id);
+          if (!tr) tr = newRow(j);
+          rows.delete(j.id);
+          fill(tr, j);
+          const want = previous ? previous.nextSibling : body.firstChild;
+          if (tr !== want) body.insertBefore(tr, want);
+          previous = tr;
+        }
+        for (const tr of rows.values()) tr.remove();
+        for (const tr of body.querySelectorAll("tr.empty")) tr.remove();
+        if (!data.jobs.length) {
+          const tr = document.createElement("tr"); tr.className = "empty";
+          tr.append(Object.assign(document.createElement("td"), { colSpan: 11, className: "muted", textContent: "No jobs match these filters." }));
+          body.append(tr);
+        }
+        const n = data.jobs.length;
+        document.getElementById("jobs-count").textContent = n + " job" + (n === 1 ? "" : "s") + (n >= data.limit ? " (the newest " + data.limit + ")" : "");
+        table.dataset.refreshed = String(Date.now());
+      } catch (e) { /* try again later */ } finally {
+        inflight = false;
+        if (again) { again = false; refresh(); }
+      }
+    }
+    function schedule() {
+      clearTimeout(timer);
+      const active = body.querySelector('tr[data-status="queued"], tr[data-status="running"]');
+      timer = setTimeout(async () => { if (!document.hidden) await refresh(); schedule(); }, active ? 2000 : 10000);
+    }
+    schedule();
+    document.addEventListener("trainyard:job", () => refresh());
+    document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
+
+    let typing = null;
+    const applyFilters = () => {
+      const params = query();
+      history.replaceState(null, "", table.dataset.url + (params.toString() ? "?" + params : ""));
+      document.getElementById("filter-clear").hidden = !params.toString();
+      refresh();
+    };
+    filterForm.addEventListener("submit", (e) => { e.preventDefault(); applyFilters(); });
+    filterForm.addEventListener("change", applyFilters);
+    document.getElementById("filter-q").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(applyFilters, 250); });
   }
 })();

@@ -22,7 +22,7 @@ from webapp.datasets.uploads import upload_too_large_message
 from webapp.datasets.models import UploadSession
 from webapp.datasets.validation import DatasetError
 from webapp.datasets.views import UPLOAD_OPTIONS
-from webapp.jobs import services
+from webapp.jobs import downsample, services
 from webapp.jobs.access import datasets_for, get_dataset_for_user, get_job_for_user, jobs_for
 from webapp.jobs.events import events_after
 from webapp.jobs.views import artifact_response
@@ -259,7 +259,12 @@ class JobCancel(Api):
 class JobEvents(Api):
     @extend_schema(
         parameters=[OpenApiParameter("after", int, description="return events numbered above this"),
-                    OpenApiParameter("limit", int, description="at most this many (max 5000)")],
+                    OpenApiParameter("limit", int, description="at most this many (max 5000)"),
+                    OpenApiParameter("history", int, description=(
+                        "1: the whole history up to last_seq, downsampled for drawing: each metric series "
+                        "keeps at most `points` points (LTTB), only the latest progress/samples/confusion, "
+                        "the last 2000 log lines; then follow the exact tail with after=last_seq")),
+                    OpenApiParameter("points", int, description="with history=1: points per series (100-10000)")],
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request, pk):
@@ -267,8 +272,11 @@ class JobEvents(Api):
         try:
             after = max(0, int(request.query_params.get("after", 0)))
             limit = min(5000, max(1, int(request.query_params.get("limit", 5000))))
+            points = min(10_000, max(100, int(request.query_params.get("points", 1000))))
         except ValueError:
-            return _error("after and limit must be whole numbers")
+            return _error("after, limit and points must be whole numbers")
+        if request.query_params.get("history") == "1":
+            return Response({"job": str(job.pk), **downsample.history(job, points=points)})
         return Response({"job": str(job.pk), "last_seq": job.last_seq, "events": events_after(job, after, limit)})
 
 

@@ -45,7 +45,11 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "events", "events": events, "replay": True})
 
     async def job_events(self, message):
-        await self.send_json({"type": "events", "events": message["events"]})
+        # The publisher serialised the frame once for every viewer; older messages carry events.
+        if "frame" in message:
+            await self.send(text_data=message["frame"])
+        else:
+            await self.send_json({"type": "events", "events": message["events"]})
 
 
 class UserConsumer(AsyncJsonWebsocketConsumer):

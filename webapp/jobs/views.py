@@ -3,22 +3,110 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import messages
-from django.http import FileResponse, Http404
+from django.db.models import Q
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 import models_zoo
 from models_zoo.hf import is_hf
-from models_zoo.hparams import TrainConfig
+from models_zoo.hparams import TASK_METRICS, TrainConfig
 from models_zoo.schema import describe
 from webapp.datasets.models import Dataset
 from webapp.accounts import audit
 from webapp.jobs import services
 from webapp.jobs.access import datasets_for, get_job_for_user, jobs_for
+from webapp.jobs.models import Job, JobEvent
+
+
+LIST_LIMIT = 500
 
 
 def job_list(request):
-    return render(request, "jobs/list.html", {"jobs": jobs_for(request.user)[:500]})
+    """The jobs the user may see (staff: all), filtered; `?format=json` gives the same rows for
+    the page's live refresh (same filters, same access rule)."""
+    visible = jobs_for(request.user)
+    filters = {k: request.GET.get(k, "").strip()[:200] for k in ("q", "status", "dataset", "architecture")}
+    jobs = visible
+    if filters["status"] in Job.Status.values:
+        jobs = jobs.filter(status=filters["status"])
+    if _is_uuid(filters["dataset"]):
+        jobs = jobs.filter(dataset_id=filters["dataset"])
+    if filters["architecture"]:
+        jobs = jobs.filter(architecture=filters["architecture"])
+    if q := filters["q"]:
+        match = (Q(name__icontains=q) | Q(architecture__icontains=q) | Q(dataset__name__icontains=q)
+                 | Q(worker_name__icontains=q) | Q(status__iexact=q))
+        if request.user.is_staff:
+            match |= Q(owner__username__icontains=q)
+        jobs = jobs.filter(match)
+    rows = job_rows(list(jobs[:LIST_LIMIT]))
+    if request.GET.get("format") == "json":
+        return JsonResponse({"jobs": rows, "limit": LIST_LIMIT})
+    datasets = sorted({(str(d), n) for d, n in visible.exclude(dataset=None).values_list("dataset_id", "dataset__name")},
+                      key=lambda x: x[1].lower())
+    architectures = sorted(set(visible.values_list("architecture", flat=True)))
+    return render(request, "jobs/list.html", {
+        "rows": rows, "filters": filters, "statuses": Job.Status.choices, "datasets": datasets,
+        "architectures": architectures, "filtered": any(filters.values()), "limit": LIST_LIMIT,
+        "show_owner": request.user.is_staff,
+    })
+
+
+def monitored(job: Job) -> tuple[str, str]:
+    """The metric that picks the job's best epoch and whether higher ("max") or lower is better."""
+    task = ((job.dataset.info or {}).get("task") if job.dataset_id and job.dataset else None) or (
+        "classification" if "accuracy" in (job.metrics or {}) else "regression" if "r2" in (job.metrics or {}) else "lm")
+    name = (job.train_config or {}).get("monitor", "auto")
+    if name == "auto":
+        name = "accuracy" if task == "classification" else "loss"
+    return name, TASK_METRICS.get(task, {}).get(name, "min" if name in ("loss", "mse", "mae", "perplexity") else "max")
+
+
+def job_rows(jobs: list[Job]) -> list[dict]:
+    """What the jobs list shows of each job: status, queue position, worker, progress and ETA,
+    best validation metric, duration. A few queries for the whole page, not per row."""
+    queued = list(Job.objects.filter(status=Job.Status.QUEUED).order_by("created_at").values_list("pk", flat=True))
+    ahead = {pk: i for i, pk in enumerate(queued)}
+    running = [j.pk for j in jobs if j.status == Job.Status.RUNNING]
+    val_events: dict = {}
+    if running:
+        for job_id, data in JobEvent.objects.filter(job_id__in=running, kind="metric", data__split="val").values_list(
+                "job_id", "data"):
+            val_events.setdefault(job_id, []).append(data)
+    now = timezone.now()
+    rows = []
+    for j in jobs:
+        monitor, mode = monitored(j)
+        best = None
+        if j.status == Job.Status.RUNNING:
+            for data in val_events.get(j.pk, []):
+                v = (data.get("values") or {}).get(monitor)
+                if isinstance(v, (int, float)) and (best is None or (v > best if mode == "max" else v < best)):
+                    best = v
+        elif isinstance((j.metrics or {}).get(monitor), (int, float)):
+            best = j.metrics[monitor]
+        duration = (j.finished_at or now) - j.started_at if j.started_at else None
+        rows.append({
+            "id": str(j.pk), "name": j.name, "url": reverse("jobs:detail", args=[j.pk]),
+            "status": j.status, "status_label": j.get_status_display(),
+            "cancel_requested": j.cancel_requested and not j.is_final,
+            "queue_position": ahead.get(j.pk) if j.status == Job.Status.QUEUED else None,
+            "worker": j.worker_name, "epoch": j.epoch, "epochs": (j.train_config or {}).get("epochs"),
+            "step": j.step, "total_steps": j.total_steps,
+            "progress": 1.0 if j.status == Job.Status.SUCCEEDED else round(j.progress_fraction, 4),
+            "eta_seconds": j.eta_seconds if j.status == Job.Status.RUNNING else None,
+            "best_metric": monitor, "best_value": best,
+            "duration_seconds": round(duration.total_seconds(), 1) if duration else None,
+            "architecture": j.architecture,
+            "dataset": str(j.dataset_id) if j.dataset_id else None,
+            "dataset_name": j.dataset.name if j.dataset_id and j.dataset else None,
+            "owner": j.owner.get_username(), "created_at": j.created_at.isoformat(),
+            "created_label": timezone.localtime(j.created_at).strftime("%Y-%m-%d %H:%M"),
+        })
+    return rows
 
 
 def _form_context(request, values: dict, errors: dict) -> dict:
@@ -112,7 +200,9 @@ def _param(job, name: str):
 
 def job_detail(request, pk):
     job = get_job_for_user(request.user, pk)
-    return render(request, "jobs/detail.html", {"job": job, "job_json": job.to_dict()})
+    monitor, mode = monitored(job)
+    return render(request, "jobs/detail.html", {"job": job, "job_json": job.to_dict(), "monitor": monitor,
+                                                "monitor_mode": mode})
 
 
 @require_POST
