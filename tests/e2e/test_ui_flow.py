@@ -358,3 +358,42 @@ def test_job_with_200k_points_opens_downsampled(page, stack):
     assert page.inner_text("#smoothing-value") == "0.90"
     page.check("#log-loss")
     assert page.errors == []
+
+
+def test_sample_gallery_shows_images_texts_and_generated_text(page, stack, tmp_path):
+    from tests import datagen
+
+    api = stack.api("alice")
+    cases = {
+        "image": (datagen.digits_png_zip(tmp_path / "digits.zip", limit=300), "cnn"),
+        "text": (datagen.sentiment_jsonl(tmp_path / "reviews.jsonl", n=200), "rnn"),
+        "corpus": (datagen.repetitive_corpus(tmp_path / "verses.txt", repeats=40), "gpt"),
+    }
+    jobs = {}
+    for kind, (path, arch) in cases.items():
+        with open(path, "rb") as f:
+            ds = api.post(stack.url("/api/datasets/"), files={"file": (path.name, f)},
+                          data={"kind": kind, "name": f"gallery {kind}"}).json()
+        assert stack.wait_dataset(api, ds["id"], timeout=120)["status"] == "ready"
+        jobs[kind] = api.post(stack.url("/api/jobs/"), json={
+            "dataset": ds["id"], "architecture": arch, "name": f"gallery {kind}",
+            "train_config": {"epochs": 1, "batch_size": 32}}).json()["id"]
+    sign_in(page, stack)
+    for kind, job_id in jobs.items():
+        assert stack.wait_job(api, job_id, timeout=300)["status"] == "succeeded"
+        page.goto(stack.url(f"/jobs/{job_id}/"))
+        page.wait_for_selector("#samples .sample-item")
+        page.locator("#samples-card").screenshot(path=str(tmp_path / f"gallery-{kind}.png"))
+        if kind == "image":
+            assert page.locator("#samples.gallery img.sample").count() >= 1
+            assert page.get_attribute("#samples img.sample", "src").startswith("data:image/png;base64,")
+            assert "truth" in page.inner_text("#samples .sample-item")
+            assert page.is_visible("#confusion-card") and page.locator("#confusion tr").count() == 11  # 10 digits + head
+        elif kind == "text":
+            assert page.locator("#samples .sample-text").count() >= 1
+            assert "predicted" in page.inner_text("#samples .sample-item")
+        else:
+            assert page.locator("#samples pre.generated .completion").count() >= 1
+            assert page.inner_text("#metric-caption") == "Perplexity"
+            assert page.inner_text("#speed-caption") == "Throughput (tokens/s)"
+    assert page.errors == []
