@@ -226,6 +226,7 @@
       if (!finishedAt) finishedAt = live || !job.finished_at ? Date.now() : Date.parse(job.finished_at);
       tickDuration();
       if (lastProgress) onProgress(lastProgress); // drop the ETA
+      if (live) setConn("finished");
     }
     if (status === "succeeded" && live) loadArtifacts();
   }
