@@ -20,19 +20,26 @@
     return (await r.json()).events.filter((e) => e.kind === "metric" && e.split === "val");
   }
 
-  jobs.forEach(async (job, i) => {
-    const color = palette[i % palette.length];
-    const vals = await events(job.id);
-    if (!metricName && vals.length) {
-      const v = vals[0].values;
-      metricName = "accuracy" in v ? "accuracy" : ("r2" in v ? "r2" : ("perplexity" in v ? "perplexity" : null));
-      if (metricName) document.getElementById("compare-metric-caption").textContent = "Validation " + metricName;
-    }
-    loss.data.datasets.push({ label: job.name, borderColor: color, backgroundColor: color,
-                              data: vals.map((e) => ({ x: e.epoch, y: e.values.loss })) });
-    if (metricName) metric.data.datasets.push({ label: job.name, borderColor: color, backgroundColor: color,
-      data: vals.filter((e) => metricName in e.values).map((e) => ({ x: e.epoch, y: e.values[metricName] })) });
-    points += vals.length;
+  // Swatches in the table's header match each job's colour on the charts.
+  jobs.forEach((job, i) => {
+    for (const sw of document.querySelectorAll('.swatch[data-index="' + i + '"]')) sw.style.setProperty("--swatch", palette[i % palette.length]);
+  });
+
+  // All histories first, then the curves in the table's order (stable legend and colours).
+  Promise.all(jobs.map((job) => events(job.id))).then((all) => {
+    all.forEach((vals, i) => {
+      const job = jobs[i], color = palette[i % palette.length];
+      if (!metricName && vals.length) {
+        const v = vals[0].values;
+        metricName = "accuracy" in v ? "accuracy" : ("r2" in v ? "r2" : ("perplexity" in v ? "perplexity" : null));
+        if (metricName) document.getElementById("compare-metric-caption").textContent = "Validation " + (metricName === "r2" ? "R²" : metricName);
+      }
+      loss.data.datasets.push({ label: job.name, borderColor: color, backgroundColor: color,
+                                data: vals.map((e) => ({ x: e.epoch, y: e.values.loss })) });
+      if (metricName) metric.data.datasets.push({ label: job.name, borderColor: color, backgroundColor: color,
+        data: vals.filter((e) => metricName in e.values).map((e) => ({ x: e.epoch, y: e.values[metricName] })) });
+      points += vals.length;
+    });
     root.dataset.points = String(points);
     loss.update("none"); metric.update("none");
   });

@@ -107,3 +107,14 @@ def test_job_page_has_charts_controls_gallery_log_and_actions(client_alice, jobs
 def test_other_users_get_404_on_job_page_and_nothing_in_json(client_bob, jobs):
     assert client_bob.get(f"/jobs/{jobs['run'].pk}/").status_code == 404
     assert set(_rows(client_bob)) == {"bob's"}
+
+
+def test_compare_marks_the_settings_that_differ(client_alice, jobs):
+    done, run = jobs["done"], jobs["run"]
+    Job.objects.filter(pk=run.pk).update(train_config={"epochs": 1, "seed": 3})
+    Job.objects.filter(pk=done.pk).update(train_config={"epochs": 1, "seed": 4})
+    r = client_alice.get(f"/jobs/compare/?ids={done.pk}&ids={run.pk}")
+    rows = {row["name"]: row for row in r.context["rows"]}
+    assert rows["seed"]["differs"] is True and rows["epochs"]["differs"] is False
+    html = r.content.decode()
+    assert '<tr class="differs"><th>seed</th>' in html and 'class="swatch" data-index="1"' in html

@@ -185,6 +185,8 @@ def job_compare(request):
     params = sorted({f"model.{k}" for j in jobs for k in j.model_config} | {k for j in jobs for k in j.train_config})
     metric_names = sorted({k for j in jobs for k, v in j.metrics.items() if isinstance(v, (int, float))})
     rows = [{"name": p, "values": [_param(j, p) for j in jobs]} for p in params]
+    for row in rows:
+        row["differs"] = len({repr(v) for v in row["values"]}) > 1
     metrics = [{"name": m, "values": [j.metrics.get(m) for j in jobs]} for m in metric_names]
     return render(request, "jobs/compare.html", {
         "jobs": jobs, "rows": rows, "metrics": metrics,
