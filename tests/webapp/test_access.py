@@ -36,7 +36,7 @@ OBJECT_ROUTES = {
 # Routes without an object id: must require login (pages redirect, API answers 401/403).
 LIST_ROUTES = {
     "home", "accounts:profile", "accounts:token", "datasets:list", "jobs:list", "jobs:new", "jobs:compare",
-    "api:architectures", "api:datasets", "api:jobs", "api:uploads", "hub:list",
+    "api:architectures", "api:datasets", "api:jobs", "api:uploads", "hub:list", "api:models",
 }
 PUBLIC_ROUTES = {"login", "logout", "api:schema"}
 

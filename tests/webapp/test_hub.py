@@ -48,6 +48,8 @@ def test_upload_is_checked_private_and_deletable(alice, bob, staff, tmp_path, se
     assert "local:my-bert" in _client(alice).get("/jobs/new/").content.decode()  # the picker offers it
     assert "my-bert" not in _client(bob).get("/models/").content.decode()
     assert "my-bert" not in _client(bob).get("/jobs/new/").content.decode()
+    assert [m["reference"] for m in _client(alice).get("/api/models/").json()["models"]] == ["local:my-bert"]
+    assert _client(bob).get("/api/models/").json()["models"] == []
     assert _client(bob).post(f"/models/{model.pk}/delete/").status_code == 404
     assert _client(alice).post(f"/models/{model.pk}/delete/").status_code == 302
     assert not LocalModel.objects.exists() and not os.path.exists(model.path)

@@ -3,11 +3,13 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from webapp.api import views
+from webapp.hub.api import ModelList
 
 app_name = "api"
 urlpatterns = [
     path("schema/", login_not_required(SpectacularAPIView.as_view()), name="schema"),
     path("architectures/", views.ArchitectureList.as_view(), name="architectures"),
+    path("models/", ModelList.as_view(), name="models"),
     path("uploads/", views.UploadList.as_view(), name="uploads"),
     path("uploads/<uuid:pk>/", views.UploadDetail.as_view(), name="upload"),
     path("datasets/", views.DatasetList.as_view(), name="datasets"),

@@ -408,6 +408,9 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     val_items: list = []
     y_val = None
     if task == "text_classification":
+        if processor.pad_token is None:  # decoder models used as classifiers (GPT-2) have none
+            processor.pad_token = processor.eos_token or processor.unk_token
+            model.config.pad_token_id = processor.pad_token_id
         train_ds, val_ds, val_items = hfdata.text_classification(dataset_dir, info, processor, cfg.max_length)
         collator = DataCollatorWithPadding(processor)
         y_val = np.load(dataset_dir / "y_val.npy", allow_pickle=False)
@@ -478,6 +481,9 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
             predictions = [{"index": i, "prediction": classes[int(p)], "confidence": round(float(c), 6)}
                            for i, (p, c) in enumerate(zip(metrics_fn.pred, metrics_fn.conf))]
         artifacts = export(output_dir, trainer, processor, spec, tc, info, metrics, predictions)
+        # Trainer checkpoints hold the optimizer state too (three times the model): a finished
+        # job resumes nothing, so they go (a re-run after a crash here starts over, correctly).
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
         cbs.fire("on_message", state, control, "info", "saved the fine-tuned model (save_pretrained folder, "
                  "safetensors) as model.zip")
     cbs.fire("on_train_end", state, control, status)
