@@ -198,3 +198,13 @@ def test_tiny_vit_fine_tunes_on_the_digits_zip(hf_stack, tmp_path):
     events = _events(s, api, job["id"])
     samples = [e for e in events if e["kind"] == "samples"][-1]["items"]
     assert samples[0]["image"].startswith("data:image/png;base64,")
+
+
+def test_a_hub_id_on_an_offline_server_fails_at_start_with_the_reason(hf_stack, sentiment):
+    s, api = hf_stack, hf_stack.api("alice")
+    job = _submit(s, api, sentiment, "hf_text_classification", {"model": "someone/not-cached-model"},
+                  {"epochs": 1})
+    done = s.wait_job(api, job["id"], timeout=120)
+    assert done["status"] == "failed"
+    assert "offline (HF_HUB_OFFLINE=1)" in done["error"] and "someone/not-cached-model" in done["error"]
+    assert done["artifacts"] == []
