@@ -122,6 +122,7 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
         def __init__(self):
             self.cancelled = False
             self.last_log = time.monotonic()
+            self.last_log_samples = 0
             self.eval_seconds = 0.0
             self.eval_started = 0.0
             self.train_started = time.perf_counter()
@@ -132,7 +133,8 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
             state.step = state.start_step = int(hf_state.global_step)
             state.epoch = state.step // state.steps_per_epoch
             state.samples_seen = state.step * samples_per_step
-            state.started_at = time.monotonic()
+            state.started_at = self.last_log = time.monotonic()
+            self.last_log_samples = state.samples_seen
             cbs.fire("on_train_begin", state, control)
             if state.step:
                 cbs.fire("on_message", state, control, "info",
@@ -161,7 +163,9 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
             lr = logs.get("learning_rate")
             values["lr"] = float(lr) if lr is not None else state.learning_rate
             state.learning_rate = values["lr"]
-            self.last_log = now
+            # Throughput since the previous point (tokens/s for language models, like the zoo's).
+            values["samples_per_s"] = (state.samples_seen - self.last_log_samples) / max(now - self.last_log, 1e-9)
+            self.last_log, self.last_log_samples = now, state.samples_seen
             cbs.fire("on_log", state, control, "train", values)
 
         def on_epoch_end(self, args, hf_state, hf_control, **kw):
@@ -179,6 +183,7 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
             if self.eval_started:
                 self.eval_seconds += time.perf_counter() - self.eval_started
                 self.eval_started = 0.0
+            self.last_log = time.monotonic()  # the next throughput point leaves the evaluation out
             values = _with_perplexity(_strip(metrics or {}, "eval_"), task)
             state.val_metrics = values
             cbs.fire("on_log", state, control, "val", values)
@@ -191,6 +196,7 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
             if folder.is_dir():
                 fsync_tree(folder)
                 (folder / COMPLETE).write_text(str(hf_state.global_step))
+            self.last_log = time.monotonic()  # nor the checkpoint
             cbs.fire("on_epoch_end", state, control)
 
         def train_seconds(self) -> float:
