@@ -60,7 +60,7 @@ def redis_binary() -> str:
 
 
 class Stack:
-    def __init__(self, *, worker_queues: str = "train,ingest", env: dict | None = None):
+    def __init__(self, *, worker_queues: str = "train,ingest,infer", env: dict | None = None):
         self.tmp = Path(tempfile.mkdtemp(prefix="trainyard-stack-"))
         self.data_dir = self.tmp / "data"
         self.redis_port = free_port()
@@ -81,6 +81,8 @@ class Stack:
             ALLOWED_HOSTS="127.0.0.1,localhost",
             TRAINYARD_EVENT_FLUSH_SECONDS="0.2",
             TRAINYARD_HEARTBEAT_SECONDS="2",
+            EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+            EMAIL_FILE_PATH=str(self.tmp / "mail"),
             PYTHONUNBUFFERED="1",
         )
         self.env.update(env or {})

@@ -16,6 +16,10 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 TRAIN_TASK = "trainyard.train_job"
 INGEST_TASK = "trainyard.ingest_dataset"
+# Short tasks on the `infer` queue (their own worker, so a long training run never delays them).
+PREDICT_TASK = "trainyard.predict"
+ONNX_TASK = "trainyard.export_onnx"
+NOTIFY_TASK = "trainyard.notify_job"
 
 
 def send(task_name: str, *args) -> None:

@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "webapp.jobs",
     "webapp.cluster",
     "webapp.hub",
+    "webapp.inference",
     "webapp.api",
 ]
 
@@ -241,6 +242,9 @@ CELERY_TASK_DEFAULT_QUEUE = "train"
 CELERY_TASK_ROUTES = {
     "trainyard.train_job": {"queue": env_str("TRAINYARD_TRAIN_QUEUE", "train")},
     "trainyard.ingest_dataset": {"queue": "ingest"},
+    "trainyard.predict": {"queue": "infer"},
+    "trainyard.export_onnx": {"queue": "infer"},
+    "trainyard.notify_job": {"queue": "infer"},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
@@ -274,6 +278,21 @@ TRAINYARD_JOB_LEASE_SECONDS = env_int("TRAINYARD_JOB_LEASE_SECONDS", 60)
 TRAINYARD_MAX_ATTEMPTS = env_int("TRAINYARD_MAX_ATTEMPTS", 3)
 # Per-user cap on jobs waiting or running at once; the next submission gets HTTP 429.
 TRAINYARD_MAX_ACTIVE_JOBS_PER_USER = env_int("TRAINYARD_MAX_ACTIVE_JOBS_PER_USER", 20)
+
+# Notifications (job finished / failed / cancelled): e-mail through Django's backend (SMTP by
+# default; the tests use the file backend), webhooks POSTed by a worker task.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "trainyard@localhost")
+TRAINYARD_BASE_URL = env_str("TRAINYARD_BASE_URL", "http://127.0.0.1:8000")  # links in e-mails and webhooks
+TRAINYARD_WEBHOOK_TIMEOUT = env_int("TRAINYARD_WEBHOOK_TIMEOUT", 5)
+TRAINYARD_WEBHOOK_RETRIES = env_int("TRAINYARD_WEBHOOK_RETRIES", 3)
 
 LOGGING = {
     "version": 1,

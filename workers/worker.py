@@ -1,4 +1,4 @@
-"""Celery worker entry point: `celery -A workers.worker worker -Q train,ingest --concurrency 1`.
+"""Celery worker entry point: `celery -A workers.worker worker -Q train,ingest,infer --concurrency 1`.
 
 Loads Django, registers the tasks, and registers the worker process with a heartbeat.
 """
@@ -12,7 +12,7 @@ from webapp.celery import app
 
 django.setup()
 
-from workers import registry, tasks  # noqa: E402,F401 - registers the tasks
+from workers import infer_tasks, registry, tasks  # noqa: E402,F401 - registers the tasks
 
 _heartbeat: registry.Heartbeat | None = None
 

@@ -46,7 +46,7 @@ class EncoderClassifier(nn.Module):
             pad = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
             h = self.embed(x.to(self.embed.weight.dtype))
         if self.cls is not None:
-            h = torch.cat([self.cls.expand(len(h), -1, -1).to(h.dtype), h], dim=1)
+            h = torch.cat([self.cls.expand(h.shape[0], -1, -1).to(h.dtype), h], dim=1)  # shape[0]: traced, not a constant
             pad = torch.cat([torch.zeros_like(pad[:, :1]), pad], dim=1)
         else:
             # A row of padding only would leave attention nothing to attend to (NaN): let it see its first slot.

@@ -36,7 +36,10 @@
     ws.onopen = () => { retries = 0; document.body.dataset.notify = "live"; };
     ws.onmessage = (msg) => {
       const data = JSON.parse(msg.data);
-      if (data.type !== "job") return;
+      if (data.type !== "job") {  // try-the-model answers, ONNX exports: for the page that asked
+        document.dispatchEvent(new CustomEvent("trainyard:" + data.type, { detail: data[data.type] }));
+        return;
+      }
       updateRow(data.job);
       if (data.job.status in FINAL) toast(data.job);
       document.dispatchEvent(new CustomEvent("trainyard:job", { detail: data.job }));

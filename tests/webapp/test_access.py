@@ -26,6 +26,10 @@ OBJECT_ROUTES = {
     "jobs:cancel": "job",
     "jobs:delete": "job",
     "jobs:artifact": "job",
+    "jobs:try": "job",
+    "jobs:predict": "job",
+    "jobs:prediction": "job",
+    "jobs:onnx": "job",
     "api:dataset": "dataset",
     "api:job": "job",
     "api:job-cancel": "job",
@@ -35,7 +39,7 @@ OBJECT_ROUTES = {
 }
 # Routes without an object id: must require login (pages redirect, API answers 401/403).
 LIST_ROUTES = {
-    "home", "accounts:profile", "accounts:token", "datasets:list", "jobs:list", "jobs:new", "jobs:compare",
+    "home", "accounts:profile", "accounts:token", "accounts:notifications", "datasets:list", "jobs:list", "jobs:new", "jobs:compare",
     "api:architectures", "api:datasets", "api:jobs", "api:uploads", "hub:list", "api:models",
 }
 PUBLIC_ROUTES = {"login", "logout", "api:schema"}
@@ -125,7 +129,7 @@ def test_anonymous_is_sent_to_login_or_refused(objects):
 @pytest.mark.django_db
 def test_owner_and_staff_can_read_every_object_route(alice, staff, objects):
     routes = {name: pat for name, pat in walk(get_resolver().url_patterns)}
-    read_routes = ["datasets:detail", "jobs:detail", "jobs:artifact", "api:dataset", "api:job", "api:job-events",
+    read_routes = ["datasets:detail", "jobs:detail", "jobs:artifact", "jobs:try", "jobs:onnx", "api:dataset", "api:job", "api:job-events",
                    "api:artifact", "api:upload"]
     for user in (alice, staff):
         for name in read_routes:

@@ -22,3 +22,17 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_name} {self.action} {self.object_type} {self.object_repr}"
+
+
+class NotificationSettings(models.Model):
+    """How a user hears that one of their jobs finished, failed or was cancelled (besides the
+    in-page toast): an e-mail and/or a webhook POST, both sent by a worker task."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    email = models.BooleanField(default=False, help_text="e-mail me when a job ends")
+    webhook_url = models.URLField(max_length=500, blank=True, help_text="POST JSON here when a job ends")
+    last_webhook = models.CharField(max_length=300, blank=True, help_text="result of the last delivery")
+
+    @property
+    def wanted(self) -> bool:
+        return bool((self.email and self.user.email) or self.webhook_url)

@@ -7,6 +7,7 @@ app_name = "accounts"
 urlpatterns = [
     path("profile/", views.profile, name="profile"),
     path("token/", views.rotate_token, name="token"),
+    path("notifications/", views.notification_settings, name="notifications"),
 ]
 
 auth_urlpatterns = [

@@ -5,13 +5,36 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
+from django.core.exceptions import ValidationError
+
 from webapp.accounts import audit
+from webapp.accounts.models import NotificationSettings
+from webapp.accounts.notifications import validate_webhook_url
 
 
 def profile(request):
     token = Token.objects.filter(user=request.user).first()
     new_key = request.session.pop("new_api_token", None)
-    return render(request, "accounts/profile.html", {"token": token, "new_key": new_key})
+    prefs = NotificationSettings.objects.filter(user=request.user).first()
+    return render(request, "accounts/profile.html", {"token": token, "new_key": new_key, "prefs": prefs})
+
+
+@require_POST
+def notification_settings(request):
+    """E-mail and webhook settings for the end of one's jobs; a bad URL changes nothing."""
+    email = request.POST.get("email") == "on"
+    try:
+        url = validate_webhook_url(request.POST.get("webhook_url", ""))
+    except ValidationError as exc:
+        messages.error(request, "Webhook URL: " + " ".join(exc.messages))
+        return redirect("accounts:profile")
+    if email and not request.user.email:
+        messages.error(request, "Your account has no e-mail address; ask an admin to add one.")
+        return redirect("accounts:profile")
+    NotificationSettings.objects.update_or_create(user=request.user, defaults={"email": email, "webhook_url": url})
+    audit.record(request.user, "notifications.update", email=email, webhook=bool(url))
+    messages.success(request, "Notification settings saved.")
+    return redirect("accounts:profile")
 
 
 @require_POST

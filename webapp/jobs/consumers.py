@@ -70,3 +70,8 @@ class UserConsumer(AsyncJsonWebsocketConsumer):
 
     async def job_changed(self, message):
         await self.send_json({"type": "job", "job": message["job"]})
+
+    async def inference_update(self, message):
+        # A try-the-model answer ("prediction") or an ONNX export's outcome ("onnx"), for the
+        # user who asked (the group is theirs alone).
+        await self.send_json({"type": message["what"], message["what"]: message["payload"]})

@@ -208,6 +208,15 @@ def finish_job(job_id, status: str, *, error: str = "", metrics: dict | None = N
         _finish_in_transaction(job_id, status, error=error, metrics=metrics, rows=rows)
 
 
+def add_artifacts(job_id, names: list[str]) -> None:
+    """Register files written later into a finished job's artifacts dir (e.g. model.onnx),
+    replacing rows of the same names; call inside the caller's transaction."""
+    directory = Job(pk=job_id).directory / "artifacts"
+    Artifact.objects.filter(job_id=job_id, name__in=names).delete()
+    Artifact.objects.bulk_create([Artifact(job_id=job_id, name=n, size_bytes=(directory / n).stat().st_size,
+                                           sha256=file_sha256(directory / n)) for n in names])
+
+
 def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | None, rows: list) -> None:
     Artifact.objects.filter(job_id=job_id).delete()
     Artifact.objects.bulk_create(rows)
@@ -218,6 +227,10 @@ def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | N
     if error:
         event["error"] = error[:10_000]
     append_events(job_id, [("status", event)], **updates)
+    # E-mail / webhook per the owner's settings, from a worker task (never this thread).
+    from webapp.accounts.notifications import notify_job_end
+
+    transaction.on_commit(lambda: notify_job_end(job_id, status))
 
 
 def delete_job(job: Job, actor=None) -> bool:

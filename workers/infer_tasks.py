@@ -1,0 +1,98 @@
+"""Short tasks on the `infer` queue: try-the-model, ONNX export, job-end notifications.
+
+The worker process keeps the last few loaded models (`workers.inference`'s LRU), so repeated
+tries of one job skip loading it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from webapp.celery import NOTIFY_TASK, ONNX_TASK, PREDICT_TASK, app
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name=PREDICT_TASK, soft_time_limit=60, time_limit=90)
+def predict(prediction_id: str) -> str:
+    from webapp.inference.models import Prediction
+    from webapp.inference.services import finish_prediction
+    from workers.inference import InputError, predict as run
+
+    p = Prediction.objects.select_related("job").filter(pk=prediction_id, status=Prediction.Status.PENDING).first()
+    if p is None:
+        return "gone"
+    started = time.perf_counter()
+    try:
+        image = p.image_path.read_bytes() if p.image_name else None
+        result = run(p.job.directory / "artifacts", p.inputs, image)
+    except InputError as exc:
+        finish_prediction(p.pk, error=str(exc), seconds=time.perf_counter() - started)
+        return "bad input"
+    except Exception as exc:  # noqa: BLE001 - any failure becomes the try's readable error
+        log.exception("prediction %s failed", prediction_id)
+        finish_prediction(p.pk, error=f"the model could not run: {type(exc).__name__}: {str(exc)[:300]}",
+                          seconds=time.perf_counter() - started)
+        return "failed"
+    finish_prediction(p.pk, result=result, seconds=time.perf_counter() - started)
+    return "done"
+
+
+@app.task(name=ONNX_TASK, soft_time_limit=300, time_limit=360)
+def export_onnx(job_id: str) -> str:
+    from webapp.inference.models import OnnxExport
+    from webapp.inference.services import finish_onnx_export
+    from webapp.jobs.models import Job
+    from workers.export_onnx import ExportError, export
+
+    if not OnnxExport.objects.filter(job_id=job_id, status=OnnxExport.Status.PENDING).exists():
+        return "gone"
+    try:
+        meta = export(Job(pk=job_id).directory / "artifacts")
+    except ExportError as exc:
+        finish_onnx_export(job_id, error=str(exc))
+        return "failed"
+    except Exception as exc:  # noqa: BLE001
+        log.exception("ONNX export of job %s failed", job_id)
+        finish_onnx_export(job_id, error=f"{type(exc).__name__}: {str(exc)[:500]}")
+        return "failed"
+    finish_onnx_export(job_id, meta=meta)
+    return "done"
+
+
+@app.task(name=NOTIFY_TASK, bind=True, max_retries=None, soft_time_limit=60, time_limit=90)
+def notify_job(self, job_id: str, status: str, attempt: int = 0, email_done: bool = False) -> str:
+    """E-mail once, then POST the webhook with retries (back-off 2, 4, 8... s, at most
+    TRAINYARD_WEBHOOK_RETRIES more tries); the outcome is shown on the profile page."""
+    from django.conf import settings
+
+    from webapp.accounts import notifications
+    from webapp.accounts.models import NotificationSettings
+    from webapp.jobs.models import Job
+
+    job = Job.objects.select_related("owner", "dataset").filter(pk=job_id).first()
+    prefs = NotificationSettings.objects.filter(user_id=job.owner_id).first() if job else None
+    if job is None or prefs is None or job.status != status:
+        return "gone"
+    if prefs.email and job.owner.email and not email_done:
+        try:
+            notifications.send_email(job)
+        except Exception as exc:  # noqa: BLE001 - SMTP trouble must not stop the webhook
+            log.warning("e-mail for job %s failed: %s", job_id, exc)
+        email_done = True
+    if not prefs.webhook_url:
+        return "sent"
+    try:
+        code = notifications.post_webhook(prefs.webhook_url, job)
+        result = f"job {job.name!r} {status}: delivered (HTTP {code})"
+    except notifications.WebhookError as exc:
+        if attempt < settings.TRAINYARD_WEBHOOK_RETRIES:
+            NotificationSettings.objects.filter(pk=prefs.pk).update(
+                last_webhook=f"job {job.name!r} {status}: try {attempt + 1} failed ({exc}); retrying"[:300])
+            raise self.retry(args=[job_id, status, attempt + 1, email_done], countdown=2 ** (attempt + 1))
+        result = f"job {job.name!r} {status}: not delivered after {attempt + 1} tries ({exc})"
+    except ValueError as exc:
+        result = f"job {job.name!r} {status}: refused by the receiver ({exc})"
+    NotificationSettings.objects.filter(pk=prefs.pk).update(last_webhook=result[:300])
+    return result
