@@ -223,3 +223,34 @@ def test_webhook_and_email_when_jobs_end(stack, tmp_path):
         assert {b["owner"] for _, b in Receiver.posts} == {"charlie"}
     finally:
         server.shutdown()
+
+
+def test_try_table_and_sequence_models(stack, tmp_path):
+    api = stack.api("alice")
+    table_job = train(stack, api, write_separable_csv(tmp_path / "t.csv", n=400), "tabular", "mlp",
+                      {"hidden_sizes": "16"}, epochs=10, lr=0.01, min_accuracy=0.9)
+    seq_job = train(stack, api, datagen.sequence_csv(tmp_path / "s.csv", n=300, length=24), "sequence", "cnn1d",
+                    epochs=8, lr=0.01, min_accuracy=0.8)
+    alice = login(stack, "alice", PASSWORD)
+    page = alice.get(stack.url(f"/jobs/{table_job}/try/")).text
+    assert all(f'name="f:{c}"' in page for c in ("x1", "x2", "x3"))
+    with user_socket(stack, alice) as ws:
+        for (x1, x2), want in (((2.0, 1.0), "pos"), ((-2.0, -1.0), "neg")):
+            r = try_model(stack, alice, table_job, {"f:x1": str(x1), "f:x2": str(x2), "f:x3": "0"})
+            p = pushed(ws, r.json()["prediction"]["id"])
+            assert p["status"] == "done" and p["result"]["top"][0]["label"] == want, p
+        r = try_model(stack, alice, table_job, {"f:x1": "1", "f:x2": "abc", "f:x3": "0"})
+        p = pushed(ws, r.json()["prediction"]["id"])
+        assert p["status"] == "failed" and p["error"] == "'x2': 'abc' is not a number"
+        r = try_model(stack, alice, table_job, {"features": "1, 2"})
+        p = pushed(ws, r.json()["prediction"]["id"])
+        assert p["status"] == "failed" and p["error"].startswith("expected 3 feature values")
+
+        t = np.linspace(0, 1, 24)
+        for shape, want in ((t * 1.5, "rise"), ((1 - t) * 1.5, "fall")):
+            r = try_model(stack, alice, seq_job, {"sequence": ", ".join(f"{v:.3f}" for v in shape)})
+            p = pushed(ws, r.json()["prediction"]["id"])
+            assert p["status"] == "done" and p["result"]["top"][0]["label"] == want, p
+        r = try_model(stack, alice, seq_job, {"sequence": "1, 2, 3"})
+        p = pushed(ws, r.json()["prediction"]["id"])
+        assert p["status"] == "failed" and "expected 24 numbers" in p["error"]
