@@ -96,5 +96,9 @@
     if (!resp.ok) { button.disabled = false; state.textContent = ""; showError(data.error); return; }
     waiting = data.prediction.id;
     poll(waiting, 1000);  // the socket usually answers first
+    const id = waiting;
+    setTimeout(() => {
+      if (waiting === id) state.textContent = "still waiting for an inference worker (queue “infer”)…";
+    }, 15000);
   });
 })();

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_TEXT_CHARS = 20_000
+KEEP = 20
 # The parts of a try's input that the form may send, per dataset kind.
 FIELDS = {"text": ("text",), "tabular": ("features",), "sequence": ("sequence",),
           "corpus": ("prompt", "temperature", "top_k", "length"), "image": ()}
@@ -105,6 +106,9 @@ def create_prediction(user, job: Job, data: dict, image=None) -> Prediction:
                     f.write(chunk)
             os.replace(tmp, p.image_path)
         audit.record(user, "job.try", job, kind=kind)
+        # Keep a user's last KEEP answered tries per job; older rows go.
+        old = Prediction.objects.filter(job=job, user=user).exclude(status=Prediction.Status.PENDING)
+        Prediction.objects.filter(pk__in=list(old.values_list("pk", flat=True)[KEEP:])).delete()
         transaction.on_commit(lambda: _send(celery.PREDICT_TASK, p.pk, lambda exc: finish_prediction(
             p.pk, error=f"the inference queue (Redis) could not be reached: {exc}")))
     return p

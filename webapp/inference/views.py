@@ -35,9 +35,7 @@ def _form_context(job) -> dict:
 @require_GET
 def try_page(request, pk):
     job = get_job_for_user(request.user, pk)
-    ctx = _form_context(job)
-    ctx["recent"] = [p.to_dict() for p in Prediction.objects.filter(job=job, user=request.user)[:5]]
-    return render(request, "jobs/try.html", ctx)
+    return render(request, "jobs/try.html", _form_context(job))
 
 
 @require_POST
