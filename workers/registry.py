@@ -13,38 +13,14 @@ from django.utils import timezone
 
 from webapp.cluster.models import Worker
 from webapp.jobs.services import requeue_lost_jobs
+from workers import gpu
 
 log = logging.getLogger(__name__)
 
 
 def gpu_inventory() -> list[dict]:
-    """GPUs visible to this process, read without initialising CUDA (the pool forks later)."""
-    try:
-        import pynvml  # nvidia-ml-py, optional
-
-        pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - no NVML: fall back to torch's device count
-        os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
-        try:
-            import torch
-
-            return [{"index": i} for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-        except Exception:  # noqa: BLE001
-            return []
-    gpus = []
-    for i in range(pynvml.nvmlDeviceGetCount()):
-        h = pynvml.nvmlDeviceGetHandleByIndex(i)
-        mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-        util = pynvml.nvmlDeviceGetUtilizationRates(h)
-        name = pynvml.nvmlDeviceGetName(h)
-        gpus.append({
-            "index": i,
-            "name": name.decode() if isinstance(name, bytes) else name,
-            "memory_total": mem.total,
-            "memory_used": mem.used,
-            "utilization": util.gpu,
-        })
-    return gpus
+    """GPUs visible to this process with live telemetry (workers/gpu.py); [] on CPU."""
+    return gpu.telemetry()
 
 
 def register(name: str, queues: list[str]) -> None:
@@ -56,7 +32,7 @@ def register(name: str, queues: list[str]) -> None:
             "hostname": socket.gethostname(),
             "queues": ",".join(queues),
             "device": device,
-            "device_name": gpus[0].get("name", "CUDA GPU") if gpus else "CPU",
+            "device_name": gpu.describe(gpus),
             "gpus": gpus,
             "status": Worker.Status.ONLINE,
             "started_at": timezone.now(),
@@ -67,9 +43,34 @@ def register(name: str, queues: list[str]) -> None:
 
 
 def heartbeat(name: str) -> None:
-    Worker.objects.filter(name=name).update(
-        last_heartbeat=timezone.now(), status=Worker.Status.ONLINE, gpus=gpu_inventory()
+    gpus = gpu_inventory()
+    updated = Worker.objects.filter(name=name).exclude(status=Worker.Status.RETIRED).update(
+        last_heartbeat=timezone.now(), status=Worker.Status.ONLINE, gpus=gpus
     )
+    if not updated:  # retired: still alive, stays retired (and drained)
+        Worker.objects.filter(name=name).update(last_heartbeat=timezone.now(), gpus=gpus)
+
+
+def is_draining(name: str) -> bool:
+    """Drained or retired by an admin: this worker takes no new job."""
+    return Worker.objects.filter(name=name, draining=True).exists()
+
+
+def apply_drain(name: str, queues: list[str], drained_now: bool) -> bool:
+    """Make the Celery consumer follow the row: a drained worker stops consuming its queues
+    (the message stays in Redis for another worker), a resumed one consumes them again.
+    Returns the state now applied."""
+    from webapp.celery import app
+
+    want = is_draining(name)
+    if want != drained_now:
+        for q in queues:
+            if want:
+                app.control.cancel_consumer(q, destination=[name])
+            else:
+                app.control.add_consumer(q, destination=[name])
+        log.warning("worker %s %s", name, "drained: consuming nothing" if want else "resumed")
+    return want
 
 
 def set_offline(name: str) -> None:
@@ -82,16 +83,23 @@ def set_current_job(name: str | None, job_id) -> None:
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, name: str):
+    def __init__(self, name: str, queues: list[str] | None = None):
         super().__init__(name="heartbeat", daemon=True)
         self.worker_name = name
+        self.queues = list(queues or [])
+        self.drained = False
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        try:
+            self.drained = apply_drain(self.worker_name, self.queues, self.drained)  # drained before a restart
+        except Exception:  # noqa: BLE001
+            log.exception("drain check failed")
         while not self.stopped.wait(settings.TRAINYARD_HEARTBEAT_SECONDS):
             try:
                 close_old_connections()
                 heartbeat(self.worker_name)
+                self.drained = apply_drain(self.worker_name, self.queues, self.drained)
                 # Every worker also watches for jobs whose worker died (F7); each moves once.
                 for job_id in requeue_lost_jobs():
                     log.warning("requeued lost job %s", job_id)

@@ -21,6 +21,12 @@ log = logging.getLogger(__name__)
 @app.task(name=TRAIN_TASK, bind=True)
 def train_job(self, job_id: str) -> str:
     worker = self.request.hostname or "worker"
+    if registry.is_draining(worker):
+        # Drained by an admin after this message was fetched: hand it back to the queue for
+        # another worker (the heartbeat has stopped this worker's consumer) and take nothing.
+        time.sleep(1)
+        services.enqueue(job_id)
+        return "drained"
     job = services.claim_job(job_id, worker)
     if job is None:
         return "not claimed"  # cancelled, finished, out of attempts or running elsewhere

@@ -23,7 +23,7 @@ def _on_ready(sender, **kwargs):
     name = sender.hostname
     queues = [q.name for q in sender.app.amqp.queues.consume_from.values()]
     registry.register(name, queues)
-    _heartbeat = registry.Heartbeat(name)
+    _heartbeat = registry.Heartbeat(name, queues)
     _heartbeat.start()
 
 

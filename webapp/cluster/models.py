@@ -13,6 +13,7 @@ class Worker(models.Model):
     class Status(models.TextChoices):
         ONLINE = "online", "Online"
         OFFLINE = "offline", "Offline"
+        RETIRED = "retired", "Retired"
 
     name = models.CharField(max_length=255, unique=True, help_text="Celery node name")
     hostname = models.CharField(max_length=255)
@@ -24,6 +25,8 @@ class Worker(models.Model):
     current_job = models.ForeignKey(
         "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    draining = models.BooleanField(
+        default=False, help_text="finish the current job, take no more (set by the Drain admin action)")
     started_at = models.DateTimeField(default=timezone.now)
     last_heartbeat = models.DateTimeField(default=timezone.now)
 
@@ -32,6 +35,10 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def accepts_jobs(self) -> bool:
+        return self.is_alive and not self.draining
 
     @property
     def is_alive(self) -> bool:

@@ -1,0 +1,127 @@
+"""Worker GPU telemetry, admin actions (drain / resume / cancel / retire) and drain enforcement."""
+
+from __future__ import annotations
+
+import socket
+import types
+
+import pytest
+from django.urls import reverse
+
+from tests.webapp.factories import running_job
+from webapp.accounts.models import AuditEvent
+from webapp.celery import TRAIN_TASK
+from webapp.cluster.admin import gpu_bars
+from webapp.cluster.models import Worker
+from webapp.jobs.models import Job
+from workers import gpu, registry
+
+
+def test_telemetry_on_this_cpu_machine_is_a_clean_cpu_answer():
+    gpus = gpu.telemetry()
+    assert isinstance(gpus, list)
+    if not gpus:  # the usual case here; on a GPU host each entry carries the fields
+        assert gpu.describe(gpus) == "CPU"
+    for g in gpus:
+        assert {"index", "name", "memory_total", "memory_used", "utilization", "temperature", "capability"} <= set(g)
+
+
+def test_telemetry_from_nvml(monkeypatch):
+    class Mem:
+        total, used = 24_000_000_000, 6_000_000_000
+
+    fake = types.SimpleNamespace(
+        NVML_TEMPERATURE_GPU=0,
+        nvmlDeviceGetCount=lambda: 2,
+        nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetName=lambda h: b"NVIDIA L4",
+        nvmlDeviceGetMemoryInfo=lambda h: Mem,
+        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=37),
+        nvmlDeviceGetTemperature=lambda h, kind: 61,
+        nvmlDeviceGetCudaComputeCapability=lambda h: (8, 9),
+    )
+    monkeypatch.setattr(gpu, "_nvml", lambda: fake)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    (g,) = gpu.telemetry()
+    assert g == {"index": 1, "name": "NVIDIA L4", "memory_total": 24_000_000_000, "memory_used": 6_000_000_000,
+                 "utilization": 37, "temperature": 61, "capability": "8.9", "source": "nvml"}
+    assert gpu.describe([g]) == "NVIDIA L4 (24.0 GB)"
+    html = gpu_bars([g])
+    assert 'value="25"' in html and "util 37%" in html and "61 °C" in html
+
+
+def test_broken_nvml_reads_as_no_gpu_not_a_crash(monkeypatch):
+    def boom():
+        raise RuntimeError("driver/library version mismatch")
+
+    monkeypatch.setattr(gpu, "_nvml", boom)
+    assert gpu.telemetry() == []
+    assert gpu_bars([]) == "CPU"
+
+
+def test_register_and_heartbeat_store_the_inventory(db):
+    registry.register("w1@host", ["train"])
+    w = Worker.objects.get(name="w1@host")
+    assert w.device_name == gpu.describe(w.gpus) and w.is_alive and w.accepts_jobs
+    registry.heartbeat("w1@host")
+    assert Worker.objects.get(name="w1@host").status == Worker.Status.ONLINE
+
+
+def _action(client, action, worker):
+    return client.post(reverse("admin:cluster_worker_changelist"),
+                       {"action": action, "_selected_action": [worker.pk]}, follow=True)
+
+
+def test_admin_drain_resume_retire_are_audited_and_enforced(client, staff, alice, sent_tasks):
+    name = socket.gethostname()  # the node name an eagerly applied task reports
+    registry.register(name, ["train"])
+    w = Worker.objects.get(name=name)
+    client.force_login(staff)
+    page = client.get(reverse("admin:cluster_worker_change", args=[w.pk]))
+    assert page.status_code == 200 and b"jobs run by this worker" in page.content.lower()
+
+    assert _action(client, "drain", w).status_code == 200
+    w.refresh_from_db()
+    assert w.draining and not w.accepts_jobs and registry.is_draining(w.name)
+
+    # A message this worker fetched before the drain goes back to the queue; the job stays queued.
+    from workers.tasks import train_job
+
+    job = Job.objects.create(owner=alice, name="q", architecture="mlp")
+    result = train_job.apply(args=[str(job.pk)]).get()
+    assert result == "drained"
+    assert (TRAIN_TASK, str(job.pk)) in sent_tasks
+    job.refresh_from_db()
+    assert job.status == Job.Status.QUEUED and job.attempts == 0
+
+    _action(client, "resume", w)
+    w.refresh_from_db()
+    assert not w.draining
+
+    _action(client, "retire", w)
+    w.refresh_from_db()
+    assert w.status == Worker.Status.RETIRED and w.draining
+    registry.heartbeat(w.name)  # a retired process that still beats stays retired
+    w.refresh_from_db()
+    assert w.status == Worker.Status.RETIRED
+    _action(client, "resume", w)
+    w.refresh_from_db()
+    assert w.draining
+    actions = set(AuditEvent.objects.filter(object_id=str(w.pk)).values_list("action", flat=True))
+    assert {"worker.drain", "worker.resume", "worker.retire"} <= actions
+
+
+def test_admin_cancels_the_running_job(client, staff, alice):
+    job = running_job(alice)
+    registry.register("w2@host", ["train"])
+    registry.set_current_job("w2@host", job.pk)
+    client.force_login(staff)
+    _action(client, "cancel_running_job", Worker.objects.get(name="w2@host"))
+    job.refresh_from_db()
+    assert job.cancel_requested
+
+
+def test_staff_only(client, alice):
+    client.force_login(alice)
+    r = client.get(reverse("admin:cluster_worker_changelist"))
+    assert r.status_code == 302
