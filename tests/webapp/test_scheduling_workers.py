@@ -125,3 +125,17 @@ def test_staff_only(client, alice):
     client.force_login(alice)
     r = client.get(reverse("admin:cluster_worker_changelist"))
     assert r.status_code == 302
+
+
+def test_max_restarts_is_configurable_then_failed_with_the_reason(alice, settings):
+    from webapp.jobs.services import claim_job
+
+    settings.TRAINYARD_MAX_ATTEMPTS = 2
+    job = running_job(alice)
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED, attempts=1)
+    assert claim_job(job.pk, "w@host") is not None  # the second run is allowed
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED)  # lost again, requeued
+    assert claim_job(job.pk, "w@host") is None
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED and job.attempts == 2
+    assert job.error == "gave up after 2 attempts: the worker running it was lost each time"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -16,6 +17,10 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class CheckpointError(OSError):
+    """A checkpoint could not be written (disk full, quota); the message says what to do."""
 
 
 class Checkpointer:
@@ -39,8 +44,14 @@ class Checkpointer:
                 os.fsync(f.fileno())
             os.replace(tmp, final)
             _fsync_dir(self.dir)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)  # ENOSPC and friends: the previous checkpoint stays intact
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                kept = self.paths()
+                raise CheckpointError(
+                    f"disk full while writing checkpoint {final.name} ({exc.strerror or exc}); "
+                    + (f"the previous checkpoint {kept[0].name} is intact" if kept else "no earlier checkpoint")
+                    + "; free space in the data directory and restart the job") from exc
             raise
         for old in self.paths()[KEEP:]:
             old.unlink(missing_ok=True)
