@@ -278,6 +278,8 @@ TRAINYARD_JOB_LEASE_SECONDS = env_int("TRAINYARD_JOB_LEASE_SECONDS", 60)
 TRAINYARD_MAX_ATTEMPTS = env_int("TRAINYARD_MAX_ATTEMPTS", 3)
 # Per-user cap on jobs waiting or running at once; the next submission gets HTTP 429.
 TRAINYARD_MAX_ACTIVE_JOBS_PER_USER = env_int("TRAINYARD_MAX_ACTIVE_JOBS_PER_USER", 20)
+# Jobs of one user running at once (the dispatcher's fair share); per-user overrides: Admin → User limits.
+TRAINYARD_MAX_RUNNING_PER_USER = env_int("TRAINYARD_MAX_RUNNING_PER_USER", 2)
 
 # Notifications (job finished / failed / cancelled): e-mail through Django's backend (SMTP by
 # default; the tests use the file backend), webhooks POSTed by a worker task.

@@ -12,6 +12,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from webapp.cluster.models import Worker
+from webapp.jobs.dispatch import dispatch
 from webapp.jobs.services import requeue_lost_jobs
 from workers import gpu
 
@@ -54,6 +55,18 @@ def heartbeat(name: str) -> None:
 def is_draining(name: str) -> bool:
     """Drained or retired by an admin: this worker takes no new job."""
     return Worker.objects.filter(name=name, draining=True).exists()
+
+
+def can_run(name: str, job_id) -> bool:
+    """Whether this worker's GPUs meet the job's requirements (no requirements: any worker)."""
+    from webapp.jobs.dispatch import fits
+    from webapp.jobs.models import Job
+
+    job = Job.objects.filter(pk=job_id).only("min_gpu_memory_gb", "gpu_type").first()
+    if job is None or (not job.min_gpu_memory_gb and not job.gpu_type):
+        return True
+    gpus = Worker.objects.filter(name=name).values_list("gpus", flat=True).first() or []
+    return fits(job, gpus)
 
 
 def apply_drain(name: str, queues: list[str], drained_now: bool) -> bool:
@@ -103,6 +116,8 @@ class Heartbeat(threading.Thread):
                 # Every worker also watches for jobs whose worker died (F7); each moves once.
                 for job_id in requeue_lost_jobs():
                     log.warning("requeued lost job %s", job_id)
+                # The periodic dispatcher pass: frees slots of vanished workers, releases queued jobs.
+                dispatch()
             except Exception:  # noqa: BLE001 - a missed beat is not fatal
                 log.exception("heartbeat failed")
         connection.close()

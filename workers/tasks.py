@@ -27,6 +27,12 @@ def train_job(self, job_id: str) -> str:
         time.sleep(1)
         services.enqueue(job_id)
         return "drained"
+    if not registry.can_run(worker, job_id):
+        # A job needing a bigger / other GPU reached this worker: back to the queue (the
+        # dispatcher only releases it while a fitting worker is free).
+        time.sleep(1)
+        services.enqueue(job_id)
+        return "does not fit"
     job = services.claim_job(job_id, worker)
     if job is None:
         return "not claimed"  # cancelled, finished, out of attempts or running elsewhere

@@ -110,6 +110,9 @@ def test_new_job_form_lists_mlp_settings(client_alice, alice):
 
 
 def test_submit_job_from_form(client_alice, alice, sent_tasks, django_capture_on_commit_callbacks):
+    from webapp.cluster.models import Worker
+
+    Worker.objects.create(name="w@host", hostname="host", queues="train", device="cpu")  # a free slot: dispatched
     ds = ready_dataset(alice)
     form = {"dataset": str(ds.pk), "architecture": "mlp", "m_mlp__hidden_sizes": "16, 8",
             "m_mlp__activation": "gelu", "m_mlp__dropout": "0.1", "tc_epochs": "3", "tc_batch_size": "4",
@@ -232,6 +235,9 @@ def test_unreachable_broker_fails_the_job_and_dataset_with_a_reason(client_alice
         raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr("webapp.celery.send", down)
+    from webapp.cluster.models import Worker
+
+    Worker.objects.create(name="w@host", hostname="host", queues="train", device="cpu")  # a free slot: dispatched
     ds = ready_dataset(alice)
     with django_capture_on_commit_callbacks(execute=True):
         client_alice.post("/jobs/new/", {"dataset": str(ds.pk), "architecture": "mlp"})

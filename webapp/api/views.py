@@ -66,6 +66,11 @@ class JobCreate(serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True)
     model_config = serializers.DictField(required=False, help_text="the architecture's settings")
     train_config = serializers.DictField(required=False, help_text="epochs, batch_size, learning_rate, ...")
+    priority = serializers.IntegerField(required=False, default=0, help_text="0 or lower (admins may raise it)")
+    min_gpu_memory_gb = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                                 help_text="run only on a GPU with at least this many GB")
+    gpu_type = serializers.CharField(required=False, allow_blank=True, default="", max_length=100,
+                                     help_text="run only on a GPU whose name contains this, e.g. A100")
 
 
 def _error(message, code=status.HTTP_400_BAD_REQUEST, errors=None):
@@ -230,7 +235,8 @@ class JobList(Api):
             return _error("invalid request", errors={"dataset": "no such dataset"})
         try:
             job = services.submit_job(request.user, dataset, v["architecture"], v.get("model_config"),
-                                      v.get("train_config"), name=v.get("name", ""))
+                                      v.get("train_config"), name=v.get("name", ""), priority=v["priority"],
+                                      min_gpu_memory_gb=v["min_gpu_memory_gb"], gpu_type=v["gpu_type"])
         except services.SubmitError as exc:
             return _error("too many jobs" if exc.status == 429 else "invalid request", exc.status, errors=exc.errors)
         return Response(job.to_dict(), status=status.HTTP_201_CREATED)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from webapp.jobs.models import Artifact, Job
+from webapp.jobs.models import Artifact, Job, UserLimits
 
 
 class ArtifactInline(admin.TabularInline):
@@ -12,9 +12,27 @@ class ArtifactInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["name", "owner", "architecture", "status", "worker_name", "epoch", "attempts", "created_at"]
+    list_display = ["name", "owner", "architecture", "status", "priority", "wait_reason", "worker_name", "epoch",
+                    "attempts", "created_at"]
+    list_editable = ["priority"]  # admins may raise a job's priority (the dispatcher's order)
     list_filter = ["status", "architecture"]
     search_fields = ["name", "owner__username", "worker_name"]
     readonly_fields = ["id", "status", "error", "attempts", "worker_name", "epoch", "step", "total_steps",
-                       "metrics", "last_seq", "heartbeat_at", "created_at", "started_at", "finished_at"]
+                       "metrics", "last_seq", "heartbeat_at", "created_at", "started_at", "finished_at",
+                       "dispatched_at", "wait_reason"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        from webapp.jobs.dispatch import dispatch_soon
+
+        dispatch_soon()  # a new priority or requirement counts at once
     inlines = [ArtifactInline]
+
+
+@admin.register(UserLimits)
+class UserLimitsAdmin(admin.ModelAdmin):
+    """Per-user overrides of TRAINYARD_MAX_RUNNING_PER_USER / TRAINYARD_MAX_ACTIVE_JOBS_PER_USER."""
+
+    list_display = ["user", "max_running", "max_queued"]
+    search_fields = ["user__username"]
+    autocomplete_fields = ["user"]

@@ -32,6 +32,13 @@ class Job(models.Model):
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(default=0)
     worker_name = models.CharField(max_length=255, blank=True)
+    # Scheduling (webapp/jobs/dispatch.py): the dispatcher releases queued jobs to Celery.
+    priority = models.IntegerField(default=0, help_text="higher runs first among one user's jobs; "
+                                   "users may lower it, admins may raise it")
+    min_gpu_memory_gb = models.PositiveIntegerField(null=True, blank=True, help_text="run only on a GPU with this much memory")
+    gpu_type = models.CharField(max_length=100, blank=True, help_text="run only on a GPU whose name contains this")
+    dispatched_at = models.DateTimeField(null=True, blank=True, help_text="sent to a worker, not yet started")
+    wait_reason = models.CharField(max_length=255, blank=True)
     # Progress, updated by the reporter a few times a second at most.
     epoch = models.PositiveIntegerField(default=0)
     step = models.PositiveIntegerField(default=0)
@@ -92,6 +99,8 @@ class Job(models.Model):
             "metrics": self.metrics,
             "last_seq": self.last_seq,
             "queue_position": self.queue_position,
+            "wait_reason": self.wait_reason if self.status == self.Status.QUEUED else "",
+            "priority": self.priority,
             "created_at": self.created_at.isoformat(),
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
@@ -133,3 +142,18 @@ class Artifact(models.Model):
 
     def to_dict(self) -> dict:
         return {"name": self.name, "size_bytes": self.size_bytes, "sha256": self.sha256}
+
+
+class UserLimits(models.Model):
+    """Per-user overrides of the scheduling defaults (settings.TRAINYARD_MAX_RUNNING_PER_USER,
+    TRAINYARD_MAX_ACTIVE_JOBS_PER_USER); blank = the default."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_limits")
+    max_running = models.PositiveIntegerField(null=True, blank=True)
+    max_queued = models.PositiveIntegerField(null=True, blank=True, help_text="queued + running")
+
+    class Meta:
+        verbose_name_plural = "user limits"
+
+    def __str__(self) -> str:
+        return f"limits of {self.user}"

@@ -21,6 +21,7 @@ from models_zoo.schema import ConfigError, to_json, validate
 from webapp import celery
 from webapp.accounts import audit
 from webapp.datasets.models import Dataset
+from webapp.jobs import dispatch
 from webapp.jobs.events import append_events
 from webapp.jobs.models import Artifact, Job
 
@@ -79,25 +80,39 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
 
 
 def submit_job(user, dataset: Dataset | None, architecture: str, model_config: dict | None = None,
-               train_config: dict | None = None, name: str = "") -> Job:
+               train_config: dict | None = None, name: str = "", priority: int = 0,
+               min_gpu_memory_gb: int | None = None, gpu_type: str = "") -> Job:
     clean_model, clean_train = validate_job_request(dataset, architecture, model_config, train_config)
+    sched_errors = {}
+    if priority > 0 and not user.is_staff:
+        sched_errors["priority"] = "you may lower your job's priority (0 or below); an admin may raise it"
+    elif not -100 <= priority <= 100:
+        sched_errors["priority"] = "priority must be between -100 and 100"
+    if min_gpu_memory_gb is not None and not 1 <= min_gpu_memory_gb <= 4096:
+        sched_errors["min_gpu_memory_gb"] = "give a whole number of GB between 1 and 4096, or leave it empty"
+    gpu_type = (gpu_type or "").strip()
+    if len(gpu_type) > 100:
+        sched_errors["gpu_type"] = "at most 100 characters"
+    if sched_errors:
+        raise SubmitError(sched_errors)
     if hf.is_hf(architecture):  # a local:<name> model must exist for this user and fit the task
         from webapp.hub.services import check_job_model
 
         if errors := check_job_model(user, architecture, clean_model):
             raise SubmitError(errors)
     active = Job.objects.filter(owner=user, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).count()
-    limit = settings.TRAINYARD_MAX_ACTIVE_JOBS_PER_USER
+    limit = dispatch.queued_limit(user)
     if active >= limit:
         raise SubmitError({"jobs": f"you have {active} queued or running jobs, the limit is {limit}; "
                                    "wait for some to finish or cancel them"}, status=429)
     name = (name or "").strip()[:200] or f"{architecture} on {dataset.name}"
     with transaction.atomic():
         job = Job.objects.create(owner=user, dataset=dataset, name=name, architecture=architecture,
-                                 model_config=clean_model, train_config=clean_train)
+                                 model_config=clean_model, train_config=clean_train, priority=priority,
+                                 min_gpu_memory_gb=min_gpu_memory_gb or None, gpu_type=gpu_type)
         append_events(job.pk, [("status", {"status": Job.Status.QUEUED})])
         audit.record(user, "job.submit", job, architecture=architecture, dataset=str(dataset.pk))
-        transaction.on_commit(lambda: enqueue(job.pk))
+        dispatch.dispatch_soon()  # released to a worker when one is free (webapp/jobs/dispatch.py)
     return job
 
 
@@ -126,6 +141,7 @@ def cancel_job(job: Job, actor=None) -> Job:
             cancel_requested=True
         ):
             append_events(job.pk, [("log", {"level": "info", "text": "cancel requested"})])
+        dispatch.dispatch_soon()
     job.refresh_from_db()
     return job
 
@@ -157,6 +173,7 @@ def claim_job(job_id, worker_name: str) -> Job | None:
             return None
         Job.objects.filter(pk=job_id).update(
             status=Job.Status.RUNNING, worker_name=worker_name, attempts=F("attempts") + 1,
+            dispatched_at=None, wait_reason="",
             started_at=job.started_at or now, heartbeat_at=now,
         )
         append_events(job_id, [("status", {"status": Job.Status.RUNNING, "worker": worker_name,
@@ -176,14 +193,14 @@ def requeue_lost_jobs() -> list:
     ):
         with transaction.atomic():
             if not Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, heartbeat_at__lt=stale).update(
-                status=Job.Status.QUEUED, heartbeat_at=timezone.now()
+                status=Job.Status.QUEUED, heartbeat_at=timezone.now(), dispatched_at=None
             ):
                 continue
             append_events(job_id, [
                 ("log", {"level": "warning", "text": f"worker {worker} stopped responding; job requeued"}),
                 ("status", {"status": Job.Status.QUEUED}),
             ])
-            transaction.on_commit(lambda job_id=job_id: enqueue(job_id))
+            dispatch.dispatch_soon()
         requeued.append(job_id)
     return requeued
 
@@ -231,6 +248,7 @@ def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | N
     from webapp.accounts.notifications import notify_job_end
 
     transaction.on_commit(lambda: notify_job_end(job_id, status))
+    dispatch.dispatch_soon()  # a slot is free
 
 
 def delete_job(job: Job, actor=None) -> bool:

@@ -94,6 +94,7 @@ def job_rows(jobs: list[Job]) -> list[dict]:
             "status": j.status, "status_label": j.get_status_display(),
             "cancel_requested": j.cancel_requested and not j.is_final,
             "queue_position": ahead.get(j.pk) if j.status == Job.Status.QUEUED else None,
+            "wait_reason": j.wait_reason if j.status == Job.Status.QUEUED else "",
             "worker": j.worker_name, "epoch": j.epoch, "epochs": (j.train_config or {}).get("epochs"),
             "step": j.step, "total_steps": j.total_steps,
             "progress": 1.0 if j.status == Job.Status.SUCCEEDED else round(j.progress_fraction, 4),
