@@ -36,6 +36,9 @@ class WorkerAdmin(admin.ModelAdmin):
                        "last_heartbeat", "current_job", "draining", "job_history"]
     actions = ["drain", "resume", "cancel_running_job", "retire"]
 
+    class Media:
+        js = ["js/worker_admin.js"]  # reloads every 5 s: live GPU bars without a new endpoint
+
     @admin.display(boolean=True, description="heartbeat fresh")
     def alive(self, obj):
         return obj.is_alive
