@@ -25,6 +25,7 @@ def test_enospc_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError) as info:
         ck.save({"w": torch.zeros(3), "epoch": 2}, 2)
     msg = str(info.value)
+    assert info.value.errno == errno.ENOSPC
     assert "disk full while writing checkpoint ckpt-000002.pt" in msg and "ckpt-000001.pt is intact" in msg
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["ckpt-000001.pt"]  # no temp left
     assert first.read_bytes() == before

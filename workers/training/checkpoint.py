@@ -22,6 +22,9 @@ def _fsync_dir(path: Path) -> None:
 class CheckpointError(OSError):
     """A checkpoint could not be written (disk full, quota); the message says what to do."""
 
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else super().__str__()
+
 
 class Checkpointer:
     def __init__(self, directory: str | Path):
@@ -48,10 +51,12 @@ class Checkpointer:
             tmp.unlink(missing_ok=True)  # ENOSPC and friends: the previous checkpoint stays intact
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 kept = self.paths()
-                raise CheckpointError(
+                err = CheckpointError(
                     f"disk full while writing checkpoint {final.name} ({exc.strerror or exc}); "
                     + (f"the previous checkpoint {kept[0].name} is intact" if kept else "no earlier checkpoint")
-                    + "; free space in the data directory and restart the job") from exc
+                    + "; free space in the data directory and restart the job")
+                err.errno, err.strerror = exc.errno, exc.strerror  # still reads as ENOSPC to callers
+                raise err from exc
             raise
         for old in self.paths()[KEEP:]:
             old.unlink(missing_ok=True)
