@@ -4,8 +4,12 @@ Hooks only append to an in-memory buffer (no I/O on the training thread). A flus
 stores the buffered events in one transaction (bulk insert with the next sequence numbers,
 plus the job's progress fields), publishes them to `job.<id>`, and reads the job's cancel
 flag, setting `control.should_stop` when a user asked to cancel. It flushes as soon as an
-event arrives, but at most once per `flush_seconds` (bursts are batched), and at least once
-per IDLE_SECONDS (heartbeat and cancel check).
+event arrives (after COALESCE_SECONDS, so one burst is one write), rate-limited by a token
+bucket: on average at most one flush per `flush_seconds`, with up to BURST flushes back to
+back (an epoch's end sends its train metric, then its validation metric, confusion and samples
+a moment later; none of them waits out the rate limit). Events that arrive while no token is
+left are batched into the next flush. It also flushes at least once per IDLE_SECONDS
+(heartbeat, progress and cancel check).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 0.5  # seconds between progress events
 IDLE_SECONDS = 1.0  # flush (heartbeat, cancel check) at least this often
-COALESCE_SECONDS = 0.03  # after the first event, wait this long for the rest of its burst
+COALESCE_SECONDS = 0.005  # after the first event, wait this long for the rest of its burst
+BURST = 3  # flushes that may follow each other without waiting for the rate limit
 
 
 class Reporter(Callback):
@@ -43,10 +48,11 @@ class Reporter(Callback):
         self._thread = threading.Thread(target=self._run, name=f"reporter-{job_id}", daemon=True)
         # After a restart the run replays steps since its checkpoint; metric points the page
         # already has are not sent twice.
-        last = (
-            JobEvent.objects.filter(job_id=job_id, kind="metric").order_by("-seq").values_list("data", flat=True).first()
-        )
-        self._replay_until = int(last["step"]) if last else -1
+        last = {kind: JobEvent.objects.filter(job_id=job_id, kind=kind).order_by("-seq")
+                .values_list("data", flat=True).first() for kind in ("metric", "confusion", "samples")}
+        self._replay_until = int(last["metric"]["step"]) if last["metric"] else -1
+        # ... nor the confusion matrix and samples of an epoch evaluated before the crash.
+        self._replay_epochs = {kind: int(d["epoch"]) if d else -1 for kind, d in last.items() if kind != "metric"}
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> Reporter:
@@ -61,15 +67,31 @@ class Reporter(Callback):
         self.flush()
 
     def _run(self) -> None:
-        last = 0.0
+        tokens, refilled = float(BURST), time.monotonic()
+
+        def refill() -> float:
+            nonlocal tokens, refilled
+            now = time.monotonic()
+            tokens = min(float(BURST), tokens + (now - refilled) / self.flush_seconds)
+            refilled = now
+            return tokens
+
         try:
             while not self._stop.is_set():
-                self._wake.wait(IDLE_SECONDS)
-                self._wake.clear()
-                pause = max(COALESCE_SECONDS, self.flush_seconds - (time.monotonic() - last))
-                if pause > 0 and self._stop.wait(pause):  # rate limit; the burst keeps buffering
-                    break
-                last = time.monotonic()
+                woke = self._wake.wait(IDLE_SECONDS)
+                if woke:
+                    # Wait for the rest of the burst, or for a token; events keep buffering.
+                    pause = max(COALESCE_SECONDS, (1.0 - refill()) * self.flush_seconds)
+                    if self._stop.wait(pause):
+                        break
+                    refill()
+                self._wake.clear()  # before the buffer is taken: a later event wakes us again
+                with self._lock:
+                    has_events = bool(self._buffer)
+                if woke and not has_events:
+                    continue  # its events went out with the previous flush
+                if has_events:
+                    tokens -= 1.0
                 try:
                     self.flush()
                 except Exception:  # noqa: BLE001 - keep training; the next flush retries
@@ -132,11 +154,12 @@ class Reporter(Callback):
                              "epoch": round(state.step / max(state.steps_per_epoch, 1), 4), "values": values})
 
     def on_eval(self, state, control, metrics):
-        if "confusion" in metrics:
+        if "confusion" in metrics and state.epoch > self._replay_epochs["confusion"]:
             self.emit("confusion", {"epoch": state.epoch, "matrix": metrics["confusion"]})
 
     def on_samples(self, state, control, samples):
-        self.emit("samples", {"epoch": state.epoch, "items": samples})
+        if state.epoch > self._replay_epochs["samples"]:
+            self.emit("samples", {"epoch": state.epoch, "items": samples})
 
     def on_message(self, state, control, level, text):
         self.emit("log", {"level": level, "text": text})

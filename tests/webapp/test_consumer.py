@@ -116,3 +116,90 @@ def test_user_socket_hears_own_job_changes_only(alice, bob):
         assert not connected and code == 4401
 
     run(scenario)
+
+
+# -- A9: a socket lives only as long as the sign-in that opened it ----------------------------
+def _signed_in_sockets(job, user):
+    """Two browsers signed in as `user`, each with a job socket and a user socket."""
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.test import Client
+
+    from webapp.jobs.consumers import UserConsumer
+
+    browsers = []
+    for _ in range(2):
+        client = Client()
+        client.force_login(user)
+        key = client.session.session_key
+        sockets = [communicator(job, user), WebsocketCommunicator(UserConsumer.as_asgi(), "/ws/user/")]
+        for s in sockets:
+            s.scope["user"] = user
+            s.scope["session"] = SessionStore(key)
+        browsers.append((client, sockets))
+    return browsers
+
+
+async def _closed(sock) -> bool:
+    out = await sock.receive_output(timeout=5)
+    return out == {"type": "websocket.close", "code": 4401}
+
+
+@pytest.mark.parametrize("how", ["sign-out", "password-change", "deactivation"])
+def test_sockets_close_when_the_sign_in_ends(alice, how):
+    job = running_job(alice)
+    (first, first_sockets), (_, other_sockets) = _signed_in_sockets(job, alice)
+
+    def end_sign_in():
+        if how == "sign-out":
+            assert first.post("/accounts/logout/").status_code == 302
+        elif how == "password-change":
+            alice.set_password("An0ther-long-passphrase")
+            alice.save()
+        else:
+            alice.is_active = False
+            alice.save()
+
+    async def scenario():
+        for s in first_sockets + other_sockets:
+            assert (await s.connect())[0]
+        await database_sync_to_async(end_sign_in)()
+        for s in first_sockets:
+            assert await _closed(s), how
+        for s in other_sockets:
+            if how == "sign-out":  # only the session that signed out
+                assert await s.receive_nothing(timeout=0.3)
+                await s.disconnect()
+            else:
+                assert await _closed(s), how
+
+    run(scenario)
+
+
+def test_the_password_change_page_changes_it_and_closes_other_sockets(alice):
+    from django.test import Client
+
+    alice.set_password("Old-long-passphrase-1")
+    alice.save()
+    job = running_job(alice)
+    (_, _), (other, other_sockets) = _signed_in_sockets(job, alice)
+    client = Client()
+    client.force_login(alice)
+    assert b"Change password" in client.get("/accounts/password/").content
+    bad = client.post("/accounts/password/", {"old_password": "wrong", "new_password1": "x", "new_password2": "x"})
+    assert bad.status_code == 200 and b"incorrectly" in bad.content
+
+    async def scenario():
+        for s in other_sockets:
+            assert (await s.connect())[0]
+        r = await database_sync_to_async(client.post)("/accounts/password/", {
+            "old_password": "Old-long-passphrase-1", "new_password1": "New-long-passphrase-2",
+            "new_password2": "New-long-passphrase-2"})
+        assert r.status_code == 302 and r["Location"].endswith("/accounts/password/done/")
+        for s in other_sockets:
+            assert await _closed(s)
+
+    run(scenario)
+    alice.refresh_from_db()
+    assert alice.check_password("New-long-passphrase-2")
+    assert client.get("/account/profile/").status_code == 200  # this browser stays signed in
+    assert other.get("/account/profile/").status_code == 302  # the other one is signed out

@@ -7,15 +7,13 @@ import logging
 import os
 from dataclasses import dataclass
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
 from webapp import celery
 from webapp.accounts import audit
 from webapp.inference.models import OnnxExport, Prediction
-from webapp.jobs.events import user_group
+from webapp.jobs.events import group_send, user_group
 from webapp.jobs.models import Job
 
 log = logging.getLogger(__name__)
@@ -63,12 +61,8 @@ def try_kind(job: Job) -> tuple[str | None, str]:
 
 
 def _push(user_id, what: str, payload: dict) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
     try:
-        async_to_sync(layer.group_send)(user_group(user_id), {"type": "inference.update", "what": what,
-                                                              "payload": payload})
+        group_send(user_group(user_id), {"type": "inference.update", "what": what, "payload": payload})
     except Exception as exc:  # noqa: BLE001 - the page polls as well
         log.warning("could not push %s to user %s: %s", what, user_id, exc)
 

@@ -7,7 +7,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 
 from webapp.jobs.access import get_job_for_user
-from webapp.jobs.events import events_after, group_name, user_group
+from webapp.jobs.events import auth_group, events_after, group_name, user_group
 
 
 def _signed_in(scope):
@@ -16,7 +16,27 @@ def _signed_in(scope):
     return user if user is not None and user.is_authenticated and user.is_active else None
 
 
-class JobConsumer(AsyncJsonWebsocketConsumer):
+class SignedInConsumer(AsyncJsonWebsocketConsumer):
+    """Closes with 4401 when its user signs out (that session), changes their password or is
+    deactivated (every session): webapp.accounts.sockets sends `auth.revoked` to `auth.<user>`."""
+
+    async def join_auth_group(self, user) -> None:
+        self.auth_group = auth_group(user.pk)
+        await self.channel_layer.group_add(self.auth_group, self.channel_name)
+
+    async def auth_revoked(self, message):
+        session = self.scope.get("session")
+        key = getattr(session, "session_key", None)
+        if message.get("session") in (None, key):
+            await self.close(code=4401)
+
+    async def disconnect(self, code):
+        for group in (getattr(self, "group", None), getattr(self, "auth_group", None)):
+            if group:
+                await self.channel_layer.group_discard(group, self.channel_name)
+
+
+class JobConsumer(SignedInConsumer):
     async def connect(self):
         user = _signed_in(self.scope)
         if user is None:
@@ -29,11 +49,8 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
             return
         self.group = group_name(self.job.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join_auth_group(user)
         await self.accept()
-
-    async def disconnect(self, code):
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
         """`{"after": n}`: send the stored events numbered above n (replay / gap fill)."""
@@ -52,7 +69,7 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "events", "events": message["events"]})
 
 
-class UserConsumer(AsyncJsonWebsocketConsumer):
+class UserConsumer(SignedInConsumer):
     """`ws/user/`: state changes of the signed-in user's own jobs (jobs list, toasts)."""
 
     async def connect(self):
@@ -62,11 +79,8 @@ class UserConsumer(AsyncJsonWebsocketConsumer):
             return
         self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join_auth_group(user)
         await self.accept()
-
-    async def disconnect(self, code):
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def job_changed(self, message):
         await self.send_json({"type": "job", "job": message["job"]})

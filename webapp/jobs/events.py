@@ -7,8 +7,11 @@ re-syncs by asking for events after the last number it has.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import threading
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -18,6 +21,56 @@ from django.db.models import F
 from webapp.jobs.models import Job, JobEvent
 
 log = logging.getLogger(__name__)
+
+
+class _LoopSender:
+    """Channel-layer sends from plain threads through one long-lived event loop per process.
+
+    `async_to_sync` outside an event loop starts a thread and a fresh loop for every call, and
+    channels_redis keeps its connections per loop, so each send would connect to Redis anew.
+    Worker processes (the reporter's flusher publishes several times a second) send through
+    this loop instead; it is made again after a fork."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():
+                self._loop = asyncio.new_event_loop()
+                self._pid = os.getpid()
+                threading.Thread(target=self._loop.run_forever, name="channel-layer-sender", daemon=True).start()
+            return self._loop
+
+    def __call__(self, group: str, message: dict, timeout: float = 5.0) -> None:
+        future = asyncio.run_coroutine_threadsafe(get_channel_layer().group_send(group, message), self._get_loop())
+        try:
+            future.result(timeout)
+        except BaseException:
+            future.cancel()
+            raise
+
+
+def _async_to_sync_send(group: str, message: dict) -> None:
+    async_to_sync(get_channel_layer().group_send)(group, message)
+
+
+# The web tier (Daphne) bridges to its own running loop; workers switch to a persistent loop.
+_send = _async_to_sync_send
+
+
+def use_persistent_loop() -> None:
+    """Called once in worker processes: send through one long-lived loop (see _LoopSender)."""
+    global _send
+    _send = _LoopSender()
+
+
+def group_send(group: str, message: dict) -> None:
+    """Send `message` to a channel-layer group from synchronous code (no-op without a layer)."""
+    if get_channel_layer() is not None:
+        _send(group, message)
 
 
 def group_name(job_id) -> str:
@@ -53,12 +106,9 @@ def append_events(job_id, events: list[tuple[str, dict]], **job_updates) -> list
 def publish(job_id, events: list[dict]) -> None:
     """Push stored events to the job's viewers as one websocket frame, serialised here once
     (not once per viewer in each consumer: 200 viewers of a job cost one json.dumps)."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
     frame = json.dumps({"type": "events", "events": events}, separators=(",", ":"))
     try:
-        async_to_sync(layer.group_send)(group_name(job_id), {"type": "job.events", "frame": frame})
+        group_send(group_name(job_id), {"type": "job.events", "frame": frame})
     except Exception as exc:  # noqa: BLE001 - events are safe in the database; pages re-sync
         log.warning("could not publish %d events of job %s: %s", len(events), job_id, exc)
 
@@ -67,16 +117,20 @@ def user_group(user_id) -> str:
     return f"user.{user_id}"
 
 
+def auth_group(user_id) -> str:
+    """Every open socket of a user, told to close when their sign-in ends (accounts.sockets)."""
+    return f"auth.{user_id}"
+
+
 def publish_to_user(user_id, job_id) -> None:
     """Tell the owner's open pages (jobs list, toasts) that a job changed state."""
-    layer = get_channel_layer()
-    if layer is None:
+    if get_channel_layer() is None:
         return
     job = Job.objects.select_related("owner", "dataset").prefetch_related("artifacts").filter(pk=job_id).first()
     if job is None:
         return
     try:
-        async_to_sync(layer.group_send)(user_group(user_id), {"type": "job.changed", "job": job.to_dict()})
+        group_send(user_group(user_id), {"type": "job.changed", "job": job.to_dict()})
     except Exception as exc:  # noqa: BLE001 - the pages re-sync from the API
         log.warning("could not notify user %s about job %s: %s", user_id, job_id, exc)
 
