@@ -101,3 +101,56 @@ def test_job_model_source_is_checked_before_queueing(alice, bob, sent_tasks, tmp
     assert submit("local:shared-bert").status_code == 201
     assert submit("sentence-transformers/all-MiniLM-L6-v2").status_code == 201  # checked when it starts
     assert Job.objects.filter(status="queued").count() == 2
+
+
+def _folder(path: Path, files: dict[str, bytes]) -> Path:
+    path.mkdir(parents=True)
+    for name, data in files.items():
+        (path / name).write_bytes(data)
+    return path
+
+
+def _admin_add(staff, name: str, path: str, task="text_classification"):
+    return _client(staff).post("/admin/hub/localmodel/add/", {"name": name, "task": task, "path": path,
+                                                               "owner": "", "description": ""})
+
+
+def _datalist(page: str, arch: str) -> str:
+    """The model picker's suggestions for one architecture on the new-job form."""
+    start = page.index(f'<datalist id="m_{arch}__model-list">')
+    return page[start:page.index("</datalist>", start)]
+
+
+@pytest.mark.django_db
+def test_an_admin_registered_model_is_offered_to_every_user(alice, bob, charlie, staff, tmp_path):
+    folder = _folder(tmp_path / "bert", {"config.json": CONFIG, "model.safetensors": _weights(tmp_path)})
+    r = _admin_add(staff, "shared-bert", str(folder))
+    assert r.status_code == 302, r.content.decode()[:3000]
+    model = LocalModel.objects.get(name="shared-bert")
+    assert model.owner is None and not model.is_upload  # registered: nobody's upload
+    for user in (alice, bob, charlie, staff):
+        page = _client(user).get("/jobs/new/").content.decode()
+        assert '<option value="local:shared-bert">' in _datalist(page, "hf_text_classification"), user
+        assert "local:shared-bert" not in _datalist(page, "hf_causal_lm")  # offered for its task only
+        rows = _client(user).get("/api/models/").json()["models"]
+        assert [(m["reference"], m["task"], m["uploaded"], m["owner"]) for m in rows] == [
+            ("local:shared-bert", "text_classification", False, None)], user
+
+
+@pytest.mark.django_db
+def test_the_admin_form_refuses_what_the_worker_must_not_load(staff, tmp_path):
+    weights = _weights(tmp_path)
+    remote = json.dumps({"model_type": "bert", "auto_map": {"AutoModel": "modeling_x.XModel"}}).encode()
+    cases = {
+        "missing": (str(tmp_path / "nowhere"), f"there is no folder at {tmp_path / 'nowhere'} on this server"),
+        "pickle-only": (str(_folder(tmp_path / "pickle", {"config.json": CONFIG, "pytorch_model.bin": b"x"})),
+                        "this folder has only pickle weights (pytorch_model.bin), which Trainyard refuses to load"),
+        "remote-code": (str(_folder(tmp_path / "remote", {"config.json": remote, "model.safetensors": weights})),
+                        "this folder needs its own Python code (auto_map in config.json)"),
+    }
+    for name, (path, message) in cases.items():
+        r = _admin_add(staff, name, path)
+        page = r.content.decode()
+        assert r.status_code == 200 and "errornote" in page, name  # the form again, with the error
+        assert message in page, (name, page[page.find("errorlist"):][:1000])
+    assert not LocalModel.objects.exists()

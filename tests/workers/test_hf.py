@@ -1,9 +1,12 @@
 """workers.hf without the stack: what is refused before loading (pickles, remote code, offline
-Hub ids), the model ZIP checks, and resume from a Trainer checkpoint after a stop."""
+Hub ids), the model ZIP checks, resume from a Trainer checkpoint after a stop, a CPU smoke test of
+every HF registry entry (export → from_pretrained → same logits), the frozen encoder, and the
+training settings that reach transformers.TrainingArguments."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import zipfile
@@ -97,6 +100,8 @@ def test_model_zip_checks(tmp_path):
 
 
 class Recorder(Callback):
+    """Every hook in the order it fired (messages aside), plus what the tests look at."""
+
     def __init__(self, stop_in_epoch: int | None = None):
         self.stop_in_epoch = stop_in_epoch
         self.steps_per_epoch = 0
@@ -106,14 +111,20 @@ class Recorder(Callback):
         self.hooks.append("on_train_begin")
 
     def on_step_end(self, state, control):
+        self.hooks.append("on_step_end")
         self.steps_per_epoch = state.steps_per_epoch
         if self.stop_in_epoch is not None and state.step >= state.steps_per_epoch * (self.stop_in_epoch - 1) + 2:
             control.should_stop = True
 
     def on_log(self, state, control, split, values):
+        self.hooks.append(f"on_log:{split}")
         self.logs.append((split, state.step, values))
 
+    def on_eval(self, state, control, metrics):
+        self.hooks.append("on_eval")
+
     def on_samples(self, state, control, samples):
+        self.hooks.append("on_samples")
         self.samples.append(samples)
 
     def on_message(self, state, control, level, text):
@@ -168,3 +179,215 @@ def test_unsupported_training_settings_are_refused():
     errors = train_errors(TrainConfig(optimizer="rmsprop", lr_schedule="onecycle", early_stopping_patience=3))
     assert set(errors) == {"optimizer", "lr_schedule", "early_stopping_patience"}
     assert train_errors(TrainConfig()) == {}
+
+
+# -- the registry's HF entries on CPU: tiny random models, a couple of steps ----------------------------
+TASK_OF = {"hf_text_classification": "text_classification", "hf_causal_lm": "causal_lm",
+           "hf_image_classification": "image_classification"}
+
+
+def tiny_bert(folder: Path, texts: list[str], num_labels: int = 2, seed: int = 0) -> Path:
+    """A randomly initialised 2-layer BERT classifier with a word-level tokenizer trained on `texts`."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"]))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[(t, tok.token_to_id(t)) for t in ("[CLS]", "[SEP]")])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]")
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(fast), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, pad_token_id=fast.pad_token_id,
+                        num_labels=num_labels)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sentiment_ds(tmp_path_factory) -> Path:
+    from workers.datasets import ingest
+
+    tmp = tmp_path_factory.mktemp("sentiment")
+    ingest("text", datagen.sentiment_csv(tmp / "reviews.csv", n=40), tmp / "ds", {})  # 32 training rows
+    return tmp / "ds"
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory, sentiment_ds) -> Path:
+    from workers.hf.data import load_info, raw_texts
+
+    train_texts, _ = raw_texts(sentiment_ds, load_info(sentiment_ds))
+    return tiny_bert(tmp_path_factory.mktemp("bert") / "bert", train_texts)
+
+
+def _text_case(request, tmp: Path):
+    return (request.getfixturevalue("sentiment_ds"), request.getfixturevalue("bert_dir"),
+            {"model": "local:bert", "max_length": 32}, {"batch_size": 16})
+
+
+def _lm_case(request, tmp: Path):
+    from workers.datasets import ingest
+
+    corpus = datagen.repetitive_corpus(tmp / "c.txt", repeats=20)
+    ingest("corpus", corpus, tmp / "ds", {})
+    return (tmp / "ds", hfmodels.tiny_gpt2(tmp / "gpt", corpus.read_text()),
+            {"model": "local:gpt", "block_size": 16, "max_new_tokens": 4}, {"batch_size": 32})
+
+
+def _image_case(request, tmp: Path):
+    from workers.datasets import ingest
+
+    ingest("image", datagen.digits_png_zip(tmp / "digits.zip", limit=100), tmp / "ds", {})  # 80 training, 8×8
+    return tmp / "ds", hfmodels.tiny_vit(tmp / "vit", image_size=8, channels=1), {"model": "local:vit"}, \
+        {"batch_size": 40}
+
+
+CASES = {"hf_text_classification": _text_case, "hf_causal_lm": _lm_case, "hf_image_classification": _image_case}
+
+
+def _val_batch(task: str, model, processor, dataset_dir: Path, model_config: dict) -> dict:
+    """The first validation examples as model inputs, made the way the worker makes them."""
+    from transformers import DataCollatorWithPadding, default_data_collator
+
+    from workers.hf import data as hfdata
+
+    info = hfdata.load_info(dataset_dir)
+    if task == "text_classification":
+        _, val, _ = hfdata.text_classification(dataset_dir, info, processor, model_config["max_length"])
+        collate = DataCollatorWithPadding(processor)
+    elif task == "causal_lm":
+        _, val, _ = hfdata.causal_lm(dataset_dir, info, processor, model_config["block_size"])
+        collate = default_data_collator
+    else:
+        _, val = hfdata.image_classification(dataset_dir, info)
+        collate = hfdata.ImageCollator(processor, model.config.num_channels)
+    batch = dict(collate([val[i] for i in range(min(16, len(val)))]))
+    batch.pop("labels")
+    return batch
+
+
+def _unzip_model(job_dir: Path, out: Path) -> Path:
+    with zipfile.ZipFile(job_dir / "artifacts" / "model.zip") as zf:
+        names = set(zf.namelist())
+        assert {"model/config.json", "model/model.safetensors"} <= names, names
+        assert not any(n.endswith((".bin", ".pt", ".pth", ".pkl")) for n in names), names  # no pickles
+        zf.extractall(out)
+    return out / "model"
+
+
+def _load_exported(task: str, folder: Path):
+    import transformers as tf
+
+    auto = {"text_classification": tf.AutoModelForSequenceClassification, "causal_lm": tf.AutoModelForCausalLM,
+            "image_classification": tf.AutoModelForImageClassification}[task]
+    model = auto.from_pretrained(folder, use_safetensors=True, trust_remote_code=False).eval()
+    processor_cls = tf.AutoImageProcessor if task == "image_classification" else tf.AutoTokenizer
+    return model, processor_cls.from_pretrained(folder, trust_remote_code=False)
+
+
+@pytest.mark.parametrize("arch", list(CASES))
+def test_hf_entry_smoke_on_cpu_exports_a_model_that_predicts_the_same(arch, request, tmp_path, monkeypatch):
+    import torch
+
+    import models_zoo
+    from workers.hf import run, runner
+
+    assert TASK_OF == runner.TASKS and models_zoo.get(arch).name == arch  # every HF registry entry is here
+    task = TASK_OF[arch]
+    dataset_dir, folder, model_config, train_config = CASES[arch](request, tmp_path)
+    spec = TrainSpec(arch, model_config, {"epochs": 1, "learning_rate": 1e-3, **train_config}, str(dataset_dir),
+                     str(tmp_path / "job"), device="cpu", log_interval=3600.0,
+                     extra={"model_path": str(folder)})
+
+    # What the trained model predicts in the worker, just before it is exported.
+    before: dict = {}
+    real_export = runner.export
+
+    def export_spy(output_dir, trainer, processor, *args):
+        model = trainer.model.eval()
+        before["class"] = type(model).__name__
+        before["batch"] = _val_batch(task, model, processor, dataset_dir, model_config)
+        with torch.no_grad():
+            before["logits"] = model(**before["batch"]).logits
+        return real_export(output_dir, trainer, processor, *args)
+
+    monkeypatch.setattr(runner, "export", export_spy)
+    rec = Recorder()
+    result = run(spec, [rec])
+
+    assert result.status == "succeeded" and "model.zip" in result.artifacts
+    steps = rec.hooks.count("on_step_end")
+    assert steps >= 2 and steps == rec.steps_per_epoch, rec.hooks
+    collapsed = [h for i, h in enumerate(rec.hooks) if i == 0 or h != rec.hooks[i - 1]]
+    assert collapsed == ["on_train_begin", "on_step_end", "on_log:train", "on_log:val", "on_eval", "on_samples",
+                         "on_epoch_end", "on_train_end:succeeded"]
+    losses = [v["loss"] for _, _, v in rec.logs] + [result.metrics["loss"]]
+    assert all(math.isfinite(x) for x in losses), losses
+    assert rec.samples[-1]
+
+    # The download: a save_pretrained folder that from_pretrained loads (safetensors), and its own
+    # tokenizer/processor turns the validation data into the same inputs and the same logits.
+    model, processor = _load_exported(task, _unzip_model(tmp_path / "job", tmp_path / "unzipped"))
+    assert type(model).__name__ == before["class"]
+    batch = _val_batch(task, model, processor, dataset_dir, model_config)
+    assert batch.keys() == before["batch"].keys()
+    for key, value in batch.items():
+        torch.testing.assert_close(value, before["batch"][key], rtol=0, atol=0, msg=key)
+    with torch.no_grad():
+        logits = model(**batch).logits
+    torch.testing.assert_close(logits, before["logits"], rtol=1e-5, atol=1e-5)
+
+
+def test_freeze_encoder_trains_only_the_classification_head(sentiment_ds, bert_dir, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from workers.hf import run
+
+    spec = TrainSpec("hf_text_classification", {"model": "local:bert", "max_length": 32, "freeze_encoder": True},
+                     {"epochs": 1, "batch_size": 16, "learning_rate": 1e-2, "weight_decay": 0.1,
+                      "optimizer": "adamw"},
+                     str(sentiment_ds), str(tmp_path / "job"), device="cpu", extra={"model_path": str(bert_dir)})
+    rec = Recorder()
+    result = run(spec, [rec])
+    assert result.status == "succeeded" and rec.hooks.count("on_step_end") == 2
+    head_params = 32 * 2 + 2  # classifier: Linear(hidden 32 -> 2 labels)
+    assert f"encoder frozen: training {head_params:,} parameters (the head)" in rec.messages
+
+    initial = load_file(str(bert_dir / "model.safetensors"))
+    trained = load_file(str(_unzip_model(tmp_path / "job", tmp_path / "unzipped") / "model.safetensors"))
+    assert trained.keys() == initial.keys()
+    head = {k for k in initial if k.startswith("classifier.")}
+    assert head == {"classifier.weight", "classifier.bias"}
+    changed = {k for k in initial if not torch.equal(initial[k], trained[k])}
+    assert changed == head  # the encoder (embeddings, layers, pooler) is exactly the pretrained one
+
+
+def test_warmup_weight_decay_and_schedule_reach_the_training_arguments(tmp_path):
+    import torch
+    from transformers.trainer_utils import SchedulerType
+
+    from models_zoo.hparams import TrainConfig
+    from workers.hf.runner import _training_args
+
+    cpu = torch.device("cpu")
+    tc = TrainConfig(epochs=3, batch_size=8, learning_rate=3e-5, optimizer="adamw", weight_decay=0.05,
+                     lr_schedule="cosine", warmup_epochs=1.5)
+    args, bf16 = _training_args(tc, tmp_path / "ck", cpu, steps_per_epoch=10, task="text_classification")
+    assert args.lr_scheduler_type == SchedulerType.COSINE  # the Trainer's cosine has the linear warm-up
+    assert args.warmup_steps == 15 and args.get_warmup_steps(30) == 15
+    assert args.weight_decay == 0.05 and args.learning_rate == 3e-5 and args.num_train_epochs == 3
+    assert args.per_device_train_batch_size == 8 and args.optim == "adamw_torch" and bf16 is False
+    assert args.logging_nan_inf_filter is False  # no host sync per step for the NaN check
+
+    args, _ = _training_args(TrainConfig(warmup_epochs=0.5), tmp_path / "ck", cpu, 10, "text_classification")
+    assert args.lr_scheduler_type == SchedulerType.CONSTANT_WITH_WARMUP and args.get_warmup_steps(100) == 5
+    args, _ = _training_args(TrainConfig(), tmp_path / "ck", cpu, 10, "causal_lm")
+    assert args.lr_scheduler_type == SchedulerType.CONSTANT and args.get_warmup_steps(100) == 0
+    assert args.weight_decay == 0.0

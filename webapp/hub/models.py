@@ -71,8 +71,11 @@ class LocalModel(models.Model):
         path = Path(self.path or "")
         if not path.is_absolute():
             raise ValidationError({"path": "give an absolute path"})
+        if not path.is_dir():
+            raise ValidationError({"path": f"there is no folder at {path} on this server; give the path of a "
+                                           f"save_pretrained folder (the same path on every worker)"})
         try:
-            check_folder(path, f"the folder {path}")
+            check_folder(path, "this folder")
         except ModelSourceError as exc:
             raise ValidationError({"path": str(exc)}) from None
         clash = LocalModel.objects.filter(name=self.name).exclude(pk=self.pk)

@@ -263,6 +263,10 @@ def _training_args(tc: TrainConfig, ckpt_dir: Path, device: torch.device, steps_
         optim_args=f"momentum={tc.momentum}" if tc.optimizer == "sgd_momentum" else None,
         max_grad_norm=tc.grad_clip, label_smoothing_factor=tc.label_smoothing if task != "causal_lm" else 0.0,
         eval_strategy="epoch", save_strategy="epoch", save_total_limit=2, logging_strategy="no",
+        # The filter tests every step's loss for NaN/inf on the host: a CPU-GPU sync point per
+        # step. Off, the loss stays on the device until a log, and a diverged run shows NaN (as
+        # the zoo's loop does) instead of the average of the earlier losses.
+        logging_nan_inf_filter=False,
         load_best_model_at_end=tc.keep == "best", metric_for_best_model=monitor, greater_is_better=mode == "max",
         seed=tc.seed, data_seed=tc.seed, report_to="none", disable_tqdm=True, use_cpu=device.type == "cpu",
         bf16=bf16, dataloader_num_workers=0, remove_unused_columns=False,
