@@ -102,6 +102,8 @@
     const poll = async () => {
       try {
         const r = await fetch(dsStatus.dataset.url, { credentials: "same-origin" });
+        // 404: the file was refused and the dataset removed; the reload shows the reason.
+        if (r.status === 404) { location.reload(); return; }
         if (r.ok) {
           const d = await r.json();
           if (d.status !== "ingesting") { location.reload(); return; }

@@ -6,6 +6,8 @@ nobody adds an unchecked route by accident.
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
@@ -20,6 +22,7 @@ OBJECT_ROUTES = {
     "datasets:edit": "dataset",
     "datasets:share": "dataset",
     "datasets:preview": "dataset",
+    "datasets:dismiss-failure": "ingest_failure",
     "api:dataset-share": "dataset",
     "api:upload": "upload",
     "jobs:detail": "job",
@@ -70,6 +73,7 @@ def _url(route: str, pattern: str, obj) -> str:
 
 @pytest.fixture
 def objects(alice):
+    from webapp.datasets.models import IngestFailure
     from webapp.datasets.services import start_upload
 
     from webapp.hub.models import LocalModel
@@ -77,7 +81,10 @@ def objects(alice):
     job = finished_job(alice)
     model = LocalModel.objects.create(name="alices-model", task="text_classification", path="/nonexistent",
                                       owner=alice)
-    return {"job": job, "dataset": job.dataset, "upload": start_upload(alice, "big.zip", 1000), "model": model}
+    failure = IngestFailure.objects.create(id=uuid.uuid4(), owner=alice, name="bad", kind="tabular",
+                                           original_filename="bad.csv", error="bad.csv: line 3: 1 fields")
+    return {"job": job, "dataset": job.dataset, "upload": start_upload(alice, "big.zip", 1000), "model": model,
+            "ingest_failure": failure}
 
 
 def _client(user, api=False):
@@ -110,6 +117,7 @@ def test_other_users_get_404_on_every_object_route(alice, bob, charlie, objects,
     objects["dataset"].refresh_from_db()
     assert objects["job"].status == "succeeded" and not objects["job"].cancel_requested
     assert type(objects["model"]).objects.filter(pk=objects["model"].pk).exists()
+    assert type(objects["ingest_failure"]).objects.filter(pk=objects["ingest_failure"].pk).exists()
 
 
 @pytest.mark.django_db

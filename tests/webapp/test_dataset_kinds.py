@@ -1,6 +1,6 @@
 """Every dataset kind through the upload page, the ingest task (called in-process here; the real
 worker runs it in tests/integration/test_kinds.py) and the dataset page; bad files of every kind
-end FAILED with the reason and leave no files."""
+leave no dataset row and no files, only the reason, shown to the owner."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from tests import datagen
-from webapp.datasets.models import Dataset
+from webapp.datasets.models import Dataset, IngestFailure
 from workers.tasks import ingest_dataset
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +40,8 @@ def upload(client, path: Path, **fields) -> Dataset:
 
 
 def ingest(ds: Dataset) -> Dataset:
-    assert ingest_dataset(str(ds.pk)) in ("ready", "failed")
+    result = ingest_dataset(str(ds.pk))
+    assert result == "ready", IngestFailure.objects.filter(pk=ds.pk).values_list("error", flat=True).first()
     ds.refresh_from_db()
     return ds
 
@@ -162,21 +163,35 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_files_fail_with_the_reason_and_leave_no_files(client_alice, alice, sent_tasks, tmp_path, case):
+def test_bad_files_leave_no_row_and_no_files_but_the_reason(client_alice, alice, bob, sent_tasks, tmp_path, case):
     filename, content, fields, message = BAD[case]
     path = tmp_path / filename
     path.write_bytes(content)
-    ds = ingest(upload(client_alice, path, **fields))
-    assert ds.status == "failed" and message in ds.error and ds.error.startswith(f"{filename}: ")
+    ds = upload(client_alice, path, **fields)
+    assert ingest_dataset(str(ds.pk)) == "failed"
+    assert not Dataset.objects.exists()
     assert files_left() == []  # no cache, no .partial, no upload
-    assert ds.size_bytes == 0  # holds no quota
-    html = client_alice.get(f"/datasets/{ds.pk}/").content.decode()
-    assert 'id="dataset-error"' in html
-    api = client_alice.get(f"/api/datasets/{ds.pk}/").json()
-    assert api["status"] == "failed" and message in api["error"]
-    # The row only reports the failure: the owner deletes it, nothing else is stored.
-    assert client_alice.post(f"/datasets/{ds.pk}/delete/").status_code == 302
-    assert not Dataset.objects.filter(pk=ds.pk).exists()
+    failure = IngestFailure.objects.get(pk=ds.pk)
+    assert message in failure.error and failure.error.startswith(f"{filename}: ")
+    assert failure.owner == alice and failure.original_filename == filename
+    # The owner reads the reason on the datasets page (the dataset page, if still open, sends them there).
+    r = client_alice.get(f"/datasets/{ds.pk}/")
+    assert r.status_code == 302 and r["Location"] == "/datasets/"
+    html = client_alice.get("/datasets/").content.decode()
+    assert 'id="ingest-failures"' in html and message in html.replace("&#x27;", "'")
+    # The API answers 404 (no such dataset) and says why, to the owner only.
+    r = client_alice.get(f"/api/datasets/{ds.pk}/")
+    assert r.status_code == 404 and r.json()["status"] == "failed" and message in r.json()["error"]
+    other = Client()
+    other.force_login(bob)
+    r = other.get(f"/api/datasets/{ds.pk}/")
+    assert r.status_code == 404 and "error" not in r.content.decode() and "failed" not in r.content.decode()
+    assert other.get(f"/datasets/{ds.pk}/").status_code == 404
+    assert message not in other.get("/datasets/").content.decode()
+    # Dismissed, nothing at all remains.
+    assert client_alice.post(f"/datasets/failures/{ds.pk}/dismiss/").status_code == 302
+    assert not IngestFailure.objects.exists() and files_left() == []
+    assert client_alice.get(f"/api/datasets/{ds.pk}/").content == other.get(f"/api/datasets/{ds.pk}/").content
 
 
 def test_api_accepts_the_options(alice, sent_tasks, tmp_path):

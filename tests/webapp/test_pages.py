@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from webapp.celery import INGEST_TASK, TRAIN_TASK
-from webapp.datasets.models import Dataset
+from webapp.datasets.models import Dataset, IngestFailure, UploadSession
 from webapp.jobs.models import Job, JobEvent
 from tests.webapp.factories import finished_job, ready_dataset, running_job
 
@@ -244,9 +244,14 @@ def test_unreachable_broker_fails_the_job_and_dataset_with_a_reason(client_alice
     job = Job.objects.get()
     assert job.status == "failed" and "could not be reached" in job.error
     with django_capture_on_commit_callbacks(execute=True):
-        client_alice.post("/datasets/", {"file": SimpleUploadedFile("d.csv", b"a,label\n1,x\n2,y\n")})
-    new = Dataset.objects.exclude(pk=ds.pk).get()
-    assert new.status == "failed" and "could not be reached" in new.error and leftover_uploads() == []
+        r = client_alice.post("/datasets/", {"file": SimpleUploadedFile("d.csv", b"a,label\n1,x\n2,y\n")})
+    # Nothing of the upload is kept (no row, no file); the reason is on the datasets page.
+    assert list(Dataset.objects.values_list("pk", flat=True)) == [ds.pk] and leftover_uploads() == []
+    failure = IngestFailure.objects.get()
+    assert "could not be reached" in failure.error and failure.original_filename == "d.csv"
+    assert r["Location"] in (f"/datasets/{failure.pk}/", "/datasets/")
+    r = client_alice.get(r["Location"], follow=True)
+    assert r.redirect_chain[-1][0] == "/datasets/" and "could not be reached" in r.content.decode()
 
 
 def test_quota_is_enforced_and_shown(client_alice, alice, settings, sent_tasks):
@@ -437,3 +442,108 @@ def test_queue_position_is_shown_for_queued_jobs(client_alice, alice, bob):
     assert api.get(f"/api/jobs/{mine.pk}/").json()["queue_position"] == 1
     Job.objects.filter(pk=first.pk).update(status="running")
     assert api.get(f"/api/jobs/{mine.pk}/").json()["queue_position"] == 0
+
+
+def test_api_chunked_upload_with_bad_content_is_aborted(alice, settings, sent_tasks):
+    settings.UPLOAD_CHUNK_BYTES = 16
+    c = Client()
+    c.force_login(alice)
+    content = b"this is not a zip archive at all"
+    sid = c.post("/api/uploads/", {"filename": "pics.zip", "size": len(content)},
+                 content_type="application/json").json()["id"]
+    for start in range(0, len(content), 16):
+        assert _put(c, sid, content[start:start + 16], start, len(content)).status_code == 200
+    sessions = Path(settings.DATA_DIR) / "uploads" / "sessions"
+    assert [p.name for p in sessions.iterdir()] == [f"{sid}.part"]
+    r = c.post("/api/datasets/", {"upload": sid, "name": "pics"}, content_type="application/json")
+    assert r.status_code == 400 and "not a ZIP archive" in r.json()["error"]
+    # The rejected upload is gone: no .part file, no session row holding quota.
+    assert list(sessions.iterdir()) == [] and not UploadSession.objects.exists()
+    assert c.get(f"/api/uploads/{sid}/").status_code == 404
+    assert Dataset.objects.count() == 0 and sent_tasks == []
+
+
+def test_api_chunked_upload_over_quota_is_aborted(alice, settings, sent_tasks):
+    settings.TRAINYARD_USER_QUOTA_MB = 1
+    c = Client()
+    c.force_login(alice)
+    content = b"a,label\n1,x\n2,y\n"
+    sid = c.post("/api/uploads/", {"filename": "d.csv", "size": len(content)},
+                 content_type="application/json").json()["id"]
+    assert _put(c, sid, content, 0, len(content)).status_code == 200
+    ready = ready_dataset(alice)  # meanwhile the quota filled up
+    Dataset.objects.filter(pk=ready.pk).update(size_bytes=1024 * 1024)
+    r = c.post("/api/datasets/", {"upload": sid}, content_type="application/json")
+    assert r.status_code == 400 and "quota" in r.json()["error"]
+    assert not UploadSession.objects.exists()
+    assert list((Path(settings.DATA_DIR) / "uploads" / "sessions").iterdir()) == []
+
+
+XSS = "<img src=x onerror=alert(1)>"
+XSS_ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
+
+
+def _png_zip(path: Path, folders: dict[str, int]) -> Path:
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for i, (folder, shade) in enumerate(folders.items()):
+            for k in range(5):
+                buf = io.BytesIO()
+                Image.new("L", (8, 8), shade + k).save(buf, "PNG")
+                zf.writestr(f"{folder}/{k}.png", buf.getvalue())
+    return path
+
+
+def test_dataset_and_class_names_are_escaped(client_alice, alice, sent_tasks, tmp_path):
+    from workers.tasks import ingest_dataset
+
+    zip_path = _png_zip(tmp_path / "x.zip", {XSS: 20, "plain": 200})
+    r = client_alice.post("/datasets/", {"file": SimpleUploadedFile("x.zip", zip_path.read_bytes()), "name": XSS})
+    assert r.status_code == 302
+    ds = Dataset.objects.get()
+    assert ingest_dataset(str(ds.pk)) == "ready"
+    ds.refresh_from_db()
+    assert XSS in ds.info["classes"]  # the class keeps its name; only the page escapes it
+    for url in (f"/datasets/{ds.pk}/", "/datasets/", "/jobs/new/"):
+        html = client_alice.get(url).content.decode()
+        assert "<img src=x" not in html and "onerror=alert(1)>" not in html, url
+        assert XSS_ESCAPED in html, url
+    html = client_alice.get(f"/datasets/{ds.pk}/").content.decode()
+    assert f"<h1>{XSS_ESCAPED} " in html  # the dataset name
+    assert f'<span class="bar-label">{XSS_ESCAPED}</span>' in html  # the class balance
+    assert f"<strong>{XSS_ESCAPED}</strong>" in html  # the preview row
+    assert f'alt="{XSS_ESCAPED} example"' in html
+
+
+def test_dataset_page_shows_the_schema_and_the_split(client_alice, alice, sent_tasks, tmp_path):
+    from workers.tasks import ingest_dataset
+
+    rows = "".join(f"{i},{i * 2 % 7},{'ab'[i % 2]}\n" for i in range(20))
+    client_alice.post("/datasets/", {"file": SimpleUploadedFile("t.csv", f"height,width,kind\n{rows}".encode()),
+                                     "label_column": "kind", "val_fraction": "0.25"})
+    ds = Dataset.objects.get()
+    assert ingest_dataset(str(ds.pk)) == "ready"
+    html = client_alice.get(f"/datasets/{ds.pk}/").content.decode()
+    assert "<h2>Schema</h2>" in html
+    assert "<tr><th>Task</th><td>classification</td></tr>" in html
+    assert "<tr><th>Input shape</th><td>[2]</td></tr>" in html
+    assert "<tr><th>Label column</th><td><code>kind</code></td></tr>" in html
+    assert "<tr><th>Features</th><td>height, width</td></tr>" in html
+    assert ("<tr><th>Split</th><td>seeded random split, stratified by class (0.25 validation, seed 0)</td></tr>"
+            in html)
+    assert '<span class="big">15</span> train / <span class="big">5</span> validation' in html
+
+    # An archive with its own train/ and val/ folders keeps that split, and says so.
+    zip_path = _png_zip(tmp_path / "s.zip", {"train/dark": 20, "train/light": 200, "val/dark": 30, "val/light": 210})
+    client_alice.post("/datasets/", {"file": SimpleUploadedFile("s.zip", zip_path.read_bytes())})
+    img = Dataset.objects.get(kind="image")
+    assert ingest_dataset(str(img.pk)) == "ready"
+    html = client_alice.get(f"/datasets/{img.pk}/").content.decode()
+    assert "<tr><th>Split</th><td>the archive's own train/ and val/ folders</td></tr>" in html
+    assert "<tr><th>Input shape</th><td>[1, 8, 8]</td></tr>" in html
+    assert "8×8 px, grayscale" in html
+    assert '<span class="big">10</span> train / <span class="big">10</span> validation' in html

@@ -135,3 +135,15 @@ def test_regression_with_text_labels(tmp_path):
 ])
 def test_bad_options(tmp_path, kw, words):
     refused(tmp_path, H + GOOD * 3, words, **kw)
+
+
+def test_step_cap(tmp_path, tmp_path_factory, monkeypatch):
+    from workers.datasets import sequences
+
+    monkeypatch.setattr(sequences, "MAX_STEPS", 8)
+    other = tmp_path_factory.mktemp("gen")
+    ok = datagen.sequence_csv(other / "ok.csv", n=30, length=8)
+    assert ingest_sequences(ok, other / "out")["seq_len"] == 8  # at the cap: fine
+    too_long = datagen.sequence_csv(other / "long.csv", n=30, length=9).read_text()
+    msg = refused(tmp_path, too_long, [])
+    assert msg == "9 steps in a row (plus the label column); sequences may have at most 8 steps"

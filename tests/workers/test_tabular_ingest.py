@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -288,3 +289,57 @@ def test_a_column_named_label_is_the_default_label(tmp_path):
     text = "x,label,z\n" + "".join(f"{i},{i % 2},{i * 3}\n" for i in range(20))
     info = ingest_csv(write(tmp_path / "d.csv", text), tmp_path / "out")
     assert info["label_column"] == "label" and info["feature_names"] == ["x", "z"]
+
+
+# -- caps (lowered here; the real ones are millions) -----------------------------------------------
+
+
+@pytest.fixture
+def csv_limit_restored():
+    """iter_table sets the csv module's process-wide field limit; put it back for other tests."""
+    import csv
+
+    before = csv.field_size_limit()
+    yield
+    csv.field_size_limit(before)
+
+
+def _rows(n):
+    return "x,label\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(n))
+
+
+def test_row_cap_names_the_line_and_the_limit(tmp_path, monkeypatch):
+    from workers.datasets import tabular
+
+    monkeypatch.setattr(tabular, "MAX_ROWS", 6)
+    assert ingest_csv(write(tmp_path / "d.csv", _rows(6)), tmp_path / "ok")["num_rows"] == 6  # at the cap: fine
+    shutil.rmtree(tmp_path / "ok")
+    with pytest.raises(IngestError) as exc:
+        ingest_csv(write(tmp_path / "d.csv", _rows(7)), tmp_path / "out")
+    assert str(exc.value) == "line 8: row 7 is past the limit of 6 rows"
+    assert_nothing_left(tmp_path)
+
+
+def test_column_cap(tmp_path, monkeypatch):
+    from workers.datasets import tabular
+
+    monkeypatch.setattr(tabular, "MAX_COLUMNS", 3)
+    src = write(tmp_path / "d.csv", "a,b,c,label\n" + "1,2,3,x\n4,5,6,y\n" * 5)
+    with pytest.raises(IngestError) as exc:
+        ingest_csv(src, tmp_path / "out")
+    assert str(exc.value) == "4 columns; at most 3 are supported"
+    assert_nothing_left(tmp_path)
+
+
+@pytest.mark.parametrize("where", ["header", "row"])
+def test_field_size_cap(tmp_path, monkeypatch, csv_limit_restored, where):
+    from workers.datasets import tabular
+
+    monkeypatch.setattr(tabular, "MAX_FIELD_BYTES", 50)
+    long = "w" * 51
+    content = (f"{long},label\n1,x\n2,y\n" if where == "header" else "x,label\n1,x\n" + f"{long},y\n" + "3,x\n")
+    with pytest.raises(IngestError) as exc:
+        ingest_csv(write(tmp_path / "d.csv", content), tmp_path / "out")
+    line = 1 if where == "header" else 3
+    assert str(exc.value) == f"line {line}: a field is longer than 50 bytes, the limit for one cell (is a quote left open?)"
+    assert_nothing_left(tmp_path)

@@ -4,6 +4,7 @@ refusals (pure numpy, no Django)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -187,3 +188,58 @@ def test_columns_that_do_not_exist(tmp_path):
 def test_bad_val_fraction(tmp_path, fraction):
     content = "text,label\n" + "".join(f"w{i},{i % 2}\n" for i in range(10))
     refused(tmp_path, "d.csv", content, ["validation fraction"], val_fraction=fraction)
+
+
+# -- caps (lowered here) -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def csv_limit_restored():
+    import csv
+
+    before = csv.field_size_limit()
+    yield
+    csv.field_size_limit(before)
+
+
+def _jsonl(n):
+    return "".join(json.dumps({"text": f"words {i}", "label": "ab"[i % 2]}) + "\n" for i in range(n))
+
+
+@pytest.mark.parametrize(("name", "make", "message"), [
+    ("d.jsonl", _jsonl, "line 7: record 7 is past the limit of 6 records"),
+    ("d.json", lambda n: json.dumps([{"text": f"w {i}", "label": "ab"[i % 2]} for i in range(n)]),
+     "7 records in the array; at most 6 are supported"),
+    ("d.csv", lambda n: "text,label\n" + "".join(f"words {i},{'ab'[i % 2]}\n" for i in range(n)),
+     "line 8: row 7 is past the limit of 6 rows"),
+])
+def test_row_cap(tmp_path, monkeypatch, name, make, message):
+    from workers.datasets import text
+
+    monkeypatch.setattr(text, "MAX_ROWS", 6)
+    assert ingest_text(write(tmp_path / name, make(6)), tmp_path / "ok")["num_rows"] == 6
+    shutil.rmtree(tmp_path / "ok")
+    assert refused(tmp_path, name, make(7), []) == message
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("d.jsonl", '{"text": "short", "label": "a"}\n{"text": "' + "w" * 60 + '", "label": "b"}\n',
+     "line 2: longer than 50 bytes, the limit for one record"),
+    ("d.csv", "text,label\nshort,a\n" + "w" * 51 + ",b\n",
+     "line 3: a field is longer than 50 bytes, the limit for one cell (is a quote left open?)"),
+])
+def test_field_size_cap(tmp_path, monkeypatch, csv_limit_restored, name, content, message):
+    from workers.datasets import tabular
+
+    monkeypatch.setattr(tabular, "MAX_FIELD_BYTES", 50)
+    assert refused(tmp_path, name, content, []) == message
+
+
+def test_json_array_size_cap(tmp_path, monkeypatch):
+    from workers.datasets import text
+
+    monkeypatch.setattr(text, "MAX_JSON_ARRAY_BYTES", 2048)
+    items = json.dumps([{"text": f"some words {i}", "label": "ab"[i % 2]} for i in range(60)])
+    assert len(items) > 2048
+    msg = refused(tmp_path, "d.json", items, [])
+    assert msg == "a single JSON array may be at most 2 KB; use JSON Lines (one object per line) for larger files"

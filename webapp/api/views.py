@@ -18,8 +18,9 @@ import models_zoo
 from models_zoo.hparams import TrainConfig
 from models_zoo.schema import describe
 from webapp.datasets import services as dataset_services
+from webapp.datasets.access import get_ingest_failure_for_user, ingest_failures_for
 from webapp.datasets.uploads import upload_too_large_message
-from webapp.datasets.models import UploadSession
+from webapp.datasets.models import IngestFailure, UploadSession
 from webapp.datasets.validation import DatasetError
 from webapp.datasets.views import UPLOAD_OPTIONS
 from webapp.jobs import downsample, services
@@ -89,7 +90,8 @@ class Api(APIView):
 class DatasetList(Api):
     @extend_schema(operation_id="datasets_list", responses=OpenApiTypes.OBJECT)
     def get(self, request):
-        return Response({"datasets": [d.to_dict() for d in datasets_for(request.user)[:1000]]})
+        return Response({"datasets": [d.to_dict() for d in datasets_for(request.user)[:1000]],
+                         "failures": [f.to_dict() for f in ingest_failures_for(request.user)]})
 
     @extend_schema(request={"multipart/form-data": DatasetUpload}, responses={201: OpenApiTypes.OBJECT})
     def post(self, request):
@@ -105,8 +107,15 @@ class DatasetList(Api):
                 description=d.get("description", ""),
                 kind=d.get("kind", "auto"), **{k: d.get(k) for k in UPLOAD_OPTIONS},
             )
+        except dataset_services.UploadIncomplete as exc:
+            return _error(str(exc))  # the client may send the missing chunks and try again
         except DatasetError as exc:
+            if upload is not None:
+                dataset_services.abort_upload(upload)  # a rejected file leaves nothing behind, chunked or not
             return _error(str(exc))
+        failure = IngestFailure.objects.filter(pk=ds.pk).first()
+        if failure is not None:  # could not even be queued (the broker is down): nothing was kept
+            return Response(failure.to_dict(), status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(ds.to_dict(), status=status.HTTP_201_CREATED)
 
 
@@ -168,9 +177,15 @@ CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
 class DatasetDetail(Api):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+                   description="404 for an unknown id; for the owner of a dataset whose ingest failed (its "
+                               "row and files are removed) the 404 body says why: status 'failed' and error.")
     def get(self, request, pk):
-        return Response(get_dataset_for_user(request.user, pk).to_dict())
+        try:
+            return Response(get_dataset_for_user(request.user, pk).to_dict())
+        except Http404:
+            failure = get_ingest_failure_for_user(request.user, pk)  # others: a plain 404
+            return Response(failure.to_dict(), status=status.HTTP_404_NOT_FOUND)
 
     @extend_schema(request=DatasetUpdate, responses=OpenApiTypes.OBJECT)
     def patch(self, request, pk):
@@ -182,10 +197,15 @@ class DatasetDetail(Api):
             return _error(str(exc))
         return Response(ds.to_dict())
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None}, description="deletes the dataset, or dismisses the owner's notice "
+                                                       "of a failed ingest with this id")
     def delete(self, request, pk):
         try:
             ds = get_dataset_for_user(request.user, pk, write=True)
+        except Http404:
+            dataset_services.dismiss_failure(get_ingest_failure_for_user(request.user, pk))
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        try:
             dataset_services.delete_dataset(ds, actor=request.user)
         except DatasetError as exc:
             return _error(str(exc), status.HTTP_409_CONFLICT)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from webapp.datasets.models import Dataset
+from webapp.datasets.models import Dataset, IngestFailure
 
 
 @admin.register(Dataset)
@@ -9,3 +9,11 @@ class DatasetAdmin(admin.ModelAdmin):
     list_filter = ["status", "kind"]
     search_fields = ["name", "owner__username", "original_filename"]
     readonly_fields = ["id", "status", "error", "original_filename", "size_bytes", "info", "options", "created_at"]
+
+
+@admin.register(IngestFailure)
+class IngestFailureAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "kind", "original_filename", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["name", "owner__username", "original_filename", "error"]
+    readonly_fields = ["id", "owner", "name", "kind", "original_filename", "error", "created_at"]

@@ -5,13 +5,14 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Dataset(models.Model):
     class Status(models.TextChoices):
+        # A failed ingest removes the row and its files; an IngestFailure keeps the reason.
         INGESTING = "ingesting", "Ingesting"
         READY = "ready", "Ready"
-        FAILED = "failed", "Failed"
 
     class Kind(models.TextChoices):
         TABULAR = "tabular", "Tabular (CSV/TSV)"
@@ -96,3 +97,37 @@ class UploadSession(models.Model):
     def to_dict(self) -> dict:
         return {"id": str(self.id), "filename": self.filename, "size": self.size, "received": self.received,
                 "chunk_bytes": settings.UPLOAD_CHUNK_BYTES}
+
+
+class IngestFailure(models.Model):
+    """What is left of an upload that ingest refused: the reason, shown to its owner until dismissed.
+
+    The dataset row and all its files are gone (bad input leaves nothing behind); `id` is the id the
+    dataset had, so a page or API client that was watching it can still learn why.
+    """
+
+    id = models.UUIDField(primary_key=True, editable=False, help_text="the id the failed dataset had")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ingest_failures")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Dataset.Kind.choices)
+    original_filename = models.CharField(max_length=255)
+    error = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def to_dict(self) -> dict:
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "kind": self.kind,
+            "status": "failed",
+            "error": self.error,
+            "original_filename": self.original_filename,
+            "owner": self.owner.get_username(),
+            "created_at": self.created_at.isoformat(),
+        }

@@ -1,8 +1,7 @@
-"""Dataset verbs: create (store the upload, queue ingest), mark ready/failed, delete."""
+"""Dataset verbs: create (store the upload, queue ingest), mark ready, fail ingest, delete."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +15,7 @@ from django.utils import timezone
 
 from webapp import celery
 from webapp.accounts import audit
-from webapp.datasets.models import Dataset, UploadSession
+from webapp.datasets.models import Dataset, IngestFailure, UploadSession
 from webapp.datasets.validation import DatasetError, detect_kind, sniff_upload
 
 MIN_FREE_BYTES = 256 * 1024 * 1024
@@ -83,7 +82,7 @@ def create_dataset(user, uploaded=None, *, upload: UploadSession | None = None, 
     """
     if upload is not None:
         if not upload.complete:
-            raise DatasetError(f"the upload is incomplete: {upload.received} of {upload.size} bytes received")
+            raise UploadIncomplete(f"the upload is incomplete: {upload.received} of {upload.size} bytes received")
         filename, path, size = upload.filename, upload.path, upload.size
     elif uploaded is not None:
         filename, path, size = Path(uploaded.name or "upload").name[:255], Path(uploaded.temporary_file_path()), \
@@ -111,6 +110,10 @@ def create_dataset(user, uploaded=None, *, upload: UploadSession | None = None, 
         shutil.move(path, ds.upload_path)
         transaction.on_commit(lambda: _enqueue_ingest(ds))
     return ds
+
+
+class UploadIncomplete(DatasetError):
+    """The chunked upload still lacks bytes: the client may send them and try again."""
 
 
 def _check_space(user, size: int, exclude: UploadSession | None = None) -> None:
@@ -204,8 +207,7 @@ def _enqueue_ingest(ds: Dataset) -> None:
     try:
         celery.send(celery.INGEST_TASK, str(ds.pk))
     except Exception as exc:  # noqa: BLE001 - broker unreachable: say so instead of "ingesting" forever
-        ds.upload_path.unlink(missing_ok=True)
-        mark_failed(ds.pk, f"the job queue (Redis) could not be reached: {exc}; upload the file again")
+        fail_ingest(ds, f"the job queue (Redis) could not be reached: {exc}; upload the file again")
 
 
 def mark_ready(dataset_id, info: dict, size_bytes: int) -> None:
@@ -247,20 +249,54 @@ def unshare_dataset(dataset: Dataset, username: str, actor=None) -> None:
     audit.record(actor, "dataset.unshare", dataset, user=username)
 
 
-def mark_failed(dataset_id, error: str) -> None:
-    """The row stays, to show the reason; its files are gone, so it holds no quota."""
-    Dataset.objects.filter(pk=dataset_id).update(status=Dataset.Status.FAILED, error=error[:5000], size_bytes=0,
-                                                 progress=0.0)
+FAILURES_KEPT = 20  # notices per owner; older ones go
+
+
+def fail_ingest(dataset: Dataset, error: str) -> IngestFailure | None:
+    """The file was refused: delete the dataset row and every file, keep only the reason.
+
+    The owner sees an IngestFailure (same id as the dataset had) on the datasets page and from
+    the API until they dismiss it. Returns None when the dataset was deleted meanwhile.
+    """
+    failure = None
+    with transaction.atomic():
+        ds = Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
+        if ds is not None:
+            failure = IngestFailure.objects.create(
+                id=ds.pk, owner_id=ds.owner_id, name=ds.name, kind=ds.kind,
+                original_filename=ds.original_filename, error=error[:5000],
+            )
+            audit.record(None, "dataset.ingest_failed", ds, error=error[:500])
+            ds.delete()
+            old = IngestFailure.objects.filter(owner_id=ds.owner_id).values_list("pk", flat=True)[FAILURES_KEPT:]
+            IngestFailure.objects.filter(pk__in=list(old)).delete()
+    remove_files(files_of(dataset))
+    return failure
+
+
+def dismiss_failure(failure: IngestFailure) -> None:
+    failure.delete()
+
+
+def files_of(dataset: Dataset) -> list[Path]:
+    """Every path a dataset may own: its cache, a half-written .partial, the stored upload."""
+    directory = dataset.directory
+    return [directory, directory.with_name(directory.name + ".partial"), dataset.upload_path]
+
+
+def remove_files(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def delete_dataset(dataset: Dataset, actor=None) -> None:
     active = dataset.jobs.filter(status__in=["queued", "running"]).count()
     if active:
         raise DatasetError(f"{active} queued or running job(s) use this dataset; cancel them first")
-    directory, upload = dataset.directory, dataset.upload_path
+    paths = files_of(dataset)  # before delete(), which clears the pk they derive from
     audit.record(actor, "dataset.delete", dataset)
     dataset.delete()
-    shutil.rmtree(directory, ignore_errors=True)
-    shutil.rmtree(directory.with_name(directory.name + ".partial"), ignore_errors=True)
-    if upload.exists():
-        os.unlink(upload)
+    remove_files(paths)

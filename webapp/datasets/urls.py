@@ -10,4 +10,5 @@ urlpatterns = [
     path("<uuid:pk>/share/", views.dataset_share, name="share"),
     path("<uuid:pk>/delete/", views.dataset_delete, name="delete"),
     path("<uuid:pk>/previews/<str:name>", views.dataset_preview, name="preview"),
+    path("failures/<uuid:pk>/dismiss/", views.failure_dismiss, name="dismiss-failure"),
 ]

@@ -6,7 +6,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from webapp.datasets import services
-from webapp.datasets.models import Dataset
+from webapp.datasets.access import get_ingest_failure_for_user, ingest_failures_for
+from webapp.datasets.models import Dataset, IngestFailure
 from webapp.datasets.uploads import upload_too_large_message
 from webapp.datasets.validation import DatasetError
 from webapp.jobs.access import datasets_for, get_dataset_for_user
@@ -16,7 +17,8 @@ UPLOAD_OPTIONS = ("label_column", "text_column", "task", "image_size", "channels
 
 def _list_context(request, **extra) -> dict:
     used, quota = services.usage_bytes(request.user), services.quota_bytes()
-    return {"datasets": datasets_for(request.user)[:500], "errors": [], "values": {}, "kinds": Dataset.Kind.choices,
+    return {"datasets": datasets_for(request.user)[:500], "failures": ingest_failures_for(request.user),
+            "errors": [], "values": {}, "kinds": Dataset.Kind.choices,
             "used": used, "quota": quota, "used_pct": min(100, round(100 * used / quota)) if quota else 0, **extra}
 
 
@@ -39,9 +41,17 @@ def dataset_list(request):
                 services.abort_upload(upload)  # a rejected file leaves nothing behind, chunked or not
             return render(request, "datasets/list.html", _list_context(request, errors=[str(exc)],
                                                                         values=request.POST), status=400)
+        if IngestFailure.objects.filter(pk=ds.pk).exists():  # failed at once (the queue was down): see the notice
+            return redirect("datasets:list")
         messages.success(request, f"Uploaded “{ds.name}”; checking it now.")
         return redirect("datasets:detail", pk=ds.pk)
     return render(request, "datasets/list.html", _list_context(request))
+
+
+@require_POST
+def failure_dismiss(request, pk):
+    services.dismiss_failure(get_ingest_failure_for_user(request.user, pk))
+    return redirect("datasets:list")
 
 
 def _bars(counts: dict | None) -> list[dict]:
@@ -71,7 +81,13 @@ def _sparklines(series: list[dict] | None) -> list[dict]:
 
 
 def dataset_detail(request, pk):
-    ds = get_dataset_for_user(request.user, pk)
+    try:
+        ds = get_dataset_for_user(request.user, pk)
+    except Http404:
+        # The owner of a dataset whose ingest failed (the page was watching it) learns why on the
+        # datasets page; anyone else gets the same 404 as for an id that never existed.
+        get_ingest_failure_for_user(request.user, pk)
+        return redirect("datasets:list")
     info = ds.info or {}
     previews = [{"name": cls, "files": files} for cls, files in (info.get("previews") or {}).items()]
     can_edit = request.user.is_staff or ds.owner_id == request.user.pk

@@ -28,6 +28,7 @@ Output (written to `<out_dir>.partial`, renamed into place; on any failure it is
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,10 @@ def _read(source: Path, label_column: str | None):
     """Stream the file: the values as float32 [N, L] (converted a block of rows at a time, so
     memory is about the float32 array, not Python strings), the label strings, the preview
     rows, the header and the line of every row."""
-    header, records = iter_table(source, header_row=None, max_columns=MAX_STEPS + 1)
+    header, records = iter_table(source, header_row=None, max_columns=sys.maxsize)  # the step cap, below
+    if len(header) - 1 > MAX_STEPS:
+        raise IngestError(f"{len(header) - 1} steps in a row (plus the label column); sequences may have at "
+                          f"most {MAX_STEPS} steps")
     label = pick_column(header, label_column, ("label",), -1, "label")
     li = header.index(label)
     steps = [c for c in range(len(header)) if c != li]

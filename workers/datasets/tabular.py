@@ -30,6 +30,24 @@ class IngestError(ValueError):
     """A problem with the user's file, worded for the user."""
 
 
+def human_size(n: int) -> str:
+    """A limit in words: 256 MB (2**28 or 256e6 bytes alike: whichever divides evenly), 1.5 KB, 900 bytes."""
+    for unit, power in (("GB", 3), ("MB", 2), ("KB", 1)):
+        for size in (1024**power, 1000**power):
+            if n >= size and n % size == 0:
+                return f"{n // size} {unit}"
+        if n >= 1000**power:
+            return f"{n / 1000**power:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _csv_problem(exc: csv.Error, line: int) -> IngestError:
+    if "field larger than field limit" in str(exc):
+        return IngestError(f"line {line}: a field is longer than {human_size(MAX_FIELD_BYTES)}, "
+                           f"the limit for one cell (is a quote left open?)")
+    return IngestError(f"line {line}: {exc}")
+
+
 def _decoded_lines(path: Path):
     """Yield decoded text lines, naming the line and byte offset of any bad UTF-8."""
     offset = 0
@@ -78,7 +96,7 @@ def sniff_delimiter(path: Path) -> str:
 
 
 def _read_table(path: Path, delimiter: str | None = None, *, header_row: bool | None = True,
-                max_columns: int = MAX_COLUMNS) -> tuple[list[str], list[list[str]], list[int]]:
+                max_columns: int | None = None) -> tuple[list[str], list[list[str]], list[int]]:
     """(header, rows, the file line on which each row starts): blank lines and quoted
     newlines make row index and line number differ, and error messages name the line.
 
@@ -94,9 +112,13 @@ def _read_table(path: Path, delimiter: str | None = None, *, header_row: bool | 
 
 
 def iter_table(path: Path, delimiter: str | None = None, *, header_row: bool | None = True,
-               max_columns: int = MAX_COLUMNS):
+               max_columns: int | None = None, max_rows: int | None = None):
     """(header, an iterator of (line the row starts on, stripped cells)); the checks and
-    messages of `_read_table`, without holding the rows (the caller decides what to keep)."""
+    messages of `_read_table`, without holding the rows (the caller decides what to keep).
+
+    The caps default to MAX_COLUMNS / MAX_ROWS, read at each call (so tests can lower them)."""
+    max_columns = MAX_COLUMNS if max_columns is None else max_columns
+    max_rows = MAX_ROWS if max_rows is None else max_rows
     path = Path(path)
     if path.stat().st_size == 0:
         raise IngestError("the file is empty")
@@ -107,7 +129,7 @@ def iter_table(path: Path, delimiter: str | None = None, *, header_row: bool | N
     try:
         header = next(reader, None)
     except csv.Error as exc:
-        raise IngestError(f"line 1: {exc}") from None
+        raise _csv_problem(exc, 1) from None
     if not header or all(not h.strip() for h in header):
         raise IngestError("the first line must be a header naming the columns")
     header = [h.strip() for h in header]
@@ -143,11 +165,11 @@ def iter_table(path: Path, delimiter: str | None = None, *, header_row: bool | N
                     raise IngestError(f"line {line}: {len(row)} fields, but the "
                                       f"{'first line' if headerless else 'header'} has {len(header)}")
                 n += 1
-                if n > MAX_ROWS:
-                    raise IngestError(f"more than {MAX_ROWS} rows")
+                if n > max_rows:
+                    raise IngestError(f"line {line}: row {n} is past the limit of {max_rows} rows")
                 yield start, [c.strip() for c in row]
         except csv.Error as exc:
-            raise IngestError(f"line {reader.line_num}: {exc}") from None
+            raise _csv_problem(exc, reader.line_num) from None
         if not n:
             raise IngestError("the file has a header but no data rows")
 

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from workers.datasets import tabular
 from workers.datasets.common import (
     atomic_dir,
     check_val_fraction,
@@ -47,9 +48,9 @@ from workers.datasets.common import (
     seeded_split,
 )
 from workers.datasets.tabular import (
-    MAX_FIELD_BYTES,
     IngestError,
     _decoded_lines,
+    human_size,
     iter_table,
 )
 
@@ -103,7 +104,7 @@ def _read_json(path: Path) -> tuple[list[str], list[dict], list[str]]:
         raise IngestError("the file is empty")
     if _first_char(path) == "[":
         if path.stat().st_size > MAX_JSON_ARRAY_BYTES:
-            raise IngestError(f"a single JSON array may be at most {MAX_JSON_ARRAY_BYTES // 2**20} MB; "
+            raise IngestError(f"a single JSON array may be at most {human_size(MAX_JSON_ARRAY_BYTES)}; "
                               f"use JSON Lines (one object per line) for larger files")
         text = "".join(_decoded_lines(path))
         try:
@@ -112,14 +113,17 @@ def _read_json(path: Path) -> tuple[list[str], list[dict], list[str]]:
             raise IngestError(f"line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
         if not isinstance(items, list):
             raise IngestError("the JSON file must hold one array of objects, or one object per line")
+        if len(items) > MAX_ROWS:
+            raise IngestError(f"{len(items)} records in the array; at most {MAX_ROWS} are supported")
         where = [f"item {i + 1}" for i in range(len(items))]
     else:
         items, where = [], []
         for lineno, line in enumerate(_decoded_lines(path), start=1):
             if not line.strip():
                 continue
-            if len(line) > MAX_FIELD_BYTES:
-                raise IngestError(f"line {lineno}: longer than {MAX_FIELD_BYTES // 10**6} MB")
+            if len(line) > tabular.MAX_FIELD_BYTES:  # one cap for a CSV cell and a JSON line
+                raise IngestError(f"line {lineno}: longer than {human_size(tabular.MAX_FIELD_BYTES)}, "
+                                  f"the limit for one record")
             try:
                 items.append(json.loads(line))
             except json.JSONDecodeError as exc:
@@ -127,7 +131,7 @@ def _read_json(path: Path) -> tuple[list[str], list[dict], list[str]]:
                 raise IngestError(f"line {lineno}, column {exc.colno}: not valid JSON ({exc.msg}){hint}") from None
             where.append(f"line {lineno}")
             if len(items) > MAX_ROWS:
-                raise IngestError(f"more than {MAX_ROWS} rows")
+                raise IngestError(f"line {lineno}: record {len(items)} is past the limit of {MAX_ROWS} records")
     if not items:
         raise IngestError("the file holds no records")
     columns: list[str] = []
@@ -158,7 +162,7 @@ def _records(path: Path, text_column: str | None, label_column: str | None):
     """(format, columns, text column, label column, texts, labels, where each row is)."""
     fmt = _format(path)
     if fmt == "csv":
-        header, records = iter_table(path)
+        header, records = iter_table(path, max_rows=MAX_ROWS)
     else:
         header, items, where = _read_json(path)
     label = pick_column(header, label_column, LABEL_NAMES, -1, "label")
