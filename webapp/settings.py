@@ -224,8 +224,9 @@ CHANNEL_LAYERS = {
 TRAINYARD_JOB_TIME_LIMIT = env_int("TRAINYARD_JOB_TIME_LIMIT", 7 * 24 * 3600)
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # Must exceed the longest job, or Redis hands a running job's message to another worker.
-    "visibility_timeout": TRAINYARD_JOB_TIME_LIMIT + 3600,
+    # Must exceed the longest job, or Redis hands a running job's message to another worker
+    # (which then finds the job claimed and leaves it: claim_job).
+    "visibility_timeout": env_int("TRAINYARD_VISIBILITY_TIMEOUT", TRAINYARD_JOB_TIME_LIMIT + 3600),
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_BACKEND = None

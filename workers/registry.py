@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -86,6 +87,14 @@ def apply_drain(name: str, queues: list[str], drained_now: bool) -> bool:
     return want
 
 
+def mark_silent_workers_offline() -> int:
+    """Workers that missed three heartbeats show as offline (their jobs are requeued by the
+    lease check); a worker that comes back sets itself online with its next beat."""
+    stale = timezone.now() - timedelta(seconds=settings.TRAINYARD_HEARTBEAT_SECONDS * 3)
+    return Worker.objects.filter(status=Worker.Status.ONLINE, last_heartbeat__lt=stale).update(
+        status=Worker.Status.OFFLINE, current_job=None)
+
+
 def set_offline(name: str) -> None:
     Worker.objects.filter(name=name).update(status=Worker.Status.OFFLINE, current_job=None)
 
@@ -113,7 +122,8 @@ class Heartbeat(threading.Thread):
                 close_old_connections()
                 heartbeat(self.worker_name)
                 self.drained = apply_drain(self.worker_name, self.queues, self.drained)
-                # Every worker also watches for jobs whose worker died (F7); each moves once.
+                # Every worker also watches for workers and jobs whose worker died (F7); each moves once.
+                mark_silent_workers_offline()
                 for job_id in requeue_lost_jobs():
                     log.warning("requeued lost job %s", job_id)
                 # The periodic dispatcher pass: frees slots of vanished workers, releases queued jobs.

@@ -38,6 +38,7 @@ class Reporter(Callback):
     def __init__(self, job_id, flush_seconds: float | None = None):
         self.job_id = job_id
         self.control = Control()
+        self.requeue = False  # set when the worker shuts down: hand the job back instead of ending it
         self.flush_seconds = flush_seconds or settings.TRAINYARD_EVENT_FLUSH_SECONDS
         self._buffer: list[tuple[str, dict]] = []
         self._lock = threading.Lock()
@@ -115,8 +116,18 @@ class Reporter(Callback):
             with self._lock:  # keep the events for the next flush: nothing is lost
                 self._buffer[:0] = [e for e in events if e[0] != "progress"]
             raise
-        if Job.objects.filter(pk=self.job_id, cancel_requested=True).exists():
+        cancel, requeue = Job.objects.filter(pk=self.job_id).values_list(
+            "cancel_requested", "requeue_requested").first() or (False, False)
+        if requeue:
+            self.request_requeue()
+        if cancel:
             self.control.should_stop = True
+
+    def request_requeue(self) -> None:
+        """The worker is shutting down: stop at the next step; the task requeues the job.
+        Safe from a signal handler (it only sets two flags)."""
+        self.requeue = True
+        self.control.should_stop = True
 
     def emit(self, kind: str, data: dict) -> None:
         """Buffer one event; `t` is when it happened (wall clock), for latency measurements."""

@@ -12,10 +12,14 @@ from webapp.celery import INGEST_TASK, TRAIN_TASK, app
 from webapp.datasets import services as dataset_services
 from webapp.datasets.models import Dataset
 from webapp.jobs import services
+from webapp.jobs.models import Job
 from workers import registry
 from workers.logcapture import captured_output
 
 log = logging.getLogger(__name__)
+
+# Reporters of the jobs this process is running now (told to requeue when the worker stops).
+active_reporters: set = set()
 
 
 @app.task(name=TRAIN_TASK, bind=True)
@@ -33,15 +37,18 @@ def train_job(self, job_id: str) -> str:
         time.sleep(1)
         services.enqueue(job_id)
         return "does not fit"
-    job = services.claim_job(job_id, worker)
-    if job is None:
-        return "not claimed"  # cancelled, finished, out of attempts or running elsewhere
+    # Import torch before the claim: from the claim on, the job's lease runs, and the first
+    # import of torch can take longer than a short lease on a busy machine.
     from models_zoo.hf import is_hf
     from workers.reporter import Reporter
     from workers.training import TrainSpec, run  # torch is imported in the worker only
 
+    job = services.claim_job(job_id, worker)
+    if job is None:
+        return "not claimed"  # cancelled, finished, out of attempts or running elsewhere
     registry.set_current_job(worker, job.pk)
     reporter = Reporter(job.pk).start()
+    active_reporters.add(reporter)
     status, error, result = "failed", "", None
     try:
         if job.dataset is None:
@@ -61,8 +68,12 @@ def train_job(self, job_id: str) -> str:
         error = f"{type(exc).__name__}: {exc}"
         reporter.emit("log", {"level": "error", "text": traceback.format_exc()[-5000:]})
     finally:
+        active_reporters.discard(reporter)
         reporter.close()
         registry.set_current_job(worker, None)
+    if reporter.requeue and status == "cancelled" and not Job.objects.filter(pk=job.pk, cancel_requested=True).exists():
+        services.requeue_stopped_job(job.pk, worker)  # stopped for a shutdown, not by a user
+        return "requeued"
     services.finish_job(job.pk, status, error=error, metrics=result.metrics if result else None,
                         artifacts=result.artifacts if result else [])
     return status
@@ -82,25 +93,17 @@ def ingest_dataset(dataset_id: str) -> str:
             last[0] = time.monotonic()
             dataset_services.set_progress(ds.pk, done / total)
 
-    def remove_files() -> None:
-        # A rejected file leaves nothing: no cache, no half-written .partial, no upload.
-        shutil.rmtree(ds.directory, ignore_errors=True)
-        shutil.rmtree(ds.directory.with_name(ds.directory.name + ".partial"), ignore_errors=True)
-        ds.upload_path.unlink(missing_ok=True)
-
     try:
         info = ingest(ds.kind, ds.upload_path, ds.directory, ds.options or {}, progress)
     except IngestError as exc:
-        remove_files()
-        dataset_services.mark_failed(ds.pk, f"{ds.original_filename}: {exc}")
+        # A rejected file leaves nothing: the row and every file go, the owner keeps the reason.
+        dataset_services.fail_ingest(ds, f"{ds.original_filename}: {exc}")
         return "failed"
     except Exception as exc:
-        remove_files()
-        dataset_services.mark_failed(ds.pk, f"{ds.original_filename}: internal error while reading the file ({exc})")
+        dataset_services.fail_ingest(ds, f"{ds.original_filename}: internal error while reading the file ({exc})")
         raise
     if not Dataset.objects.filter(pk=ds.pk).exists():  # deleted while it was ingesting
-        shutil.rmtree(ds.directory, ignore_errors=True)
-        ds.upload_path.unlink(missing_ok=True)
+        dataset_services.remove_files(dataset_services.files_of(ds))
         return "gone"
     # Keep the original next to its cache; training never reads it.
     shutil.move(ds.upload_path, ds.directory / ("source" + Path(ds.original_filename).suffix.lower()))

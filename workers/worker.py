@@ -6,7 +6,10 @@ Loads Django, registers the tasks, and registers the worker process with a heart
 from __future__ import annotations
 
 import django
-from celery.signals import worker_ready, worker_shutdown
+import os
+import signal
+
+from celery.signals import worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
 
 from webapp.celery import app
 
@@ -29,6 +32,34 @@ def _on_ready(sender, **kwargs):
     registry.register(name, queues)
     _heartbeat = registry.Heartbeat(name, queues)
     _heartbeat.start()
+
+
+@worker_shutting_down.connect
+def _on_shutting_down(sender, sig, how, exitcode, **kwargs):
+    """SIGTERM (warm shutdown, main process): take no more jobs; the running job stops at its
+    next step and goes back to the queue, to resume from its checkpoint on another worker (F8)."""
+    if _heartbeat is None:
+        return
+    _heartbeat.stopped.set()
+    registry.set_offline(_heartbeat.worker_name)  # the dispatcher sends nothing more here
+    from webapp.jobs.services import request_requeue_of_running
+
+    request_requeue_of_running(_heartbeat.worker_name)
+
+
+@worker_process_init.connect
+def _in_pool_process(**kwargs):
+    # A SIGTERM sent to the whole process group (systemd's default KillMode, Ctrl-C of
+    # runstack) reaches the pool process too; Celery's default there is to die mid-step.
+    # Instead the job stops at its next step and is requeued, as above.
+    def requeue(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process
+        if not tasks.active_reporters:
+            os.kill(os.getpid(), signal.SIGTERM)  # no job here: exit as Celery expects
+        for reporter in list(tasks.active_reporters):
+            reporter.request_requeue()
+
+    signal.signal(signal.SIGTERM, requeue)
 
 
 @worker_shutdown.connect

@@ -209,8 +209,9 @@
   function onStatus(ev, live) {
     status = ev.status;
     const badge = document.getElementById("job-status");
-    badge.textContent = status.charAt(0).toUpperCase() + status.slice(1);
+    badge.textContent = status.charAt(0).toUpperCase() + status.slice(1) + (ev.lost ? " (worker lost)" : "");
     badge.className = "badge " + status;
+    if (ev.lost) document.getElementById("job-worker").textContent = "lost by worker " + ev.lost;
     if (ev.worker) document.getElementById("job-worker").textContent = "worker " + ev.worker;
     if (status === "running" && !startedAt) startedAt = ev.t ? ev.t * 1000 : Date.now();
     const queued = document.getElementById("queue-position");

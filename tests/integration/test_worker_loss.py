@@ -3,6 +3,7 @@ from its last checkpoint and finishes once, with its event history continuous.""
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -55,6 +56,11 @@ def test_sigkill_mid_job_resumes_from_checkpoint_on_another_worker(own_stack, tm
     assert train_steps == sorted(set(train_steps))  # the replayed part is not charted twice
     statuses = [e["status"] for e in events if e["kind"] == "status"]
     assert statuses == ["queued", "running", "queued", "running", "succeeded"]
+    lost = [e for e in events if e["kind"] == "status" and e.get("lost")]
+    assert len(lost) == 1 and lost[0]["lost"].startswith("worker@")  # marked lost, then requeued
+    confusions = [e["epoch"] for e in events if e["kind"] == "confusion"]
+    assert confusions == sorted(set(confusions))  # nor the confusion matrices and samples
+    assert [e["epoch"] for e in events if e["kind"] == "samples"] == sorted(confusions)
 
     # The same job without the crash ends with the same metrics (CPU training is deterministic).
     twin = api.post(s.url("/api/jobs/"), json={
@@ -63,3 +69,45 @@ def test_sigkill_mid_job_resumes_from_checkpoint_on_another_worker(own_stack, tm
     twin = s.wait_job(api, twin["id"], timeout=240)
     for key in ("loss", "accuracy", "f1"):
         assert done["metrics"][key] == pytest.approx(twin["metrics"][key], abs=1e-4), key
+
+
+@pytest.mark.parametrize("whom", ["main process", "process group"])
+def test_sigterm_requeues_the_running_job_and_it_resumes_elsewhere(own_stack, tmp_path, whom):
+    """Warm shutdown (F8): SIGTERM to the worker (systemd sends it to the main process with
+    KillMode=mixed, to every process by default) stops the job at its next step, hands it back
+    to the queue without counting an attempt, and the worker exits; another worker resumes it."""
+    s = own_stack
+    api = s.api("alice")
+    with open(write_separable_csv(tmp_path / "d.csv", n=1000), "rb") as f:
+        ds = api.post(s.url("/api/datasets/"), files={"file": ("d.csv", f)}).json()
+    s.wait_dataset(api, ds["id"])
+    epochs = 10
+    job = api.post(s.url("/api/jobs/"), json={
+        "dataset": ds["id"], "architecture": "mlp",
+        "train_config": {"epochs": epochs, "batch_size": 2, "learning_rate": 0.001, "seed": 3}}).json()
+    wait_for(lambda: api.get(s.url(f"/api/jobs/{job['id']}/")).json()["epoch"] >= 2, 120, "job to pass epoch 2")
+
+    proc = s.procs.pop("worker")
+    if whom == "main process":
+        os.kill(proc.pid, signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)  # it exits by itself: the job stopped at a step instead of running on
+    stopped = api.get(s.url(f"/api/jobs/{job['id']}/")).json()
+    assert stopped["status"] == "queued" and stopped["attempts"] == 0 and stopped["epoch"] < epochs, stopped
+
+    s.start_worker("worker2", queues="train,ingest")
+    done = s.wait_job(api, job["id"], timeout=240)
+    assert done["status"] == "succeeded", s.logs()
+    assert done["attempts"] == 1 and done["worker"].startswith("worker2@")
+    events = api.get(s.url(f"/api/jobs/{job['id']}/events/")).json()["events"]
+    assert [e["seq"] for e in events] == list(range(1, done["last_seq"] + 1))
+    logs = " | ".join(e["text"] for e in events if e["kind"] == "log")
+    assert "is shutting down; job requeued" in logs and "resumed from the checkpoint after epoch" in logs
+    assert [e["status"] for e in events if e["kind"] == "status"] == [
+        "queued", "running", "queued", "running", "succeeded"]
+    val = [e for e in events if e["kind"] == "metric" and e["split"] == "val"]
+    assert [round(e["epoch"]) for e in val] == list(range(1, epochs + 1))
+    out = s.manage("shell", "-c", "from webapp.cluster.models import Worker; "
+                   "print(sorted((w.name.split('@')[0], w.status) for w in Worker.objects.all()))").stdout
+    assert "('worker', 'offline')" in out and "('worker2', 'online')" in out, out

@@ -127,6 +127,33 @@ def test_staff_only(client, alice):
     assert r.status_code == 302
 
 
+def test_worker_actions_need_the_change_permission(client, alice):
+    """Staff who may only view workers see them but cannot drain, cancel or retire (A10)."""
+    from django.contrib.auth.models import Permission, User
+
+    viewer = User.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_worker"))
+    registry.register("w3@host", ["train"])
+    w = Worker.objects.get(name="w3@host")
+    job = running_job(alice)
+    registry.set_current_job(w.name, job.pk)
+    client.force_login(viewer)
+    page = client.get(reverse("admin:cluster_worker_changelist"))
+    assert page.status_code == 200 and b"w3@host" in page.content
+    assert b'value="drain"' not in page.content and b'value="retire"' not in page.content
+    for action in ("drain", "retire", "cancel_running_job"):
+        _action(client, action, w)
+    w.refresh_from_db()
+    job.refresh_from_db()
+    assert not w.draining and w.status == Worker.Status.ONLINE and not job.cancel_requested
+    viewer.user_permissions.add(Permission.objects.get(codename="change_worker"))
+    viewer = User.objects.get(pk=viewer.pk)  # drop the cached permissions
+    client.force_login(viewer)
+    _action(client, "drain", w)
+    w.refresh_from_db()
+    assert w.draining
+
+
 def test_max_restarts_is_configurable_then_failed_with_the_reason(alice, settings):
     from webapp.jobs.services import claim_job
 
@@ -139,3 +166,34 @@ def test_max_restarts_is_configurable_then_failed_with_the_reason(alice, setting
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED and job.attempts == 2
     assert job.error == "gave up after 2 attempts: the worker running it was lost each time"
+
+
+def test_silent_workers_show_offline_and_their_job_is_marked_lost_and_requeued(alice, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.jobs.models import JobEvent
+    from webapp.jobs.services import requeue_lost_jobs
+
+    registry.register("alive@host", ["train"])
+    registry.register("silent@host", ["train"])
+    job = running_job(alice)
+    long_ago = timezone.now() - timedelta(seconds=settings.TRAINYARD_JOB_LEASE_SECONDS + 5)
+    Job.objects.filter(pk=job.pk).update(worker_name="silent@host", heartbeat_at=long_ago)
+    Worker.objects.filter(name="silent@host").update(last_heartbeat=long_ago, current_job=job)
+    fresh = running_job(alice)  # its worker writes: it stays running
+
+    assert registry.mark_silent_workers_offline() == 1
+    assert requeue_lost_jobs() == [job.pk]
+    silent, alive = Worker.objects.get(name="silent@host"), Worker.objects.get(name="alive@host")
+    assert silent.status == Worker.Status.OFFLINE and silent.current_job is None and not silent.is_alive
+    assert alive.status == Worker.Status.ONLINE and alive.is_alive
+    job.refresh_from_db()
+    fresh.refresh_from_db()
+    assert job.status == Job.Status.QUEUED and fresh.status == Job.Status.RUNNING
+    last = JobEvent.objects.filter(job=job).order_by("-seq")[0]
+    assert last.kind == "status" and last.data == {"status": "queued", "lost": "silent@host"}
+    assert requeue_lost_jobs() == []  # moved once
+    registry.heartbeat("silent@host")  # it comes back
+    assert Worker.objects.get(name="silent@host").status == Worker.Status.ONLINE

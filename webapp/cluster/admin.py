@@ -59,21 +59,21 @@ class WorkerAdmin(admin.ModelAdmin):
             ((reverse("admin:jobs_job_change", args=[j.pk]), j.name, j.owner, j.status,
               j.started_at.strftime("%Y-%m-%d %H:%M") if j.started_at else "") for j in jobs))
 
-    @admin.action(description="Drain: finish the current job, take no more")
+    @admin.action(description="Drain: finish the current job, take no more", permissions=["change"])
     def drain(self, request, queryset):
         n = queryset.update(draining=True)
         for w in queryset:
             audit.record(request.user, "worker.drain", w)
         self.message_user(request, f"{n} worker(s) draining; they stop consuming within one heartbeat")
 
-    @admin.action(description="Resume: take jobs again")
+    @admin.action(description="Resume: take jobs again", permissions=["change"])
     def resume(self, request, queryset):
         n = queryset.exclude(status=Worker.Status.RETIRED).update(draining=False)
         for w in queryset:
             audit.record(request.user, "worker.resume", w)
         self.message_user(request, f"{n} worker(s) resumed (retired workers stay retired)")
 
-    @admin.action(description="Cancel the running job")
+    @admin.action(description="Cancel the running job", permissions=["change"])
     def cancel_running_job(self, request, queryset):
         from webapp.jobs.services import cancel_job
 
@@ -85,7 +85,7 @@ class WorkerAdmin(admin.ModelAdmin):
         self.message_user(request, f"cancel requested for {done} running job(s)",
                           messages.SUCCESS if done else messages.WARNING)
 
-    @admin.action(description="Retire: drain and keep out of the cluster")
+    @admin.action(description="Retire: drain and keep out of the cluster", permissions=["change"])
     def retire(self, request, queryset):
         n = queryset.update(draining=True, status=Worker.Status.RETIRED)
         for w in queryset:

@@ -30,6 +30,8 @@ class Job(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # Its worker is shutting down (SIGTERM): stop at the next step and go back to the queue.
+    requeue_requested = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(default=0)
     worker_name = models.CharField(max_length=255, blank=True)
     # Scheduling (webapp/jobs/dispatch.py): the dispatcher releases queued jobs to Celery.

@@ -173,7 +173,7 @@ def claim_job(job_id, worker_name: str) -> Job | None:
             return None
         Job.objects.filter(pk=job_id).update(
             status=Job.Status.RUNNING, worker_name=worker_name, attempts=F("attempts") + 1,
-            dispatched_at=None, wait_reason="",
+            dispatched_at=None, wait_reason="", requeue_requested=False,
             started_at=job.started_at or now, heartbeat_at=now,
         )
         append_events(job_id, [("status", {"status": Job.Status.RUNNING, "worker": worker_name,
@@ -198,11 +198,35 @@ def requeue_lost_jobs() -> list:
                 continue
             append_events(job_id, [
                 ("log", {"level": "warning", "text": f"worker {worker} stopped responding; job requeued"}),
-                ("status", {"status": Job.Status.QUEUED}),
+                ("status", {"status": Job.Status.QUEUED, "lost": worker or "unknown"}),  # marked lost
             ])
             dispatch.dispatch_soon()
         requeued.append(job_id)
     return requeued
+
+
+def request_requeue_of_running(worker_name: str) -> int:
+    """A worker is shutting down (SIGTERM, warm shutdown): ask its running job to stop at the
+    next step; the task then hands it back to the queue (requeue_stopped_job)."""
+    return Job.objects.filter(worker_name=worker_name, status=Job.Status.RUNNING).update(requeue_requested=True)
+
+
+def requeue_stopped_job(job_id, worker_name: str) -> bool:
+    """Put a job its worker stopped on purpose (shutdown, drain) back in the queue. The run does
+    not count as an attempt (nothing failed); the next one resumes from the last checkpoint."""
+    with transaction.atomic():
+        if not Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, worker_name=worker_name).update(
+            status=Job.Status.QUEUED, requeue_requested=False, dispatched_at=None,
+            attempts=F("attempts") - 1, heartbeat_at=timezone.now(),
+        ):
+            return False
+        append_events(job_id, [
+            ("log", {"level": "warning", "text": f"worker {worker_name} is shutting down; job requeued, "
+                                                 "it resumes from its last checkpoint"}),
+            ("status", {"status": Job.Status.QUEUED}),
+        ])
+        dispatch.dispatch_soon()
+    return True
 
 
 def file_sha256(path) -> str:

@@ -1,0 +1,63 @@
+"""The access matrix for websocket routes, through the whole ASGI stack (origin check, session
+auth, router): it walks `websocket_urlpatterns`, so a new socket route without a rule here fails."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from tests.webapp.factories import running_job
+from webapp.asgi import application
+from webapp.jobs.routing import websocket_urlpatterns
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# pattern -> the kind of object in it (None: a route of the signed-in user's own stream)
+WS_ROUTES = {"ws/jobs/<uuid:pk>/": "job", "ws/user/": None}
+
+
+def test_every_websocket_route_is_classified():
+    assert {str(p.pattern) for p in websocket_urlpatterns} == set(WS_ROUTES)
+
+
+def _cookie(user) -> bytes:
+    if user is None:
+        return b""
+    c = Client()
+    c.force_login(user)
+    return f"sessionid={c.cookies['sessionid'].value}".encode()
+
+
+def _connect(path: str, cookie: bytes, origin: bytes = b"http://localhost") -> tuple[bool, int | None]:
+    async def go():
+        headers = [(b"origin", origin)] + ([(b"cookie", cookie)] if cookie else [])
+        c = WebsocketCommunicator(application, path, headers=headers)
+        connected, code = await c.connect()
+        if connected:
+            await c.disconnect()
+        return connected, code
+
+    return async_to_sync(go)()
+
+
+@pytest.mark.parametrize("route", sorted(WS_ROUTES))
+def test_who_may_open_each_socket(alice, bob, staff, route):
+    job = running_job(alice)
+    path = "/" + route.replace("<uuid:pk>", str(job.pk))
+    owner_only = WS_ROUTES[route] is not None
+    cookies = {name: _cookie(u) for name, u in [("alice", alice), ("bob", bob), ("staff", staff), ("anonymous", None)]}
+    assert _connect(path, cookies["alice"])[0]
+    assert _connect(path, cookies["staff"])[0]
+    if owner_only:
+        assert _connect(path, cookies["bob"]) == (False, 4404)
+    else:
+        assert _connect(path, cookies["bob"])[0]  # bob's own stream
+    assert _connect(path, cookies["anonymous"]) == (False, 4401)
+    # A foreign or missing Origin is refused before authentication, whoever asks.
+    assert not _connect(path, cookies["alice"], origin=b"http://evil.example")[0]
+    assert not _connect(path, cookies["alice"], origin=b"")[0]
+    alice.is_active = False
+    alice.save()
+    assert _connect(path, cookies["alice"]) == (False, 4401)
