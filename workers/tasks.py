@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -18,8 +20,26 @@ from workers.logcapture import captured_output
 
 log = logging.getLogger(__name__)
 
-# Reporters of the jobs this process is running now (told to requeue when the worker stops).
-active_reporters: set = set()
+
+@contextlib.contextmanager
+def requeue_on_sigterm(reporter):
+    """While the job runs, SIGTERM in this (pool) process means "stop at the next step and
+    requeue" instead of billiard's exit mid-step: systemd's default KillMode and Ctrl-C of
+    runstack signal every process of the worker, not only the main one (worker.py handles
+    that one). A second SIGTERM gets the previous handler."""
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, previous)
+        reporter.request_requeue()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (a threads pool): the main-process path still works
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.task(name=TRAIN_TASK, bind=True)
@@ -48,7 +68,6 @@ def train_job(self, job_id: str) -> str:
         return "not claimed"  # cancelled, finished, out of attempts or running elsewhere
     registry.set_current_job(worker, job.pk)
     reporter = Reporter(job.pk).start()
-    active_reporters.add(reporter)
     status, error, result = "failed", "", None
     try:
         if job.dataset is None:
@@ -61,14 +80,13 @@ def train_job(self, job_id: str) -> str:
             extra["model_path"] = local_path(job.owner, job.model_config.get("model", ""))
         spec = TrainSpec(job.architecture, job.model_config, job.train_config,
                          dataset_dir=str(job.dataset.directory), output_dir=str(job.directory), extra=extra)
-        with captured_output(lambda data: reporter.emit("log", data)):
+        with captured_output(lambda data: reporter.emit("log", data)), requeue_on_sigterm(reporter):
             result = run(spec, [reporter], reporter.control)
         status = result.status
     except Exception as exc:  # noqa: BLE001 - any failure becomes the job's readable error
         error = f"{type(exc).__name__}: {exc}"
         reporter.emit("log", {"level": "error", "text": traceback.format_exc()[-5000:]})
     finally:
-        active_reporters.discard(reporter)
         reporter.close()
         registry.set_current_job(worker, None)
     if reporter.requeue and status == "cancelled" and not Job.objects.filter(pk=job.pk, cancel_requested=True).exists():

@@ -6,10 +6,7 @@ Loads Django, registers the tasks, and registers the worker process with a heart
 from __future__ import annotations
 
 import django
-import os
-import signal
-
-from celery.signals import worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from webapp.celery import app
 
@@ -45,21 +42,6 @@ def _on_shutting_down(sender, sig, how, exitcode, **kwargs):
     from webapp.jobs.services import request_requeue_of_running
 
     request_requeue_of_running(_heartbeat.worker_name)
-
-
-@worker_process_init.connect
-def _in_pool_process(**kwargs):
-    # A SIGTERM sent to the whole process group (systemd's default KillMode, Ctrl-C of
-    # runstack) reaches the pool process too; Celery's default there is to die mid-step.
-    # Instead the job stops at its next step and is requeued, as above.
-    def requeue(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process
-        if not tasks.active_reporters:
-            os.kill(os.getpid(), signal.SIGTERM)  # no job here: exit as Celery expects
-        for reporter in list(tasks.active_reporters):
-            reporter.request_requeue()
-
-    signal.signal(signal.SIGTERM, requeue)
 
 
 @worker_shutdown.connect
