@@ -29,7 +29,17 @@ class RecurrentNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size * self.directions, num_outputs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def takes_lengths(self) -> bool:
+        """True when `forward` accepts the rows' lengths as a CPU tensor (text models)."""
+        return self.embedding is not None
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """`lengths` (text only): each row's `(x != 0).sum(1).clamp(min=1)` as a CPU tensor.
+
+        Packing needs the lengths on the host. Without them they are copied from the device, a
+        device-to-host sync; the training loop passes the CPU copy its data layer keeps instead.
+        """
         if self.embedding is None:
             if x.dim() == 2:
                 x = x.unsqueeze(-1)
@@ -38,15 +48,24 @@ class RecurrentNet(nn.Module):
             return self.head(self.dropout(features))
 
         # A row of padding only still gets one step (of the zero padding embedding).
-        lengths = (x != 0).sum(1).clamp(min=1)
-        # pack_padded_sequence wants the lengths on the CPU: one small device-to-host copy per batch.
-        packed = pack_padded_sequence(self.embedding(x), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        on_device = (x != 0).sum(1).clamp(min=1)
+        if lengths is None:
+            lengths = on_device.cpu()  # a device-to-host sync (inference; training passes them)
+        # Sorted here rather than by pack_padded_sequence(enforce_sorted=False), which copies its
+        # sort order host-to-device (a stream sync on CUDA) and, unpacking, back again. The order
+        # is computed on the device; the sorted lengths on the host are the same whatever the
+        # order among equal lengths.
+        order = torch.argsort(on_device, descending=True, stable=True)
+        unorder = torch.argsort(order)
+        packed = pack_padded_sequence(self.embedding(x).index_select(0, order),
+                                      torch.sort(lengths.to(torch.int64), descending=True).values,
+                                      batch_first=True, enforce_sorted=True)
         out, h = self.rnn(packed)
         if self.readout == "mean":
             out, _ = pad_packed_sequence(out, batch_first=True)  # zeros after each row's length
-            features = out.sum(1) / lengths.to(out.dtype)[:, None]
+            features = out.sum(1).index_select(0, unorder) / on_device.to(out.dtype)[:, None]
         else:
-            features = self._last(h)
+            features = self._last(h).index_select(0, unorder)
         return self.head(self.dropout(features))
 
     def _last(self, h) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -519,3 +520,196 @@ def test_model_card_records_data_settings_metrics_and_versions(cls_ds, tmp_path)
     for text in ("# Model card: mlp", "task: classification", "classes (2): above, below", "seeded random split",
                  "- seed: 7", "- epochs: 2", "- hidden_sizes: [16]", "- accuracy: ", "torch 2."):
         assert text in card, text
+
+
+# -- (9) validation metrics against references -----------------------------------------------------
+
+
+def _logits_for(pred, k):
+    """Logits whose argmax is `pred` (with varied confidence, so the loss is not trivial)."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(len(pred), k, generator=g)
+    margin = torch.rand(len(pred), generator=g) * 3 + 0.1
+    logits[torch.arange(len(pred)), torch.as_tensor(pred)] = logits.max(1).values + margin
+    return logits
+
+
+@pytest.mark.parametrize("case", ["imbalanced", "a class only predicted", "a class in neither"])
+def test_classification_metrics_match_scikit_learn(case):
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    # Three classes, 50 / 12 / 6 in the truth; class 0 is predicted too often.
+    truth = [0] * 50 + [1] * 12 + [2] * 6
+    pred = [0] * 44 + [1] * 4 + [2] * 2 + [1] * 7 + [0] * 5 + [2] * 2 + [0] * 3 + [1] * 1
+    k = 3
+    if case == "a class only predicted":  # class 3 never occurs in the truth
+        pred[:3] = [3, 3, 3]
+        k = 4
+    elif case == "a class in neither":  # a rare class missing from the validation split
+        k = 4
+    logits, y = _logits_for(pred, k), torch.tensor(truth)
+    m = loop_mod.classification_metrics(logits, y)
+
+    p, r, f1, _ = precision_recall_fscore_support(truth, pred, average="macro", zero_division=0)
+    assert m["precision"] == pytest.approx(p) and m["recall"] == pytest.approx(r) and m["f1"] == pytest.approx(f1)
+    assert m["accuracy"] == pytest.approx(accuracy_score(truth, pred))
+    assert m["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item())
+    # Rows are the truth, columns the prediction.
+    assert m["confusion"] == confusion_matrix(truth, pred, labels=list(range(k))).tolist()
+    assert [sum(row) for row in m["confusion"]][:3] == [50, 12, 6]
+
+
+def test_perfect_predictions_score_one_when_the_split_lacks_a_class():
+    m = loop_mod.classification_metrics(_logits_for([0, 1, 1, 0], 3), torch.tensor([0, 1, 1, 0]))
+    assert m["accuracy"] == m["precision"] == m["recall"] == m["f1"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def corpus_ds(tmp_path_factory):
+    from tests import datagen
+    from workers.datasets import ingest
+
+    d = tmp_path_factory.mktemp("corpus")
+    ingest("corpus", datagen.repetitive_corpus(d / "corpus.txt", repeats=120), d / "cache", {})
+    return d / "cache"
+
+
+@pytest.fixture(scope="module")
+def text_ds(tmp_path_factory):
+    from tests import datagen
+    from workers.datasets import ingest
+
+    d = tmp_path_factory.mktemp("text")
+    ingest("text", datagen.sentiment_csv(d / "s.csv", n=400), d / "cache", {"seed": 0})
+    return d / "cache"
+
+
+GPT = {"layers": 1, "width": 16, "heads": 2, "block_size": 16}
+
+
+def test_lm_perplexity_is_exp_of_the_validation_loss(corpus_ds, tmp_path):
+    rec = Recorder()
+    spec = TrainSpec("gpt", GPT, {"epochs": 1, "batch_size": 16, "learning_rate": 3e-3}, str(corpus_ds),
+                     str(tmp_path / "job"), device="cpu", log_interval=1e9)
+    result = run(spec, [rec])
+    assert result.status == "succeeded"
+    assert result.metrics["perplexity"] == pytest.approx(math.exp(result.metrics["loss"]), rel=1e-9)
+    for split, _, values in rec.logs:
+        assert values["perplexity"] == pytest.approx(math.exp(values["loss"]), rel=1e-9), split
+    # And the validation loss is the exported model's mean next-token cross-entropy on the
+    # validation text (windows of block_size tokens, one after another).
+    model, _ = models_zoo.load_model(tmp_path / "job" / "artifacts")
+    stream = torch.from_numpy(np.load(corpus_ds / "val.npy")).long()
+    block = GPT["block_size"]
+    starts = range(0, len(stream) - block - 1, block)[: loop_mod.MAX_EVAL_WINDOWS]
+    windows = torch.stack([stream[s : s + block + 1] for s in starts])
+    with torch.no_grad():
+        out = model(windows[:, :-1])
+    expected = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), windows[:, 1:].reshape(-1))
+    assert result.metrics["loss"] == pytest.approx(expected.item(), rel=1e-4)
+
+
+# -- (10) no host sync per step ------------------------------------------------------------------
+
+
+class SyncCounter:
+    """Counts what would make the host wait for the device on CUDA: reading a tensor's values
+    (`item`, `tolist`, `cpu`, `numpy`, anywhere) and, in the project's own code, truth values,
+    `int()`/`float()` of tensors and blocking copies to a device (`to(device)` without
+    `non_blocking=True`, `cuda()`, `torch.tensor(..., device=)`). On the CPU nothing waits; the
+    count shows what would."""
+
+    ROOTS = tuple(str(Path(models_zoo.__file__).resolve().parent.parent / d) for d in ("workers", "models_zoo"))
+
+    def __init__(self, monkeypatch):
+        import sys
+
+        self.n = 0
+        self.where: list[str] = []
+
+        def mine() -> str | None:
+            code = sys._getframe(2).f_code
+            return f"{code.co_filename}:{code.co_name}" if code.co_filename.startswith(self.ROOTS) else None
+
+        def hit(what):
+            self.n += 1
+            self.where.append(what)
+
+        def reads(name):
+            real = getattr(torch.Tensor, name)
+
+            def wrapper(t, *args, **kwargs):
+                hit(f"{name} from {mine() or 'torch'}")
+                return real(t, *args, **kwargs)
+            monkeypatch.setattr(torch.Tensor, name, wrapper)
+
+        def in_project(name, blocking=lambda args, kwargs: True, owner=torch.Tensor):
+            real = getattr(owner, name)
+
+            def wrapper(*args, **kwargs):
+                where = mine()
+                if where and blocking(args, kwargs):
+                    hit(f"{name} from {where}")
+                return real(*args, **kwargs)
+            monkeypatch.setattr(owner, name, wrapper)
+
+        def blocking_to(args, kwargs):
+            target = kwargs.get("device", args[1] if len(args) > 1 else None)
+            moves = isinstance(target, (torch.device, str, torch.Tensor, int)) and not isinstance(target, bool)
+            return moves and not kwargs.get("non_blocking", False) and not any(a is True for a in args[2:])
+
+        for name in ("item", "tolist", "cpu", "numpy"):
+            reads(name)
+        for name in ("__bool__", "__int__", "__float__", "__index__", "cuda"):
+            in_project(name)
+        in_project("to", blocking_to)
+        for name in ("tensor", "as_tensor"):
+            in_project(name, lambda args, kwargs: kwargs.get("device") is not None, owner=torch)
+
+
+class SyncsPerStep(Callback):
+    def __init__(self, counter):
+        self.counter = counter
+        self.segments: list[list[int]] = []  # per epoch: the count at its start, then at each step end
+        self.log_costs: list[int] = []
+
+    def on_train_begin(self, state, control):
+        self.segments.append([self.counter.n])
+
+    def on_step_end(self, state, control):
+        self.segments[-1].append(self.counter.n)
+
+    def on_log(self, state, control, split, values):
+        if split == "train":
+            self.log_costs.append(self.counter.n - self.segments[-1][-1])
+
+    def on_epoch_end(self, state, control):
+        self.segments.append([self.counter.n])
+
+
+@pytest.mark.parametrize(("arch", "dataset", "model", "batch"), [
+    ("mlp", "cls_ds", {"hidden_sizes": [16], "norm": "batch"}, 4),
+    ("rnn", "text_ds", {"cell": "gru", "hidden_size": 8, "embedding_dim": 8}, 8),
+    ("rnn", "text_ds", {"cell": "lstm", "hidden_size": 8, "embedding_dim": 8, "bidirectional": True,
+                        "readout": "mean", "num_layers": 2}, 8),
+    ("transformer", "text_ds", {"layers": 1, "width": 16, "heads": 2}, 8),
+    ("gpt", "corpus_ds", GPT, 16),
+])
+def test_the_hot_loop_does_not_sync_per_step(request, tmp_path, monkeypatch, arch, dataset, model, batch):
+    ds = request.getfixturevalue(dataset)
+    counter = SyncCounter(monkeypatch)
+    watch = SyncsPerStep(counter)
+    spec = TrainSpec(arch, model, {"epochs": 2, "batch_size": batch, "learning_rate": 1e-3,
+                                   "optimizer": "sgd_momentum", "grad_clip": 1.0, "lr_schedule": "cosine"},
+                     str(ds), str(tmp_path / "job"), device="cpu", log_interval=1e9)
+    result = run(spec, [watch])
+    monkeypatch.undo()
+    assert result.status == "succeeded"
+    epochs = [seg for seg in watch.segments if len(seg) > 1]
+    assert len(epochs) == 2 and all(len(seg) > 30 for seg in epochs)  # many steps per epoch
+    for seg in epochs:
+        # Nothing between one step's end and the next; nothing at an epoch's start either.
+        assert seg == [seg[0]] * len(seg), counter.where[seg[0]: seg[-1]][:5]
+    # The train log at each epoch's end reads the running sums: one sync each (loss, accuracy).
+    assert len(watch.log_costs) == 2 and all(cost <= 2 for cost in watch.log_costs), watch.log_costs
+    assert counter.n > 0  # the counter does count (evaluation reads its metrics)

@@ -99,6 +99,111 @@ def test_clipping_label_smoothing_nesterov_and_mae_train(cls_ds, reg_ds, tmp_pat
     assert math.isfinite(r.metrics["mae"]) and r.metrics["r2"] > 0.8
 
 
+# -- each option does what it says: one step on the whole training split, against a reference ----
+
+
+class TrainLogs(Callback):
+    def __init__(self):
+        self.train = []
+
+    def on_log(self, state, control, split, values):
+        if split == "train":
+            self.train.append(values)
+
+
+@pytest.fixture
+def initial_model(monkeypatch):
+    """The model the run starts from, as it was before its first step (a copy)."""
+    import copy
+
+    built = []
+    real = models_zoo.build_model
+
+    def spy(*args, **kwargs):
+        model = real(*args, **kwargs)
+        if not built:
+            built.append(copy.deepcopy(model).eval())
+        return model
+
+    monkeypatch.setattr(models_zoo, "build_model", spy)
+    return built
+
+
+def one_step(ds, out, **train):
+    """One epoch of one step: the batch is the whole training split, so the logged train loss is
+    the loss of the initial model on it."""
+    n = json.loads((ds / "info.json").read_text())["num_train"]
+    logs = TrainLogs()
+    result = run(spec(ds, out, epochs=1, batch_size=n, optimizer="sgd", **train), [logs])
+    assert result.status == "succeeded" and len(logs.train) == 1
+    return logs.train[0]["loss"]
+
+
+def split(ds, name):
+    return torch.from_numpy(np.load(ds / f"X_{name}.npy")), torch.from_numpy(np.load(ds / f"y_{name}.npy"))
+
+
+def test_label_smoothing_is_in_the_train_loss(cls_ds, tmp_path, initial_model):
+    loss = one_step(cls_ds, tmp_path / "a", label_smoothing=0.2)
+    X, y = split(cls_ds, "train")
+    with torch.no_grad():
+        logits = initial_model[0](X)
+    F = torch.nn.functional
+    assert loss == pytest.approx(F.cross_entropy(logits, y, label_smoothing=0.2).item(), rel=1e-5)
+    assert abs(loss - F.cross_entropy(logits, y).item()) > 1e-3  # the test can tell the two apart
+
+
+def test_label_smoothing_keeps_the_loss_of_a_perfect_fit_above_zero(cls_ds, tmp_path):
+    logs = {s: TrainLogs() for s in (0.0, 0.2)}
+    for s, rec in logs.items():
+        r = run(spec(cls_ds, tmp_path / f"s{s}", epochs=30, learning_rate=0.05, label_smoothing=s), [rec])
+        assert r.metrics["accuracy"] >= 0.95
+    # Smoothed targets put 0.1 on the wrong class: the loss cannot fall below their entropy (0.325).
+    assert logs[0.0].train[-1]["loss"] < 0.1
+    assert logs[0.2].train[-1]["loss"] > 0.3
+
+
+def test_mae_loss_is_the_train_loss(reg_ds, tmp_path, initial_model):
+    loss = one_step(reg_ds, tmp_path / "a", regression_loss="mae")
+    X, y = split(reg_ds, "train")
+    norm = json.loads((reg_ds / "info.json").read_text())["target_normalization"]
+    y = (y.float() - norm["mean"]) / norm["std"]  # the loop trains on standardised targets
+    with torch.no_grad():
+        pred = initial_model[0](X).squeeze(-1)
+    assert loss == pytest.approx((pred - y).abs().mean().item(), rel=1e-5)
+    assert abs(loss - ((pred - y) ** 2).mean().item()) > 1e-3
+    mse = one_step(reg_ds, tmp_path / "b")
+    assert mse == pytest.approx(((pred - y) ** 2).mean().item(), rel=1e-5)
+
+
+def weights_moved(model_before, folder) -> float:
+    after, _ = models_zoo.load_model(folder / "artifacts")
+    before = model_before.state_dict()
+    return math.sqrt(sum(((v - before[k]) ** 2).sum().item() for k, v in after.state_dict().items()))
+
+
+def test_gradient_clipping_bounds_the_step(cls_ds, tmp_path, initial_model):
+    # Plain SGD moves the weights by lr × gradient: clipped to norm c, the step is lr × c exactly.
+    lr, clip = 0.1, 1e-3
+    one_step(cls_ds, tmp_path / "clipped", learning_rate=lr, grad_clip=clip)
+    assert weights_moved(initial_model[0], tmp_path / "clipped") == pytest.approx(lr * clip, rel=1e-3)
+    one_step(cls_ds, tmp_path / "free", learning_rate=lr)
+    assert weights_moved(initial_model[0], tmp_path / "free") > 20 * lr * clip
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_nesterov_reaches_the_optimizer(cls_ds, tmp_path, monkeypatch, nesterov):
+    from workers.training import loop as loop_mod
+
+    made = []
+    real = loop_mod.make_optimizer
+    monkeypatch.setattr(loop_mod, "make_optimizer", lambda model, tc: made.append(real(model, tc)) or made[-1])
+    run(spec(cls_ds, tmp_path / "a", epochs=1, optimizer="sgd_momentum", momentum=0.8, nesterov=nesterov))
+    group = made[0].param_groups[0]
+    assert type(made[0]) is torch.optim.SGD
+    assert group["nesterov"] is nesterov and group["momentum"] == 0.8
+
+
 def test_early_stopping_stops_and_keep_best_exports_the_best_epoch(tmp_path):
     # Random labels: the network memorises the training split and validation loss soon rises.
     rng = np.random.default_rng(0)

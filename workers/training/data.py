@@ -31,6 +31,10 @@ class TensorData:
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
     channels_last: bool = False
+    # Text: each row's length, `(X != 0).sum(1).clamp(min=1)`, kept on the CPU. Recurrent models
+    # pack by length and need it on the host; reading it from the device would sync every step.
+    lengths_train: torch.Tensor | None = None
+    lengths_val: torch.Tensor | None = None
 
     @property
     def task(self) -> str:
@@ -91,6 +95,10 @@ def load_cache(dataset_dir: str | Path, device: torch.device) -> TensorData:
     # Small datasets live on the device for the whole run; large ones stay in (pinned) host
     # memory and move one batch at a time.
     home = device if _fits_on_device(sum(a.nbytes for a in arrays.values()), device) else torch.device("cpu")
+    if kind == "text":
+        for split in ("train", "val"):
+            lengths = torch.from_numpy((arrays[f"X_{split}"] != 0).sum(1)).long().clamp(min=1)
+            setattr(data, f"lengths_{split}", lengths)
     for name, arr in arrays.items():
         t = torch.from_numpy(arr)
         if kind in ("text", "corpus") or (name.startswith("y_") and info["task"] == "classification"):

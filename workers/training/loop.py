@@ -71,10 +71,15 @@ def make_scheduler(optimizer: torch.optim.Optimizer, tc: TrainConfig, steps_per_
 
 
 class Batches:
-    """Shuffled mini-batches of a supervised dataset; the order depends only on (seed, epoch)."""
+    """Shuffled mini-batches of a supervised dataset; the order depends only on (seed, epoch).
 
-    def __init__(self, data: TensorData, batch_size: int, seed: int):
+    Each batch is (inputs, targets, keyword arguments for the model): with `lengths`, the rows'
+    lengths (text) as a CPU tensor, for recurrent models that pack by length.
+    """
+
+    def __init__(self, data: TensorData, batch_size: int, seed: int, lengths: bool = False):
         self.data, self.bs, self.seed = data, batch_size, seed
+        self.lengths = lengths and data.lengths_train is not None
         n = data.n_train
         # A trailing batch of one sample is dropped: batch norm cannot train on it, and with a
         # new shuffle every epoch each sample still takes part.
@@ -82,11 +87,14 @@ class Batches:
 
     def epoch(self, epoch: int):
         d = self.data
-        perm = torch.randperm(d.n_train, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-        perm = perm.to(d.X_train.device)
+        order = torch.randperm(d.n_train, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        # One copy per epoch; `order` stays alive (and on the host, for the lengths) meanwhile.
+        perm = order.to(d.X_train.device, non_blocking=True)
         for i in range(self.steps):
-            idx = perm[i * self.bs : (i + 1) * self.bs]
-            yield d.prepare(d.X_train[idx]), d.y_train[idx].to(d.device, non_blocking=True)
+            rows = slice(i * self.bs, (i + 1) * self.bs)
+            idx = perm[rows]
+            kwargs = {"lengths": d.lengths_train[order[rows]]} if self.lengths else {}
+            yield d.prepare(d.X_train[idx]), d.y_train[idx].to(d.device, non_blocking=True), kwargs
 
 
 class StreamBatches:
@@ -100,11 +108,16 @@ class StreamBatches:
         self.offsets = torch.arange(block + 1, device=data.train_stream.device)
 
     def epoch(self, epoch: int):
-        d, g = self.data, torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        d = self.data
+        stream = d.train_stream
+        # The window starts are drawn where the stream lives, by a generator seeded from (seed,
+        # epoch): no host-to-device copy (a stream sync on CUDA) per step. On the CPU these are
+        # the same numbers as from a CPU generator; a resumed run redraws its epoch identically.
+        g = torch.Generator(device=stream.device).manual_seed(self.seed * 100_003 + epoch)
         for _ in range(self.steps):
-            starts = torch.randint(0, d.n_train - self.block - 1, (self.bs,), generator=g)
-            window = d.train_stream[starts.to(d.train_stream.device)[:, None] + self.offsets].to(d.device)
-            yield window[:, :-1], window[:, 1:]
+            starts = torch.randint(0, d.n_train - self.block - 1, (self.bs,), generator=g, device=stream.device)
+            window = stream[starts[:, None] + self.offsets].to(d.device, non_blocking=True)
+            yield window[:, :-1], window[:, 1:], {}
 
 
 def _loss(task: str, out: torch.Tensor, y: torch.Tensor, tc: TrainConfig) -> torch.Tensor:
@@ -123,33 +136,52 @@ def evaluate(model: torch.nn.Module, data: TensorData, batch_size: int, block: i
              amp: bool = False) -> tuple[dict, torch.Tensor | None]:
     """Validation metrics (one host sync at the end) and the raw outputs."""
     model.eval()
+    lengths = data.lengths_val if getattr(model, "takes_lengths", False) else None
     with torch.autocast(device_type=data.device.type, dtype=torch.bfloat16, enabled=amp):
         if data.task == "lm":
             metrics = _evaluate_lm(model, data, batch_size, block)
             model.train()
             return metrics, None
-        outs = [model(data.prepare(data.X_val[i : i + batch_size])).float()
+        outs = [model(data.prepare(data.X_val[i : i + batch_size]),
+                      **({} if lengths is None else {"lengths": lengths[i : i + batch_size]})).float()
                 for i in range(0, len(data.X_val), batch_size)]
     model.train()
     out = torch.cat(outs)
     y = data.y_val.to(data.device)
     if data.task == "classification":
-        k = out.shape[1]
-        pred = out.argmax(1)
-        confusion = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k).cpu()
-        tp = confusion.diag().double()
-        precision = tp / confusion.sum(0).clamp(min=1)
-        recall = tp / confusion.sum(1).clamp(min=1)
-        f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
-        return {
-            "loss": F.cross_entropy(out, y).item(),
-            "accuracy": (tp.sum() / len(y)).item(),
-            "precision": precision.mean().item(),
-            "recall": recall.mean().item(),
-            "f1": f1.mean().item(),
-            "confusion": confusion.tolist(),
-        }, out
-    norm = data.info["target_normalization"]
+        return classification_metrics(out, y), out
+    return regression_metrics(out, y, data.info["target_normalization"]), out
+
+
+def classification_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict:
+    """Loss, accuracy, macro precision / recall / F1 and the confusion matrix (rows: truth,
+    columns: prediction) of logits [N, K] against class indices [N].
+
+    As scikit-learn's `average="macro"` (zero_division=0): the mean over the classes that occur in
+    the truth or the predictions; a class absent from both (a rare class missing from the
+    validation split) neither counts as 0 nor lowers the mean.
+    """
+    k = logits.shape[1]
+    pred = logits.argmax(1)
+    confusion = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k).cpu()
+    tp = confusion.diag().double()
+    predicted, true = confusion.sum(0), confusion.sum(1)
+    precision = tp / predicted.clamp(min=1)
+    recall = tp / true.clamp(min=1)
+    f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+    present = (predicted + true) > 0
+    return {
+        "loss": F.cross_entropy(logits, y).item(),
+        "accuracy": (tp.sum() / len(y)).item(),
+        "precision": precision[present].mean().item(),
+        "recall": recall[present].mean().item(),
+        "f1": f1[present].mean().item(),
+        "confusion": confusion.tolist(),
+    }
+
+
+def regression_metrics(out: torch.Tensor, y: torch.Tensor, norm: dict) -> dict:
+    """Loss (MSE on standardised targets), and MSE, MAE, R² in the target's own units."""
     pred = out.squeeze(-1) * norm["std"] + norm["mean"]
     truth = y * norm["std"] + norm["mean"]
     mse = F.mse_loss(pred, truth)
@@ -159,7 +191,7 @@ def evaluate(model: torch.nn.Module, data: TensorData, batch_size: int, block: i
         "mse": mse.item(),
         "mae": (pred - truth).abs().mean().item(),
         "r2": (1 - mse / var).item(),
-    }, out
+    }
 
 
 MAX_EVAL_WINDOWS = 512
@@ -167,13 +199,13 @@ MAX_EVAL_WINDOWS = 512
 
 def _evaluate_lm(model, data: TensorData, batch_size: int, block: int) -> dict:
     stream = data.val_stream
-    starts = torch.arange(0, max(1, len(stream) - block - 1), block)[:MAX_EVAL_WINDOWS]
     if len(stream) < block + 2:
         raise ValueError(f"the validation text has {len(stream)} tokens; the block size needs at least {block + 2}")
+    starts = torch.arange(0, max(1, len(stream) - block - 1), block, device=stream.device)[:MAX_EVAL_WINDOWS]
     offsets = torch.arange(block + 1, device=stream.device)
     total = torch.zeros((), device=data.device)
     for i in range(0, len(starts), batch_size):
-        w = stream[starts[i : i + batch_size].to(stream.device)[:, None] + offsets].to(data.device)
+        w = stream[starts[i : i + batch_size, None] + offsets].to(data.device, non_blocking=True)
         out = model(w[:, :-1]).float()
         total += F.cross_entropy(out.reshape(-1, out.shape[-1]), w[:, 1:].reshape(-1), reduction="sum")
     loss = (total / (len(starts) * block)).item()
@@ -330,16 +362,17 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     data = load_cache(spec.dataset_dir, device)
     task = data.task
     block = int(spec.model_config.get("block_size", 128))
-    batches = StreamBatches(data, tc.batch_size, block, tc.seed) if task == "lm" else Batches(data, tc.batch_size,
-                                                                                              tc.seed)
-    steps_per_epoch = batches.steps
     use_amp = device.type == "cuda" and tc.mixed_precision == "auto"
 
-    # Model, optimizer, schedule.
+    # Model, batches, optimizer, schedule.
     model = models_zoo.build_model(spec.architecture, spec.model_config, data.info).to(device)
     if device.type == "cuda" and data.kind == "image":
         model = model.to(memory_format=torch.channels_last)
         data.channels_last = True
+    # Recurrent text models take the batch's lengths from the host copy the data layer keeps.
+    batches = (StreamBatches(data, tc.batch_size, block, tc.seed) if task == "lm" else
+               Batches(data, tc.batch_size, tc.seed, lengths=getattr(model, "takes_lengths", False)))
+    steps_per_epoch = batches.steps
     optimizer = make_optimizer(model, tc)
     scheduler = make_scheduler(optimizer, tc, steps_per_epoch)
     monitor, mode = tc.monitored(task)
@@ -395,9 +428,9 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
         run_correct = torch.zeros((), device=device, dtype=torch.long)
         run_n = 0
         last_log = time.monotonic()
-        for i, (xb, yb) in enumerate(batches.epoch(epoch)):
+        for i, (xb, yb, kwargs) in enumerate(batches.epoch(epoch)):
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                out = model(xb)
+                out = model(xb, **kwargs)
             loss = _loss(task, out, yb, tc)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
