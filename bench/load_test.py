@@ -5,8 +5,8 @@
 Starts the real stack (redis-server, Celery worker(s), Daphne), creates N users with API tokens
 and browser sessions, shares one small table dataset with all of them, then, all at once:
 - every user submits its jobs through `POST /api/jobs/` (one thread per user);
-- every user's browser opens its jobs list and job pages (`GET /jobs/`, `GET /jobs/<id>/`) while
-  the jobs queue and run;
+- every user's browser opens its jobs list and job page (`GET /jobs/`, `GET /jobs/<id>/`), waits
+  --think seconds and does it again, while the jobs queue and run;
 - V websocket viewers (spread over the users, each signed in as the job's owner) watch the users'
   first jobs the way the job page does: `{"after": 0}` to replay, then live frames, and
   `{"after": last}` whenever a frame skips numbers.
@@ -62,7 +62,8 @@ def pct(values: list[float], q: int) -> float:
 
 
 class Viewer:
-    """One job page's websocket, re-syncing by sequence number like static/js/job.js does."""
+    """One job page's websocket, re-syncing by sequence number and reconnecting with back-off
+    like static/js/job.js does."""
 
     def __init__(self, url: str, headers: dict):
         self.url, self.headers = url, headers
@@ -71,32 +72,44 @@ class Viewer:
         self.final = False
         self.error: str | None = None
         self.resyncs = 0
+        self.reconnects = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        try:
-            async with websockets.connect(self.url, additional_headers=self.headers, open_timeout=120,
-                                          max_size=2**23) as ws:
-                await ws.send(json.dumps({"after": 0}))
-                while not (stop.is_set() or self.final):
-                    try:
-                        raw = await asyncio.wait_for(ws.recv(), 1.0)
-                    except asyncio.TimeoutError:
-                        continue
-                    events = json.loads(raw).get("events", [])
-                    if events and events[0]["seq"] > self.last + 1:
-                        self.resyncs += 1  # a dropped or early frame: ask for what is missing
-                        await ws.send(json.dumps({"after": self.last}))
-                    for ev in events:
-                        if ev["seq"] <= self.last:
-                            continue  # already have it (the page applies each number once)
-                        if ev["seq"] != self.last + 1:
-                            break  # wait for the re-sync answer
-                        self.seqs[ev["seq"]] = self.seqs.get(ev["seq"], 0) + 1
-                        self.last = ev["seq"]
-                        if ev["kind"] == "status" and ev.get("status") in FINAL:
-                            self.final = True
-        except Exception as exc:  # noqa: BLE001 - reported in the checks
-            self.error = f"{type(exc).__name__}: {exc}"
+        delay = 0.5
+        while not (stop.is_set() or self.final):
+            try:
+                await self._watch(stop)
+                delay = 0.5
+            except Exception as exc:  # noqa: BLE001 - like the page: reconnect with back-off
+                self.error = f"{type(exc).__name__}: {exc}"
+                self.reconnects += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 8.0)
+        if self.final:
+            self.error = None
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        async with websockets.connect(self.url, additional_headers=self.headers, open_timeout=120,
+                                      max_size=2**23) as ws:
+            await ws.send(json.dumps({"after": self.last}))  # the replay: all, or what was missed
+            while not (stop.is_set() or self.final):
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 1.0)
+                except asyncio.TimeoutError:
+                    continue
+                events = json.loads(raw).get("events", [])
+                if events and events[0]["seq"] > self.last + 1:
+                    self.resyncs += 1  # a dropped or early frame: ask for what is missing
+                    await ws.send(json.dumps({"after": self.last}))
+                for ev in events:
+                    if ev["seq"] <= self.last:
+                        continue  # already have it (the page applies each number once)
+                    if ev["seq"] != self.last + 1:
+                        break  # wait for the re-sync answer
+                    self.seqs[ev["seq"]] = self.seqs.get(ev["seq"], 0) + 1
+                    self.last = ev["seq"]
+                    if ev["kind"] == "status" and ev.get("status") in FINAL:
+                        self.final = True
 
 
 def main() -> None:
@@ -107,6 +120,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="Celery training workers (one job each)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--think", type=float, default=3.0, help="seconds each user waits between page loads")
     args = ap.parse_args()
 
     env = {"TRAINYARD_MAX_RUNNING_PER_USER": "1"}
@@ -172,7 +186,7 @@ def main() -> None:
                         page_ms.append((time.perf_counter() - t) * 1000)
                         if r.status_code != 200:
                             page_errors.append(f"{path} {r.status_code}")
-                stop_pages.wait(1.0)
+                stop_pages.wait(args.think)  # a user's pause between page loads
 
         async def watch_all(stop: asyncio.Event) -> list[Viewer]:
             await asyncio.to_thread(first_ready.wait, 300)
@@ -189,7 +203,7 @@ def main() -> None:
                 tasks.append(asyncio.create_task(v.run(stop)))
                 await asyncio.sleep(0.002)
             deadline = time.monotonic() + args.timeout
-            while not all(v.final or v.error for v in viewers) and time.monotonic() < deadline:
+            while not all(v.final for v in viewers) and time.monotonic() < deadline:
                 await asyncio.sleep(0.5)
             stop.set()
             await asyncio.gather(*tasks)
@@ -260,7 +274,8 @@ def main() -> None:
                 problems.append(f"viewer of {job_id}: has {len(v.seqs)} events, job has {want}")
         print(f"final states: {statuses}; {sum(last_seq.values())} stored events, all numbered without gaps; "
               f"{len(viewers)} viewers, {sum(len(v.seqs) for v in viewers)} events received, "
-              f"{sum(v.resyncs for v in viewers)} re-syncs after skipped numbers")
+              f"{sum(v.resyncs for v in viewers)} re-syncs after skipped numbers, "
+              f"{sum(v.reconnects for v in viewers)} reconnects (refused or timed-out handshakes, as a page retries)")
         if problems:
             print(f"FAILED: {len(problems)} problem(s)")
             for p in problems[:30]:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -212,8 +213,19 @@ if env_bool("BEHIND_TLS_PROXY", False):
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# The live-event fan-out. "pubsub" (default): one Redis PUBLISH per batch of events, copied to
+# every viewer inside each Daphne process (200 viewers of a job cost one Redis message, not 200).
+# Messages to a page that is not connected are dropped, which is fine: the database holds every
+# event and pages re-sync by sequence number. "lists": channels_redis' list-based layer (each
+# viewer gets its own copy in Redis, kept up to `expiry` seconds).
+TRAINYARD_CHANNEL_LAYER = env_str("TRAINYARD_CHANNEL_LAYER", "pubsub")
+if TRAINYARD_CHANNEL_LAYER not in ("pubsub", "lists"):
+    raise ImproperlyConfigured("TRAINYARD_CHANNEL_LAYER must be pubsub or lists")
 CHANNEL_LAYERS = {
     "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    } if TRAINYARD_CHANNEL_LAYER == "pubsub" else {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "capacity": 500, "expiry": 30},
     }

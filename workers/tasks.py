@@ -72,7 +72,7 @@ def train_job(self, job_id: str) -> str:
     try:
         if job.dataset is None:
             raise FileNotFoundError("the job's dataset was deleted")
-        extra = {}
+        extra = {"dataset_name": job.dataset.name}  # for the model card
         if is_hf(job.architecture):  # Hugging Face fine-tuning (transformers.Trainer)
             from webapp.hub.services import local_path
             from workers.hf import run

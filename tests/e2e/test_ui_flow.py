@@ -128,7 +128,20 @@ def test_sign_in_upload_train_watch_download(page, stack, tmp_path, screenshots)
     assert int(page.get_attribute("#job-page", "data-last-seq")) == events[-1]["seq"]
     assert page.is_visible("#confusion-card") and page.locator("#confusion td").count() == 4
     assert "training on cpu" in page.inner_text("#log")
+    heat = page.eval_on_selector_all("#confusion td", "tds => tds.map(td => td.style.getPropertyValue('--heat'))")
+    assert all(h for h in heat) and max(map(float, heat)) == 1.0  # the heat map is shaded by count
+    hparams = page.inner_text("#hparams")
+    for name, value in (("epochs", "40"), ("batch_size", "4"), ("optimizer", "adam")):
+        assert page.locator(f"#hparams tr:has(th:text-is('{name}')) td").inner_text() == value, (name, hparams)
     page.screenshot(path=str(screenshots / "job-finished.png"), full_page=True)
+
+    # The model card: dataset, split, settings, metrics, versions, seed.
+    card = page.request.get(page.get_attribute("#artifacts a:has-text('MODEL_CARD.md')", "href"))
+    assert card.status == 200 and card.headers["content-disposition"].startswith("attachment")
+    text = card.text()
+    for needle in ("- dataset: e2e-data", "seeded random split", "- epochs: 40", "- seed: ",
+                   "## Validation metrics", "- accuracy: ", "torch "):
+        assert needle in text, needle
 
     with page.expect_download() as info:
         page.click("#artifacts a:has-text('model.safetensors')")

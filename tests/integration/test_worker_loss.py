@@ -19,16 +19,22 @@ def own_stack():
         yield s
 
 
-def test_sigkill_mid_job_resumes_from_checkpoint_on_another_worker(own_stack, tmp_path):
-    s = own_stack
+def long_job(s, tmp_path, rows: int, epochs: int) -> tuple:
+    """alice's MLP job on a separable table, batch 2: many steps per epoch, one checkpoint each."""
     api = s.api("alice")
-    with open(write_separable_csv(tmp_path / "d.csv", n=2000), "rb") as f:
+    with open(write_separable_csv(tmp_path / "d.csv", n=rows), "rb") as f:
         ds = api.post(s.url("/api/datasets/"), files={"file": ("d.csv", f)}).json()
     s.wait_dataset(api, ds["id"])
-    epochs = 12
     job = api.post(s.url("/api/jobs/"), json={
         "dataset": ds["id"], "architecture": "mlp",
         "train_config": {"epochs": epochs, "batch_size": 2, "learning_rate": 0.001, "seed": 3}}).json()
+    return api, ds, job
+
+
+def test_sigkill_mid_job_resumes_from_checkpoint_on_another_worker(own_stack, tmp_path):
+    s = own_stack
+    epochs = 12
+    api, ds, job = long_job(s, tmp_path, rows=2000, epochs=epochs)
 
     # Wait until a few epochs are checkpointed, then kill the worker's whole process group.
     def mid_job():
@@ -77,14 +83,8 @@ def test_sigterm_requeues_the_running_job_and_it_resumes_elsewhere(own_stack, tm
     KillMode=mixed, to every process by default) stops the job at its next step, hands it back
     to the queue without counting an attempt, and the worker exits; another worker resumes it."""
     s = own_stack
-    api = s.api("alice")
-    with open(write_separable_csv(tmp_path / "d.csv", n=1000), "rb") as f:
-        ds = api.post(s.url("/api/datasets/"), files={"file": ("d.csv", f)}).json()
-    s.wait_dataset(api, ds["id"])
     epochs = 10
-    job = api.post(s.url("/api/jobs/"), json={
-        "dataset": ds["id"], "architecture": "mlp",
-        "train_config": {"epochs": epochs, "batch_size": 2, "learning_rate": 0.001, "seed": 3}}).json()
+    api, _, job = long_job(s, tmp_path, rows=1000, epochs=epochs)
     wait_for(lambda: api.get(s.url(f"/api/jobs/{job['id']}/")).json()["epoch"] >= 2, 120, "job to pass epoch 2")
 
     proc = s.procs.pop("worker")

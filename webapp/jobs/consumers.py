@@ -10,6 +10,13 @@ from webapp.jobs.access import get_job_for_user
 from webapp.jobs.events import auth_group, events_after, group_name, user_group
 
 
+def _db(fn):
+    """Socket reads (access check on connect, replay) run in a thread pool of their own, not in
+    the one thread where Django runs every synchronous view: a busy page load does not hold up
+    a websocket handshake (Daphne drops handshakes that take longer than a few seconds)."""
+    return database_sync_to_async(fn, thread_sensitive=False)
+
+
 def _signed_in(scope):
     """The scope's user when signed in and active, else None (the socket closes with 4401)."""
     user = scope.get("user")
@@ -43,7 +50,7 @@ class JobConsumer(SignedInConsumer):
             await self.close(code=4401)
             return
         try:
-            self.job = await database_sync_to_async(get_job_for_user)(user, self.scope["url_route"]["kwargs"]["pk"])
+            self.job = await _db(get_job_for_user)(user, self.scope["url_route"]["kwargs"]["pk"])
         except Http404:
             await self.close(code=4404)
             return
@@ -58,7 +65,7 @@ class JobConsumer(SignedInConsumer):
             after = max(0, int(content.get("after", 0)))
         except (TypeError, ValueError, AttributeError):
             return
-        events = await database_sync_to_async(events_after)(self.job, after)
+        events = await _db(events_after)(self.job, after)
         await self.send_json({"type": "events", "events": events, "replay": True})
 
     async def job_events(self, message):

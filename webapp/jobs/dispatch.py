@@ -125,6 +125,7 @@ def dispatch() -> list[str]:
         any_fit = {j.pk: any(fits(j, w.gpus) for w in accepting) for j in waiting}
         ahead = 0
         order = sorted(waiting, key=lambda j: (active[j.owner_id], -j.priority, j.created_at))
+        changed = []
         for job in order:
             limit = running_limit(job.owner_id, overrides)
             if not accepting:
@@ -136,8 +137,11 @@ def dispatch() -> list[str]:
             else:
                 reason = f"waiting for a free worker; {ahead} ahead" if ahead else "waiting for a free worker; next"
                 ahead += 1
-            if reason != job.wait_reason:
-                Job.objects.filter(pk=job.pk).update(wait_reason=reason[:255])
+            if reason[:255] != job.wait_reason:
+                job.wait_reason = reason[:255]
+                changed.append(job)
+        # One statement for all of them: each new job changes the "N ahead" of every other.
+        Job.objects.bulk_update(changed, ["wait_reason"], batch_size=500)
     if sent:
         log.info("dispatched %s", ", ".join(sent))
     return sent

@@ -69,7 +69,9 @@ class Job(models.Model):
 
     @property
     def queue_position(self) -> int | None:
-        """How many queued jobs are ahead of this one (the broker serves the queue in order)."""
+        """How many queued jobs were submitted before this one. The dispatcher's own order (fair
+        share, priority) is in `wait_reason` ("waiting for a free worker; 2 ahead"), which the
+        pages show first; this count is the fallback before the dispatcher's first pass."""
         if self.status != self.Status.QUEUED:
             return None
         return Job.objects.filter(status=self.Status.QUEUED, created_at__lt=self.created_at).count()

@@ -361,7 +361,8 @@ def model_card(spec: TrainSpec, tc: TrainConfig, info: dict, metrics: dict) -> s
     import transformers
 
     lines = [f"# Model card: {spec.architecture} from {spec.model_config.get('model')}", "",
-             "## Data", f"- kind: {info.get('kind')}, task: {info.get('task')}",
+             "## Data", *([f"- dataset: {spec.extra['dataset_name']}"] if spec.extra.get("dataset_name") else []),
+             f"- kind: {info.get('kind')}, task: {info.get('task')}",
              f"- training / validation: {info.get('num_train', info.get('num_train_tokens'))} / "
              f"{info.get('num_val', info.get('num_val_tokens'))}"]
     if info.get("classes"):

@@ -330,6 +330,7 @@ def model_card(spec: TrainSpec, info: dict, tc: TrainConfig, metrics: dict) -> s
         f"# Model card: {spec.architecture}",
         "",
         "## Data",
+        *([f"- dataset: {spec.extra['dataset_name']}"] if spec.extra.get("dataset_name") else []),
         f"- kind: {info.get('kind')}, task: {info.get('task')}, input shape: {info.get('input_shape')}",
         f"- training / validation: {info.get('num_train', info.get('num_train_tokens'))} / "
         f"{info.get('num_val', info.get('num_val_tokens'))} ({split})",
@@ -494,7 +495,7 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
             ckpt_state["best_model"] = best_state
         if device.type == "cuda":
             ckpt_state["rng_cuda"] = torch.cuda.get_rng_state(device)
-        checkpoints.save(ckpt_state, state.epoch)
+        checkpoints.save_async(ckpt_state, state.epoch)  # written while the next epoch trains
         cbs.fire("on_epoch_end", state, control)
         if control.should_stop:
             status = "cancelled"
@@ -504,6 +505,7 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
                      f"for {bad_epochs} epochs (best {state.best_metric:.4g})")
             break
 
+    checkpoints.wait()  # the last checkpoint is on disk (or its error raised) before the result
     if device.type == "cuda":
         torch.cuda.synchronize()
     train_seconds = time.perf_counter() - loop_started
