@@ -136,7 +136,7 @@ def test_sign_in_upload_train_watch_download(page, stack, tmp_path, screenshots)
     page.screenshot(path=str(screenshots / "job-finished.png"), full_page=True)
 
     # The model card: dataset, split, settings, metrics, versions, seed.
-    card = page.request.get(page.get_attribute("#artifacts a:has-text('MODEL_CARD.md')", "href"))
+    card = page.request.get(stack.url(page.get_attribute("#artifacts a:has-text('MODEL_CARD.md')", "href")))
     assert card.status == 200 and card.headers["content-disposition"].startswith("attachment")
     text = card.text()
     for needle in ("- dataset: e2e-data", "seeded random split", "- epochs: 40", "- seed: ",

@@ -229,20 +229,23 @@ def test_security_headers(client_alice):
     assert os.environ.get("TRAINYARD_DATA_DIR")
 
 
-def test_unreachable_broker_fails_the_job_and_dataset_with_a_reason(client_alice, alice, monkeypatch,
-                                                                    django_capture_on_commit_callbacks):
+def test_unreachable_broker_keeps_the_job_queued_and_fails_the_upload_with_a_reason(
+        client_alice, alice, monkeypatch, django_capture_on_commit_callbacks):
     def down(*args):
         raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr("webapp.celery.send", down)
     from webapp.cluster.models import Worker
+    from webapp.jobs.dispatch import dispatch
 
     Worker.objects.create(name="w@host", hostname="host", queues="train", device="cpu")  # a free slot: dispatched
     ds = ready_dataset(alice)
     with django_capture_on_commit_callbacks(execute=True):
         client_alice.post("/jobs/new/", {"dataset": str(ds.pk), "architecture": "mlp"})
     job = Job.objects.get()
-    assert job.status == "failed" and "could not be reached" in job.error
+    # Redis restarting must not fail a queued job: it waits, undispatched, with the reason ...
+    assert job.status == "queued" and job.dispatched_at is None and "could not be reached" in job.wait_reason
+    assert "could not be reached" in client_alice.get(f"/jobs/{job.pk}/").content.decode()
     with django_capture_on_commit_callbacks(execute=True):
         r = client_alice.post("/datasets/", {"file": SimpleUploadedFile("d.csv", b"a,label\n1,x\n2,y\n")})
     # Nothing of the upload is kept (no row, no file); the reason is on the datasets page.
@@ -252,6 +255,12 @@ def test_unreachable_broker_fails_the_job_and_dataset_with_a_reason(client_alice
     assert r["Location"] in (f"/datasets/{failure.pk}/", "/datasets/")
     r = client_alice.get(r["Location"], follow=True)
     assert r.redirect_chain[-1][0] == "/datasets/" and "could not be reached" in r.content.decode()
+    # The job, once Redis answers: the next pass, once Redis answers, sends it.
+    sent = []
+    monkeypatch.setattr("webapp.celery.send", lambda name, *args: sent.append(args[0]))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dispatch() == [str(job.pk)]
+    assert sent == [str(job.pk)]
 
 
 def test_quota_is_enforced_and_shown(client_alice, alice, settings, sent_tasks):

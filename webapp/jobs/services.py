@@ -117,14 +117,17 @@ def submit_job(user, dataset: Dataset | None, architecture: str, model_config: d
 
 
 def enqueue(job_id) -> None:
-    """Send the training task; if the broker cannot be reached the job fails with the reason
-    rather than waiting in `queued` for a message that was never sent."""
+    """Send the training task (the dispatcher calls this after its pass commits). If the broker
+    cannot be reached (Redis restarting), the job stays queued and undispatched, with that
+    reason: the next dispatcher pass (every worker heartbeat) sends it again. A queued job is
+    never failed for a broker outage."""
     try:
         celery.send(celery.TRAIN_TASK, str(job_id))
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds of connection errors
-        log.error("could not queue job %s: %s", job_id, exc)
-        finish_job(job_id, Job.Status.FAILED, error=f"the job queue (Redis) could not be reached: {exc}; "
-                                                    "submit the job again when it is back")
+        log.warning("could not send job %s to the queue: %s", job_id, exc)
+        reason = f"the job queue (Redis) could not be reached ({exc}); it is sent again when Redis answers"
+        Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+            dispatched_at=None, worker_name="", wait_reason=reason[:255])
 
 
 def cancel_job(job: Job, actor=None) -> Job:
