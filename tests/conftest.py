@@ -32,12 +32,25 @@ def staff(db):
     return User.objects.create_user("root", "root@example.com", "pw-root-123", is_staff=True, is_superuser=True)
 
 
+class SentTasks(list):
+    """(task name, *args) per send; .queues: the queue each went to (None: the task's route)."""
+
+    def __init__(self):
+        super().__init__()
+        self.queues: list[str | None] = []
+
+
 @pytest.fixture
 def sent_tasks(monkeypatch):
     """Unit tests of the web tier record the Celery tasks they would send (the real broker
     is exercised by the integration tests)."""
-    sent: list[tuple] = []
-    monkeypatch.setattr("webapp.celery.send", lambda name, *args: sent.append((name, *args)))
+    sent = SentTasks()
+
+    def send(name, *args, queue=None):
+        sent.append((name, *args))
+        sent.queues.append(queue)
+
+    monkeypatch.setattr("webapp.celery.send", send)
     return sent
 
 

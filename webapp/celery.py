@@ -22,6 +22,10 @@ ONNX_TASK = "trainyard.export_onnx"
 NOTIFY_TASK = "trainyard.notify_job"
 
 
-def send(task_name: str, *args) -> None:
-    """Queue a task by name with JSON arguments (ids, never objects)."""
-    app.send_task(task_name, args=list(args))
+def send(task_name: str, *args, queue: str | None = None) -> None:
+    """Queue a task by name with JSON arguments (ids, never objects); `queue` overrides the
+    task's route (a training job goes to the queue of the worker the dispatcher chose)."""
+    if queue:
+        app.send_task(task_name, args=list(args), queue=queue)
+    else:
+        app.send_task(task_name, args=list(args))

@@ -46,16 +46,15 @@ def requeue_on_sigterm(reporter):
 def train_job(self, job_id: str) -> str:
     worker = self.request.hostname or "worker"
     if registry.is_draining(worker):
-        # Drained by an admin after this message was fetched: hand it back to the queue for
-        # another worker (the heartbeat has stopped this worker's consumer) and take nothing.
-        time.sleep(1)
-        services.enqueue(job_id)
+        # Drained by an admin after this message was fetched: hand it back to the dispatcher
+        # for another worker (the heartbeat has stopped this worker's consumers); take nothing.
+        services.release_dispatch(job_id)
         return "drained"
     if not registry.can_run(worker, job_id):
-        # A job needing a bigger / other GPU reached this worker: back to the queue (the
-        # dispatcher only releases it while a fitting worker is free).
+        # A job needing a bigger / other GPU reached this worker (through the shared queue, from
+        # an older dispatcher): back to the dispatcher, which sends it to a worker that fits.
         time.sleep(1)
-        services.enqueue(job_id)
+        services.release_dispatch(job_id)
         return "does not fit"
     # Import torch before the claim: from the claim on, the job's lease runs, and the first
     # import of torch can take longer than a short lease on a busy machine.

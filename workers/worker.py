@@ -6,7 +6,7 @@ Loads Django, registers the tasks, and registers the worker process with a heart
 from __future__ import annotations
 
 import django
-from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown, worker_shutting_down
 
 from webapp.celery import app
 
@@ -19,6 +19,17 @@ from workers import infer_tasks, registry, tasks  # noqa: E402,F401 - registers 
 use_persistent_loop()
 
 _heartbeat: registry.Heartbeat | None = None
+
+
+@celeryd_after_setup.connect
+def _own_queue(sender, instance, **kwargs):
+    """A training worker also consumes a queue of its own, where the dispatcher sends the jobs
+    it chose this worker for (GPU requirements, one job per GPU)."""
+    from webapp.jobs.dispatch import own_queue, train_queue
+
+    queues = instance.app.amqp.queues
+    if train_queue() in queues.consume_from:
+        queues.select_add(own_queue(sender))
 
 
 @worker_ready.connect

@@ -107,3 +107,29 @@ def test_sqlite_locked_for_a_few_seconds_the_job_and_web_carry_on(fstack, tmp_pa
     second = s.wait_job(api, results["body"]["id"], timeout=240)
     assert second["status"] == "succeeded", s.logs()
     assert "database is locked" not in s.logs()  # waited (busy timeout), never failed
+
+
+def test_disk_full_while_checkpointing_fails_the_job_and_keeps_the_previous_checkpoint(fstack, tmp_path):
+    """The worker's second checkpoint write goes to /dev/full, which answers every write with the
+    kernel's ENOSPC: the job fails with the message, and checkpoint 1 stays whole and loadable."""
+    s = fstack
+    api = s.api("alice")
+    ds = _dataset(s, api, tmp_path)
+    job = api.post(s.url("/api/jobs/"), json={
+        "dataset": ds["id"], "architecture": "mlp", "train_config": {"epochs": 4, "batch_size": 8, "seed": 1}}).json()
+    ckpts = s.data_dir.resolve() / "jobs" / job["id"] / "checkpoints"
+    ckpts.mkdir(parents=True, exist_ok=True)
+    (ckpts / ".ckpt-000002.pt.tmp").symlink_to("/dev/full")  # the temp name of epoch 2's checkpoint
+
+    done = s.wait_job(api, job["id"], timeout=240)
+    assert done["status"] == "failed", done
+    assert "disk full while writing checkpoint ckpt-000002.pt" in done["error"], done["error"]
+    assert "the previous checkpoint ckpt-000001.pt is intact" in done["error"]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["ckpt-000001.pt"]  # no temp file, no partial
+    out = s.manage("shell", "-c", (
+        "import torch; s = torch.load(%r, weights_only=True); print('EPOCH', s['epoch'], len(s['model']))"
+        % str(ckpts / "ckpt-000001.pt"))).stdout
+    assert "EPOCH 1 " in out, out
+    events = api.get(s.url(f"/api/jobs/{job['id']}/events/")).json()["events"]
+    assert [e["seq"] for e in events] == list(range(1, done["last_seq"] + 1))
+    assert [e["status"] for e in events if e["kind"] == "status"] == ["queued", "running", "failed"]

@@ -3,6 +3,7 @@ from its last checkpoint and finishes once, with its event history continuous.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -111,3 +112,32 @@ def test_sigterm_requeues_the_running_job_and_it_resumes_elsewhere(own_stack, tm
     out = s.manage("shell", "-c", "from webapp.cluster.models import Worker; "
                    "print(sorted((w.name.split('@')[0], w.status) for w in Worker.objects.all()))").stdout
     assert "('worker', 'offline')" in out and "('worker2', 'online')" in out, out
+
+
+def test_a_job_whose_worker_is_lost_past_the_attempt_limit_fails_with_the_reason(tmp_path):
+    """TRAINYARD_MAX_ATTEMPTS=1: the first SIGKILL uses the job's only run, so the surviving
+    worker marks it lost and failed (with the reason) instead of restarting it."""
+    env = {"TRAINYARD_JOB_LEASE_SECONDS": "4", "TRAINYARD_HEARTBEAT_SECONDS": "1", "TRAINYARD_MAX_ATTEMPTS": "1"}
+    with running_stack(env=env) as s:
+        api, _, job = long_job(s, tmp_path, rows=1000, epochs=10)
+        wait_for(lambda: api.get(s.url(f"/api/jobs/{job['id']}/")).json()["epoch"] >= 1, 120, "epoch 1")
+        s.stop("worker", sig=signal.SIGKILL)
+        s.start_worker("worker2", queues="train,ingest")
+        done = s.wait_job(api, job["id"], timeout=120)
+        assert done["status"] == "failed" and done["attempts"] == 1, done
+        assert done["error"].startswith("worker worker@") and "1 attempt used" in done["error"], done["error"]
+        assert "TRAINYARD_MAX_ATTEMPTS" in done["error"]
+        events = api.get(s.url(f"/api/jobs/{job['id']}/events/")).json()["events"]
+        assert [e["seq"] for e in events] == list(range(1, done["last_seq"] + 1))
+        statuses = [e for e in events if e["kind"] == "status"]
+        assert [e["status"] for e in statuses] == ["queued", "running", "failed"]
+        assert statuses[-1]["lost"].startswith("worker@")
+        # Each training worker consumes a queue of its own, where the dispatcher sent the job.
+        out = s.manage("shell", "-c", "import json; from webapp.cluster.models import Worker; "
+                       "print(json.dumps({w.name: w.queues for w in Worker.objects.all()}))").stdout
+        queues = json.loads(out.strip().splitlines()[-1])
+        assert all(f"train.{name}" in q.split(",") for name, q in queues.items()), queues
+        # The slot is free again: a new job on the same worker runs to the end.
+        again = api.post(s.url("/api/jobs/"), json={"dataset": job["dataset"], "architecture": "mlp",
+                                                     "train_config": {"epochs": 1}}).json()
+        assert s.wait_job(api, again["id"], timeout=120)["status"] == "succeeded", s.logs()

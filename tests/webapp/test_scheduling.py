@@ -18,9 +18,9 @@ from webapp.jobs.models import Job, UserLimits
 GB = 1_000_000_000
 
 
-def worker(name, mem_gb=None, gpu="NVIDIA L4", **kw):
+def worker(name, mem_gb=None, gpu="NVIDIA L4", queues="train,ingest", **kw):
     gpus = [{"index": 0, "name": gpu, "memory_total": mem_gb * GB}] if mem_gb else []
-    return Worker.objects.create(name=name, hostname="h", queues="train,ingest", device="cuda:0" if gpus else "cpu",
+    return Worker.objects.create(name=name, hostname="h", queues=queues, device="cuda:0" if gpus else "cpu",
                                  gpus=gpus, **kw)
 
 
@@ -161,3 +161,36 @@ def test_api_priority_and_requirements(alice, staff, sent_tasks):
     j = Job.objects.get()
     assert (j.priority, j.min_gpu_memory_gb, j.gpu_type) == (-2, 24, "A100")
     assert services.submit_job(staff, ready_dataset(staff, "s"), "mlp", priority=10).priority == 10
+
+
+def test_each_job_goes_to_the_queue_of_the_worker_chosen_for_it(alice, bob, sent_tasks, run):
+    """Workers consume a queue of their own (train.<name>): a job needing the big GPU cannot be
+    taken first by another idle worker from the shared queue. A worker without one (older
+    version) still gets the shared queue."""
+    worker("small@h", mem_gb=16, queues="train,ingest,train.small@h")
+    worker("big@h", mem_gb=80, gpu="NVIDIA H100", queues="train,ingest,train.big@h")
+    worker("old@h", mem_gb=16)  # no queue of its own
+    needs_big = job(alice, 5, min_gpu_memory_gb=24)
+    first, second = job(bob, 4), job(bob, 3)
+    run()
+    routed = dict(zip(sent_ids(sent_tasks), sent_tasks.queues))
+    assert routed[str(needs_big.pk)] == "train.big@h"
+    for j in (first, second):
+        j.refresh_from_db()
+    by_worker = {first.worker_name: routed[str(first.pk)], second.worker_name: routed[str(second.pk)]}
+    assert by_worker == {"small@h": "train.small@h", "old@h": None}
+
+
+def test_a_job_dispatched_to_a_worker_drained_before_taking_it_is_dispatched_again(alice, sent_tasks, run):
+    a = worker("a@h", queues="train,train.a@h")
+    b = worker("b@h", queues="train,train.b@h")
+    j = job(alice)
+    run()
+    j.refresh_from_db()
+    first = j.worker_name
+    Worker.objects.filter(name=first).update(draining=True)  # drained while the message waits
+    run()
+    j.refresh_from_db()
+    other = ({a.name, b.name} - {first}).pop()
+    assert j.worker_name == other and j.dispatched_at is not None
+    assert sent_tasks.queues == [f"train.{first}", f"train.{other}"]

@@ -84,15 +84,20 @@ def test_admin_drain_resume_retire_are_audited_and_enforced(client, staff, alice
     w.refresh_from_db()
     assert w.draining and not w.accepts_jobs and registry.is_draining(w.name)
 
-    # A message this worker fetched before the drain goes back to the queue; the job stays queued.
+    # A message this worker fetched before the drain goes back to the dispatcher (which picks
+    # another worker); the job stays queued and this worker does not run it.
+    from django.utils import timezone
+
     from workers.tasks import train_job
 
-    job = Job.objects.create(owner=alice, name="q", architecture="mlp")
+    job = Job.objects.create(owner=alice, name="q", architecture="mlp", dispatched_at=timezone.now(),
+                             worker_name=name)
     result = train_job.apply(args=[str(job.pk)]).get()
     assert result == "drained"
-    assert (TRAIN_TASK, str(job.pk)) in sent_tasks
     job.refresh_from_db()
     assert job.status == Job.Status.QUEUED and job.attempts == 0
+    assert job.dispatched_at is None and job.worker_name == ""
+    assert (TRAIN_TASK, str(job.pk)) not in sent_tasks  # only a free, undrained worker gets it
 
     _action(client, "resume", w)
     w.refresh_from_db()
@@ -165,7 +170,30 @@ def test_max_restarts_is_configurable_then_failed_with_the_reason(alice, setting
     assert claim_job(job.pk, "w@host") is None
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED and job.attempts == 2
-    assert job.error == "gave up after 2 attempts: the worker running it was lost each time"
+    assert job.error == ("gave up after 2 attempts: the worker running it was lost each time "
+                         "(limit TRAINYARD_MAX_ATTEMPTS=2)")
+
+
+def test_a_lost_job_out_of_attempts_fails_with_the_reason_instead_of_requeueing(alice, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.jobs.models import JobEvent
+    from webapp.jobs.services import requeue_lost_jobs
+
+    settings.TRAINYARD_MAX_ATTEMPTS = 1
+    job = running_job(alice)
+    Job.objects.filter(pk=job.pk).update(attempts=1, worker_name="gone@host",
+                                         heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert requeue_lost_jobs() == []
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED and job.finished_at is not None
+    assert job.error == ("worker gone@host stopped responding while running this job; 1 attempt used, "
+                         "the limit (TRAINYARD_MAX_ATTEMPTS) is 1, so it was not restarted")
+    final = JobEvent.objects.filter(job=job, kind="status").order_by("-seq").first().data
+    assert final["status"] == "failed" and final["lost"] == "gone@host"
+    assert requeue_lost_jobs() == []  # once: a second pass finds nothing to do
 
 
 def test_silent_workers_show_offline_and_their_job_is_marked_lost_and_requeued(alice, settings):

@@ -35,6 +35,19 @@ def train_queue() -> str:
     return settings.CELERY_TASK_ROUTES.get("trainyard.train_job", {}).get("queue", "train")
 
 
+def own_queue(worker_name: str) -> str:
+    """The queue only this worker consumes (added at its start, workers/worker.py): the
+    dispatcher sends each job to the worker it chose, so no other free worker takes it first."""
+    return f"{train_queue()}.{worker_name}"
+
+
+def route(worker) -> str | None:
+    """Where to send a job dispatched to this worker: its own queue when it has one (an older
+    worker without one gets the shared train queue, and bounces a job it cannot run)."""
+    q = own_queue(worker.name)
+    return q if q in worker.queues.split(",") else None
+
+
 def running_limit(user_id, overrides: dict) -> int:
     v = overrides.get(user_id)
     return v if v is not None else settings.TRAINYARD_MAX_RUNNING_PER_USER
@@ -91,8 +104,10 @@ def dispatch() -> list[str]:
         running = list(Job.objects.filter(status=Job.Status.RUNNING).values_list("owner_id", "worker_name"))
         busy = {name for _, name in running} | {w.name for w in workers if w.current_job_id}
         # A job dispatched but not yet claimed holds its worker; if that worker vanished, it is released.
-        alive_names = {w.name for w in workers}
+        alive_names = {w.name for w in workers if not w.draining}
         for job in queued:
+            # Its worker vanished or was drained before taking it: dispatch it again (a stale
+            # message left in that worker's queue is refused by the claim if the job runs elsewhere).
             if job.dispatched_at and job.worker_name not in alive_names:
                 job.dispatched_at = None
                 Job.objects.filter(pk=job.pk).update(dispatched_at=None, worker_name="")
@@ -118,7 +133,7 @@ def dispatch() -> list[str]:
             waiting.remove(job)
             active[job.owner_id] += 1
             Job.objects.filter(pk=job.pk).update(dispatched_at=now, worker_name=worker.name, wait_reason="")
-            transaction.on_commit(lambda job_id=job.pk: services.enqueue(job_id))
+            transaction.on_commit(lambda job_id=job.pk, q=route(worker): services.enqueue(job_id, queue=q))
             sent.append(str(job.pk))
         # Honest reasons for the rest.
         accepting = [w for w in workers if not w.draining]

@@ -116,18 +116,25 @@ def submit_job(user, dataset: Dataset | None, architecture: str, model_config: d
     return job
 
 
-def enqueue(job_id) -> None:
+def enqueue(job_id, queue: str | None = None) -> None:
     """Send the training task (the dispatcher calls this after its pass commits). If the broker
     cannot be reached (Redis restarting), the job stays queued and undispatched, with that
     reason: the next dispatcher pass (every worker heartbeat) sends it again. A queued job is
     never failed for a broker outage."""
     try:
-        celery.send(celery.TRAIN_TASK, str(job_id))
+        celery.send(celery.TRAIN_TASK, str(job_id), queue=queue)
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds of connection errors
         log.warning("could not send job %s to the queue: %s", job_id, exc)
         reason = f"the job queue (Redis) could not be reached ({exc}); it is sent again when Redis answers"
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
             dispatched_at=None, worker_name="", wait_reason=reason[:255])
+
+
+def release_dispatch(job_id) -> None:
+    """A worker got a job it will not run (drained since, or its GPUs do not fit): the job goes
+    back to the dispatcher, which picks a worker again."""
+    Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(dispatched_at=None, worker_name="")
+    dispatch.dispatch_soon()
 
 
 def cancel_job(job: Job, actor=None) -> Job:
@@ -172,7 +179,8 @@ def claim_job(job_id, worker_name: str) -> Job | None:
             return None
         if job.attempts >= settings.TRAINYARD_MAX_ATTEMPTS:
             _finish_in_transaction(job_id, Job.Status.FAILED, metrics=None, rows=[], error=(
-                f"gave up after {job.attempts} attempts: the worker running it was lost each time"))
+                f"gave up after {_attempts(job.attempts)}: the worker running it was lost each time "
+                f"(limit TRAINYARD_MAX_ATTEMPTS={settings.TRAINYARD_MAX_ATTEMPTS})"))
             return None
         Job.objects.filter(pk=job_id).update(
             status=Job.Status.RUNNING, worker_name=worker_name, attempts=F("attempts") + 1,
@@ -184,6 +192,10 @@ def claim_job(job_id, worker_name: str) -> Job | None:
     return Job.objects.select_related("dataset").get(pk=job_id)
 
 
+def _attempts(n: int) -> str:
+    return f"{n} attempt" + ("" if n == 1 else "s")
+
+
 def requeue_lost_jobs() -> list:
     """Running jobs whose worker stopped writing (killed, machine down) go back to the queue.
 
@@ -191,9 +203,21 @@ def requeue_lost_jobs() -> list:
     """
     stale = timezone.now() - timedelta(seconds=settings.TRAINYARD_JOB_LEASE_SECONDS)
     requeued = []
-    for job_id, worker in Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale).values_list(
-        "pk", "worker_name"
-    ):
+    for job_id, worker, attempts in Job.objects.filter(
+        status=Job.Status.RUNNING, heartbeat_at__lt=stale
+    ).values_list("pk", "worker_name", "attempts"):
+        if attempts >= settings.TRAINYARD_MAX_ATTEMPTS:  # out of restarts: failed, with the reason
+            with transaction.atomic():
+                if Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, heartbeat_at__lt=stale).update(
+                    status=Job.Status.FAILED, finished_at=timezone.now()
+                ):
+                    append_events(job_id, [("log", {"level": "error", "text": (
+                        f"worker {worker or 'unknown'} stopped responding; out of attempts, job failed")})])
+                    _finish_in_transaction(job_id, Job.Status.FAILED, metrics=None, rows=[], lost=worker or "unknown", error=(
+                        f"worker {worker or 'unknown'} stopped responding while running this job; "
+                        f"{_attempts(attempts)} used, the limit (TRAINYARD_MAX_ATTEMPTS) is "
+                        f"{settings.TRAINYARD_MAX_ATTEMPTS}, so it was not restarted"))
+            continue
         with transaction.atomic():
             if not Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, heartbeat_at__lt=stale).update(
                 status=Job.Status.QUEUED, heartbeat_at=timezone.now(), dispatched_at=None
@@ -261,7 +285,8 @@ def add_artifacts(job_id, names: list[str]) -> None:
                                            sha256=file_sha256(directory / n)) for n in names])
 
 
-def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | None, rows: list) -> None:
+def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | None, rows: list,
+                           lost: str = "") -> None:
     Artifact.objects.filter(job_id=job_id).delete()
     Artifact.objects.bulk_create(rows)
     updates = {"status": status, "error": error[:10_000], "finished_at": timezone.now(), "eta_seconds": None}
@@ -270,6 +295,8 @@ def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | N
     event = {"status": status}
     if error:
         event["error"] = error[:10_000]
+    if lost:
+        event["lost"] = lost  # the worker that was lost running it
     append_events(job_id, [("status", event)], **updates)
     # E-mail / webhook per the owner's settings, from a worker task (never this thread).
     from webapp.accounts.notifications import notify_job_end
