@@ -178,6 +178,10 @@ def test_cancel_a_running_job_from_its_page(page, stack, tmp_path):
     page.once("dialog", lambda d: d.accept())  # "Cancel this job?"
     page.click("#cancel-button")
     page.wait_for_selector("#job-status.cancelled", timeout=30_000)
+    page.wait_for_selector(".toasts a.toast.cancelled:has-text('was cancelled')")  # announced too
+    # Light from the system setting (this context's default; the dark case is tested on the list).
+    assert page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") is False
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(247, 247, 248)"
     assert page.is_hidden("#cancel-form")
     assert page.is_visible("#delete-form")
     page.wait_for_selector("#log li:has-text('cancel requested')")
