@@ -228,3 +228,41 @@ def test_early_stopping_stops_and_keep_best_exports_the_best_epoch(tmp_path):
     X = torch.from_numpy(np.load(tmp_path / "noise" / "X_val.npy"))
     y = torch.from_numpy(np.load(tmp_path / "noise" / "y_val.npy"))
     assert torch.nn.functional.cross_entropy(model(X), y).item() == pytest.approx(r.metrics["loss"], rel=1e-4)
+
+
+def test_intra_op_threads_follow_the_cpus_the_worker_may_use(monkeypatch):
+    """A worker pinned to fewer CPUs than the machine has (taskset, a cpuset per GPU) runs as
+    many torch threads as it has CPUs, not one per core of the machine."""
+    import os
+
+    import torch
+
+    from workers.training.loop import fit_cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {1}, raising=False)
+        assert fit_cpu_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5}, raising=False)
+        assert fit_cpu_threads() == 1  # never raised above what was set
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_training_flushes_subnormal_floats_to_zero_on_the_cpu(tmp_path):
+    """Converging models push gradients into the subnormal range, where CPU arithmetic crawls
+    (bench/cpu_denormals.py); the runtime turns flush-to-zero on before training."""
+    import torch
+
+    from tests.workers.test_training_loop import make_classification, make_spec
+    from workers.training import run
+
+    torch.set_flush_denormal(False)
+    assert torch.tensor([1e-39], dtype=torch.float32).item() != 0.0  # subnormal, kept
+    try:
+        assert run(make_spec(make_classification(tmp_path), tmp_path / "job", epochs=1)).status == "succeeded"
+        assert torch.tensor([1e-39], dtype=torch.float32).item() == 0.0  # flushed
+        assert torch.tensor([1e-37], dtype=torch.float32).item() != 0.0  # normal numbers untouched
+    finally:
+        torch.set_flush_denormal(True)

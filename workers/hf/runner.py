@@ -31,6 +31,7 @@ from models_zoo.schema import to_json, validate
 from workers.hf import data as hfdata
 from workers.hf.source import PICKLE_SUFFIXES, ModelSourceError, fsync_tree, resolve
 from workers.training.callbacks import Callback, CallbackList, Control, TrainState
+from workers.training.loop import tune_cpu
 from workers.training.spec import TrainResult, TrainSpec
 
 CHECKPOINTS = "hf-checkpoints"
@@ -401,6 +402,7 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     if problems:
         raise HFJobError("; ".join(problems.values()))
     device = pick_device(spec.device)
+    tune_cpu()  # threads per allowed CPU, subnormals flushed (workers/training/loop.py)
     hf_logging.set_verbosity_warning()
     hf_logging.disable_progress_bar()  # progress goes to the job page, not into its log
     from huggingface_hub.utils import disable_progress_bars

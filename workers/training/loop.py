@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -27,6 +28,29 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def fit_cpu_threads() -> int:
+    """Use as many intra-op threads as CPUs this process may run on. torch counts the machine's
+    cores; a worker pinned with taskset or a cgroup cpuset (one per GPU, a container) would
+    otherwise run more threads than CPUs, and they spin-wait on each other. Returns the count."""
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return torch.get_num_threads()
+    if 0 < allowed < torch.get_num_threads():
+        torch.set_num_threads(allowed)
+    return torch.get_num_threads()
+
+
+def tune_cpu() -> None:
+    """CPU settings for training: threads as above, and subnormal floats flushed to zero. As a
+    model converges its gradients and Adam's moments shrink into the subnormal range, where x86
+    arithmetic is many times slower: a 256-256 MLP here fell from 62k to 44k samples/s over 12
+    epochs without this and stayed at 59-66k with it, at the same accuracy (bench/cpu_denormals.py).
+    The values lost are below 1.2e-38 (float32), far under any gradient that moves a weight."""
+    fit_cpu_threads()
+    torch.set_flush_denormal(True)
 
 
 def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
@@ -359,6 +383,7 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
 
     # Setup and data: the cache is decoded once and kept as tensors (on the GPU when it fits).
     device = pick_device(spec.device)
+    tune_cpu()
     torch.manual_seed(tc.seed)
     data = load_cache(spec.dataset_dir, device)
     task = data.task
