@@ -672,6 +672,7 @@ class SyncsPerStep(Callback):
         self.counter = counter
         self.segments: list[list[int]] = []  # per epoch: the count at its start, then at each step end
         self.log_costs: list[int] = []
+        self.other_reads: set[str] = set()
 
     def on_train_begin(self, state, control):
         self.segments.append([self.counter.n])
@@ -681,7 +682,11 @@ class SyncsPerStep(Callback):
 
     def on_log(self, state, control, split, values):
         if split == "train":
-            self.log_costs.append(self.counter.n - self.segments[-1][-1])
+            # The epoch's last train point is reported after the evaluation, with the validation
+            # results: count the reads since the last step that are not the evaluation's.
+            since = self.counter.where[self.segments[-1][-1]:self.counter.n]
+            self.log_costs.append(sum(1 for w in since if w.endswith("loop.py:_train_values")))
+            self.other_reads.update(w.rsplit(":", 1)[-1] for w in since if not w.endswith("loop.py:_train_values"))
 
     def on_epoch_end(self, state, control):
         self.segments.append([self.counter.n])
@@ -712,4 +717,7 @@ def test_the_hot_loop_does_not_sync_per_step(request, tmp_path, monkeypatch, arc
         assert seg == [seg[0]] * len(seg), counter.where[seg[0]: seg[-1]][:5]
     # The train log at each epoch's end reads the running sums: one sync each (loss, accuracy).
     assert len(watch.log_costs) == 2 and all(cost <= 2 for cost in watch.log_costs), watch.log_costs
+    # It is reported after the evaluation (one burst of events per epoch): the other reads
+    # before it are the evaluation's, once per epoch.
+    assert watch.other_reads <= {"evaluate", "classification_metrics", "_evaluate_lm"}, watch.other_reads
     assert counter.n > 0  # the counter does count (evaluation reads its metrics)

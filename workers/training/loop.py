@@ -485,14 +485,16 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
         if control.should_stop:
             status = "cancelled"
             break
-        if run_n:
-            cbs.fire("on_log", state, control, "train",
-                     _train_values(task, run_loss, run_correct, run_n, state, last_log))
+        # The epoch's last train point is read now (its samples/s without the evaluation) and
+        # reported with the validation results: one burst of events per epoch, one write.
+        train_tail = _train_values(task, run_loss, run_correct, run_n, state, last_log) if run_n else None
 
         # Evaluate, report, checkpoint.
         state.epoch = epoch + 1
         metrics, val_out = evaluate(model, data, max(tc.batch_size, 1024) if task != "lm" else tc.batch_size,
                                     block, use_amp)
+        if train_tail is not None:
+            cbs.fire("on_log", state, control, "train", train_tail)
         state.val_metrics = metrics
         if _better(metrics[monitor], state.best_metric, mode):
             state.best_metric, best_metrics, bad_epochs = metrics[monitor], metrics, 0
