@@ -6,7 +6,13 @@ Loads Django, registers the tasks, and registers the worker process with a heart
 from __future__ import annotations
 
 import django
-from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown, worker_shutting_down
+from celery.signals import (
+    celeryd_after_setup,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from webapp.celery import app
 
@@ -19,6 +25,16 @@ from workers import infer_tasks, registry, tasks  # noqa: E402,F401 - registers 
 use_persistent_loop()
 
 _heartbeat: registry.Heartbeat | None = None
+
+
+@worker_process_init.connect
+def _tune_cpu(**kwargs):
+    """Each pool process sets torch's CPU settings before its first tensor operation (an ingest
+    or a training job): flush-to-zero is a per-thread setting, and only the threads started
+    after it (torch's intra-op pool) inherit it (workers/training/loop.py: tune_cpu)."""
+    from workers.training.loop import tune_cpu
+
+    tune_cpu()
 
 
 @celeryd_after_setup.connect

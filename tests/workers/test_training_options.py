@@ -266,3 +266,45 @@ def test_training_flushes_subnormal_floats_to_zero_on_the_cpu(tmp_path):
         assert torch.tensor([1e-37], dtype=torch.float32).item() != 0.0  # normal numbers untouched
     finally:
         torch.set_flush_denormal(True)
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+FTZ_PROBE = """
+import sys
+import torch
+{setup}
+x = torch.full((4_000_000,), 1e-30) * 1e-9  # subnormal results, computed by every pool thread
+print(int((x != 0).sum()))
+"""
+
+
+@pytest.mark.parametrize(("setup", "kept"), [
+    ("from workers.training.loop import tune_cpu; tune_cpu()", False),  # before the pool: all flushed
+    ("torch.ones(4_000_000) * 1.0; torch.set_flush_denormal(True)", True),  # pool first: its threads keep them
+])
+def test_flush_to_zero_reaches_the_intra_op_threads_only_if_set_first(setup, kept):
+    import subprocess
+    import sys
+
+    if torch.get_num_threads() < 2:
+        pytest.skip("needs torch's intra-op pool (2+ threads)")
+    out = subprocess.run([sys.executable, "-c", FTZ_PROBE.format(setup=setup)], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert (int(out) > 0) is kept, out
+
+
+def test_each_worker_pool_process_tunes_the_cpu_at_its_start():
+    """What a Celery pool process does at its start (worker_process_init) leaves its pool's
+    threads flushing subnormals."""
+    import os
+    import subprocess
+    import sys
+
+    if torch.get_num_threads() < 2:
+        pytest.skip("needs torch's intra-op pool (2+ threads)")
+    setup = ("import workers.worker; from celery.signals import worker_process_init; "
+             "worker_process_init.send(sender=None)")
+    out = subprocess.run([sys.executable, "-c", FTZ_PROBE.format(setup=setup)], cwd=ROOT, capture_output=True,
+                         text=True, env=dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.split()[-1]) == 0, out.stdout

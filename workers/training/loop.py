@@ -48,7 +48,12 @@ def tune_cpu() -> None:
     model converges its gradients and Adam's moments shrink into the subnormal range, where x86
     arithmetic is many times slower: a 256-256 MLP here fell from 62k to 44k samples/s over 12
     epochs without this and stayed at 59-66k with it, at the same accuracy (bench/cpu_denormals.py).
-    The values lost are below 1.2e-38 (float32), far under any gradient that moves a weight."""
+    The values lost are below 1.2e-38 (float32), far under any gradient that moves a weight.
+
+    Flush-to-zero is a setting of the calling thread, inherited only by threads started after
+    it: torch's intra-op pool must not exist yet, or its threads keep the slow path (each
+    worker pool process calls this at its start, workers/worker.py; the call in run() covers
+    a fresh process)."""
     fit_cpu_threads()
     torch.set_flush_denormal(True)
 
