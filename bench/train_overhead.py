@@ -1,6 +1,6 @@
 """Throughput of the full path vs a bare PyTorch loop, same model, data and settings.
 
-    .venv/bin/python bench/train_overhead.py [--rows 50000] [--epochs 10] [--rounds 3] [--device auto]
+    .venv/bin/python bench/train_overhead.py [--rows 200000] [--epochs 10] [--rounds 3] [--device auto]
     .venv/bin/python bench/train_overhead.py --data cifar --model resnet18 [--images 10000] [--skip-full]
 
 The default trains an MLP on a generated tabular CSV. `--data cifar` trains on a CIFAR-10-shaped
@@ -168,7 +168,7 @@ def main() -> None:
     ap.add_argument("--model", choices=sorted(IMAGE_MODELS), default="mlp",
                     help="with --data cifar: mlp, cnn (default conv stack), lenet or resnet18")
     ap.add_argument("--images", type=int, default=10_000, help="with --data cifar: number of images")
-    ap.add_argument("--rows", type=int, default=50_000)
+    ap.add_argument("--rows", type=int, default=200_000, help="tabular rows (200k: epochs of about a second here)")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each way counts")
