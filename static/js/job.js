@@ -213,7 +213,10 @@
     badge.className = "badge " + status;
     if (ev.lost) document.getElementById("job-worker").textContent = "lost by worker " + ev.lost;
     if (ev.worker) document.getElementById("job-worker").textContent = "worker " + ev.worker;
-    if (status === "running" && !startedAt) startedAt = ev.t ? ev.t * 1000 : Date.now();
+    if (status === "running" && !startedAt) {
+      startedAt = ev.t ? ev.t * 1000 : Date.now();
+      tickDuration();  // at once, not at the next second's tick
+    }
     const queued = document.getElementById("queue-position");
     if (queued && status !== "queued") queued.hidden = true;
     if (ev.error) {

@@ -140,7 +140,7 @@ def test_old_notices_are_trimmed(alice, sent_tasks, monkeypatch):
 
 @pytest.mark.django_db(transaction=True)  # on_commit runs as in production: inside the upload request
 def test_broker_down_at_upload_time(alice, monkeypatch):
-    def down(*args):
+    def down(*args, queue=None):
         raise ConnectionError("Connection refused")
 
     monkeypatch.setattr("webapp.celery.send", down)

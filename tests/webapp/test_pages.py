@@ -231,7 +231,7 @@ def test_security_headers(client_alice):
 
 def test_unreachable_broker_keeps_the_job_queued_and_fails_the_upload_with_a_reason(
         client_alice, alice, monkeypatch, django_capture_on_commit_callbacks):
-    def down(*args):
+    def down(*args, queue=None):
         raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr("webapp.celery.send", down)
@@ -257,7 +257,7 @@ def test_unreachable_broker_keeps_the_job_queued_and_fails_the_upload_with_a_rea
     assert r.redirect_chain[-1][0] == "/datasets/" and "could not be reached" in r.content.decode()
     # The job, once Redis answers: the next pass, once Redis answers, sends it.
     sent = []
-    monkeypatch.setattr("webapp.celery.send", lambda name, *args: sent.append(args[0]))
+    monkeypatch.setattr("webapp.celery.send", lambda name, *args, queue=None: sent.append(args[0]))
     with django_capture_on_commit_callbacks(execute=True):
         assert dispatch() == [str(job.pk)]
     assert sent == [str(job.pk)]
