@@ -209,7 +209,7 @@ def requeue_lost_jobs() -> list:
         if attempts >= settings.TRAINYARD_MAX_ATTEMPTS:  # out of restarts: failed, with the reason
             with transaction.atomic():
                 if Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, heartbeat_at__lt=stale).update(
-                    status=Job.Status.FAILED, finished_at=timezone.now()
+                    status=Job.Status.FAILED  # taken by this watchdog; the rest is written below
                 ):
                     append_events(job_id, [("log", {"level": "error", "text": (
                         f"worker {worker or 'unknown'} stopped responding; out of attempts, job failed")})])
