@@ -175,10 +175,16 @@ def test_cancel_a_running_job_from_its_page(page, stack, tmp_path):
     upload_dataset(page, stack, tmp_path, "e2e-cancel")
     start_job(page, epochs=2000, batch_size=1)
     page.wait_for_selector("#job-status.running", timeout=60_000)
+    # Another open page of the same user (the jobs list) is told when the job ends (a toast).
+    # Not the job page itself: cancelling reloads it, and the job may end before it reconnects.
+    other = page.context.new_page()
+    other.goto(stack.url("/jobs/"))
+    other.wait_for_selector("body[data-notify=live]")
     page.once("dialog", lambda d: d.accept())  # "Cancel this job?"
     page.click("#cancel-button")
     page.wait_for_selector("#job-status.cancelled", timeout=30_000)
-    page.wait_for_selector(".toasts a.toast.cancelled:has-text('was cancelled')")  # announced too
+    other.wait_for_selector(".toasts a.toast.cancelled:has-text('was cancelled')")
+    other.close()
     # Light from the system setting (this context's default; the dark case is tested on the list).
     assert page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") is False
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(247, 247, 248)"
