@@ -103,12 +103,12 @@ def dispatch() -> list[str]:
         workers = live_workers()
         running = list(Job.objects.filter(status=Job.Status.RUNNING).values_list("owner_id", "worker_name"))
         busy = {name for _, name in running} | {w.name for w in workers if w.current_job_id}
-        # A job dispatched but not yet claimed holds its worker; if that worker vanished, it is released.
-        alive_names = {w.name for w in workers if not w.draining}
+        # A job dispatched but not yet claimed holds its worker. If that worker vanished or was
+        # drained before taking it, the job is dispatched again (a stale message left in that
+        # worker's queue is refused by the claim if the job runs elsewhere).
+        taking_jobs = {w.name for w in workers if not w.draining}
         for job in queued:
-            # Its worker vanished or was drained before taking it: dispatch it again (a stale
-            # message left in that worker's queue is refused by the claim if the job runs elsewhere).
-            if job.dispatched_at and job.worker_name not in alive_names:
+            if job.dispatched_at and job.worker_name not in taking_jobs:
                 job.dispatched_at = None
                 Job.objects.filter(pk=job.pk).update(dispatched_at=None, worker_name="")
             elif job.dispatched_at:

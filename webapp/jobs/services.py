@@ -203,29 +203,26 @@ def requeue_lost_jobs() -> list:
     """
     stale = timezone.now() - timedelta(seconds=settings.TRAINYARD_JOB_LEASE_SECONDS)
     requeued = []
-    for job_id, worker, attempts in Job.objects.filter(
-        status=Job.Status.RUNNING, heartbeat_at__lt=stale
-    ).values_list("pk", "worker_name", "attempts"):
-        if attempts >= settings.TRAINYARD_MAX_ATTEMPTS:  # out of restarts: failed, with the reason
-            with transaction.atomic():
-                if Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, heartbeat_at__lt=stale).update(
-                    status=Job.Status.FAILED  # taken by this watchdog; the rest is written below
-                ):
+    lapsed = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale)
+    for job_id, worker, attempts in lapsed.values_list("pk", "worker_name", "attempts"):
+        who = worker or "unknown"
+        with transaction.atomic():
+            if attempts >= settings.TRAINYARD_MAX_ATTEMPTS:  # out of restarts: failed, with the reason
+                if lapsed.filter(pk=job_id).update(status=Job.Status.FAILED):  # taken by this watchdog
                     append_events(job_id, [("log", {"level": "error", "text": (
-                        f"worker {worker or 'unknown'} stopped responding; out of attempts, job failed")})])
-                    _finish_in_transaction(job_id, Job.Status.FAILED, metrics=None, rows=[], lost=worker or "unknown", error=(
-                        f"worker {worker or 'unknown'} stopped responding while running this job; "
+                        f"worker {who} stopped responding; out of attempts, job failed")})])
+                    _finish_in_transaction(job_id, Job.Status.FAILED, metrics=None, rows=[], lost=who, error=(
+                        f"worker {who} stopped responding while running this job; "
                         f"{_attempts(attempts)} used, the limit (TRAINYARD_MAX_ATTEMPTS) is "
                         f"{settings.TRAINYARD_MAX_ATTEMPTS}, so it was not restarted"))
-            continue
-        with transaction.atomic():
-            if not Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, heartbeat_at__lt=stale).update(
+                continue
+            if not lapsed.filter(pk=job_id).update(
                 status=Job.Status.QUEUED, heartbeat_at=timezone.now(), dispatched_at=None
             ):
                 continue
             append_events(job_id, [
                 ("log", {"level": "warning", "text": f"worker {worker} stopped responding; job requeued"}),
-                ("status", {"status": Job.Status.QUEUED, "lost": worker or "unknown"}),  # marked lost
+                ("status", {"status": Job.Status.QUEUED, "lost": who}),  # marked lost
             ])
             dispatch.dispatch_soon()
         requeued.append(job_id)
