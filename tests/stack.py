@@ -131,7 +131,7 @@ class Stack:
         wait_for(lambda: redis.Redis.from_url(self.redis_url).ping(), 20, "redis-server")
 
     def start_worker(self, name: str = "worker", queues: str | None = None) -> subprocess.Popen:
-        proc = self._spawn(name, [sys.executable, "-m", "celery", "-A", "workers.worker", "worker",
+        proc = self._spawn(name, [sys.executable, "-m", "celery", "-A", "workers.adapters.worker", "worker",
                                   "-Q", queues or self.worker_queues, "--concurrency", "1",
                                   "--prefetch-multiplier", "1", "-n", f"{name}@%h", "--loglevel", "INFO",
                                   "--without-mingle", "--without-gossip"])

@@ -16,7 +16,7 @@ from django.test import Client
 
 from tests import datagen
 from webapp.datasets.models import Dataset, IngestFailure
-from workers.tasks import ingest_dataset
+from workers.adapters.tasks import ingest_dataset
 
 pytestmark = pytest.mark.django_db
 

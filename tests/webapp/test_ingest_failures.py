@@ -12,7 +12,7 @@ from django.test import Client
 
 from webapp.datasets import services
 from webapp.datasets.models import Dataset, IngestFailure
-from workers.tasks import ingest_dataset
+from workers.adapters.tasks import ingest_dataset
 
 pytestmark = pytest.mark.django_db
 

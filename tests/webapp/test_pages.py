@@ -508,7 +508,7 @@ def _png_zip(path: Path, folders: dict[str, int]) -> Path:
 
 
 def test_dataset_and_class_names_are_escaped(client_alice, alice, sent_tasks, tmp_path):
-    from workers.tasks import ingest_dataset
+    from workers.adapters.tasks import ingest_dataset
 
     zip_path = _png_zip(tmp_path / "x.zip", {XSS: 20, "plain": 200})
     r = client_alice.post("/datasets/", {"file": SimpleUploadedFile("x.zip", zip_path.read_bytes()), "name": XSS})
@@ -529,7 +529,7 @@ def test_dataset_and_class_names_are_escaped(client_alice, alice, sent_tasks, tm
 
 
 def test_dataset_page_shows_the_schema_and_the_split(client_alice, alice, sent_tasks, tmp_path):
-    from workers.tasks import ingest_dataset
+    from workers.adapters.tasks import ingest_dataset
 
     rows = "".join(f"{i},{i * 2 % 7},{'ab'[i % 2]}\n" for i in range(20))
     client_alice.post("/datasets/", {"file": SimpleUploadedFile("t.csv", f"height,width,kind\n{rows}".encode()),

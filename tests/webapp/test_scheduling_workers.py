@@ -14,7 +14,7 @@ from webapp.celery import TRAIN_TASK
 from webapp.cluster.admin import gpu_bars
 from webapp.cluster.models import Worker
 from webapp.jobs.models import Job
-from workers import gpu, registry
+from workers.adapters import gpu, registry
 
 
 def test_telemetry_on_this_cpu_machine_is_a_clean_cpu_answer():
@@ -88,7 +88,7 @@ def test_admin_drain_resume_retire_are_audited_and_enforced(client, staff, alice
     # another worker); the job stays queued and this worker does not run it.
     from django.utils import timezone
 
-    from workers.tasks import train_job
+    from workers.adapters.tasks import train_job
 
     job = Job.objects.create(owner=alice, name="q", architecture="mlp", dispatched_at=timezone.now(),
                              worker_name=name)

@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime")
 from safetensors.torch import save_file  # noqa: E402
 
 import models_zoo  # noqa: E402
-from workers import export_onnx  # noqa: E402
+from workers.serving import onnx_export as export_onnx  # noqa: E402
 
 INFOS = {
     "tabular": {"kind": "tabular", "task": "classification", "input_shape": [5], "num_outputs": 3,

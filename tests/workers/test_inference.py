@@ -13,10 +13,10 @@ torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 
 from tests import datagen  # noqa: E402
-from workers import inference  # noqa: E402
+from workers.serving import predict as inference  # noqa: E402
 from workers.datasets import ingest  # noqa: E402
 from workers.training import TrainSpec, run  # noqa: E402
-from workers.inference import InputError  # noqa: E402
+from workers.serving.predict import InputError  # noqa: E402
 
 
 def trained(tmp, kind, source, arch, model=None, options=None, epochs=1):

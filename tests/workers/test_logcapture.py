@@ -1,8 +1,8 @@
 import sys
 import warnings
 
-from workers import logcapture
-from workers.logcapture import captured_output
+from workers.adapters import logcapture
+from workers.adapters.logcapture import captured_output
 
 
 def test_prints_and_warnings_become_log_lines(monkeypatch):

@@ -302,7 +302,7 @@ def test_each_worker_pool_process_tunes_the_cpu_at_its_start():
 
     if torch.get_num_threads() < 2:
         pytest.skip("needs torch's intra-op pool (2+ threads)")
-    setup = ("import workers.worker; from celery.signals import worker_process_init; "
+    setup = ("import workers.adapters.worker; from celery.signals import worker_process_init; "
              "worker_process_init.send(sender=None)")
     out = subprocess.run([sys.executable, "-c", FTZ_PROBE.format(setup=setup)], cwd=ROOT, capture_output=True,
                          text=True, env=dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings"))

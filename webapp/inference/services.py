@@ -130,7 +130,7 @@ def finish_prediction(pk, *, result: dict | None = None, error: str = "", second
 
 def request_onnx_export(user, job: Job) -> OnnxExport:
     """Queue the ONNX export of a succeeded zoo job (again, if it failed before)."""
-    from workers.export_onnx import unsupported  # torch-free
+    from workers.serving.onnx_export import unsupported  # torch-free
 
     cfg = model_config(job)
     if cfg is None or job.architecture.startswith("hf_"):
@@ -170,7 +170,7 @@ def finish_onnx_export(job_id, *, meta: dict | None = None, error: str = "") -> 
 
 def job_page_context(job: Job) -> dict:
     """What the job page shows about the ONNX export (read only)."""
-    from workers.export_onnx import unsupported  # torch-free
+    from workers.serving.onnx_export import unsupported  # torch-free
 
     if job.status != Job.Status.SUCCEEDED or job.architecture.startswith("hf_"):
         return {}

@@ -19,7 +19,7 @@ def _form_context(job) -> dict:
         return ctx
     info = services.model_config(job)["dataset"]
     if kind == "tabular":
-        from workers.inference import raw_columns  # torch-free
+        from workers.serving.predict import raw_columns  # torch-free
 
         categorical = info.get("categorical") or {}
         ctx["columns"] = [{"name": c, "choices": categorical.get(c)} for c in raw_columns(info)]

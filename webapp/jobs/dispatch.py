@@ -36,7 +36,7 @@ def train_queue() -> str:
 
 
 def own_queue(worker_name: str) -> str:
-    """The queue only this worker consumes (added at its start, workers/worker.py): the
+    """The queue only this worker consumes (added at its start, workers/adapters/worker.py): the
     dispatcher sends each job to the worker it chose, so no other free worker takes it first."""
     return f"{train_queue()}.{worker_name}"
 

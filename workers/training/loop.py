@@ -52,7 +52,7 @@ def tune_cpu() -> None:
 
     Flush-to-zero is a setting of the calling thread, inherited only by threads started after
     it: torch's intra-op pool must not exist yet, or its threads keep the slow path (each
-    worker pool process calls this at its start, workers/worker.py; the call in run() covers
+    worker pool process calls this at its start, workers/adapters/worker.py; the call in run() covers
     a fresh process)."""
     fit_cpu_threads()
     torch.set_flush_denormal(True)

@@ -111,7 +111,7 @@ class Command(BaseCommand):
                 [py, "-m", "daphne", "-b", opts["host"], "-p", str(opts["port"]), "webapp.asgi:application"],
                 env=env)))
             if not opts["no_workers"]:
-                celery = [py, "-m", "celery", "-A", "workers.worker", "worker", "--concurrency", "1",
+                celery = [py, "-m", "celery", "-A", "workers.adapters.worker", "worker", "--concurrency", "1",
                           "--prefetch-multiplier", "1", "--loglevel", "INFO"]
                 gpus = gpu_count()
                 for i in range(gpus):

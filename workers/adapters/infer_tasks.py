@@ -1,6 +1,6 @@
 """Short tasks on the `infer` queue: try-the-model, ONNX export, job-end notifications.
 
-The worker process keeps the last few loaded models (`workers.inference`'s LRU), so repeated
+The worker process keeps the last few loaded models (`workers.serving.predict`'s LRU), so repeated
 tries of one job skip loading it.
 """
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def predict(prediction_id: str) -> str:
     from webapp.inference.models import Prediction
     from webapp.inference.services import finish_prediction
-    from workers.inference import InputError, predict as run
+    from workers.serving.predict import InputError, predict as run
 
     p = Prediction.objects.select_related("job").filter(pk=prediction_id, status=Prediction.Status.PENDING).first()
     if p is None:
@@ -44,7 +44,7 @@ def export_onnx(job_id: str) -> str:
     from webapp.inference.models import OnnxExport
     from webapp.inference.services import finish_onnx_export
     from webapp.jobs.models import Job
-    from workers.export_onnx import ExportError, export
+    from workers.serving.onnx_export import ExportError, export
 
     if not OnnxExport.objects.filter(job_id=job_id, status=OnnxExport.Status.PENDING).exists():
         return "gone"

@@ -1,4 +1,4 @@
-"""Celery worker entry point: `celery -A workers.worker worker -Q train,ingest,infer --concurrency 1`.
+"""Celery worker entry point: `celery -A workers.adapters.worker worker -Q train,ingest,infer --concurrency 1`.
 
 Loads Django, registers the tasks, and registers the worker process with a heartbeat.
 """
@@ -19,7 +19,7 @@ from webapp.celery import app
 django.setup()
 
 from webapp.jobs.events import use_persistent_loop  # noqa: E402
-from workers import infer_tasks, registry, tasks  # noqa: E402,F401 - registers the tasks
+from workers.adapters import infer_tasks, registry, tasks  # noqa: E402,F401 - registers the tasks
 
 # Events and answers go out through one long-lived loop per process (reused Redis connections).
 use_persistent_loop()

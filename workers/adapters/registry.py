@@ -15,13 +15,13 @@ from django.utils import timezone
 from webapp.cluster.models import Worker
 from webapp.jobs.dispatch import dispatch
 from webapp.jobs.services import requeue_lost_jobs
-from workers import gpu
+from workers.adapters import gpu
 
 log = logging.getLogger(__name__)
 
 
 def gpu_inventory() -> list[dict]:
-    """GPUs visible to this process with live telemetry (workers/gpu.py); [] on CPU."""
+    """GPUs visible to this process with live telemetry (workers/adapters/gpu.py); [] on CPU."""
     return gpu.telemetry()
 
 

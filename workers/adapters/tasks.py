@@ -15,8 +15,8 @@ from webapp.datasets import services as dataset_services
 from webapp.datasets.models import Dataset
 from webapp.jobs import services
 from webapp.jobs.models import Job
-from workers import registry
-from workers.logcapture import captured_output
+from workers.adapters import registry
+from workers.adapters.logcapture import captured_output
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def train_job(self, job_id: str) -> str:
     # Import torch before the claim: from the claim on, the job's lease runs, and the first
     # import of torch can take longer than a short lease on a busy machine.
     from models_zoo.hf import is_hf
-    from workers.reporter import Reporter
+    from workers.adapters.reporter import Reporter
     from workers.training import TrainSpec, run  # torch is imported in the worker only
 
     job = services.claim_job(job_id, worker)
