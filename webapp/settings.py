@@ -11,6 +11,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
 
+from webapp.datadirs import secret_key_file
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -22,24 +24,45 @@ def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+TRUE_VALUES = ("1", "true", "yes", "on")
+FALSE_VALUES = ("0", "false", "no", "off")
+
+
 def env_bool(name: str, default: bool = False) -> bool:
+    """A yes/no setting. A value that is neither (a typo such as `DEBUG=ture`) stops start-up,
+    as healthchecks does: reading it as false would silently switch a security option off."""
     raw = os.environ.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+    value = raw.strip().lower()
+    if value in TRUE_VALUES:
+        return True
+    if value in FALSE_VALUES:
+        return False
+    raise ImproperlyConfigured(
+        f"{name}={raw!r} is not a yes/no value: use one of {', '.join(TRUE_VALUES + FALSE_VALUES)} "
+        "(any case), or leave it unset for the default")
 
 
 def env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
-    return default if raw in (None, "") else int(raw)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        # int()'s own message does not say which of the many variables was wrong.
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number") from None
 
 
 def env_list(name: str, default: str) -> list[str]:
     return [part.strip() for part in env_str(name, default).split(",") if part.strip()]
 
 
+# Importing settings creates no directory and writes no file (a test run, `manage.py check` or a
+# typo in an env var must not leave a ./var behind): `migrate` and `runstack` create the data dir,
+# its tmp/ and staticfiles/ and the generated secret key (webapp/datadirs.py).
 DATA_DIR = Path(env_str("TRAINYARD_DATA_DIR", str(BASE_DIR / "var"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", False)
 
@@ -48,14 +71,13 @@ def _secret_key() -> str:
     key = env_str("SECRET_KEY")
     if key:
         return key
-    # No key configured: keep a generated one in the data dir so sessions survive restarts.
-    key_file = DATA_DIR / "secret_key"
-    if not key_file.exists():
-        tmp = key_file.with_suffix(".tmp")
-        tmp.write_text(get_random_secret_key())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, key_file)
-    return key_file.read_text().strip()
+    # No key configured: `migrate`/`runstack` keep a generated one in the data dir so sessions
+    # survive restarts; settings only read it. Before the first of those has run (tests, a bare
+    # `manage.py check`) the fallback is a random key for this process alone, written nowhere.
+    key_file = secret_key_file(DATA_DIR)
+    if key_file.is_file():
+        return key_file.read_text().strip()
+    return get_random_secret_key()
 
 
 SECRET_KEY = _secret_key()
@@ -137,6 +159,8 @@ def _database() -> dict:
         url = f"sqlite:///{DATA_DIR / 'trainyard.sqlite3'}"
     db = dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))
     if db["ENGINE"] == "django.db.backends.sqlite3":
+        # Django's backend, plus making the data dir on first connect (webapp/db/sqlite3).
+        db["ENGINE"] = "webapp.db.sqlite3"
         # One host only: WAL lets the web server read while a worker writes; IMMEDIATE
         # transactions take the write lock up front so concurrent writers wait (up to the
         # timeout) instead of failing with "database is locked" mid-transaction.
@@ -176,7 +200,6 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -193,7 +216,6 @@ TRAINYARD_USER_QUOTA_MB = env_int("TRAINYARD_USER_QUOTA_MB", 20 * 1024)  # per u
 # Request bodies above 1 MiB spool to disk (Django's ASGI handler keeps smaller ones in memory).
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp")
-Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 FILE_UPLOAD_HANDLERS = ["webapp.datasets.uploads.LimitedTemporaryFileUploadHandler"]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 500

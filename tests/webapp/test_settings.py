@@ -58,10 +58,98 @@ def test_env_settings_and_secret_key_file(tmp_path):
     assert "redis://r.example:6380/2" in out
 
 
+def _manage(env: dict, *args: str) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | env | {
+        "DJANGO_SETTINGS_MODULE": "webapp.settings"}
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=full_env, capture_output=True,
+                          text=True, check=True)
+
+
 def test_generated_secret_key_persists_in_data_dir(tmp_path):
     env = {"TRAINYARD_DATA_DIR": str(tmp_path), "SECRET_KEY": ""}
+    _manage(env, "migrate", "--noinput")  # the key is generated on migrate (and by runstack), never at import
     first = _settings_in_subprocess(env, "s.SECRET_KEY")
     assert first == _settings_in_subprocess(env, "s.SECRET_KEY") and len(first) >= 50
+    key_file = tmp_path / "secret_key"
+    assert key_file.read_text().strip() == first and key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_importing_settings_creates_no_directory_and_writes_no_file(tmp_path):
+    data = tmp_path / "fresh"  # not "data": the web tests' autouse fixture makes that one
+    env = {"TRAINYARD_DATA_DIR": str(data), "SECRET_KEY": ""}
+    first = _settings_in_subprocess(env, "s.SECRET_KEY")
+    # Before the first migrate: a random key for the process alone, and nothing on disk.
+    assert len(first) >= 50 and first != _settings_in_subprocess(env, "s.SECRET_KEY")
+    assert not data.exists()
+
+
+def test_migrate_creates_the_data_dir_before_sqlite_opens_its_file(tmp_path):
+    data = tmp_path / "fresh" / "data"
+    _manage({"TRAINYARD_DATA_DIR": str(data), "SECRET_KEY": ""}, "migrate", "--noinput")
+    assert (data / "trainyard.sqlite3").is_file() and (data / "tmp").is_dir() and (data / "staticfiles").is_dir()
+    assert len((data / "secret_key").read_text().strip()) >= 50
+
+
+def test_configured_secret_key_is_not_generated(tmp_path):
+    from webapp.datadirs import prepare_data_dir
+
+    key = tmp_path / "key"
+    key.write_text("k" * 60)
+    os.environ["SECRET_KEY_FILE"] = str(key)
+    try:
+        prepare_data_dir()
+    finally:
+        del os.environ["SECRET_KEY_FILE"]
+    assert not (Path(settings.DATA_DIR) / "secret_key").exists()
+    assert Path(settings.FILE_UPLOAD_TEMP_DIR).is_dir()
+
+
+@pytest.mark.parametrize("raw,expected", [("1", True), ("TRUE", True), (" yes ", True), ("On", True),
+                                          ("0", False), ("false", False), ("No", False), ("off", False),
+                                          ("", True), (None, True)])
+def test_env_bool_reads_yes_and_no(monkeypatch, raw, expected):
+    from webapp.settings import env_bool
+
+    if raw is None:
+        monkeypatch.delenv("TRAINYARD_TEST_FLAG", raising=False)
+    else:
+        monkeypatch.setenv("TRAINYARD_TEST_FLAG", raw)
+    assert env_bool("TRAINYARD_TEST_FLAG", True) is expected  # empty or unset: the default
+
+
+@pytest.mark.parametrize("raw", ["ture", "2", "enabled", "y e s"])
+def test_env_bool_refuses_a_value_it_does_not_understand(monkeypatch, raw):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from webapp.settings import env_bool
+
+    monkeypatch.setenv("SECURE_COOKIES", raw)
+    with pytest.raises(ImproperlyConfigured) as err:
+        env_bool("SECURE_COOKIES", False)
+    message = str(err.value)
+    assert "SECURE_COOKIES" in message and repr(raw) in message
+    assert all(word in message for word in ("1", "true", "yes", "on", "0", "false", "no", "off"))
+
+
+def test_env_int_names_the_variable(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from webapp.settings import env_int
+
+    monkeypatch.setenv("TRAINYARD_MAX_ATTEMPTS", "three")
+    with pytest.raises(ImproperlyConfigured, match="TRAINYARD_MAX_ATTEMPTS='three' is not a whole number"):
+        env_int("TRAINYARD_MAX_ATTEMPTS", 3)
+    monkeypatch.setenv("TRAINYARD_MAX_ATTEMPTS", " 7 ")
+    assert env_int("TRAINYARD_MAX_ATTEMPTS", 3) == 7
+    monkeypatch.setenv("TRAINYARD_MAX_ATTEMPTS", "")
+    assert env_int("TRAINYARD_MAX_ATTEMPTS", 3) == 3
+
+
+def test_a_bad_boolean_stops_start_up(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {
+        "DJANGO_SETTINGS_MODULE": "webapp.settings", "TRAINYARD_DATA_DIR": str(tmp_path), "DEBUG": "ture"}
+    r = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "ImproperlyConfigured" in r.stderr and "DEBUG='ture'" in r.stderr
 
 
 def test_argon2_first():
@@ -75,6 +163,7 @@ def test_argon2_first():
 
 @pytest.mark.parametrize("check_env", [{}])
 def test_check_deploy_passes_with_production_settings(tmp_path, check_env):
+    (tmp_path / "tmp").mkdir()  # the upload temp dir, as `migrate` leaves it (Django checks that it exists)
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {
         "DJANGO_SETTINGS_MODULE": "webapp.settings", "TRAINYARD_DATA_DIR": str(tmp_path),
         "SECRET_KEY": "prod-" + "k8Zq3vX9pL2mN7" * 5, "DEBUG": "0", "SECURE_SSL_REDIRECT": "1",

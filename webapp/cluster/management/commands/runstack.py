@@ -24,6 +24,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from webapp.datadirs import prepare_data_dir
+
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
 
 
@@ -81,6 +83,13 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("TRAINYARD_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("TRAINYARD_PORT", "8000")))
         parser.add_argument("--no-workers", action="store_true", help="web server only")
+
+    def execute(self, *args, **options):
+        # The data dir and the generated secret key before the system checks (they look for the
+        # upload temp dir) and before any child starts: settings only read them, so Daphne and
+        # the workers all load the one key written here.
+        prepare_data_dir()
+        return super().execute(*args, **options)
 
     def handle(self, *args, **opts):
         children: list[tuple[str, subprocess.Popen]] = []

@@ -1,0 +1,44 @@
+"""The data dir's fixed parts: created by `migrate` and `runstack`, never by importing settings.
+
+Settings only name the paths (and read the generated secret key when it is there), so importing
+them in a test, a `manage.py check` or a worker writes nothing. The first `migrate` (or `runstack`,
+which migrates) makes the data dir before SQLite opens its file there, the upload temp dir that
+Django's temporary-file upload handler writes into, STATIC_ROOT (WhiteNoise warns when it is
+missing) and a generated SECRET_KEY when none is configured.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SECRET_KEY_FILENAME = "secret_key"
+
+
+def secret_key_file(data_dir: Path) -> Path:
+    return Path(data_dir) / SECRET_KEY_FILENAME
+
+
+def ensure_secret_key(data_dir: Path) -> Path:
+    """Generate the secret key file once (0600, written atomically so two processes starting
+    together never read half a key); an existing one is kept so sessions survive restarts."""
+    from django.core.management.utils import get_random_secret_key
+
+    key_file = secret_key_file(data_dir)
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = key_file.with_name(f"{SECRET_KEY_FILENAME}.{os.getpid()}.tmp")
+        tmp.write_text(get_random_secret_key())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, key_file)
+    return key_file
+
+
+def prepare_data_dir() -> None:
+    """Create what the running web tier expects under the configured data dir."""
+    from django.conf import settings
+
+    for directory in (settings.DATA_DIR, settings.FILE_UPLOAD_TEMP_DIR, settings.STATIC_ROOT):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("SECRET_KEY") and not os.environ.get("SECRET_KEY_FILE"):
+        ensure_secret_key(Path(settings.DATA_DIR))
