@@ -1,4 +1,5 @@
-# Trainyard: `make run` brings the whole stack up, `make test` runs the test suite.
+# Trainyard: `make run` brings the whole stack up, `make test` runs the test suite
+# (`make test-fast`: the unit tests only; `make screenshots`: refresh docs/screenshots).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ PORT ?= 8000
 # PostgreSQL for the second test pass (skipped with a message when none answers).
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-sqlite test-postgres chromium bench clean
+.PHONY: run test test-fast test-sqlite test-postgres screenshots chromium bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,15 @@ test: test-sqlite test-postgres
 
 test-sqlite: $(VENV)/.dev-installed chromium
 	$(BIN)/python -m pytest
+
+# The unit tests only: no real stack, no browser (a minute or two, for the edit-test loop).
+test-fast: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -m "not stack and not e2e"
+
+# Refresh the README's screenshots: the browser tests, writing into docs/screenshots (a plain
+# test run writes them under test-artifacts/, outside the tracked tree).
+screenshots: $(VENV)/.dev-installed chromium
+	TRAINYARD_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -m e2e tests/e2e
 
 test-postgres: $(VENV)/.dev-installed
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_TEST_URL)', connect_timeout=3).close()" 2>/dev/null; then \
