@@ -68,65 +68,89 @@ def describe(config_cls: type) -> list[dict]:
     return out
 
 
-def _parse_one(meta: dict, raw: Any) -> Any:
-    kind = meta["kind"]
-    if kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        if str(raw).strip().lower() in {"1", "true", "on", "yes"}:
-            return True
-        if str(raw).strip().lower() in {"0", "false", "off", "no", ""}:
-            return False
-        raise ValueError("must be true or false")
-    if kind == "int":
-        if isinstance(raw, bool):
-            raise ValueError("must be a whole number")
-        if isinstance(raw, float) and not raw.is_integer():
-            raise ValueError("must be a whole number")
-        try:
-            value: Any = int(str(raw).strip()) if not isinstance(raw, (int, float)) else int(raw)
-        except ValueError:
-            raise ValueError("must be a whole number") from None
-    elif kind == "float":
-        if isinstance(raw, bool):
-            raise ValueError("must be a number")
-        try:
-            value = float(str(raw).strip()) if not isinstance(raw, (int, float)) else float(raw)
-        except ValueError:
-            raise ValueError("must be a number") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError("must be a finite number")
-    elif kind == "choice":
-        value = str(raw)
-        allowed = [c[0] for c in meta["choices"]]
-        if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
-        return value
-    elif kind == "ints":
-        items = raw if isinstance(raw, (list, tuple)) else [p for p in str(raw).replace(" ", "").split(",") if p]
-        parsed = []
-        for item in items:
-            if isinstance(item, bool):
-                raise ValueError("must be a comma-separated list of whole numbers")
-            try:
-                parsed.append(int(item))
-            except (TypeError, ValueError):
-                raise ValueError("must be a comma-separated list of whole numbers") from None
-        if len(parsed) > meta["max_items"]:
-            raise ValueError(f"at most {meta['max_items']} values")
-        for v in parsed:
-            if meta["min"] is not None and v < meta["min"]:
-                raise ValueError(f"each value must be at least {meta['min']}")
-            if meta["max"] is not None and v > meta["max"]:
-                raise ValueError(f"each value must be at most {meta['max']}")
-        return tuple(parsed)
-    else:
-        return str(raw)
+# One parser per field kind: each turns a form string or a JSON value into the field's value,
+# or raises ValueError with the message the form shows next to the field.
+
+def _in_range(meta: dict, value: Any) -> Any:
     if meta["min"] is not None and value < meta["min"]:
         raise ValueError(f"must be at least {meta['min']}")
     if meta["max"] is not None and value > meta["max"]:
         raise ValueError(f"must be at most {meta['max']}")
     return value
+
+
+def _parse_bool(meta: dict, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if str(raw).strip().lower() in {"1", "true", "on", "yes"}:
+        return True
+    if str(raw).strip().lower() in {"0", "false", "off", "no", ""}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _parse_int(meta: dict, raw: Any) -> int:
+    # JSON true is an int to Python, and 2.5 would truncate silently: both are refused.
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        raise ValueError("must be a whole number")
+    try:
+        value = int(str(raw).strip()) if not isinstance(raw, (int, float)) else int(raw)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+    return _in_range(meta, value)
+
+
+def _parse_float(meta: dict, raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError("must be a number")
+    try:
+        value = float(str(raw).strip()) if not isinstance(raw, (int, float)) else float(raw)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("must be a finite number")
+    return _in_range(meta, value)
+
+
+def _parse_choice(meta: dict, raw: Any) -> str:
+    value = str(raw)
+    allowed = [c[0] for c in meta["choices"]]
+    if value not in allowed:
+        raise ValueError(f"must be one of {', '.join(allowed)}")
+    return value
+
+
+def _parse_ints(meta: dict, raw: Any) -> tuple[int, ...]:
+    items = raw if isinstance(raw, (list, tuple)) else [p for p in str(raw).replace(" ", "").split(",") if p]
+    parsed = []
+    for item in items:
+        if isinstance(item, bool):
+            raise ValueError("must be a comma-separated list of whole numbers")
+        try:
+            parsed.append(int(item))
+        except (TypeError, ValueError):
+            raise ValueError("must be a comma-separated list of whole numbers") from None
+    if len(parsed) > meta["max_items"]:
+        raise ValueError(f"at most {meta['max_items']} values")
+    for v in parsed:
+        if meta["min"] is not None and v < meta["min"]:
+            raise ValueError(f"each value must be at least {meta['min']}")
+        if meta["max"] is not None and v > meta["max"]:
+            raise ValueError(f"each value must be at most {meta['max']}")
+    return tuple(parsed)
+
+
+def _parse_str(meta: dict, raw: Any) -> str:
+    return str(raw)
+
+
+_PARSERS: dict[str, Callable[[dict, Any], Any]] = {
+    "bool": _parse_bool, "int": _parse_int, "float": _parse_float, "choice": _parse_choice, "ints": _parse_ints,
+}
+
+
+def _parse_one(meta: dict, raw: Any) -> Any:
+    return _PARSERS.get(meta["kind"], _parse_str)(meta, raw)
 
 
 def validate(config_cls: type, data: dict | None) -> Any:
