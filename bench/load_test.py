@@ -112,6 +112,54 @@ class Viewer:
                         self.final = True
 
 
+def stored_events(stack, api: requests.Session, job_id: str) -> tuple[list[int], dict | None]:
+    """The sequence numbers of a job's stored events, page by page, and its last event."""
+    seqs: list[int] = []
+    after, last_event = 0, None
+    while True:
+        page = api.get(stack.url(f"/api/jobs/{job_id}/events/?after={after}")).json()
+        evs = page["events"] if isinstance(page, dict) else page
+        if not evs:
+            break
+        seqs += [e["seq"] for e in evs]
+        after = evs[-1]["seq"]
+        last_event = evs[-1]
+    return seqs, last_event
+
+
+def check_jobs(stack, apis: dict, jobs: dict[str, str]) -> tuple[list[str], dict[str, int], dict[str, int]]:
+    """Every job in a final state, its stored events numbered 1..n and ending on a final status.
+    Returns the problems, the count per final state and the number of events per job."""
+    problems: list[str] = []
+    statuses: dict[str, int] = {}
+    last_seq: dict[str, int] = {}
+    for job_id, name in jobs.items():
+        j = apis[name].get(stack.url(f"/api/jobs/{job_id}/")).json()
+        statuses[j["status"]] = statuses.get(j["status"], 0) + 1
+        if j["status"] not in FINAL:
+            problems.append(f"job {job_id} still {j['status']}")
+        seqs, last_event = stored_events(stack, apis[name], job_id)
+        last_seq[job_id] = len(seqs)
+        if seqs != list(range(1, len(seqs) + 1)):
+            problems.append(f"job {job_id}: stored events not numbered 1..{len(seqs)}")
+        elif not seqs or last_event["kind"] != "status" or last_event.get("status") not in FINAL:
+            problems.append(f"job {job_id}: last stored event is not a final status")
+    return problems, statuses, last_seq
+
+
+def check_viewers(viewers: list[Viewer], last_seq: dict[str, int]) -> list[str]:
+    """Each viewer saw every stored event of its job exactly once."""
+    problems = []
+    for v in viewers:
+        job_id = v.url.rstrip("/").rsplit("/", 1)[1]
+        want = last_seq.get(job_id, -1)
+        if v.error:
+            problems.append(f"viewer of {job_id}: {v.error}")
+        elif sorted(v.seqs) != list(range(1, want + 1)) or any(c != 1 for c in v.seqs.values()):
+            problems.append(f"viewer of {job_id}: has {len(v.seqs)} events, job has {want}")
+    return problems
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=50)
@@ -244,34 +292,8 @@ def main() -> None:
 
         # Checks: final states, stored events continuous, viewers complete.
         problems: list[str] = list(refused) + page_errors[:20]
-        statuses: dict[str, int] = {}
-        last_seq: dict[str, int] = {}
-        for job_id, name in jobs.items():
-            j = apis[name].get(stack.url(f"/api/jobs/{job_id}/")).json()
-            statuses[j["status"]] = statuses.get(j["status"], 0) + 1
-            if j["status"] not in FINAL:
-                problems.append(f"job {job_id} still {j['status']}")
-            seqs, after = [], 0
-            while True:
-                page = apis[name].get(stack.url(f"/api/jobs/{job_id}/events/?after={after}")).json()
-                evs = page["events"] if isinstance(page, dict) else page
-                if not evs:
-                    break
-                seqs += [e["seq"] for e in evs]
-                after = evs[-1]["seq"]
-                last_event = evs[-1]
-            last_seq[job_id] = len(seqs)
-            if seqs != list(range(1, len(seqs) + 1)):
-                problems.append(f"job {job_id}: stored events not numbered 1..{len(seqs)}")
-            elif not seqs or last_event["kind"] != "status" or last_event.get("status") not in FINAL:
-                problems.append(f"job {job_id}: last stored event is not a final status")
-        for v in viewers:
-            job_id = v.url.rstrip("/").rsplit("/", 1)[1]
-            want = last_seq.get(job_id, -1)
-            if v.error:
-                problems.append(f"viewer of {job_id}: {v.error}")
-            elif sorted(v.seqs) != list(range(1, want + 1)) or any(c != 1 for c in v.seqs.values()):
-                problems.append(f"viewer of {job_id}: has {len(v.seqs)} events, job has {want}")
+        job_problems, statuses, last_seq = check_jobs(stack, apis, jobs)
+        problems += job_problems + check_viewers(viewers, last_seq)
         print(f"final states: {statuses}; {sum(last_seq.values())} stored events, all numbered without gaps; "
               f"{len(viewers)} viewers, {sum(len(v.seqs) for v in viewers)} events received, "
               f"{sum(v.resyncs for v in viewers)} re-syncs after skipped numbers, "
