@@ -90,16 +90,13 @@ def test_migrate_creates_the_data_dir_before_sqlite_opens_its_file(tmp_path):
     assert len((data / "secret_key").read_text().strip()) >= 50
 
 
-def test_configured_secret_key_is_not_generated(tmp_path):
+def test_configured_secret_key_is_not_generated(tmp_path, monkeypatch):
     from webapp.datadirs import prepare_data_dir
 
     key = tmp_path / "key"
     key.write_text("k" * 60)
-    os.environ["SECRET_KEY_FILE"] = str(key)
-    try:
-        prepare_data_dir()
-    finally:
-        del os.environ["SECRET_KEY_FILE"]
+    monkeypatch.setenv("SECRET_KEY_FILE", str(key))
+    prepare_data_dir()
     assert not (Path(settings.DATA_DIR) / "secret_key").exists()
     assert Path(settings.FILE_UPLOAD_TEMP_DIR).is_dir()
 
