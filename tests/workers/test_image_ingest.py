@@ -18,7 +18,7 @@ from PIL import Image
 from tests import datagen
 from workers.datasets import images as images_mod
 from workers.datasets.images import ingest_image_zip
-from workers.datasets.tabular import IngestError
+from workers.datasets.common import IngestError
 
 ARRAYS = ("X_train", "X_val", "y_train", "y_val")
 

@@ -90,7 +90,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from workers.datasets.tabular import IngestError
+from workers.datasets.common import MAX_CLASSES, IngestError
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".webp"})
@@ -113,7 +113,6 @@ MAX_RATIO = 100
 RATIO_MIN_BYTES = 1024**2
 CENTRAL_DIRECTORY_BYTES_PER_ENTRY = 1024  # a central directory larger than max_entries × this is refused
 
-MAX_CLASSES = 1_000
 DEFAULT_MAX_SIZE = 224
 MIN_IMAGE_SIZE = 8
 MAX_IMAGE_SIZE = 512

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from workers.datasets.images import (_Budget, _check_overlaps, _CountedStream, _Entry, _is_junk, _name_parts,
                                      _open_zip, _size)
-from workers.datasets.tabular import IngestError
+from workers.datasets.common import IngestError
 from workers.hf.source import PICKLE_SUFFIXES, ModelSourceError, check_folder
 
 LIMITS = {
