@@ -222,31 +222,60 @@ def _layout(images: list[tuple[_Entry, list[str]]], others: list[tuple[list[str]
         raise IngestError(f"the ZIP contains no images: expected PNG, JPEG, BMP or WebP files inside class "
                           f"folders, like cat/001.png{hint}")
     paths = [p for _, p in images]
+    depth = _wrapper_depth(paths)
+    prefix = paths[0][:depth]
+    tops = {p[depth] for p in paths}
+    provided = _is_provided_split(tops)
+    level = depth + 1 if provided else depth
+    if len(tops) == 1 and not provided:
+        _check_no_loose_images(images, depth, [*prefix, next(iter(tops))])
+    _assign_classes(images, depth, level, provided)
+    classes = sorted({e.cls for e, _ in images})
+    _check_folders_without_images(others, classes, prefix, level, provided)
+    if len(classes) < 2:
+        raise IngestError(f"only one class folder ({classes[0]!r}); need at least two classes, one folder each")
+    if len(classes) > MAX_CLASSES:
+        raise IngestError(f"{len(classes)} class folders; at most {MAX_CLASSES} classes are supported")
+    if provided:
+        _check_provided_classes([e for e, _ in images])
+    return [e for e, _ in images], classes, ("provided" if provided else "seeded"), ignored
+
+
+def _wrapper_depth(paths: list[list[str]]) -> int:
+    """How many top folders every image shares (wrappers like pets/ around the class folders),
+    keeping at least a class folder and a file name below them."""
     depth = 0
     while all(len(p) - depth >= 3 for p in paths) and len({p[depth] for p in paths}) == 1:
         depth += 1
-    prefix = paths[0][:depth]
-    tops = {p[depth] for p in paths}
-    lowered = {t.lower() for t in tops}
-    provided = bool(lowered & TRAIN_DIRS) and bool(lowered & VAL_DIRS)
-    if provided:
-        extra = sorted(t for t in tops if t.lower() not in TRAIN_DIRS | VAL_DIRS)
-        if extra:
-            raise IngestError(f"found train/ and val/ folders, but also {extra[0]!r} next to them; "
-                              f"put every class folder inside train/ and val/")
-        vals = {t for t in tops if t.lower() in VAL_DIRS}
-        if len(vals) > 1 or len({t for t in tops if t.lower() in TRAIN_DIRS}) > 1:
-            raise IngestError(f"more than one training or validation folder: {', '.join(sorted(tops))}")
-    level = depth + 1 if provided else depth
-    if len(tops) == 1 and not provided:
-        # One folder holding both class folders and loose images: the loose ones are misplaced
-        # (rather than this being a single class named after the wrapper).
-        loose = [e for e, p in images if len(p) - depth == 2]
-        if 0 < len(loose) < len(images):
-            folder = "/".join([*prefix, next(iter(tops))])
-            raise IngestError(f"image {loose[0].name!r} is directly in {folder}/; images must be inside "
-                              f"class folders (like {folder}/cat/001.png)")
+    return depth
 
+
+def _is_provided_split(tops: set[str]) -> bool:
+    """Whether the folders under the wrappers are train/ and val/ (refusing anything beside them)."""
+    lowered = {t.lower() for t in tops}
+    if not (lowered & TRAIN_DIRS and lowered & VAL_DIRS):
+        return False
+    extra = sorted(t for t in tops if t.lower() not in TRAIN_DIRS | VAL_DIRS)
+    if extra:
+        raise IngestError(f"found train/ and val/ folders, but also {extra[0]!r} next to them; "
+                          f"put every class folder inside train/ and val/")
+    vals = {t for t in tops if t.lower() in VAL_DIRS}
+    if len(vals) > 1 or len({t for t in tops if t.lower() in TRAIN_DIRS}) > 1:
+        raise IngestError(f"more than one training or validation folder: {', '.join(sorted(tops))}")
+    return True
+
+
+def _check_no_loose_images(images: list[tuple[_Entry, list[str]]], depth: int, folder_parts: list[str]) -> None:
+    """One folder holding both class folders and loose images: the loose ones are misplaced
+    (rather than this being a single class named after the wrapper)."""
+    loose = [e for e, p in images if len(p) - depth == 2]
+    if 0 < len(loose) < len(images):
+        folder = "/".join(folder_parts)
+        raise IngestError(f"image {loose[0].name!r} is directly in {folder}/; images must be inside "
+                          f"class folders (like {folder}/cat/001.png)")
+
+
+def _assign_classes(images: list[tuple[_Entry, list[str]]], depth: int, level: int, provided: bool) -> None:
     for entry, p in images:
         if len(p) - level < 2:
             where = f"{'/'.join(p[:level])}/" if level else "the top level of the ZIP"
@@ -256,8 +285,11 @@ def _layout(images: list[tuple[_Entry, list[str]]], others: list[tuple[list[str]
         if provided:
             entry.split = "train" if p[depth].lower() in TRAIN_DIRS else "val"
 
-    classes = sorted({e.cls for e, _ in images})
-    # Class folders without a single image candidate (empty, or only other files).
+
+def _check_folders_without_images(others: list[tuple[list[str], bool]], classes: list[str], prefix: list[str],
+                                  level: int, provided: bool) -> None:
+    """Class folders without a single image candidate (empty, or only other files)."""
+    depth = len(prefix)
     folders: dict[str, str | None] = {}
     for p, is_dir in others:
         # A directory entry at class level or below, or a file inside a class folder.
@@ -273,13 +305,6 @@ def _layout(images: list[tuple[_Entry, list[str]]], others: list[tuple[list[str]
         example = folders[folder]
         found = f" (it holds other files, e.g. {example!r})" if example else " (it is empty)"
         raise IngestError(f"class folder {folder!r} contains no PNG, JPEG, BMP or WebP images{found}")
-    if len(classes) < 2:
-        raise IngestError(f"only one class folder ({classes[0]!r}); need at least two classes, one folder each")
-    if len(classes) > MAX_CLASSES:
-        raise IngestError(f"{len(classes)} class folders; at most {MAX_CLASSES} classes are supported")
-    if provided:
-        _check_provided_classes([e for e, _ in images])
-    return [e for e, _ in images], classes, ("provided" if provided else "seeded"), ignored
 
 
 def _check_provided_classes(entries: list[_Entry]) -> None:
