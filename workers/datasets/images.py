@@ -99,7 +99,7 @@ from workers.datasets.archive import (
     open_zip,
     read_entry,
 )
-from workers.datasets.common import MAX_CLASSES, IngestError
+from workers.datasets.common import MAX_CLASSES, IngestError, stratified_val_mask
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".webp"})
@@ -516,21 +516,6 @@ def _previews(tmp: Path, classes: list[str], splits: list[tuple[_RowFile, np.nda
     return out
 
 
-def _seeded_split(entries: list[_Entry], n_classes: int, val_fraction: float, seed: int) -> np.ndarray:
-    """Boolean 'is validation' per entry, stratified per class."""
-    rng = np.random.default_rng(seed)
-    cls = np.asarray([e.ci for e in entries], dtype=np.int64)
-    is_val = np.zeros(len(entries), dtype=bool)
-    for c in range(n_classes):
-        idx = np.flatnonzero(cls == c)
-        n = len(idx)
-        if n < 2:
-            continue
-        k = min(n - 1, max(1, round(n * val_fraction)))
-        is_val[idx[rng.permutation(n)[:k]]] = True
-    return is_val
-
-
 # -- the entry point ----------------------------------------------------------------------------
 
 
@@ -609,29 +594,9 @@ def _ingest(zf, tmp: Path, files: dict, limits: dict, *, image_size, channels, v
         _probe(zf, sorted(entries, key=lambda e: e.info.header_offset), limits, skipped, prog)
         entries = [e for e in entries if e.ok]
         _check_classes_present(entries, classes, split_kind)
-
-    if channels is None:
-        channels = "L" if all(e.gray for e in entries) else "RGB"
-    if image_size is None:
-        counts = Counter(max(e.size) for e in entries)
-        common = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
-        image_size = max(MIN_IMAGE_SIZE, min(DEFAULT_MAX_SIZE, common))
+    channels, image_size = _output_format(entries, channels, image_size)
     C = 1 if channels == "L" else 3
-
-    if split_kind == "provided":
-        is_val = np.asarray([e.split == "val" for e in entries], dtype=bool)
-    else:
-        is_val = _seeded_split(entries, len(classes), val_fraction, seed)
-    n_val = int(is_val.sum())
-    n_train = len(entries) - n_val
-    if n_val == 0 or n_train == 0:
-        raise IngestError(f"only {len(entries)} readable images: too few to split into training and validation "
-                          f"(need at least two images in a class)")
-    rows = np.empty(len(entries), dtype=np.int64)
-    rows[~is_val] = np.arange(n_train)
-    rows[is_val] = np.arange(n_val)
-    for e, v, r in zip(entries, is_val.tolist(), rows.tolist()):
-        e.val, e.row = v, r
+    n_train, n_val = _assign_rows(entries, split_kind, val_fraction, seed)
     y = {"train": np.asarray([e.ci for e in entries if not e.val], dtype=np.int64),
          "val": np.asarray([e.ci for e in entries if e.val], dtype=np.int64)}
     keep = {"train": np.ones(n_train, dtype=bool), "val": np.ones(n_val, dtype=bool)}
@@ -640,47 +605,12 @@ def _ingest(zf, tmp: Path, files: dict, limits: dict, *, image_size, channels, v
     shape = (C, image_size, image_size)
     files["train"] = _RowFile(tmp / "X_train.npy", n_train, shape)
     files["val"] = _RowFile(tmp / "X_val.npy", n_val, shape)
-    formats: Counter = Counter()
-
-    # Pass 2: decode every image straight into its row.
-    budget = Budget(limits["max_total_bytes"], "the images in the ZIP")
-    for entry in sorted(entries, key=lambda e: e.info.header_offset):
-        split = "val" if entry.val else "train"
-        data = read_entry(zf, entry, budget, limits)
-        try:
-            with _open_image(BytesIO(data)) as im:
-                fmt = im.format
-                row = _convert(im, channels, image_size)
-            files[split].write(entry.row, row)
-            formats[fmt] += 1
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise _bomb(entry, exc) from None
-        except OSError as exc:
-            if exc.errno is not None:  # the disk, not the image (ENOSPC, EIO)
-                raise
-            _unreadable(entry, exc, keep[split], skipped, n_candidates)
-        except Exception as exc:  # any decoder failure on user data: the image is unreadable
-            _unreadable(entry, exc, keep[split], skipped, n_candidates)
-        del data
-        prog.step()
-
+    formats = _decode_all(zf, entries, files, keep, skipped, limits, channels, image_size, prog, n_candidates)
     for split in ("train", "val"):
         if not keep[split].all():
             files[split] = files[split].compact(keep[split])
             y[split] = y[split][keep[split]]
-    counts = np.bincount(np.concatenate([y["train"], y["val"]]), minlength=len(classes))
-    for c, name in enumerate(classes):
-        if counts[c] == 0:
-            raise IngestError(f"class folder {name!r} has no readable images")
-    if split_kind == "provided":
-        for split in ("train", "val"):
-            present = set(np.unique(y[split]).tolist())
-            for c, name in enumerate(classes):
-                if c not in present:
-                    raise IngestError(f"class {name!r} has no readable images in {split}/; "
-                                      f"train/ and val/ must hold the same class folders")
-    if len(y["train"]) == 0 or len(y["val"]) == 0:
-        raise IngestError("too few readable images to split into training and validation")
+    counts = _check_readable(y, classes, split_kind)
 
     np.save(tmp / "y_train.npy", y["train"], allow_pickle=False)
     np.save(tmp / "y_val.npy", y["val"], allow_pickle=False)
@@ -712,6 +642,85 @@ def _ingest(zf, tmp: Path, files: dict, limits: dict, *, image_size, channels, v
     (tmp / "info.json").write_text(json.dumps(info))
     prog.finish()
     return info
+
+
+def _output_format(entries: list[_Entry], channels: str | None, image_size: int | None) -> tuple[str, int]:
+    """The channels and side asked for, else what the header pass found: grayscale when every
+    image is, and the most common max(width, height) capped to DEFAULT_MAX_SIZE."""
+    if channels is None:
+        channels = "L" if all(e.gray for e in entries) else "RGB"
+    if image_size is None:
+        counts = Counter(max(e.size) for e in entries)
+        common = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
+        image_size = max(MIN_IMAGE_SIZE, min(DEFAULT_MAX_SIZE, common))
+    return channels, image_size
+
+
+def _assign_rows(entries: list[_Entry], split_kind: str, val_fraction: float, seed: int) -> tuple[int, int]:
+    """Each entry's destination (e.val) and row in it (e.row): the provided split, or common's
+    seeded stratified one. Returns (n_train, n_val)."""
+    if split_kind == "provided":
+        is_val = np.asarray([e.split == "val" for e in entries], dtype=bool)
+    else:
+        is_val = stratified_val_mask(np.asarray([e.ci for e in entries], dtype=np.int64), val_fraction, seed)
+    n_val = int(is_val.sum())
+    n_train = len(entries) - n_val
+    if n_val == 0 or n_train == 0:
+        raise IngestError(f"only {len(entries)} readable images: too few to split into training and validation "
+                          f"(need at least two images in a class)")
+    rows = np.empty(len(entries), dtype=np.int64)
+    rows[~is_val] = np.arange(n_train)
+    rows[is_val] = np.arange(n_val)
+    for e, v, r in zip(entries, is_val.tolist(), rows.tolist()):
+        e.val, e.row = v, r
+    return n_train, n_val
+
+
+def _decode_all(zf, entries: list[_Entry], files: dict, keep: dict, skipped: list[dict], limits: dict,
+                channels: str, image_size: int, prog: _Progress, n_candidates: int) -> Counter:
+    """Pass 2: decode every image straight into its row; marks unreadable ones in `keep`.
+    Returns the count of each format decoded."""
+    formats: Counter = Counter()
+    budget = Budget(limits["max_total_bytes"], "the images in the ZIP")
+    for entry in sorted(entries, key=lambda e: e.info.header_offset):
+        split = "val" if entry.val else "train"
+        data = read_entry(zf, entry, budget, limits)
+        try:
+            with _open_image(BytesIO(data)) as im:
+                fmt = im.format
+                row = _convert(im, channels, image_size)
+            files[split].write(entry.row, row)
+            formats[fmt] += 1
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _bomb(entry, exc) from None
+        except OSError as exc:
+            if exc.errno is not None:  # the disk, not the image (ENOSPC, EIO)
+                raise
+            _unreadable(entry, exc, keep[split], skipped, n_candidates)
+        except Exception as exc:  # any decoder failure on user data: the image is unreadable
+            _unreadable(entry, exc, keep[split], skipped, n_candidates)
+        del data
+        prog.step()
+    return formats
+
+
+def _check_readable(y: dict, classes: list[str], split_kind: str) -> np.ndarray:
+    """After the decode pass: every class (in each provided split) still has images, and both
+    splits are non-empty. Returns the images per class."""
+    counts = np.bincount(np.concatenate([y["train"], y["val"]]), minlength=len(classes))
+    for c, name in enumerate(classes):
+        if counts[c] == 0:
+            raise IngestError(f"class folder {name!r} has no readable images")
+    if split_kind == "provided":
+        for split in ("train", "val"):
+            present = set(np.unique(y[split]).tolist())
+            for c, name in enumerate(classes):
+                if c not in present:
+                    raise IngestError(f"class {name!r} has no readable images in {split}/; "
+                                      f"train/ and val/ must hold the same class folders")
+    if len(y["train"]) == 0 or len(y["val"]) == 0:
+        raise IngestError("too few readable images to split into training and validation")
+    return counts
 
 
 def _unreadable(entry: _Entry, exc: Exception, keep: np.ndarray, skipped: list[dict], n_candidates: int) -> None:
