@@ -74,7 +74,6 @@ import errno
 import json
 import numbers
 import os
-import shutil
 import time
 import warnings
 import zipfile
@@ -99,7 +98,7 @@ from workers.datasets.archive import (
     open_zip,
     read_entry,
 )
-from workers.datasets.common import MAX_CLASSES, IngestError, stratified_val_mask
+from workers.datasets.common import MAX_CLASSES, IngestError, atomic_dir, stratified_val_mask
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".webp"})
@@ -553,24 +552,20 @@ def ingest_image_zip(
     limits = {"max_entries": max_entries, "max_total_bytes": max_total_bytes, "max_entry_bytes": max_entry_bytes,
               "max_ratio": max_ratio, "ratio_min_bytes": ratio_min_bytes}
 
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     files: dict[str, _RowFile] = {}
     try:
-        with open(source, "rb") as f, open_zip(f, limits) as zf, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            info = _ingest(zf, tmp, files, limits, image_size=image_size, channels=channels,
-                           val_fraction=val_fraction, seed=seed, progress=progress)
-        for rf in files.values():
-            rf.close()
-        os.replace(tmp, out_dir)
+        with atomic_dir(out_dir) as tmp:
+            with open(source, "rb") as f, open_zip(f, limits) as zf, warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                info = _ingest(zf, tmp, files, limits, image_size=image_size, channels=channels,
+                               val_fraction=val_fraction, seed=seed, progress=progress)
+            for rf in files.values():
+                rf.close()  # fsync before the rename publishes the cache
     except BaseException:
-        for rf in files.values():
+        for rf in files.values():  # atomic_dir removed the files; their descriptors stay open until here
             if rf.fd >= 0:
                 os.close(rf.fd)
                 rf.fd = -1
-        shutil.rmtree(tmp, ignore_errors=True)
         raise
     return info
 
@@ -601,7 +596,6 @@ def _ingest(zf, tmp: Path, files: dict, limits: dict, *, image_size, channels, v
          "val": np.asarray([e.ci for e in entries if e.val], dtype=np.int64)}
     keep = {"train": np.ones(n_train, dtype=bool), "val": np.ones(n_val, dtype=bool)}
 
-    tmp.mkdir(parents=True)
     shape = (C, image_size, image_size)
     files["train"] = _RowFile(tmp / "X_train.npy", n_train, shape)
     files["val"] = _RowFile(tmp / "X_val.npy", n_val, shape)

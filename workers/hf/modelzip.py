@@ -10,8 +10,7 @@ to disk; the folder must hold config.json and safetensors weights.
 
 from __future__ import annotations
 
-import os
-import shutil
+import json
 from pathlib import Path
 
 from workers.datasets.archive import (
@@ -25,7 +24,7 @@ from workers.datasets.archive import (
     iter_members,
     open_zip,
 )
-from workers.datasets.common import IngestError
+from workers.datasets.common import IngestError, atomic_dir
 from workers.hf.source import PICKLE_SUFFIXES, ModelSourceError, check_folder
 
 LIMITS = {
@@ -46,52 +45,44 @@ def extract_model_zip(zip_path: Path, out_dir: Path, limits: dict | None = None)
     """Extract into `out_dir` (must not exist), atomically; returns {"files", "size_bytes",
     "skipped", "model_type"}. Raises ModelZipError with the reason."""
     limits = {**LIMITS, **(limits or {})}
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        with open(zip_path, "rb") as f:
-            zf = open_zip(f, limits)
-            with zf:
-                entries = _scan(zf, limits)
-                root = _root(entries)
-                budget = Budget(limits["max_total_bytes"], "the files in the ZIP")
-                skipped, written, total = [], [], 0
-                tmp.mkdir(parents=True)
-                for entry, parts in entries:
-                    if parts[: len(root)] != root:
-                        skipped.append("/".join(parts))  # beside the model folder: not part of it
-                        continue
-                    rel = parts[len(root):]
-                    if rel[-1].lower().endswith(PICKLE_SUFFIXES):
-                        skipped.append("/".join(rel))  # never written: unpickling runs code
-                        continue
-                    dest = tmp.joinpath(*rel)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(entry.info) as raw, open(dest, "xb") as out:
-                        stream = CountedStream(raw, entry, budget, limits)
-                        while chunk := stream.read(CHUNK):
-                            out.write(chunk)
-                    written.append("/".join(rel))
-                    total += dest.stat().st_size
-        try:
-            has_weights = check_folder(tmp, "the uploaded model")
-        except ModelSourceError as exc:
-            raise ModelZipError(str(exc)) from None
-        if not has_weights:
-            raise ModelZipError("the ZIP has no safetensors weights (model.safetensors); save the model with "
-                                "save_pretrained(folder, safe_serialization=True) and zip that folder")
-        import json
-
-        model_type = json.loads((tmp / "config.json").read_text())["model_type"]
-        os.replace(tmp, out_dir)
-    except IngestError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_dir(out_dir) as tmp, open(zip_path, "rb") as f, open_zip(f, limits) as zf:
+            entries = _scan(zf, limits)
+            root = _root(entries)
+            budget = Budget(limits["max_total_bytes"], "the files in the ZIP")
+            skipped, written, total = [], [], 0
+            for entry, parts in entries:
+                if parts[: len(root)] != root:
+                    skipped.append("/".join(parts))  # beside the model folder: not part of it
+                    continue
+                rel = parts[len(root):]
+                if rel[-1].lower().endswith(PICKLE_SUFFIXES):
+                    skipped.append("/".join(rel))  # never written: unpickling runs code
+                    continue
+                dest = tmp.joinpath(*rel)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(entry.info) as raw, open(dest, "xb") as out:
+                    stream = CountedStream(raw, entry, budget, limits)
+                    while chunk := stream.read(CHUNK):
+                        out.write(chunk)
+                written.append("/".join(rel))
+                total += dest.stat().st_size
+            model_type = _check_model(tmp)
+    except IngestError as exc:  # archive.py's refusals, worded for the user already
         raise ModelZipError(str(exc)) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"files": sorted(written), "size_bytes": total, "skipped": skipped, "model_type": model_type}
+
+
+def _check_model(folder: Path) -> str:
+    """The extracted folder is a loadable model with safetensors weights; returns its model_type."""
+    try:
+        has_weights = check_folder(folder, "the uploaded model")
+    except ModelSourceError as exc:
+        raise ModelZipError(str(exc)) from None
+    if not has_weights:
+        raise ModelZipError("the ZIP has no safetensors weights (model.safetensors); save the model with "
+                            "save_pretrained(folder, safe_serialization=True) and zip that folder")
+    return json.loads((folder / "config.json").read_text())["model_type"]
 
 
 def _scan(zf, limits: dict) -> list[tuple[Member, list[str]]]:
