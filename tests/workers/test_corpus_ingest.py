@@ -12,7 +12,7 @@ from tests import datagen
 from workers.datasets import corpus as corpus_mod
 from workers.datasets import ingest
 from workers.datasets.corpus import ingest_corpus
-from workers.datasets.tabular import IngestError
+from workers.datasets.common import IngestError
 
 TEXT = "Het café: naïve façade ✓ — 😀 ok.\nSecond line, with\ttabs.\n" * 10
 

@@ -16,9 +16,10 @@ import pytest
 from PIL import Image
 
 from tests import datagen
+from workers.datasets import archive
 from workers.datasets import images as images_mod
 from workers.datasets.images import ingest_image_zip
-from workers.datasets.tabular import IngestError
+from workers.datasets.common import IngestError
 
 ARRAYS = ("X_train", "X_val", "y_train", "y_val")
 
@@ -652,17 +653,17 @@ def test_streaming_counts_the_bytes_actually_produced():
     info.file_size, info.compress_size = 10, 10
     entry = images_mod._Entry(info, info.filename)
     limits = {"max_entry_bytes": 10_000, "max_ratio": 1e9, "ratio_min_bytes": 1}
-    stream = images_mod._CountedStream(Endless(), entry, images_mod._Budget(10**9), limits)
+    stream = archive.CountedStream(Endless(), entry, archive.Budget(10**9), limits)
     with pytest.raises(IngestError, match="'cat/liar.png' expands to more than 9.8 KiB"):
         while stream.read(4096):
             pass
-    budget = images_mod._Budget(5_000)
-    stream = images_mod._CountedStream(Endless(), entry, budget, {**limits, "max_entry_bytes": 10**9})
+    budget = archive.Budget(5_000)
+    stream = archive.CountedStream(Endless(), entry, budget, {**limits, "max_entry_bytes": 10**9})
     with pytest.raises(IngestError, match="more than 4.9 KiB"):
         while stream.read(1000):
             pass
     assert budget.used == 6_000
-    stream = images_mod._CountedStream(Endless(), entry, images_mod._Budget(10**9),
+    stream = archive.CountedStream(Endless(), entry, archive.Budget(10**9),
                                        {**limits, "max_entry_bytes": 10**9, "max_ratio": 100,
                                         "ratio_min_bytes": 500})
     with pytest.raises(IngestError, match="more than 100:1"):

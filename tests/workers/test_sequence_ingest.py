@@ -11,7 +11,7 @@ import pytest
 from tests import datagen
 from workers.datasets import ingest
 from workers.datasets.sequences import ingest_sequences
-from workers.datasets.tabular import IngestError
+from workers.datasets.common import IngestError
 
 ARRAYS = ("X_train", "X_val", "y_train", "y_val")
 

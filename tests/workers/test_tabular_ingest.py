@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from workers.datasets.tabular import IngestError, ingest_csv, read_table
+from workers.datasets.common import IngestError
+from workers.datasets.tabular import ingest_csv, read_table
 
 ARRAYS = ("X_train", "X_val", "y_train", "y_val")
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests import datagen
 from workers.datasets import ingest
-from workers.datasets.tabular import IngestError
+from workers.datasets.common import IngestError
 from workers.datasets.text import PAD, UNK, ingest_text
 
 ARRAYS = ("X_train", "X_val", "y_train", "y_val", "len_train", "len_val")

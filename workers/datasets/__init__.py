@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from workers.datasets.tabular import IngestError
+from workers.datasets.common import IngestError
 
 __all__ = ["IngestError", "ingest"]
 

@@ -1,5 +1,5 @@
-"""Helpers shared by the ingest modules (no Django, no torch): the atomic output directory,
-seeded splits and label encoding with user-facing messages."""
+"""Helpers shared by the ingest modules (no Django, no torch): the user-facing error, the atomic
+output directory, seeded splits and label encoding with user-facing messages."""
 
 from __future__ import annotations
 
@@ -12,10 +12,28 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.datasets.tabular import IngestError
-
 MAX_CLASSES = 1_000
 CLASSIFICATION_MAX_INT_LABELS = 50
+
+
+class IngestError(ValueError):
+    """A problem with the user's file, worded for the user."""
+
+
+class LineNames(Sequence):
+    """`where` for `encode_labels` when rows come from file lines: item i is "line <lines[i]>",
+    made on demand (only an error message needs one; millions of strings up front would not)."""
+
+    def __init__(self, lines: Sequence[int]):
+        self.lines = lines
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [f"line {n}" for n in self.lines[i]]
+        return f"line {self.lines[i]}"
 
 
 @contextmanager
@@ -52,28 +70,66 @@ def is_number(text: str) -> bool:
     return math.isfinite(value)
 
 
-def seeded_split(n: int, val_fraction: float, seed: int, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def seeded_split(n: int, val_fraction: float, seed: int, y: np.ndarray | None = None, *,
+                 exact_total: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, validation indices), each sorted. With class labels `y` the split is
-    stratified: every class with at least two rows puts round(n_c × val_fraction), clamped to
-    1..n_c-1, rows into validation; otherwise a seeded permutation of all rows."""
-    rng = np.random.default_rng(seed)
+    stratified (`stratified_val_mask`: every class with at least two rows puts
+    round(n_c × val_fraction), clamped to 1..n_c-1, rows into validation; with `exact_total`
+    the classes' counts add up to max(1, round(n × val_fraction)) instead); otherwise a seeded
+    permutation of all rows puts max(1, round(n × val_fraction)) of them into validation."""
     if y is None:
+        rng = np.random.default_rng(seed)
         n_val = max(1, round(n * val_fraction))
         if n - n_val < 1:
             raise IngestError(f"only {n} rows: too few to split into training and validation")
         perm = rng.permutation(n)
         return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-    is_val = np.zeros(n, dtype=bool)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        if len(idx) < 2:
-            continue
-        k = min(len(idx) - 1, max(1, round(len(idx) * val_fraction)))
-        is_val[idx[rng.permutation(len(idx))[:k]]] = True
+    is_val = stratified_val_mask(y, val_fraction, seed, exact_total=exact_total)
     if not is_val.any() or is_val.all():
         raise IngestError(f"only {n} rows: too few to split into training and validation "
                           f"(need at least two rows of some class)")
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def stratified_val_mask(y: np.ndarray, val_fraction: float, seed: int, *, exact_total: bool = False) -> np.ndarray:
+    """Boolean "goes to validation" per row. Each class with at least two rows, in sorted class
+    order, draws its validation rows with one seeded permutation of its own rows (so the split is
+    reproducible); a class with a single row stays in training. How many per class: see
+    `seeded_split`. Never raises: each kind words "too few to split" in its own terms."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    _, sizes = np.unique(y, return_counts=True)
+    # Each class's rows in ascending order (what np.flatnonzero(y == c) gives), from one stable
+    # sort rather than one full scan of y per class (up to MAX_CLASSES scans of millions of rows).
+    members = np.split(np.argsort(y, kind="stable"), np.cumsum(sizes)[:-1])
+    sizes = [int(m) for m in sizes]
+    counts = (_exact_val_counts(sizes, val_fraction, len(y)) if exact_total
+              else [min(m - 1, max(1, round(m * val_fraction))) for m in sizes])
+    is_val = np.zeros(len(y), dtype=bool)
+    for idx, k in zip(members, counts):
+        if len(idx) < 2:
+            continue
+        is_val[idx[rng.permutation(len(idx))[:k]]] = True
+    return is_val
+
+
+def _exact_val_counts(sizes: list[int], val_fraction: float, n: int) -> list[int]:
+    """Per-class validation counts that add up to what an unstratified split of the same rows
+    would hold out, max(1, round(n × val_fraction)) (as scikit-learn's stratified
+    train_test_split keeps the total): floor(n_c × val_fraction) clamped to 1..n_c-1 for each
+    class of two rows or more, then one more row each for the classes with the largest remainder
+    (ties: class order) until the total is reached. The clamps win over the total."""
+    target = max(1, round(n * val_fraction))
+    ideal = [m * val_fraction for m in sizes]
+    counts = [min(m - 1, max(1, math.floor(x))) if m >= 2 else 0 for m, x in zip(sizes, ideal)]
+    missing = target - sum(counts)
+    for i in sorted(range(len(sizes)), key=lambda i: (math.floor(ideal[i]) - ideal[i], i)):
+        if missing <= 0:
+            break
+        if counts[i] < sizes[i] - 1:
+            counts[i] += 1
+            missing -= 1
+    return counts
 
 
 def encode_labels(labels: Sequence[str], where: Sequence[str], label: str, task: str | None,
@@ -82,10 +138,28 @@ def encode_labels(labels: Sequence[str], where: Sequence[str], label: str, task:
     ("line 7"). task None: classification unless the labels are numbers that are not a few
     whole numbers. Classification y is int64 class indices (classes sorted, numerically for
     whole numbers); regression y is float32."""
+    task, numeric = check_labels(labels, where, label, task, allowed_tasks)
+    y, classes = label_targets(labels, label, task, numeric)
+    return task, y, classes
+
+
+def check_labels(labels: Sequence[str], where: Sequence[str], label: str, task: str | None,
+                 allowed_tasks: tuple[str, ...] = ("classification", "regression")) -> tuple[str, bool]:
+    """The first half of `encode_labels`, the checks of each raw label: (task, whether every label
+    is a number). Tables run it before their feature columns are checked and `label_targets` after,
+    so that a file with several problems reports the same one first as it always did."""
     for i, v in enumerate(labels):
         if v == "":
             raise IngestError(f"{where[i]}: the label ({label!r}) is empty")
     numeric = all(is_number(v) for v in labels)
+    task = _pick_task(labels, task, allowed_tasks, numeric)
+    if task == "regression" and not numeric:
+        bad = next(i for i, v in enumerate(labels) if not is_number(v))
+        raise IngestError(f"{where[bad]}: label {labels[bad]!r} is not a number (needed for regression)")
+    return task, numeric
+
+
+def _pick_task(labels: Sequence[str], task: str | None, allowed_tasks: tuple[str, ...], numeric: bool) -> str:
     if task is None:
         if "regression" not in allowed_tasks or not numeric:
             task = "classification"
@@ -95,26 +169,30 @@ def encode_labels(labels: Sequence[str], where: Sequence[str], label: str, task:
             task = "classification" if integral and len(values) <= CLASSIFICATION_MAX_INT_LABELS else "regression"
     if task not in allowed_tasks:
         raise IngestError(f"unknown task {task!r}: use {' or '.join(allowed_tasks)}")
+    return task
+
+
+def label_targets(labels: Sequence[str], label: str, task: str, numeric: bool) -> tuple[np.ndarray, list[str]]:
+    """The second half of `encode_labels`: (y, class names) for labels `check_labels` passed."""
     if task == "regression":
-        if not numeric:
-            bad = next(i for i, v in enumerate(labels) if not is_number(v))
-            raise IngestError(f"{where[bad]}: label {labels[bad]!r} is not a number (needed for regression)")
-        return task, np.asarray([float(v) for v in labels], dtype=np.float32), []
-    if numeric and all(float(v).is_integer() for v in labels):
-        keys = sorted({int(float(v)) for v in labels})
-        classes = [str(k) for k in keys]
-        lookup = {k: i for i, k in enumerate(keys)}
-        y = np.asarray([lookup[int(float(v))] for v in labels], dtype=np.int64)
-    else:
-        classes = sorted(set(labels))
-        lookup_s = {c: i for i, c in enumerate(classes)}
-        y = np.asarray([lookup_s[v] for v in labels], dtype=np.int64)
+        return np.asarray([float(v) for v in labels], dtype=np.float32), []
+    y, classes = _class_indices(labels, numeric)
     if len(classes) < 2:
         raise IngestError(f"the label column {label!r} has a single class ({classes[0]!r}); need at least two")
     if len(classes) > MAX_CLASSES:
         raise IngestError(f"{len(classes)} classes in {label!r}; at most {MAX_CLASSES} are supported")
-    return task, y, classes
+    return y, classes
 
+
+def _class_indices(labels: Sequence[str], numeric: bool) -> tuple[np.ndarray, list[str]]:
+    """Sorted classes (whole numbers numerically, so "10" after "9") and each label's index."""
+    if numeric and all(float(v).is_integer() for v in labels):
+        keys = sorted({int(float(v)) for v in labels})
+        lookup = {k: i for i, k in enumerate(keys)}
+        return np.asarray([lookup[int(float(v))] for v in labels], dtype=np.int64), [str(k) for k in keys]
+    classes = sorted(set(labels))
+    lookup_s = {c: i for i, c in enumerate(classes)}
+    return np.asarray([lookup_s[v] for v in labels], dtype=np.int64), classes
 
 def class_info(y: np.ndarray, classes: list[str]) -> dict:
     counts = np.bincount(y, minlength=len(classes))

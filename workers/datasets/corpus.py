@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.datasets.common import atomic_dir, check_val_fraction
-from workers.datasets.tabular import IngestError
+from workers.datasets.common import IngestError, atomic_dir, check_val_fraction
 
 READ_CHUNK = 1 << 20
 MAX_CHAR_VOCAB = 65_535

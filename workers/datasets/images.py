@@ -54,7 +54,8 @@ process's memory). Every entry is streamed from the archive with zf.open(); noth
 to disk. What grows with the archive is per entry (zipfile's directory, ~1 KiB an entry) and one
 entry's bytes at a time (at most max_entry_bytes).
 
-Hostile archives (each an IngestError naming the entry; the whole archive is rejected)
+Hostile archives (each an IngestError naming the entry; the whole archive is rejected; the checks
+live in workers.datasets.archive, shared with model ZIPs)
     absolute names, drive letters, backslashes, `..` components, control characters;
     symlinks and other non-regular entries (external_attr >> 16); encrypted entries;
     duplicate names and overlapping entries (two entries sharing bytes of the archive);
@@ -73,14 +74,9 @@ import errno
 import json
 import numbers
 import os
-import re
-import shutil
-import stat
-import struct
 import time
 import warnings
 import zipfile
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 from io import BytesIO
@@ -90,7 +86,19 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from workers.datasets.tabular import IngestError
+from workers.datasets.archive import (
+    Budget,
+    CountedStream,
+    Member,
+    check_declared_size,
+    check_declared_total,
+    check_entry_count,
+    check_overlaps,
+    iter_members,
+    open_zip,
+    read_entry,
+)
+from workers.datasets.common import MAX_CLASSES, IngestError, atomic_dir, stratified_val_mask
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".webp"})
@@ -98,8 +106,6 @@ ARCHIVE_EXTENSIONS = frozenset({
     ".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz", ".tbz2", ".xz", ".txz", ".zst", ".tzst",
     ".7z", ".rar", ".lz", ".lzma", ".z", ".cab", ".jar",
 })
-JUNK_FILES = frozenset({"thumbs.db", "desktop.ini"})
-JUNK_DIRS = frozenset({"__macosx"})
 TRAIN_DIRS = frozenset({"train"})
 VAL_DIRS = frozenset({"val", "valid", "validation"})
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
@@ -111,9 +117,7 @@ MAX_TOTAL_BYTES = 4 * 1024**3
 MAX_ENTRY_BYTES = 64 * 1024**2
 MAX_RATIO = 100
 RATIO_MIN_BYTES = 1024**2
-CENTRAL_DIRECTORY_BYTES_PER_ENTRY = 1024  # a central directory larger than max_entries × this is refused
 
-MAX_CLASSES = 1_000
 DEFAULT_MAX_SIZE = 224
 MIN_IMAGE_SIZE = 8
 MAX_IMAGE_SIZE = 512
@@ -123,24 +127,13 @@ PREVIEWS_PER_CLASS = 8
 PREVIEW_PX = 64
 IGNORED_LIST_MAX = 100
 PROGRESS_EVERY = 0.5  # seconds between progress callbacks
-READ_CHUNK = 1 << 20
 NAMED_IN_ERRORS = 3
-
-_DRIVE = re.compile(r"^[A-Za-z]:")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
 
 
 @dataclass(slots=True)
-class _Entry:
-    info: zipfile.ZipInfo
-    name: str
+class _Entry(Member):
+    """An image candidate (archive.Member: info, name) and what the ingest learns about it."""
+
     cls: str = ""
     split: str | None = None  # "train" / "val" for a provided split
     ci: int = -1  # class index
@@ -149,82 +142,6 @@ class _Entry:
     ok: bool = True  # readable in the header pass
     val: bool = False  # destination: X_val (else X_train) ...
     row: int = -1  # ... at this row
-
-
-class _Budget:
-    """Uncompressed bytes produced so far in one pass, against the total cap."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.used = 0
-
-    def add(self, n: int) -> None:
-        self.used += n
-        if self.used > self.limit:
-            raise IngestError(f"the images in the ZIP expand to more than {_size(self.limit)}; "
-                              f"that is the limit (zip bomb?)")
-
-
-class _CountedStream:
-    """A read/seek/tell view of one archive entry that counts the bytes it actually produces
-    (the furthest offset reached) and stops at the per-entry, ratio and total caps. Errors of the
-    archive itself (bad CRC, corrupt deflate data) become IngestError: the ZIP is damaged."""
-
-    def __init__(self, raw, entry: _Entry, budget: _Budget, limits: dict):
-        self.raw = raw
-        self.entry = entry
-        self.budget = budget
-        self.limits = limits
-        self.pos = 0
-        self.high = 0
-
-    def _reached(self, pos: int) -> None:
-        self.pos = pos
-        if pos <= self.high:
-            return
-        self.budget.add(pos - self.high)
-        self.high = pos
-        name = self.entry.name
-        if pos > self.limits["max_entry_bytes"]:
-            raise IngestError(f"entry {name!r} expands to more than {_size(self.limits['max_entry_bytes'])}; "
-                              f"that is the limit per file (zip bomb?)")
-        packed = max(1, self.entry.info.compress_size)
-        if pos > self.limits["ratio_min_bytes"] and pos > self.limits["max_ratio"] * packed:
-            raise IngestError(f"entry {name!r} expands more than {self.limits['max_ratio']}:1 "
-                              f"({_size(packed)} compressed); refusing it (zip bomb?)")
-
-    def _damaged(self, exc: Exception) -> IngestError:
-        return IngestError(f"the ZIP is damaged: entry {self.entry.name!r} cannot be decompressed ({exc})")
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            parts = []
-            while chunk := self.read(READ_CHUNK):
-                parts.append(chunk)
-            return b"".join(parts)
-        try:
-            data = self.raw.read(n)
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-            raise self._damaged(exc) from None
-        self._reached(self.pos + len(data))
-        return data
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        try:
-            pos = self.raw.seek(offset, whence)
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-            raise self._damaged(exc) from None
-        self._reached(pos)
-        return pos
-
-    def tell(self) -> int:
-        return self.pos
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
 
 
 class _Progress:
@@ -249,154 +166,47 @@ class _Progress:
             self.callback(self.total, self.total)
 
 
-# -- the archive: directory checks -----------------------------------------------------------
-
-
-def _central_directory_stats(f) -> tuple[int, int] | None:
-    """(entries, central directory bytes) from the end-of-central-directory record (and its
-    zip64 form), read before zipfile parses the whole directory into memory. None when no
-    record is found (zipfile then says what is wrong)."""
-    f.seek(0, os.SEEK_END)
-    size = f.tell()
-    tail_len = min(size, 22 + 65535 + 20)
-    f.seek(size - tail_len)
-    tail = f.read(tail_len)
-    i = tail.rfind(b"PK\x05\x06")
-    # The record ends the file (after its comment): a signature inside the comment does not.
-    while i >= 0 and not (len(tail) - i >= 22 and i + 22 + struct.unpack("<H", tail[i + 20 : i + 22])[0] == len(tail)):
-        i = tail.rfind(b"PK\x05\x06", 0, i)
-    if i < 0:
-        return None
-    entries, cd_size = struct.unpack("<HI", tail[i + 10 : i + 16])
-    if (entries == 0xFFFF or cd_size == 0xFFFFFFFF) and i >= 20 and tail[i - 20 : i - 16] == b"PK\x06\x07":
-        (offset,) = struct.unpack("<Q", tail[i - 12 : i - 4])
-        if offset < size:
-            f.seek(offset)
-            rec = f.read(56)
-            if len(rec) == 56 and rec[:4] == b"PK\x06\x06":
-                entries, cd_size = struct.unpack("<QQ", rec[32:48])
-    return entries, cd_size
-
-
-def _open_zip(f, limits: dict) -> zipfile.ZipFile:
-    stats = _central_directory_stats(f)
-    if stats is not None:
-        entries, cd_size = stats
-        if entries > limits["max_entries"]:
-            raise IngestError(f"the ZIP has {entries} entries; at most {limits['max_entries']} are allowed")
-        if cd_size > limits["max_entries"] * CENTRAL_DIRECTORY_BYTES_PER_ENTRY:
-            raise IngestError(f"the ZIP's directory is {_size(cd_size)}, too large for at most "
-                              f"{limits['max_entries']} entries")
-    f.seek(0)
-    try:
-        return zipfile.ZipFile(f)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, struct.error,
-            NotImplementedError) as exc:
-        raise IngestError(f"not a valid ZIP archive ({exc})") from None
-    except OSError as exc:
-        raise IngestError(f"not a valid ZIP archive ({exc.strerror or exc})") from None
-
-
-def _name_parts(name: str) -> list[str]:
-    """Validated path components of an entry name (zip slip: the whole archive is refused)."""
-    if not name:
-        raise IngestError("the ZIP has an entry with an empty name")
-    if _CONTROL.search(name):
-        raise IngestError(f"entry {name!r}: control characters in the name; refusing the archive")
-    if "\\" in name:
-        raise IngestError(f"entry {name!r}: backslashes in the name are not allowed; refusing the archive "
-                          f"(re-create the ZIP with a standard tool)")
-    if name.startswith("/"):
-        raise IngestError(f"entry {name!r}: absolute paths are not allowed; refusing the archive")
-    if _DRIVE.match(name):
-        raise IngestError(f"entry {name!r}: drive letters are not allowed; refusing the archive")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise IngestError(f"entry {name!r}: '..' in the path is not allowed; refusing the archive")
-    if not parts:
-        raise IngestError(f"entry {name!r}: not a usable name")
-    return parts
-
-
-def _is_junk(parts: list[str]) -> bool:
-    return (any(p.startswith(".") or p.lower() in JUNK_DIRS for p in parts)
-            or parts[-1].lower() in JUNK_FILES)
-
-
-def _check_overlaps(infos: list[zipfile.ZipInfo], start_dir: int | None) -> None:
-    """Each entry's local header and data must end before the next entry starts: entries that
-    share bytes (the overlapping-entry zip bomb) are refused."""
-    ordered = sorted(infos, key=lambda i: i.header_offset)
-    for a, b in zip(ordered, ordered[1:]):
-        if b.header_offset < a.header_offset + 30 + a.compress_size:
-            raise IngestError(f"entries {a.filename!r} and {b.filename!r} overlap in the archive; "
-                              f"refusing it (zip bomb?)")
-    last = ordered[-1]
-    if start_dir is not None and last.header_offset + 30 + last.compress_size > start_dir:
-        raise IngestError(f"entry {last.filename!r} overlaps the ZIP's directory; refusing the archive")
+# -- the archive: entries (archive.py's checks, then the image candidates) ----------------
 
 
 def _scan(zf: zipfile.ZipFile, limits: dict):
     """Check every entry (the whole archive is refused on the first bad one); returns the image
     candidates with their path components, and the other non-junk entries as (components, is_dir)."""
     infos = zf.infolist()
-    if len(infos) > limits["max_entries"]:
-        raise IngestError(f"the ZIP has {len(infos)} entries; at most {limits['max_entries']} are allowed")
-    if not infos:
-        raise IngestError("the ZIP archive is empty")
-    seen: set[str] = set()
+    check_entry_count(infos, limits)
     images: list[tuple[_Entry, list[str]]] = []
     others: list[tuple[list[str], bool]] = []  # (parts, is_dir) of non-image, non-junk entries
-    for info in infos:
-        name = info.filename
-        parts = _name_parts(info.orig_filename)  # the raw name: zipfile cuts it at a NUL byte
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
-            raise IngestError(f"entry {name!r} is a symbolic link; links are not allowed, refusing the archive")
-        kind = stat.S_IFMT(mode)
-        is_dir = info.is_dir() or kind == stat.S_IFDIR
-        if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
-            raise IngestError(f"entry {name!r} is not a regular file (device, pipe or socket); refusing the archive")
-        key = "/".join(parts)
-        if key in seen:
-            raise IngestError(f"entry {name!r} appears more than once in the ZIP; refusing it")
-        seen.add(key)
-        if info.flag_bits & 0x1:
-            raise IngestError(f"entry {name!r} is encrypted; upload a ZIP without a password")
-        if is_dir or _is_junk(parts):
-            if is_dir and not _is_junk(parts):
-                others.append((parts, True))
-            continue
-        ext = os.path.splitext(parts[-1])[1].lower()
-        if ext in ARCHIVE_EXTENSIONS:
-            raise IngestError(f"entry {name!r} is an archive inside the archive; nested archives are not "
-                              f"supported (put the images themselves in the ZIP)")
-        if ext in IMAGE_EXTENSIONS:
-            if info.compress_type not in SUPPORTED_COMPRESSION:
-                raise IngestError(f"entry {name!r} uses an unsupported compression method "
-                                  f"({info.compress_type}); re-create the ZIP with standard (deflate) compression")
-            images.append((_Entry(info, name), parts))
+    for info, parts, is_dir in iter_members(infos):
+        if is_dir:
+            others.append((parts, True))
+        elif _is_image_candidate(info, parts):
+            images.append((_Entry(info, info.filename), parts))
         else:
             others.append((parts, False))
-    _check_overlaps(infos, getattr(zf, "start_dir", None))
+    check_overlaps(infos, getattr(zf, "start_dir", None))
 
     # Declared sizes: a fast refusal before anything is decompressed.
     total = 0
     for entry, _ in images:
-        info = entry.info
-        if info.file_size > limits["max_entry_bytes"]:
-            raise IngestError(f"entry {entry.name!r} is {_size(info.file_size)} uncompressed; at most "
-                              f"{_size(limits['max_entry_bytes'])} per file")
-        packed = max(1, info.compress_size)
-        if info.file_size > limits["ratio_min_bytes"] and info.file_size > limits["max_ratio"] * packed:
-            raise IngestError(f"entry {entry.name!r} expands {info.file_size // packed}:1 ({_size(packed)} → "
-                              f"{_size(info.file_size)}); files above {_size(limits['ratio_min_bytes'])} may "
-                              f"expand at most {limits['max_ratio']}:1 (zip bomb?)")
-        total += info.file_size
-    if total > limits["max_total_bytes"]:
-        raise IngestError(f"the images in the ZIP add up to {_size(total)} uncompressed; at most "
-                          f"{_size(limits['max_total_bytes'])}")
+        check_declared_size(entry.info, entry.name, limits)
+        total += entry.info.file_size
+    check_declared_total(total, limits, "the images in the ZIP")
     return images, others
+
+
+def _is_image_candidate(info: zipfile.ZipInfo, parts: list[str]) -> bool:
+    """By extension; refuses nested archives and image entries zipfile cannot decompress."""
+    name = info.filename
+    ext = os.path.splitext(parts[-1])[1].lower()
+    if ext in ARCHIVE_EXTENSIONS:
+        raise IngestError(f"entry {name!r} is an archive inside the archive; nested archives are not "
+                          f"supported (put the images themselves in the ZIP)")
+    if ext not in IMAGE_EXTENSIONS:
+        return False
+    if info.compress_type not in SUPPORTED_COMPRESSION:
+        raise IngestError(f"entry {name!r} uses an unsupported compression method "
+                          f"({info.compress_type}); re-create the ZIP with standard (deflate) compression")
+    return True
 
 
 # -- the archive: layout -----------------------------------------------------------------------
@@ -411,31 +221,60 @@ def _layout(images: list[tuple[_Entry, list[str]]], others: list[tuple[list[str]
         raise IngestError(f"the ZIP contains no images: expected PNG, JPEG, BMP or WebP files inside class "
                           f"folders, like cat/001.png{hint}")
     paths = [p for _, p in images]
+    depth = _wrapper_depth(paths)
+    prefix = paths[0][:depth]
+    tops = {p[depth] for p in paths}
+    provided = _is_provided_split(tops)
+    level = depth + 1 if provided else depth
+    if len(tops) == 1 and not provided:
+        _check_no_loose_images(images, depth, [*prefix, next(iter(tops))])
+    _assign_classes(images, depth, level, provided)
+    classes = sorted({e.cls for e, _ in images})
+    _check_folders_without_images(others, classes, prefix, level, provided)
+    if len(classes) < 2:
+        raise IngestError(f"only one class folder ({classes[0]!r}); need at least two classes, one folder each")
+    if len(classes) > MAX_CLASSES:
+        raise IngestError(f"{len(classes)} class folders; at most {MAX_CLASSES} classes are supported")
+    if provided:
+        _check_provided_classes([e for e, _ in images])
+    return [e for e, _ in images], classes, ("provided" if provided else "seeded"), ignored
+
+
+def _wrapper_depth(paths: list[list[str]]) -> int:
+    """How many top folders every image shares (wrappers like pets/ around the class folders),
+    keeping at least a class folder and a file name below them."""
     depth = 0
     while all(len(p) - depth >= 3 for p in paths) and len({p[depth] for p in paths}) == 1:
         depth += 1
-    prefix = paths[0][:depth]
-    tops = {p[depth] for p in paths}
-    lowered = {t.lower() for t in tops}
-    provided = bool(lowered & TRAIN_DIRS) and bool(lowered & VAL_DIRS)
-    if provided:
-        extra = sorted(t for t in tops if t.lower() not in TRAIN_DIRS | VAL_DIRS)
-        if extra:
-            raise IngestError(f"found train/ and val/ folders, but also {extra[0]!r} next to them; "
-                              f"put every class folder inside train/ and val/")
-        vals = {t for t in tops if t.lower() in VAL_DIRS}
-        if len(vals) > 1 or len({t for t in tops if t.lower() in TRAIN_DIRS}) > 1:
-            raise IngestError(f"more than one training or validation folder: {', '.join(sorted(tops))}")
-    level = depth + 1 if provided else depth
-    if len(tops) == 1 and not provided:
-        # One folder holding both class folders and loose images: the loose ones are misplaced
-        # (rather than this being a single class named after the wrapper).
-        loose = [e for e, p in images if len(p) - depth == 2]
-        if 0 < len(loose) < len(images):
-            folder = "/".join([*prefix, next(iter(tops))])
-            raise IngestError(f"image {loose[0].name!r} is directly in {folder}/; images must be inside "
-                              f"class folders (like {folder}/cat/001.png)")
+    return depth
 
+
+def _is_provided_split(tops: set[str]) -> bool:
+    """Whether the folders under the wrappers are train/ and val/ (refusing anything beside them)."""
+    lowered = {t.lower() for t in tops}
+    if not (lowered & TRAIN_DIRS and lowered & VAL_DIRS):
+        return False
+    extra = sorted(t for t in tops if t.lower() not in TRAIN_DIRS | VAL_DIRS)
+    if extra:
+        raise IngestError(f"found train/ and val/ folders, but also {extra[0]!r} next to them; "
+                          f"put every class folder inside train/ and val/")
+    vals = {t for t in tops if t.lower() in VAL_DIRS}
+    if len(vals) > 1 or len({t for t in tops if t.lower() in TRAIN_DIRS}) > 1:
+        raise IngestError(f"more than one training or validation folder: {', '.join(sorted(tops))}")
+    return True
+
+
+def _check_no_loose_images(images: list[tuple[_Entry, list[str]]], depth: int, folder_parts: list[str]) -> None:
+    """One folder holding both class folders and loose images: the loose ones are misplaced
+    (rather than this being a single class named after the wrapper)."""
+    loose = [e for e, p in images if len(p) - depth == 2]
+    if 0 < len(loose) < len(images):
+        folder = "/".join(folder_parts)
+        raise IngestError(f"image {loose[0].name!r} is directly in {folder}/; images must be inside "
+                          f"class folders (like {folder}/cat/001.png)")
+
+
+def _assign_classes(images: list[tuple[_Entry, list[str]]], depth: int, level: int, provided: bool) -> None:
     for entry, p in images:
         if len(p) - level < 2:
             where = f"{'/'.join(p[:level])}/" if level else "the top level of the ZIP"
@@ -445,8 +284,11 @@ def _layout(images: list[tuple[_Entry, list[str]]], others: list[tuple[list[str]
         if provided:
             entry.split = "train" if p[depth].lower() in TRAIN_DIRS else "val"
 
-    classes = sorted({e.cls for e, _ in images})
-    # Class folders without a single image candidate (empty, or only other files).
+
+def _check_folders_without_images(others: list[tuple[list[str], bool]], classes: list[str], prefix: list[str],
+                                  level: int, provided: bool) -> None:
+    """Class folders without a single image candidate (empty, or only other files)."""
+    depth = len(prefix)
     folders: dict[str, str | None] = {}
     for p, is_dir in others:
         # A directory entry at class level or below, or a file inside a class folder.
@@ -462,13 +304,6 @@ def _layout(images: list[tuple[_Entry, list[str]]], others: list[tuple[list[str]
         example = folders[folder]
         found = f" (it holds other files, e.g. {example!r})" if example else " (it is empty)"
         raise IngestError(f"class folder {folder!r} contains no PNG, JPEG, BMP or WebP images{found}")
-    if len(classes) < 2:
-        raise IngestError(f"only one class folder ({classes[0]!r}); need at least two classes, one folder each")
-    if len(classes) > MAX_CLASSES:
-        raise IngestError(f"{len(classes)} class folders; at most {MAX_CLASSES} classes are supported")
-    if provided:
-        _check_provided_classes([e for e, _ in images])
-    return [e for e, _ in images], classes, ("provided" if provided else "seeded"), ignored
 
 
 def _check_provided_classes(entries: list[_Entry]) -> None:
@@ -555,11 +390,11 @@ def _check_skipped(skipped: list[dict], n_candidates: int) -> None:
 def _probe(zf: zipfile.ZipFile, entries: list[_Entry], limits: dict, skipped: list[dict],
            progress: _Progress) -> None:
     """Pass 1: headers only (size, mode) of every candidate; marks the unreadable ones."""
-    budget = _Budget(limits["max_total_bytes"])
+    budget = Budget(limits["max_total_bytes"], "the images in the ZIP")
     for entry in entries:
         try:
             with zf.open(entry.info) as raw:
-                with _open_image(_CountedStream(raw, entry, budget, limits)) as im:
+                with _open_image(CountedStream(raw, entry, budget, limits)) as im:
                     entry.size = im.size
                     entry.gray = im.mode in GRAY_MODES
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -574,16 +409,6 @@ def _probe(zf: zipfile.ZipFile, entries: list[_Entry], limits: dict, skipped: li
             _check_skipped(skipped, len(entries))
         progress.step()
 
-
-def _read_entry(zf: zipfile.ZipFile, entry: _Entry, budget: _Budget, limits: dict) -> bytes:
-    try:
-        with zf.open(entry.info) as raw:
-            return _CountedStream(raw, entry, budget, limits).read()
-    except zipfile.BadZipFile as exc:
-        raise IngestError(f"the ZIP is damaged: entry {entry.name!r} ({exc})") from None
-
-
-# -- output -------------------------------------------------------------------------------------
 
 
 class _RowFile:
@@ -690,21 +515,6 @@ def _previews(tmp: Path, classes: list[str], splits: list[tuple[_RowFile, np.nda
     return out
 
 
-def _seeded_split(entries: list[_Entry], n_classes: int, val_fraction: float, seed: int) -> np.ndarray:
-    """Boolean 'is validation' per entry, stratified per class."""
-    rng = np.random.default_rng(seed)
-    cls = np.asarray([e.ci for e in entries], dtype=np.int64)
-    is_val = np.zeros(len(entries), dtype=bool)
-    for c in range(n_classes):
-        idx = np.flatnonzero(cls == c)
-        n = len(idx)
-        if n < 2:
-            continue
-        k = min(n - 1, max(1, round(n * val_fraction)))
-        is_val[idx[rng.permutation(n)[:k]]] = True
-    return is_val
-
-
 # -- the entry point ----------------------------------------------------------------------------
 
 
@@ -742,24 +552,20 @@ def ingest_image_zip(
     limits = {"max_entries": max_entries, "max_total_bytes": max_total_bytes, "max_entry_bytes": max_entry_bytes,
               "max_ratio": max_ratio, "ratio_min_bytes": ratio_min_bytes}
 
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     files: dict[str, _RowFile] = {}
     try:
-        with open(source, "rb") as f, _open_zip(f, limits) as zf, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            info = _ingest(zf, tmp, files, limits, image_size=image_size, channels=channels,
-                           val_fraction=val_fraction, seed=seed, progress=progress)
-        for rf in files.values():
-            rf.close()
-        os.replace(tmp, out_dir)
+        with atomic_dir(out_dir) as tmp:
+            with open(source, "rb") as f, open_zip(f, limits) as zf, warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                info = _ingest(zf, tmp, files, limits, image_size=image_size, channels=channels,
+                               val_fraction=val_fraction, seed=seed, progress=progress)
+            for rf in files.values():
+                rf.close()  # fsync before the rename publishes the cache
     except BaseException:
-        for rf in files.values():
+        for rf in files.values():  # atomic_dir removed the files; their descriptors stay open until here
             if rf.fd >= 0:
                 os.close(rf.fd)
                 rf.fd = -1
-        shutil.rmtree(tmp, ignore_errors=True)
         raise
     return info
 
@@ -783,78 +589,22 @@ def _ingest(zf, tmp: Path, files: dict, limits: dict, *, image_size, channels, v
         _probe(zf, sorted(entries, key=lambda e: e.info.header_offset), limits, skipped, prog)
         entries = [e for e in entries if e.ok]
         _check_classes_present(entries, classes, split_kind)
-
-    if channels is None:
-        channels = "L" if all(e.gray for e in entries) else "RGB"
-    if image_size is None:
-        counts = Counter(max(e.size) for e in entries)
-        common = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
-        image_size = max(MIN_IMAGE_SIZE, min(DEFAULT_MAX_SIZE, common))
+    channels, image_size = _output_format(entries, channels, image_size)
     C = 1 if channels == "L" else 3
-
-    if split_kind == "provided":
-        is_val = np.asarray([e.split == "val" for e in entries], dtype=bool)
-    else:
-        is_val = _seeded_split(entries, len(classes), val_fraction, seed)
-    n_val = int(is_val.sum())
-    n_train = len(entries) - n_val
-    if n_val == 0 or n_train == 0:
-        raise IngestError(f"only {len(entries)} readable images: too few to split into training and validation "
-                          f"(need at least two images in a class)")
-    rows = np.empty(len(entries), dtype=np.int64)
-    rows[~is_val] = np.arange(n_train)
-    rows[is_val] = np.arange(n_val)
-    for e, v, r in zip(entries, is_val.tolist(), rows.tolist()):
-        e.val, e.row = v, r
+    n_train, n_val = _assign_rows(entries, split_kind, val_fraction, seed)
     y = {"train": np.asarray([e.ci for e in entries if not e.val], dtype=np.int64),
          "val": np.asarray([e.ci for e in entries if e.val], dtype=np.int64)}
     keep = {"train": np.ones(n_train, dtype=bool), "val": np.ones(n_val, dtype=bool)}
 
-    tmp.mkdir(parents=True)
     shape = (C, image_size, image_size)
     files["train"] = _RowFile(tmp / "X_train.npy", n_train, shape)
     files["val"] = _RowFile(tmp / "X_val.npy", n_val, shape)
-    formats: Counter = Counter()
-
-    # Pass 2: decode every image straight into its row.
-    budget = _Budget(limits["max_total_bytes"])
-    for entry in sorted(entries, key=lambda e: e.info.header_offset):
-        split = "val" if entry.val else "train"
-        data = _read_entry(zf, entry, budget, limits)
-        try:
-            with _open_image(BytesIO(data)) as im:
-                fmt = im.format
-                row = _convert(im, channels, image_size)
-            files[split].write(entry.row, row)
-            formats[fmt] += 1
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise _bomb(entry, exc) from None
-        except OSError as exc:
-            if exc.errno is not None:  # the disk, not the image (ENOSPC, EIO)
-                raise
-            _unreadable(entry, exc, keep[split], skipped, n_candidates)
-        except Exception as exc:  # any decoder failure on user data: the image is unreadable
-            _unreadable(entry, exc, keep[split], skipped, n_candidates)
-        del data
-        prog.step()
-
+    formats = _decode_all(zf, entries, files, keep, skipped, limits, channels, image_size, prog, n_candidates)
     for split in ("train", "val"):
         if not keep[split].all():
             files[split] = files[split].compact(keep[split])
             y[split] = y[split][keep[split]]
-    counts = np.bincount(np.concatenate([y["train"], y["val"]]), minlength=len(classes))
-    for c, name in enumerate(classes):
-        if counts[c] == 0:
-            raise IngestError(f"class folder {name!r} has no readable images")
-    if split_kind == "provided":
-        for split in ("train", "val"):
-            present = set(np.unique(y[split]).tolist())
-            for c, name in enumerate(classes):
-                if c not in present:
-                    raise IngestError(f"class {name!r} has no readable images in {split}/; "
-                                      f"train/ and val/ must hold the same class folders")
-    if len(y["train"]) == 0 or len(y["val"]) == 0:
-        raise IngestError("too few readable images to split into training and validation")
+    counts = _check_readable(y, classes, split_kind)
 
     np.save(tmp / "y_train.npy", y["train"], allow_pickle=False)
     np.save(tmp / "y_val.npy", y["val"], allow_pickle=False)
@@ -886,6 +636,85 @@ def _ingest(zf, tmp: Path, files: dict, limits: dict, *, image_size, channels, v
     (tmp / "info.json").write_text(json.dumps(info))
     prog.finish()
     return info
+
+
+def _output_format(entries: list[_Entry], channels: str | None, image_size: int | None) -> tuple[str, int]:
+    """The channels and side asked for, else what the header pass found: grayscale when every
+    image is, and the most common max(width, height) capped to DEFAULT_MAX_SIZE."""
+    if channels is None:
+        channels = "L" if all(e.gray for e in entries) else "RGB"
+    if image_size is None:
+        counts = Counter(max(e.size) for e in entries)
+        common = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
+        image_size = max(MIN_IMAGE_SIZE, min(DEFAULT_MAX_SIZE, common))
+    return channels, image_size
+
+
+def _assign_rows(entries: list[_Entry], split_kind: str, val_fraction: float, seed: int) -> tuple[int, int]:
+    """Each entry's destination (e.val) and row in it (e.row): the provided split, or common's
+    seeded stratified one. Returns (n_train, n_val)."""
+    if split_kind == "provided":
+        is_val = np.asarray([e.split == "val" for e in entries], dtype=bool)
+    else:
+        is_val = stratified_val_mask(np.asarray([e.ci for e in entries], dtype=np.int64), val_fraction, seed)
+    n_val = int(is_val.sum())
+    n_train = len(entries) - n_val
+    if n_val == 0 or n_train == 0:
+        raise IngestError(f"only {len(entries)} readable images: too few to split into training and validation "
+                          f"(need at least two images in a class)")
+    rows = np.empty(len(entries), dtype=np.int64)
+    rows[~is_val] = np.arange(n_train)
+    rows[is_val] = np.arange(n_val)
+    for e, v, r in zip(entries, is_val.tolist(), rows.tolist()):
+        e.val, e.row = v, r
+    return n_train, n_val
+
+
+def _decode_all(zf, entries: list[_Entry], files: dict, keep: dict, skipped: list[dict], limits: dict,
+                channels: str, image_size: int, prog: _Progress, n_candidates: int) -> Counter:
+    """Pass 2: decode every image straight into its row; marks unreadable ones in `keep`.
+    Returns the count of each format decoded."""
+    formats: Counter = Counter()
+    budget = Budget(limits["max_total_bytes"], "the images in the ZIP")
+    for entry in sorted(entries, key=lambda e: e.info.header_offset):
+        split = "val" if entry.val else "train"
+        data = read_entry(zf, entry, budget, limits)
+        try:
+            with _open_image(BytesIO(data)) as im:
+                fmt = im.format
+                row = _convert(im, channels, image_size)
+            files[split].write(entry.row, row)
+            formats[fmt] += 1
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _bomb(entry, exc) from None
+        except OSError as exc:
+            if exc.errno is not None:  # the disk, not the image (ENOSPC, EIO)
+                raise
+            _unreadable(entry, exc, keep[split], skipped, n_candidates)
+        except Exception as exc:  # any decoder failure on user data: the image is unreadable
+            _unreadable(entry, exc, keep[split], skipped, n_candidates)
+        del data
+        prog.step()
+    return formats
+
+
+def _check_readable(y: dict, classes: list[str], split_kind: str) -> np.ndarray:
+    """After the decode pass: every class (in each provided split) still has images, and both
+    splits are non-empty. Returns the images per class."""
+    counts = np.bincount(np.concatenate([y["train"], y["val"]]), minlength=len(classes))
+    for c, name in enumerate(classes):
+        if counts[c] == 0:
+            raise IngestError(f"class folder {name!r} has no readable images")
+    if split_kind == "provided":
+        for split in ("train", "val"):
+            present = set(np.unique(y[split]).tolist())
+            for c, name in enumerate(classes):
+                if c not in present:
+                    raise IngestError(f"class {name!r} has no readable images in {split}/; "
+                                      f"train/ and val/ must hold the same class folders")
+    if len(y["train"]) == 0 or len(y["val"]) == 0:
+        raise IngestError("too few readable images to split into training and validation")
+    return counts
 
 
 def _unreadable(entry: _Entry, exc: Exception, keep: np.ndarray, skipped: list[dict], n_candidates: int) -> None:

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from workers.datasets.common import (
+    IngestError,
+    LineNames,
     atomic_dir,
     check_val_fraction,
     class_info,
@@ -41,7 +43,7 @@ from workers.datasets.common import (
     pick_column,
     seeded_split,
 )
-from workers.datasets.tabular import IngestError, iter_table
+from workers.datasets.tabular import iter_table
 
 MAX_STEPS = 10_000
 PREVIEW_ROWS = 10
@@ -142,8 +144,7 @@ def ingest_sequences(
     """Validate `source` and write the cache into `out_dir` (which must not exist). Returns info."""
     val_fraction = check_val_fraction(val_fraction)
     header, label, li, X, labels, lines, preview = _read(Path(source), label_column)
-    where = [f"line {n}" for n in lines]
-    task, y, classes = encode_labels(labels, where, label, task)
+    task, y, classes = encode_labels(labels, LineNames(lines), label, task)
     n, length = X.shape
     train_idx, val_idx = seeded_split(n, val_fraction, seed, y if task == "classification" else None)
 

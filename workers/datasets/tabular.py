@@ -2,32 +2,41 @@
 
 Pure Python + numpy (no Django, no torch). Output directory layout:
     X_train.npy X_val.npy (float32, standardised)  y_train.npy y_val.npy  info.json
-Everything is written to a temporary sibling directory and renamed into place, so a failure
-leaves nothing behind.
+Everything is written to a temporary sibling directory and renamed into place (common.atomic_dir),
+so a failure leaves nothing behind.
+
+Split: seeded. A classification table is stratified like the other kinds (every class with at
+least two rows in both splits), holding out max(1, round(rows × val_fraction)) rows in all as an
+unstratified split would; a regression table gets a seeded permutation of its rows.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
-import os
-import shutil
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from workers.datasets.common import (
+    IngestError,
+    LineNames,
+    atomic_dir,
+    check_labels,
+    class_info,
+    is_number,
+    label_targets,
+    seeded_split,
+)
 
 MAX_ROWS = 5_000_000
 MAX_COLUMNS = 2_000
 MAX_FIELD_BYTES = 1_000_000
 MAX_CATEGORIES = 100  # distinct values in a string feature column before we refuse it
-MAX_CLASSES = 1_000
-CLASSIFICATION_MAX_INT_LABELS = 50
-
-
-class IngestError(ValueError):
-    """A problem with the user's file, worded for the user."""
+PREVIEW_ROWS = 10
+FILL_BLOCK_ROWS = 4096  # rows parsed per numpy call in pass 2: bounded Python lists, few calls
 
 
 def human_size(n: int) -> str:
@@ -64,14 +73,6 @@ def _decoded_lines(path: Path):
                 ) from None
             offset += len(raw)
             yield text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        value = float(text)
-    except ValueError:
-        return False
-    return math.isfinite(value)
 
 
 def read_table(path: Path, delimiter: str | None = None) -> tuple[list[str], list[list[str]]]:
@@ -135,7 +136,7 @@ def iter_table(path: Path, delimiter: str | None = None, *, header_row: bool | N
     header = [h.strip() for h in header]
     if len(header) > max_columns:
         raise IngestError(f"{len(header)} columns; at most {max_columns} are supported")
-    headerless = header_row is None and all(_is_number(h) for h in header)
+    headerless = header_row is None and all(is_number(h) for h in header)
     first = header
     if headerless:
         header = [f"col{i + 1}" for i in range(len(header))]
@@ -194,7 +195,7 @@ class _ColumnStats:
             if self.first_empty is None:
                 self.first_empty = line
             return
-        if self.numeric and not _is_number(cell):
+        if self.numeric and not is_number(cell):
             self.numeric = False
             self.first_text = (line, cell)
         if self.values is not None:
@@ -216,120 +217,25 @@ def ingest_csv(
     # Pass 1 streams the rows and keeps what decides each column (numeric, or its categories) and
     # the labels; pass 2 parses the cells straight into the float matrix. The rows themselves are
     # never all held as Python strings (many times the file's size).
-    header, records = iter_table(Path(source))
-    named = [h for h in header if h.lower() == "label"]
-    label = label_column or (named[0] if named else header[-1])
-    if label not in header:
-        raise IngestError(f"label column {label!r} does not exist; columns are: {', '.join(header)}")
-    li = header.index(label)
+    source = Path(source)
+    header, records = iter_table(source)
+    label = _label_column(header, label_column)
     feature_cols = [h for h in header if h != label]
-    feature_idx = [header.index(name) for name in feature_cols]
-    stats = [_ColumnStats() for _ in feature_cols]
-    labels_raw: list[str] = []
-    lines: list[int] = []
-    preview_rows: list[list[str]] = []
-    for line, row in records:
-        labels_raw.append(row[li])
-        lines.append(line)
-        if len(preview_rows) < 10:
-            preview_rows.append(row)
-        for st, ci in zip(stats, feature_idx):
-            st.see(row[ci], line)
-    n = len(labels_raw)
-
-    for i, v in enumerate(labels_raw):
-        if v == "":
-            raise IngestError(f"line {lines[i]}: the label ({label!r}) is empty")
-    numeric_label = all(_is_number(v) for v in labels_raw)
-    if task is None:
-        if not numeric_label:
-            task = "classification"
-        else:
-            values = {float(v) for v in labels_raw}
-            integral = all(v.is_integer() for v in values)
-            task = "classification" if integral and len(values) <= CLASSIFICATION_MAX_INT_LABELS else "regression"
-    if task not in {"classification", "regression"}:
-        raise IngestError(f"unknown task {task!r}: use classification or regression")
-    if task == "regression" and not numeric_label:
-        bad = next(i for i, v in enumerate(labels_raw) if not _is_number(v))
-        raise IngestError(f"line {lines[bad]}: label {labels_raw[bad]!r} is not a number (needed for regression)")
-
-    # Features: numeric columns as they are, string columns one-hot encoded.
-    feature_names: list[str] = []
-    categorical: dict[str, list[str]] = {}
-    for name, st in zip(feature_cols, stats):
-        if st.first_empty is not None:
-            raise IngestError(f"line {st.first_empty}, column {name!r}: empty value (fill or drop missing values)")
-        if st.numeric:
-            feature_names.append(name)
-            continue
-        if st.values is None:
-            line, cell = st.first_text
-            raise IngestError(
-                f"column {name!r} is not numeric (line {line}: {cell!r}) and has more than "
-                f"{MAX_CATEGORIES} distinct values; at most {MAX_CATEGORIES} are one-hot encoded"
-            )
-        categorical[name] = sorted(st.values)
-        feature_names.extend(f"{name}={v}" for v in categorical[name])
-    X = np.zeros((n, len(feature_names)), dtype=np.float64)
-    _, records = iter_table(Path(source))  # pass 2: the file was fully checked by pass 1
-    block: list[list[str]] = []
-    done = 0
-
-    def fill(block: list[list[str]], start: int) -> None:
-        j = 0
-        for name, ci in zip(feature_cols, feature_idx):
-            if name in categorical:
-                index = {v: k for k, v in enumerate(categorical[name])}
-                codes = np.fromiter((index[r[ci]] for r in block), dtype=np.int64, count=len(block))
-                X[np.arange(start, start + len(block)), j + codes] = 1.0
-                j += len(index)
-            else:
-                X[start : start + len(block), j] = np.asarray([r[ci] for r in block], dtype=np.float64)
-                j += 1
-
-    for _, row in records:
-        block.append(row)
-        if len(block) == 4096:
-            fill(block, done)
-            done += len(block)
-            block = []
-    if block:
-        fill(block, done)
-
-    class_names: list[str] = []
-    if task == "classification":
-        if numeric_label and all(float(v).is_integer() for v in labels_raw):
-            keys = sorted({int(float(v)) for v in labels_raw})
-            class_names = [str(k) for k in keys]
-            lookup = {str(k): i for i, k in enumerate(keys)}
-            y = np.asarray([lookup[str(int(float(v)))] for v in labels_raw], dtype=np.int64)
-        else:
-            class_names = sorted(set(labels_raw))
-            lookup = {c: i for i, c in enumerate(class_names)}
-            y = np.asarray([lookup[v] for v in labels_raw], dtype=np.int64)
-        if len(class_names) < 2:
-            raise IngestError(f"the label column {label!r} has a single class ({class_names[0]!r}); need at least two")
-        if len(class_names) > MAX_CLASSES:
-            raise IngestError(f"{len(class_names)} classes; at most {MAX_CLASSES} are supported")
-    else:
-        y = np.asarray([float(v) for v in labels_raw], dtype=np.float32)
+    scan = _scan_rows(records, header, label, feature_cols)
+    task, numeric_label = check_labels(scan.labels, LineNames(scan.lines), label, task)
+    feature_names, categorical = _feature_layout(feature_cols, scan.stats)
+    X = _feature_matrix(source, header, feature_cols, categorical, scan.n, len(feature_names))
+    y, class_names = label_targets(scan.labels, label, task, numeric_label)
+    n, preview_rows = scan.n, scan.preview_rows
+    del scan  # the per-row label strings and line numbers: from here on y is all that is needed
 
     if not 0.0 < val_fraction < 1.0:
         raise IngestError("the validation fraction must be between 0 and 1")
-    n_val = max(1, round(n * val_fraction))
-    if n - n_val < 1:
-        raise IngestError(f"only {n} rows: too few to split into training and validation")
-    perm = np.random.default_rng(seed).permutation(n)
-    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-
-    mean = X[train_idx].mean(axis=0)
-    std = X[train_idx].std(axis=0)
-    std[std < 1e-12] = 1.0
-    X -= mean  # in place: the matrix is the biggest thing held
-    X /= std
-    Xn = X.astype(np.float32)
-    del X
+    # Classification tables split stratified, like every other kind, with as many validation rows
+    # in all as an unstratified split would hold out; regression targets keep a seeded permutation.
+    train_idx, val_idx = seeded_split(n, val_fraction, seed, y if task == "classification" else None,
+                                      exact_total=True)
+    X, mean, std = _standardise(X, train_idx)  # rebinding X frees the float64 matrix
 
     info: dict = {
         "kind": "tabular",
@@ -349,32 +255,121 @@ def ingest_csv(
         "preview": {"header": header, "rows": preview_rows},
     }
     if task == "classification":
-        counts = np.bincount(y, minlength=len(class_names))
-        info.update(
-            classes=class_names,
-            num_classes=len(class_names),
-            num_outputs=len(class_names),
-            class_counts={c: int(k) for c, k in zip(class_names, counts)},
-        )
+        info.update(class_info(y, class_names))
     else:
         y_mean, y_std = float(y[train_idx].mean()), float(y[train_idx].std()) or 1.0
         info.update(num_outputs=1, target_normalization={"mean": y_mean, "std": y_std})
 
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        for name, arr in {
-            "X_train": Xn[train_idx],
-            "X_val": Xn[val_idx],
-            "y_train": y[train_idx],
-            "y_val": y[val_idx],
-        }.items():
-            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+    with atomic_dir(out_dir) as tmp:
+        # One split at a time: each fancy-indexed copy is freed before the next is made.
+        for name, data, idx in (("X_train", X, train_idx), ("X_val", X, val_idx),
+                                ("y_train", y, train_idx), ("y_val", y, val_idx)):
+            np.save(tmp / f"{name}.npy", data[idx], allow_pickle=False)
         (tmp / "info.json").write_text(json.dumps(info))
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return info
+
+
+def _label_column(header: list[str], wanted: str | None) -> str:
+    """The user's label column (it must exist), else the first named "label" (any case), else the last."""
+    named = [h for h in header if h.lower() == "label"]
+    label = wanted or (named[0] if named else header[-1])
+    if label not in header:
+        raise IngestError(f"label column {label!r} does not exist; columns are: {', '.join(header)}")
+    return label
+
+
+@dataclass
+class _Scan:
+    """What pass 1 keeps: per feature column its stats, per row its label and the line it starts
+    on (for messages), and the first rows for the preview."""
+
+    stats: list[_ColumnStats]
+    labels: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    preview_rows: list[list[str]] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+
+def _scan_rows(records, header: list[str], label: str, feature_cols: list[str]) -> _Scan:
+    li = header.index(label)
+    feature_idx = [header.index(name) for name in feature_cols]
+    scan = _Scan([_ColumnStats() for _ in feature_cols])
+    for line, row in records:
+        scan.labels.append(row[li])
+        scan.lines.append(line)
+        if len(scan.preview_rows) < PREVIEW_ROWS:
+            scan.preview_rows.append(row)
+        for st, ci in zip(scan.stats, feature_idx):
+            st.see(row[ci], line)
+    return scan
+
+
+def _feature_layout(feature_cols: list[str], stats: list[_ColumnStats]) -> tuple[list[str], dict[str, list[str]]]:
+    """(feature names, categories of each string column): numeric columns as they are, string
+    columns one-hot encoded ("colour=red"). Refuses empty cells and string columns with too many
+    distinct values."""
+    feature_names: list[str] = []
+    categorical: dict[str, list[str]] = {}
+    for name, st in zip(feature_cols, stats):
+        if st.first_empty is not None:
+            raise IngestError(f"line {st.first_empty}, column {name!r}: empty value (fill or drop missing values)")
+        if st.numeric:
+            feature_names.append(name)
+            continue
+        if st.values is None:
+            line, cell = st.first_text
+            raise IngestError(
+                f"column {name!r} is not numeric (line {line}: {cell!r}) and has more than "
+                f"{MAX_CATEGORIES} distinct values; at most {MAX_CATEGORIES} are one-hot encoded"
+            )
+        categorical[name] = sorted(st.values)
+        feature_names.extend(f"{name}={v}" for v in categorical[name])
+    return feature_names, categorical
+
+
+def _feature_matrix(source: Path, header: list[str], feature_cols: list[str], categorical: dict[str, list[str]],
+                    n: int, width: int) -> np.ndarray:
+    """Pass 2: the float64 matrix [n, width], parsed block by block (the file was fully checked
+    by pass 1, so nothing here can fail on the user's data)."""
+    X = np.zeros((n, width), dtype=np.float64)
+    # (cell index, {category: offset} or None for a numeric column), in feature order.
+    columns = [(header.index(name), {v: k for k, v in enumerate(categorical[name])} if name in categorical else None)
+               for name in feature_cols]
+    _, records = iter_table(source)
+    block: list[list[str]] = []
+    done = 0
+    for _, row in records:
+        block.append(row)
+        if len(block) == FILL_BLOCK_ROWS:
+            _fill(X, columns, block, done)
+            done += len(block)
+            block = []
+    if block:
+        _fill(X, columns, block, done)
+    return X
+
+
+def _fill(X: np.ndarray, columns: list[tuple[int, dict[str, int] | None]], block: list[list[str]], start: int) -> None:
+    rows = np.arange(start, start + len(block))
+    j = 0
+    for ci, index in columns:
+        if index is not None:
+            codes = np.fromiter((index[r[ci]] for r in block), dtype=np.int64, count=len(block))
+            X[rows, j + codes] = 1.0
+            j += len(index)
+        else:
+            X[start : start + len(block), j] = np.asarray([r[ci] for r in block], dtype=np.float64)
+            j += 1
+
+
+def _standardise(X: np.ndarray, train_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(float32 X standardised with the training rows' mean and std, mean, std)."""
+    mean = X[train_idx].mean(axis=0)
+    std = X[train_idx].std(axis=0)
+    std[std < 1e-12] = 1.0
+    X -= mean  # in place: the matrix is the biggest thing held
+    X /= std
+    return X.astype(np.float32), mean, std

@@ -40,6 +40,7 @@ import numpy as np
 
 from workers.datasets import tabular
 from workers.datasets.common import (
+    IngestError,
     atomic_dir,
     check_val_fraction,
     class_info,
@@ -48,7 +49,6 @@ from workers.datasets.common import (
     seeded_split,
 )
 from workers.datasets.tabular import (
-    IngestError,
     _decoded_lines,
     human_size,
     iter_table,

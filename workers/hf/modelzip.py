@@ -1,6 +1,6 @@
 """A `save_pretrained` folder uploaded as a ZIP → a checked folder on disk (no torch, no Django).
 
-Reuses the image ingest's archive checks (workers.datasets.images): entry names (zip slip:
+Uses the safe-archive checks it shares with image ingest (workers.datasets.archive): entry names (zip slip:
 absolute paths, drive letters, backslashes, "..", control characters), links and other
 non-regular entries, encrypted and duplicate entries, overlapping entries, the entry count read
 before the directory is parsed, and sizes counted while streaming (headers can lie), with
@@ -10,14 +10,21 @@ to disk; the folder must hold config.json and safetensors weights.
 
 from __future__ import annotations
 
-import os
-import shutil
-import stat
+import json
 from pathlib import Path
 
-from workers.datasets.images import (_Budget, _check_overlaps, _CountedStream, _Entry, _is_junk, _name_parts,
-                                     _open_zip, _size)
-from workers.datasets.tabular import IngestError
+from workers.datasets.archive import (
+    Budget,
+    CountedStream,
+    Member,
+    check_declared_size,
+    check_declared_total,
+    check_entry_count,
+    check_overlaps,
+    iter_members,
+    open_zip,
+)
+from workers.datasets.common import IngestError, atomic_dir
 from workers.hf.source import PICKLE_SUFFIXES, ModelSourceError, check_folder
 
 LIMITS = {
@@ -38,97 +45,67 @@ def extract_model_zip(zip_path: Path, out_dir: Path, limits: dict | None = None)
     """Extract into `out_dir` (must not exist), atomically; returns {"files", "size_bytes",
     "skipped", "model_type"}. Raises ModelZipError with the reason."""
     limits = {**LIMITS, **(limits or {})}
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        with open(zip_path, "rb") as f:
-            zf = _open_zip(f, limits)
-            with zf:
-                entries = _scan(zf, limits)
-                root = _root(entries)
-                budget = _Budget(limits["max_total_bytes"])
-                skipped, written, total = [], [], 0
-                tmp.mkdir(parents=True)
-                for entry, parts in entries:
-                    if parts[: len(root)] != root:
-                        skipped.append("/".join(parts))  # beside the model folder: not part of it
-                        continue
-                    rel = parts[len(root):]
-                    if rel[-1].lower().endswith(PICKLE_SUFFIXES):
-                        skipped.append("/".join(rel))  # never written: unpickling runs code
-                        continue
-                    dest = tmp.joinpath(*rel)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(entry.info) as raw, open(dest, "xb") as out:
-                        stream = _CountedStream(raw, entry, budget, limits)
-                        while chunk := stream.read(CHUNK):
-                            out.write(chunk)
-                    written.append("/".join(rel))
-                    total += dest.stat().st_size
-        try:
-            has_weights = check_folder(tmp, "the uploaded model")
-        except ModelSourceError as exc:
-            raise ModelZipError(str(exc)) from None
-        if not has_weights:
-            raise ModelZipError("the ZIP has no safetensors weights (model.safetensors); save the model with "
-                                "save_pretrained(folder, safe_serialization=True) and zip that folder")
-        import json
-
-        model_type = json.loads((tmp / "config.json").read_text())["model_type"]
-        os.replace(tmp, out_dir)
-    except IngestError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_dir(out_dir) as tmp, open(zip_path, "rb") as f, open_zip(f, limits) as zf:
+            entries = _scan(zf, limits)
+            root = _root(entries)
+            budget = Budget(limits["max_total_bytes"], "the files in the ZIP")
+            skipped, written, total = [], [], 0
+            for entry, parts in entries:
+                if parts[: len(root)] != root:
+                    skipped.append("/".join(parts))  # beside the model folder: not part of it
+                    continue
+                rel = parts[len(root):]
+                if rel[-1].lower().endswith(PICKLE_SUFFIXES):
+                    skipped.append("/".join(rel))  # never written: unpickling runs code
+                    continue
+                dest = tmp.joinpath(*rel)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(entry.info) as raw, open(dest, "xb") as out:
+                    stream = CountedStream(raw, entry, budget, limits)
+                    while chunk := stream.read(CHUNK):
+                        out.write(chunk)
+                written.append("/".join(rel))
+                total += dest.stat().st_size
+            model_type = _check_model(tmp)
+    except IngestError as exc:  # archive.py's refusals, worded for the user already
         raise ModelZipError(str(exc)) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"files": sorted(written), "size_bytes": total, "skipped": skipped, "model_type": model_type}
 
 
-def _scan(zf, limits: dict) -> list[tuple[_Entry, list[str]]]:
+def _check_model(folder: Path) -> str:
+    """The extracted folder is a loadable model with safetensors weights; returns its model_type."""
+    try:
+        has_weights = check_folder(folder, "the uploaded model")
+    except ModelSourceError as exc:
+        raise ModelZipError(str(exc)) from None
+    if not has_weights:
+        raise ModelZipError("the ZIP has no safetensors weights (model.safetensors); save the model with "
+                            "save_pretrained(folder, safe_serialization=True) and zip that folder")
+    return json.loads((folder / "config.json").read_text())["model_type"]
+
+
+def _scan(zf, limits: dict) -> list[tuple[Member, list[str]]]:
+    """The files of the archive with their path components, after archive.py's checks (the
+    whole archive is refused on the first bad entry; its IngestError becomes ModelZipError)."""
     infos = zf.infolist()
-    if not infos:
-        raise ModelZipError("the ZIP archive is empty")
-    if len(infos) > limits["max_entries"]:
-        raise ModelZipError(f"the ZIP has {len(infos)} entries; at most {limits['max_entries']} are allowed")
-    seen: set[str] = set()
+    check_entry_count(infos, limits)
     files = []
     declared = 0
-    for info in infos:
-        name = info.filename
-        parts = _name_parts(info.orig_filename)
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
-            raise ModelZipError(f"entry {name!r} is a symbolic link; links are not allowed, refusing the archive")
-        kind = stat.S_IFMT(mode)
-        if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
-            raise ModelZipError(f"entry {name!r} is not a regular file; refusing the archive")
-        key = "/".join(parts)
-        if key in seen:
-            raise ModelZipError(f"entry {name!r} appears more than once in the ZIP; refusing it")
-        seen.add(key)
-        if info.flag_bits & 0x1:
-            raise ModelZipError(f"entry {name!r} is encrypted; upload a ZIP without a password")
-        if info.is_dir() or kind == stat.S_IFDIR or _is_junk(parts):
+    for info, parts, is_dir in iter_members(infos):
+        if is_dir:
             continue
-        if info.file_size > limits["max_entry_bytes"]:
-            raise ModelZipError(f"entry {name!r} is {_size(info.file_size)} uncompressed; at most "
-                                f"{_size(limits['max_entry_bytes'])} per file")
-        packed = max(1, info.compress_size)
-        if info.file_size > limits["ratio_min_bytes"] and info.file_size > limits["max_ratio"] * packed:
-            raise ModelZipError(f"entry {name!r} expands {info.file_size // packed}:1; refusing it (zip bomb?)")
+        check_declared_size(info, info.filename, limits)
         declared += info.file_size
-        files.append((_Entry(info, name), parts))
-    if declared > limits["max_total_bytes"]:
-        raise ModelZipError(f"the ZIP expands to {_size(declared)}; at most {_size(limits['max_total_bytes'])}")
-    _check_overlaps(infos, getattr(zf, "start_dir", None))
+        files.append((Member(info, info.filename), parts))
+    check_declared_total(declared, limits, "the files in the ZIP")
+    check_overlaps(infos, getattr(zf, "start_dir", None))
     if not files:
         raise ModelZipError("the ZIP holds no files")
     return files
 
 
-def _root(entries: list[tuple[_Entry, list[str]]]) -> list[str]:
+def _root(entries: list[tuple[Member, list[str]]]) -> list[str]:
     """The folder inside the ZIP that holds config.json: the top level or one folder down."""
     configs = sorted((parts[:-1] for _, parts in entries if parts[-1] == "config.json"), key=len)
     if not configs:
