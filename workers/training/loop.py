@@ -432,7 +432,8 @@ def train_one_epoch(s: Setup, epoch: int, cbs: CallbackList, control: Control) -
         if control.should_stop:
             return None
         if time.monotonic() - last_log >= s.spec.log_interval and i < last_step:
-            cbs.fire("on_log", state, control, "train", _train_values(task, run_loss, run_correct, run_n, state, last_log))
+            values = _train_values(task, run_loss, run_correct, run_n, state, last_log)
+            cbs.fire("on_log", state, control, "train", values)
             run_loss.zero_(), run_correct.zero_()
             run_n, last_log = 0, time.monotonic()
     # Read now: the epoch's samples/s without the evaluation.
