@@ -3,7 +3,8 @@
 Hooks only append to an in-memory buffer (no I/O on the training thread). A flusher thread
 stores the buffered events in one transaction (bulk insert with the next sequence numbers,
 plus the job's progress fields), publishes them to `job.<id>`, and reads the job's cancel
-flag, setting `control.should_stop` when a user asked to cancel. It flushes as soon as an
+flag, stopping the run with `control.request_stop("cancel")` when a user asked to cancel (a
+shutdown stops it with reason "requeue", `request_requeue`). It flushes as soon as an
 event arrives (after COALESCE_SECONDS, so one burst is one write), rate-limited by a token
 bucket: on average at most one flush per `flush_seconds`, with up to BURST flushes back to
 back (an epoch's end sends its train metric, then its validation metric, confusion and samples
@@ -37,8 +38,7 @@ BURST = 3  # flushes that may follow each other without waiting for the rate lim
 class Reporter(Callback):
     def __init__(self, job_id, flush_seconds: float | None = None):
         self.job_id = job_id
-        self.control = Control()
-        self.requeue = False  # set when the worker shuts down: hand the job back instead of ending it
+        self.control = Control()  # control.stop_reason says why the run stopped: "cancel" | "requeue"
         self.flush_seconds = flush_seconds or settings.TRAINYARD_EVENT_FLUSH_SECONDS
         self._buffer: list[tuple[str, dict]] = []
         self._lock = threading.Lock()
@@ -120,14 +120,18 @@ class Reporter(Callback):
             "cancel_requested", "requeue_requested").first() or (False, False)
         if requeue:
             self.request_requeue()
-        if cancel:
-            self.control.should_stop = True
+        if cancel:  # outranks a requeue (Control.request_stop)
+            self.control.request_stop("cancel")
+
+    @property
+    def requeue(self) -> bool:
+        """True when the run stopped for a shutdown (and no user cancelled it)."""
+        return self.control.stop_reason == "requeue"
 
     def request_requeue(self) -> None:
         """The worker is shutting down: stop at the next step; the task requeues the job.
-        Safe from a signal handler (it only sets two flags)."""
-        self.requeue = True
-        self.control.should_stop = True
+        Safe from a signal handler (it only sets a field)."""
+        self.control.request_stop("requeue")
 
     def emit(self, kind: str, data: dict) -> None:
         """Buffer one event; `t` is when it happened (wall clock), for latency measurements."""

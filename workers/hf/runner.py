@@ -13,12 +13,12 @@ in `on_save`; a restarted run resumes from the newest complete one and drops tor
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import shutil
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +27,14 @@ import torch
 import models_zoo
 from models_zoo.hf import TASKS, train_errors
 from models_zoo.hparams import TrainConfig
-from models_zoo.schema import to_json, validate
+from models_zoo.schema import validate
 from workers.hf import data as hfdata
 from workers.hf.source import PICKLE_SUFFIXES, ModelSourceError, fsync_tree, resolve
+from workers.training.artifacts import (MODEL_CARD, model_card, thumbnail, val_predictions, write_atomic,
+                                        write_val_predictions)
 from workers.training.callbacks import Callback, CallbackList, Control, TrainState
-from workers.training.loop import tune_cpu
+from workers.training.device import describe, pick_device, tune_cpu
+from workers.training.metrics import classification_metrics, perplexity
 from workers.training.spec import TrainResult, TrainSpec
 
 CHECKPOINTS = "hf-checkpoints"
@@ -43,12 +46,6 @@ HIGH_LR = 1e-3
 
 class HFJobError(ValueError):
     """A job that cannot run as configured; the message is for the user."""
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
@@ -71,8 +68,9 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
 
 # -- metrics ----------------------------------------------------------------------------------------
 class ClassificationMetrics:
-    """compute_metrics for the Trainer; keeps the last confusion matrix and predictions aside
-    (they are not scalars, and must not grow trainer_state.json)."""
+    """compute_metrics for the Trainer, by the zoo loop's `classification_metrics` (the same
+    macro averages); keeps the last confusion matrix and predictions aside (they are not
+    scalars, and must not grow trainer_state.json). The loss is the Trainer's own eval_loss."""
 
     def __init__(self, num_classes: int):
         self.k = num_classes
@@ -84,17 +82,11 @@ class ClassificationMetrics:
         logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
         logits = torch.as_tensor(np.asarray(logits), dtype=torch.float32)
         y = torch.as_tensor(np.asarray(eval_pred.label_ids), dtype=torch.long)
-        prob = logits.softmax(-1)
-        conf, pred = prob.max(-1)
-        k = self.k
-        confusion = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k)
-        tp = confusion.diag().double()
-        precision = tp / confusion.sum(0).clamp(min=1)
-        recall = tp / confusion.sum(1).clamp(min=1)
-        f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
-        self.confusion, self.pred, self.conf = confusion.tolist(), pred.numpy(), conf.numpy()
-        return {"accuracy": float(tp.sum() / max(1, len(y))), "f1": float(f1.mean()),
-                "precision": float(precision.mean()), "recall": float(recall.mean())}
+        conf, pred = logits.softmax(-1).max(-1)
+        metrics = classification_metrics(logits, y, self.k)
+        self.confusion, self.pred, self.conf = metrics.pop("confusion"), pred.numpy(), conf.numpy()
+        del metrics["loss"]
+        return metrics
 
 
 def _strip(metrics: dict, prefix: str) -> dict:
@@ -108,8 +100,14 @@ def _strip(metrics: dict, prefix: str) -> dict:
 
 def _with_perplexity(values: dict, task: str) -> dict:
     if task == "causal_lm" and "loss" in values:
-        values["perplexity"] = math.exp(min(values["loss"], 50.0))
+        values["perplexity"] = perplexity(values["loss"])
     return values
+
+
+def reported_metrics(trainer_metrics: dict, task: str) -> dict:
+    """The Trainer's evaluation metrics ("eval_" keys: its loss and compute_metrics' values)
+    as this runtime reports them, named and derived as the zoo loop's."""
+    return _with_perplexity(_strip(trainer_metrics, "eval_"), task)
 
 
 # -- the bridge -------------------------------------------------------------------------------------
@@ -160,7 +158,7 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
             now = time.monotonic()
             values = {"loss": float(logs["loss"])}
             if task == "causal_lm":
-                values["perplexity"] = math.exp(min(values["loss"], 50.0))
+                values["perplexity"] = perplexity(values["loss"])
             lr = logs.get("learning_rate")
             values["lr"] = float(lr) if lr is not None else state.learning_rate
             state.learning_rate = values["lr"]
@@ -185,7 +183,7 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
                 self.eval_seconds += time.perf_counter() - self.eval_started
                 self.eval_started = 0.0
             self.last_log = time.monotonic()  # the next throughput point leaves the evaluation out
-            values = _with_perplexity(_strip(metrics or {}, "eval_"), task)
+            values = reported_metrics(metrics or {}, task)
             state.val_metrics = values
             cbs.fire("on_log", state, control, "val", values)
             extra, samples = on_evaluated(kw.get("model"))
@@ -276,12 +274,6 @@ def _training_args(tc: TrainConfig, ckpt_dir: Path, device: torch.device, steps_
 
 
 # -- samples ----------------------------------------------------------------------------------------
-def _thumbnail(image: np.ndarray) -> str:
-    from workers.training.loop import _thumbnail as zoo_thumbnail
-
-    return zoo_thumbnail(torch.from_numpy(np.ascontiguousarray(image)))
-
-
 def _classification_samples(metrics: ClassificationMetrics, indices: list[int], classes: list[str], items,
                             y_val: np.ndarray, image: bool) -> list[dict]:
     if metrics.pred is None:
@@ -293,7 +285,7 @@ def _classification_samples(metrics: ClassificationMetrics, indices: list[int], 
                "prediction": classes[pred], "confidence": round(float(metrics.conf[i]), 4),
                "truth": classes[int(y_val[i])], "correct": pred == int(y_val[i])}
         if image:
-            row["image"] = _thumbnail(items[i])
+            row["image"] = thumbnail(items[i])
         rows.append(row)
     return rows
 
@@ -332,13 +324,19 @@ def export(output_dir: Path, trainer, processor, spec: TrainSpec, tc: TrainConfi
            predictions: list[dict] | None) -> list[str]:
     """model.zip (save_pretrained: safetensors, config, tokenizer/processor), MODEL_CARD.md and,
     for classifiers, val_predictions.json (what the final evaluation predicted)."""
+    import transformers
+
     art = output_dir / "artifacts"
     art.mkdir(parents=True, exist_ok=True)
     folder = output_dir / "export"
     shutil.rmtree(folder, ignore_errors=True)
     trainer.save_model(str(folder))  # safetensors (save_pretrained)
     processor.save_pretrained(str(folder))
-    card = model_card(spec, tc, info, metrics)
+    card = model_card(
+        f"{spec.architecture} from {spec.model_config.get('model')}", spec, info, tc, metrics,
+        versions=[f"transformers {transformers.__version__}", f"torch {torch.__version__}"],
+        usage="Unzip, then load the `model/` folder with `from_pretrained` (AutoModelFor... and "
+              "AutoTokenizer / AutoImageProcessor); weights are safetensors.")
     (folder / "README.md").write_text(card)
     tmp = art / f".{MODEL_ZIP}.tmp"
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -348,159 +346,173 @@ def export(output_dir: Path, trainer, processor, spec: TrainSpec, tc: TrainConfi
                 zf.write(p, f"model/{p.relative_to(folder).as_posix()}")
     tmp.replace(art / MODEL_ZIP)
     shutil.rmtree(folder, ignore_errors=True)
-    names = [MODEL_ZIP, "MODEL_CARD.md"]
-    (art / "MODEL_CARD.md").write_text(card)
+    write_atomic(art / MODEL_CARD, card)
+    names = [MODEL_ZIP, MODEL_CARD]
     if predictions is not None:
-        (art / "val_predictions.json").write_text(json.dumps(predictions))
-        names.append("val_predictions.json")
+        names.append(write_val_predictions(art, predictions))
     return sorted(names)
 
 
-def model_card(spec: TrainSpec, tc: TrainConfig, info: dict, metrics: dict) -> str:
-    import platform
-
-    import transformers
-
-    lines = [f"# Model card: {spec.architecture} from {spec.model_config.get('model')}", "",
-             "## Data", *([f"- dataset: {spec.extra['dataset_name']}"] if spec.extra.get("dataset_name") else []),
-             f"- kind: {info.get('kind')}, task: {info.get('task')}",
-             f"- training / validation: {info.get('num_train', info.get('num_train_tokens'))} / "
-             f"{info.get('num_val', info.get('num_val_tokens'))}"]
-    if info.get("classes"):
-        lines.append(f"- classes ({len(info['classes'])}): {', '.join(map(str, info['classes'][:50]))}")
-    lines += ["", "## Settings", *(f"- {k}: {v}" for k, v in spec.model_config.items()),
-              *(f"- {k}: {v}" for k, v in to_json(tc).items()), "", "## Validation metrics",
-              *(f"- {k}: {v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))), "",
-              "## Versions", f"- transformers {transformers.__version__}, torch {torch.__version__}, "
-              f"Python {platform.python_version()}", "",
-              "Unzip, then load the `model/` folder with `from_pretrained` (AutoModelFor... and "
-              "AutoTokenizer / AutoImageProcessor); weights are safetensors.", ""]
-    return "\n".join(lines)
-
-
 # -- run --------------------------------------------------------------------------------------------
+@dataclass
+class Datasets:
+    """What the Trainer and the samples need of one task's data."""
+
+    train: object
+    val: object
+    collator: object
+    val_items: list | np.ndarray = ()  # per validation row: its text or image (classification)
+    y_val: np.ndarray | None = None
+    val_text: str = ""  # causal LM: the validation text, for the generation prompt
+
+
 def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None = None) -> TrainResult:
-    from transformers import DataCollatorWithPadding, Trainer, default_data_collator
+    """Fine-tune `spec` with transformers' Trainer; the zoo loop's contract (see the module)."""
+    from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback
-    from transformers.utils import logging as hf_logging
 
     control = control or Control()
     cbs = CallbackList(callbacks)
-    task = TASKS.get(spec.architecture)
-    if task is None:
-        raise HFJobError(f"{spec.architecture!r} is not a Hugging Face architecture")
-    entry = models_zoo.get(spec.architecture)
-    cfg = entry.validate(spec.model_config)
-    tc: TrainConfig = validate(TrainConfig, spec.train_config)
-    errors = train_errors(tc)
-    if errors:
-        raise HFJobError("; ".join(f"{k}: {v}" for k, v in errors.items()))
-    output_dir = Path(spec.output_dir)
-    dataset_dir = Path(spec.dataset_dir)
-    info = hfdata.load_info(dataset_dir)
-    problems = models_zoo.check_for_dataset(spec.architecture, cfg, info)
-    if problems:
-        raise HFJobError("; ".join(problems.values()))
+    task, cfg, tc, info = _validated(spec)
     device = pick_device(spec.device)
-    tune_cpu()  # threads per allowed CPU, subnormals flushed (workers/training/loop.py)
-    hf_logging.set_verbosity_warning()
-    hf_logging.disable_progress_bar()  # progress goes to the job page, not into its log
-    from huggingface_hub.utils import disable_progress_bars
-
-    disable_progress_bars()
+    _quiet_setup()
     torch.manual_seed(tc.seed)
 
     # Model source: a registered/uploaded folder or a Hub snapshot, checked before loading.
     folder, label, has_weights = resolve(cfg.model, spec.extra.get("model_path"))
     model, processor = _load(task, folder, has_weights, info)
-    notes = [] if has_weights else [f"{label} has a config but no weights: it starts from a random initialisation"]
+    data = _datasets(task, Path(spec.dataset_dir), info, model, processor, cfg)
+    trainable = _freeze_encoder(model) if cfg_freeze(cfg) else None
+    notes = _notes(label, has_weights, trainable, tc)
 
-    # Data.
     classes = [str(c) for c in info.get("classes") or []]
     metrics_fn = ClassificationMetrics(len(classes)) if task != "causal_lm" else None
-    val_items: list = []
-    y_val = None
-    if task == "text_classification":
-        if processor.pad_token is None:  # decoder models used as classifiers (GPT-2) have none
-            processor.pad_token = processor.eos_token or processor.unk_token
-            model.config.pad_token_id = processor.pad_token_id
-        train_ds, val_ds, val_items = hfdata.text_classification(dataset_dir, info, processor, cfg.max_length)
-        collator = DataCollatorWithPadding(processor)
-        y_val = np.load(dataset_dir / "y_val.npy", allow_pickle=False)
-    elif task == "causal_lm":
-        if processor.pad_token is None:
-            processor.pad_token = processor.eos_token or processor.unk_token
-        limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
-        if limit and cfg.block_size > limit:
-            raise HFJobError(f"block size {cfg.block_size} is longer than the model's context ({limit} tokens)")
-        train_ds, val_ds, val_text = hfdata.causal_lm(dataset_dir, info, processor, cfg.block_size)
-        collator = default_data_collator
-    else:
-        train_ds, val_ds = hfdata.image_classification(dataset_dir, info)
-        collator = hfdata.ImageCollator(processor, int(getattr(model.config, "num_channels", 3)))
-        val_items, y_val = val_ds.X, val_ds.y
-    if cfg_freeze(cfg):
-        trainable = _freeze_encoder(model)
-        notes.append(f"encoder frozen: training {trainable:,} parameters (the head)")
-
-    steps_per_epoch = math.ceil(len(train_ds) / tc.batch_size)
-    ckpt_dir = output_dir / CHECKPOINTS
+    steps_per_epoch = math.ceil(len(data.train) / tc.batch_size)
+    ckpt_dir = Path(spec.output_dir) / CHECKPOINTS
     args, bf16 = _training_args(tc, ckpt_dir, device, steps_per_epoch, task)
-    sample_idx = (torch.randperm(len(val_ds), generator=torch.Generator().manual_seed(tc.seed + 1))
+    sample_idx = (torch.randperm(len(data.val), generator=torch.Generator().manual_seed(tc.seed + 1))
                   [: spec.num_samples].tolist())
+    state = TrainState(epochs=tc.epochs, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * tc.epochs,
+                       learning_rate=tc.learning_rate)
 
     def on_evaluated(m):
         if task == "causal_lm":
-            return {}, _generate(m or model, processor, cfg, val_text, tc.seed + state.epoch, device)
+            return {}, _generate(m or model, processor, cfg, data.val_text, tc.seed + state.epoch, device)
         extra = {"confusion": metrics_fn.confusion} if metrics_fn.confusion is not None else {}
-        return extra, _classification_samples(metrics_fn, sample_idx, classes, val_items, y_val,
+        return extra, _classification_samples(metrics_fn, sample_idx, classes, data.val_items, data.y_val,
                                               task == "image_classification")
 
     n_params = sum(p.numel() for p in model.parameters())
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
     unit = "blocks" if task == "causal_lm" else "samples"
     message = (f"fine-tuning {label} ({type(model).__name__}, {n_params / 1e6:.2f} M parameters) on {device} "
-               f"({where}), {len(train_ds)} training {unit}, {steps_per_epoch} steps per epoch"
+               f"({describe(device)}), {len(data.train)} training {unit}, {steps_per_epoch} steps per epoch"
                + (", bf16" if bf16 else ""))
-    state = TrainState(epochs=tc.epochs, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * tc.epochs,
-                       learning_rate=tc.learning_rate)
     samples_per_step = tc.batch_size * (cfg.block_size if task == "causal_lm" else 1)
     bridge = make_bridge(cbs, control, state, log_interval=spec.log_interval, samples_per_step=samples_per_step,
                          task=task, on_evaluated=on_evaluated, message=message)
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=collator,
-                      compute_metrics=metrics_fn, callbacks=[bridge], processing_class=processor)
+    trainer = Trainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.val,
+                      data_collator=data.collator, compute_metrics=metrics_fn, callbacks=[bridge],
+                      processing_class=processor)
     trainer.remove_callback(PrinterCallback)  # the bridge reports; no log dicts printed into the job log
     resume = latest_checkpoint(ckpt_dir)
-    for note in notes:
-        cbs.fire("on_message", state, control, "info", note)
-    if tc.learning_rate > HIGH_LR:
-        cbs.fire("on_message", state, control, "warning",
-                 f"learning rate {tc.learning_rate:g} is high for fine-tuning a pretrained transformer "
-                 f"(2e-5 to 1e-4 is usual)")
+    for level, note in notes:
+        cbs.fire("on_message", state, control, level, note)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     status = "cancelled" if bridge.cancelled else "succeeded"
     metrics: dict = {}
     artifacts: list[str] = []
     if status == "succeeded":
-        # The final evaluation of the model that is exported (the best epoch's with keep=best).
         trained = (state.step - state.start_step) * samples_per_step
-        seconds = bridge.train_seconds()
-        output = trainer.predict(val_ds, metric_key_prefix="eval")
-        metrics = _with_perplexity(_strip(output.metrics, "eval_"), task)
-        metrics.update(samples_per_s=trained / seconds if trained else 0.0, train_seconds=seconds)
-        predictions = None
-        if metrics_fn is not None and metrics_fn.pred is not None:
-            predictions = [{"index": i, "prediction": classes[int(p)], "confidence": round(float(c), 6)}
-                           for i, (p, c) in enumerate(zip(metrics_fn.pred, metrics_fn.conf))]
-        artifacts = export(output_dir, trainer, processor, spec, tc, info, metrics, predictions)
-        # Trainer checkpoints hold the optimizer state too (three times the model): a finished
-        # job resumes nothing, so they go (a re-run after a crash here starts over, correctly).
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        metrics, artifacts = _finish(spec, tc, info, trainer, processor, data, task, metrics_fn, classes,
+                                     trained, bridge.train_seconds())
         cbs.fire("on_message", state, control, "info", "saved the fine-tuned model (save_pretrained folder, "
                  "safetensors) as model.zip")
     cbs.fire("on_train_end", state, control, status)
     return TrainResult(status=status, metrics=metrics, artifacts=artifacts, epochs_completed=state.epoch)
+
+
+def _validated(spec: TrainSpec):
+    """(task, model config, TrainConfig, dataset info), or HFJobError saying what does not fit."""
+    task = TASKS.get(spec.architecture)
+    if task is None:
+        raise HFJobError(f"{spec.architecture!r} is not a Hugging Face architecture")
+    cfg = models_zoo.get(spec.architecture).validate(spec.model_config)
+    tc: TrainConfig = validate(TrainConfig, spec.train_config)
+    errors = train_errors(tc)
+    if errors:
+        raise HFJobError("; ".join(f"{k}: {v}" for k, v in errors.items()))
+    info = hfdata.load_info(Path(spec.dataset_dir))
+    problems = models_zoo.check_for_dataset(spec.architecture, cfg, info)
+    if problems:
+        raise HFJobError("; ".join(problems.values()))
+    return task, cfg, tc, info
+
+
+def _notes(label: str, has_weights: bool, trainable: int | None, tc: TrainConfig) -> list[tuple[str, str]]:
+    """(level, text) of what the user should know before the run starts."""
+    notes = []
+    if not has_weights:
+        notes.append(("info", f"{label} has a config but no weights: it starts from a random initialisation"))
+    if trainable is not None:
+        notes.append(("info", f"encoder frozen: training {trainable:,} parameters (the head)"))
+    if tc.learning_rate > HIGH_LR:
+        notes.append(("warning", f"learning rate {tc.learning_rate:g} is high for fine-tuning a pretrained "
+                                 f"transformer (2e-5 to 1e-4 is usual)"))
+    return notes
+
+
+def _quiet_setup() -> None:
+    """CPU settings as the zoo loop's; progress goes to the job page, not into its log."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    tune_cpu()  # threads per allowed CPU, subnormals flushed (workers/training/device.py)
+    hf_logging.set_verbosity_warning()
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()
+
+
+def _datasets(task: str, dataset_dir: Path, info: dict, model, processor, cfg) -> Datasets:
+    from transformers import DataCollatorWithPadding, default_data_collator
+
+    if task == "text_classification":
+        if processor.pad_token is None:  # decoder models used as classifiers (GPT-2) have none
+            processor.pad_token = processor.eos_token or processor.unk_token
+            model.config.pad_token_id = processor.pad_token_id
+        train_ds, val_ds, val_items = hfdata.text_classification(dataset_dir, info, processor, cfg.max_length)
+        return Datasets(train_ds, val_ds, DataCollatorWithPadding(processor), val_items,
+                        np.load(dataset_dir / "y_val.npy", allow_pickle=False))
+    if task == "causal_lm":
+        if processor.pad_token is None:
+            processor.pad_token = processor.eos_token or processor.unk_token
+        limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+        if limit and cfg.block_size > limit:
+            raise HFJobError(f"block size {cfg.block_size} is longer than the model's context ({limit} tokens)")
+        train_ds, val_ds, val_text = hfdata.causal_lm(dataset_dir, info, processor, cfg.block_size)
+        return Datasets(train_ds, val_ds, default_data_collator, val_text=val_text)
+    train_ds, val_ds = hfdata.image_classification(dataset_dir, info)
+    collator = hfdata.ImageCollator(processor, int(getattr(model.config, "num_channels", 3)))
+    return Datasets(train_ds, val_ds, collator, val_ds.X, val_ds.y)
+
+
+def _finish(spec: TrainSpec, tc: TrainConfig, info: dict, trainer, processor, data: Datasets, task: str,
+            metrics_fn: ClassificationMetrics | None, classes: list[str], trained: int,
+            seconds: float) -> tuple[dict, list[str]]:
+    """The final evaluation of the model that is exported (the best epoch's with keep=best),
+    then the export; (metrics, artifact names)."""
+    output = trainer.predict(data.val, metric_key_prefix="eval")
+    metrics = reported_metrics(output.metrics, task)
+    metrics.update(samples_per_s=trained / seconds if trained else 0.0, train_seconds=seconds)
+    predictions = None
+    if metrics_fn is not None and metrics_fn.pred is not None:
+        predictions = val_predictions(metrics_fn.pred, metrics_fn.conf, classes)
+    output_dir = Path(spec.output_dir)
+    artifacts = export(output_dir, trainer, processor, spec, tc, info, metrics, predictions)
+    # Trainer checkpoints hold the optimizer state too (three times the model): a finished
+    # job resumes nothing, so they go (a re-run after a crash here starts over, correctly).
+    shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
+    return metrics, artifacts
 
 
 def cfg_freeze(cfg) -> bool:

@@ -1,14 +1,18 @@
-"""The training loop: setup → data → model → optimizer → loop (step, eval, checkpoint, report).
+"""The training loop, read top-down in `run()`: setup → resume → for each epoch: train one epoch,
+evaluate, checkpoint, report → export.
 
-No Django here. `run()` trains from a plain TrainSpec and tells its callbacks what happens.
+No Django here. `run()` trains from a plain TrainSpec and tells its callbacks what happens; its
+own policies (keep the best epoch, early stopping) are callbacks too (workers/training/callbacks.py).
+Metrics, the model card and the device choice are shared with the Hugging Face runtime
+(workers/training/{metrics,artifacts,device}.py).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,44 +22,17 @@ from safetensors.torch import save_file
 import models_zoo
 from models_zoo.hparams import TrainConfig
 from models_zoo.schema import to_json, validate
-from workers.training.callbacks import Callback, CallbackList, Control, TrainState
+from workers.training.artifacts import MODEL_CARD, model_card, thumbnail, write_atomic
+from workers.training.callbacks import Callback, CallbackList, Control, EarlyStopping, KeepBest, TrainState
 from workers.training.checkpoint import Checkpointer
 from workers.training.data import TensorData, load_cache
+from workers.training.device import describe, fit_cpu_threads, pick_device, tune_cpu
+from workers.training.metrics import classification_metrics, perplexity, regression_metrics
 from workers.training.spec import TrainResult, TrainSpec
 
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def fit_cpu_threads() -> int:
-    """Use as many intra-op threads as CPUs this process may run on. torch counts the machine's
-    cores; a worker pinned with taskset or a cgroup cpuset (one per GPU, a container) would
-    otherwise run more threads than CPUs, and they spin-wait on each other. Returns the count."""
-    try:
-        allowed = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return torch.get_num_threads()
-    if 0 < allowed < torch.get_num_threads():
-        torch.set_num_threads(allowed)
-    return torch.get_num_threads()
-
-
-def tune_cpu() -> None:
-    """CPU settings for training: threads as above, and subnormal floats flushed to zero. As a
-    model converges its gradients and Adam's moments shrink into the subnormal range, where x86
-    arithmetic is many times slower: a 256-256 MLP here fell from 62k to 44k samples/s over 12
-    epochs without this and stayed at 59-66k with it, at the same accuracy (bench/cpu_denormals.py).
-    The values lost are below 1.2e-38 (float32), far under any gradient that moves a weight.
-
-    Flush-to-zero is a setting of the calling thread, inherited only by threads started after
-    it: torch's intra-op pool must not exist yet, or its threads keep the slow path (each
-    worker pool process calls this at its start, workers/adapters/worker.py; the call in run() covers
-    a fresh process)."""
-    fit_cpu_threads()
-    torch.set_flush_denormal(True)
+# Importable from here as before (the Celery worker, benchmarks and tests use these names).
+__all__ = ["classification_metrics", "evaluate", "fit_cpu_threads", "pick_device", "regression_metrics", "run",
+           "tune_cpu"]
 
 
 def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
@@ -182,47 +159,6 @@ def evaluate(model: torch.nn.Module, data: TensorData, batch_size: int, block: i
     return regression_metrics(out, y, data.info["target_normalization"]), out
 
 
-def classification_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict:
-    """Loss, accuracy, macro precision / recall / F1 and the confusion matrix (rows: truth,
-    columns: prediction) of logits [N, K] against class indices [N].
-
-    As scikit-learn's `average="macro"` (zero_division=0): the mean over the classes that occur in
-    the truth or the predictions; a class absent from both (a rare class missing from the
-    validation split) neither counts as 0 nor lowers the mean.
-    """
-    k = logits.shape[1]
-    pred = logits.argmax(1)
-    confusion = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k).cpu()
-    tp = confusion.diag().double()
-    predicted, true = confusion.sum(0), confusion.sum(1)
-    precision = tp / predicted.clamp(min=1)
-    recall = tp / true.clamp(min=1)
-    f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
-    present = (predicted + true) > 0
-    return {
-        "loss": F.cross_entropy(logits, y).item(),
-        "accuracy": (tp.sum() / len(y)).item(),
-        "precision": precision[present].mean().item(),
-        "recall": recall[present].mean().item(),
-        "f1": f1[present].mean().item(),
-        "confusion": confusion.tolist(),
-    }
-
-
-def regression_metrics(out: torch.Tensor, y: torch.Tensor, norm: dict) -> dict:
-    """Loss (MSE on standardised targets), and MSE, MAE, R² in the target's own units."""
-    pred = out.squeeze(-1) * norm["std"] + norm["mean"]
-    truth = y * norm["std"] + norm["mean"]
-    mse = F.mse_loss(pred, truth)
-    var = ((truth - truth.mean()) ** 2).mean().clamp(min=1e-12)
-    return {
-        "loss": F.mse_loss(out.squeeze(-1), y).item(),
-        "mse": mse.item(),
-        "mae": (pred - truth).abs().mean().item(),
-        "r2": (1 - mse / var).item(),
-    }
-
-
 MAX_EVAL_WINDOWS = 512
 
 
@@ -238,24 +174,7 @@ def _evaluate_lm(model, data: TensorData, batch_size: int, block: int) -> dict:
         out = model(w[:, :-1]).float()
         total += F.cross_entropy(out.reshape(-1, out.shape[-1]), w[:, 1:].reshape(-1), reduction="sum")
     loss = (total / (len(starts) * block)).item()
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
-
-
-def _thumbnail(image: torch.Tensor) -> str:
-    """A uint8 CHW image as a small PNG data URI (sample gallery)."""
-    import base64
-    import io
-
-    from PIL import Image
-
-    arr = image.cpu().numpy()
-    pil = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
-    if max(pil.size) < 48:
-        scale = max(1, 48 // max(pil.size))
-        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
-    buf = io.BytesIO()
-    pil.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return {"loss": loss, "perplexity": perplexity(loss)}
 
 
 def _samples(data: TensorData, out: torch.Tensor | None, indices: list[int], model=None, block: int = 128,
@@ -270,7 +189,7 @@ def _samples(data: TensorData, out: torch.Tensor | None, indices: list[int], mod
         row: dict = {"item": f"validation row {i}"}
         if data.kind == "image":
             row["item"] = f"validation image {i}"
-            row["image"] = _thumbnail(data.X_val[i])
+            row["image"] = thumbnail(data.X_val[i])
         elif data.val_texts:
             row["item"] = data.val_texts[i][:160]
         rows.append(row)
@@ -320,7 +239,7 @@ def export_model(output_dir: Path, spec: TrainSpec, model: torch.nn.Module, data
     art.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = art / ".model.safetensors.tmp"
-    save_file(tensors, str(tmp))
+    save_file(tensors, str(tmp))  # safetensors writes the file itself; renamed into place as below
     tmp.replace(art / "model.safetensors")
     names = ["config.json", "model.safetensors"]
     config = {
@@ -335,228 +254,238 @@ def export_model(output_dir: Path, spec: TrainSpec, model: torch.nn.Module, data
         "torch_version": torch.__version__,
     }
     if data.vocab is not None:
-        tmp = art / ".vocab.json.tmp"
-        tmp.write_text(json.dumps(data.vocab))
-        tmp.replace(art / "vocab.json")
+        write_atomic(art / "vocab.json", json.dumps(data.vocab))
         names.append("vocab.json")
-    tmp = art / ".config.json.tmp"
-    tmp.write_text(json.dumps(config, indent=2))
-    tmp.replace(art / "config.json")
-    tmp = art / ".MODEL_CARD.md.tmp"
-    tmp.write_text(model_card(spec, info, tc, metrics))
-    tmp.replace(art / "MODEL_CARD.md")
-    names.append("MODEL_CARD.md")
+    write_atomic(art / "config.json", json.dumps(config, indent=2))
+    write_atomic(art / MODEL_CARD, model_card(
+        spec.architecture, spec, info, tc, metrics, versions=[f"torch {torch.__version__}", "format trainyard-model/1"],
+        usage="Load with `models_zoo.load_model(folder)` (config.json + model.safetensors)."))
+    names.append(MODEL_CARD)
     return sorted(names)
 
 
-def model_card(spec: TrainSpec, info: dict, tc: TrainConfig, metrics: dict) -> str:
-    """A short, human-readable record of what was trained on what, and how well it did."""
-    import platform
-
-    split = ("the archive's own train/ and val/ folders" if info.get("split") == "provided" else
-             f"seeded random split, {info.get('val_fraction')} validation, seed {info.get('split_seed', 0)}")
-    lines = [
-        f"# Model card: {spec.architecture}",
-        "",
-        "## Data",
-        *([f"- dataset: {spec.extra['dataset_name']}"] if spec.extra.get("dataset_name") else []),
-        f"- kind: {info.get('kind')}, task: {info.get('task')}, input shape: {info.get('input_shape')}",
-        f"- training / validation: {info.get('num_train', info.get('num_train_tokens'))} / "
-        f"{info.get('num_val', info.get('num_val_tokens'))} ({split})",
-    ]
-    if info.get("classes"):
-        lines.append(f"- classes ({len(info['classes'])}): {', '.join(map(str, info['classes'][:50]))}")
-    lines += ["", "## Architecture", *(f"- {k}: {v}" for k, v in spec.model_config.items()),
-              "", "## Training", *(f"- {k}: {v}" for k, v in to_json(tc).items()),
-              "", "## Validation metrics",
-              *(f"- {k}: {v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))),
-              "", "## Versions",
-              f"- torch {torch.__version__}, Python {platform.python_version()}, format trainyard-model/1",
-              "", "Load with `models_zoo.load_model(folder)` (config.json + model.safetensors).", ""]
-    return "\n".join(lines)
 
 
-def _better(value: float, best: float | None, mode: str) -> bool:
-    return best is None or (value > best if mode == "max" else value < best)
+# -- run ---------------------------------------------------------------------------------------------
+@dataclass
+class Setup:
+    """The parts of one run, built once by `setup()` and shared by the steps of `run()`."""
+
+    spec: TrainSpec
+    tc: TrainConfig
+    device: torch.device
+    data: TensorData
+    model: torch.nn.Module
+    batches: Batches | StreamBatches
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    state: TrainState
+    checkpoints: Checkpointer
+    block: int
+    use_amp: bool
+    sample_idx: list[int]
+
+    @property
+    def eval_batch(self) -> int:
+        # Evaluation keeps no activations for backward: bigger batches, except for language
+        # models, whose logits are [batch, block, vocab].
+        return self.tc.batch_size if self.data.task == "lm" else max(self.tc.batch_size, 1024)
 
 
 def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None = None) -> TrainResult:
+    """Train `spec` to its end, or until a callback stops it (status "cancelled", nothing
+    exported) or early stopping finishes it (exported like a completed run)."""
     control = control or Control()
-    cbs = CallbackList(callbacks)
-    tc: TrainConfig = validate(TrainConfig, spec.train_config)
-    output_dir = Path(spec.output_dir)
+    s = setup(spec, validate(TrainConfig, spec.train_config))
+    monitor, mode = s.tc.monitored(s.data.task)
+    best = KeepBest(monitor, mode, s.model if s.tc.keep == "best" else None)
+    early = EarlyStopping(monitor, mode, s.tc.early_stopping_patience)
+    cbs = CallbackList([best, early, *callbacks])
+    resumed = resume(s, [best, early])
+    start_samples = s.state.samples_seen
+    announce(s, cbs, control, resumed)
 
-    # Setup and data: the cache is decoded once and kept as tensors (on the GPU when it fits).
+    started = time.perf_counter()
+    metrics: dict = dict(s.state.val_metrics)
+    for epoch in range(s.state.epoch, s.tc.epochs):
+        train_tail = train_one_epoch(s, epoch, cbs, control)
+        if control.should_stop:
+            break
+        metrics = evaluate_epoch(s, epoch, cbs, control, train_tail)
+        save_checkpoint(s, [best, early])  # written while the next epoch trains
+        cbs.fire("on_epoch_end", s.state, control)
+        if control.should_stop:
+            break
+        if control.finish:
+            cbs.fire("on_message", s.state, control, "info", early.message)
+            break
+
+    s.checkpoints.wait()  # the last checkpoint is on disk (or its error raised) before the result
+    if s.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    status = "cancelled" if control.should_stop else "succeeded"
+    artifacts: list[str] = []
+    if status == "succeeded":
+        metrics = final_metrics(s, cbs, control, best, metrics)
+        trained = s.state.samples_seen - start_samples
+        metrics.update(samples_per_s=trained / seconds if seconds > 0 else 0.0, train_seconds=seconds)
+        artifacts = export_model(Path(spec.output_dir), spec, s.model, s.data, s.tc, metrics)
+    cbs.fire("on_train_end", s.state, control, status)
+    return TrainResult(status=status, metrics=metrics, artifacts=artifacts, epochs_completed=s.state.epoch)
+
+
+def setup(spec: TrainSpec, tc: TrainConfig) -> Setup:
+    """Device, data, model, batches, optimizer and schedule, as a fresh run starts them."""
     device = pick_device(spec.device)
     tune_cpu()
     torch.manual_seed(tc.seed)
+    # The cache is decoded once and kept as tensors (on the GPU when it fits).
     data = load_cache(spec.dataset_dir, device)
-    task = data.task
-    block = int(spec.model_config.get("block_size", 128))
-    use_amp = device.type == "cuda" and tc.mixed_precision == "auto"
-
-    # Model, batches, optimizer, schedule.
     model = models_zoo.build_model(spec.architecture, spec.model_config, data.info).to(device)
     if device.type == "cuda" and data.kind == "image":
         model = model.to(memory_format=torch.channels_last)
         data.channels_last = True
+    block = int(spec.model_config.get("block_size", 128))
     # Recurrent text models take the batch's lengths from the host copy the data layer keeps.
-    batches = (StreamBatches(data, tc.batch_size, block, tc.seed) if task == "lm" else
+    batches = (StreamBatches(data, tc.batch_size, block, tc.seed) if data.task == "lm" else
                Batches(data, tc.batch_size, tc.seed, lengths=getattr(model, "takes_lengths", False)))
-    steps_per_epoch = batches.steps
     optimizer = make_optimizer(model, tc)
-    scheduler = make_scheduler(optimizer, tc, steps_per_epoch)
-    monitor, mode = tc.monitored(task)
+    scheduler = make_scheduler(optimizer, tc, batches.steps)
+    state = TrainState(epochs=tc.epochs, steps_per_epoch=batches.steps, total_steps=batches.steps * tc.epochs,
+                       learning_rate=optimizer.param_groups[0]["lr"])
+    n_val = len(data.val_stream) if data.task == "lm" else len(data.X_val)
+    sample_idx = torch.randperm(n_val, generator=torch.Generator().manual_seed(tc.seed + 1))[: spec.num_samples]
+    return Setup(spec, tc, device, data, model, batches, optimizer, scheduler, state,
+                 Checkpointer(Path(spec.output_dir) / "checkpoints"), block,
+                 use_amp=device.type == "cuda" and tc.mixed_precision == "auto", sample_idx=sample_idx.tolist())
 
-    state = TrainState(epochs=tc.epochs, steps_per_epoch=steps_per_epoch,
-                       total_steps=steps_per_epoch * tc.epochs, learning_rate=optimizer.param_groups[0]["lr"])
-    best_state: dict | None = None
-    best_metrics: dict = {}
-    bad_epochs = 0
-    checkpoints = Checkpointer(output_dir / "checkpoints")
+
+def resume(s: Setup, policies: list) -> bool:
+    """Continue from the newest checkpoint, if any: weights, optimizer, schedule, RNG, progress
+    and the policies' state. True when it resumed."""
     # Loaded on the CPU: the RNG states must be CPU ByteTensors (set_rng_state refuses CUDA ones);
     # load_state_dict copies the weights and optimizer state onto the parameters' device.
-    ckpt = checkpoints.load_latest(map_location="cpu")
-    resumed = ckpt is not None
+    ckpt = s.checkpoints.load_latest(map_location="cpu")
+    state = s.state
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None and "scheduler" in ckpt:
-            scheduler.load_state_dict(ckpt["scheduler"])
+        s.model.load_state_dict(ckpt["model"])
+        s.optimizer.load_state_dict(ckpt["optimizer"])
+        if s.scheduler is not None and "scheduler" in ckpt:
+            s.scheduler.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["rng_cpu"])
-        if device.type == "cuda" and "rng_cuda" in ckpt:
-            torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
+        if s.device.type == "cuda" and "rng_cuda" in ckpt:
+            torch.cuda.set_rng_state(ckpt["rng_cuda"], s.device)
         state.epoch, state.step = int(ckpt["epoch"]), int(ckpt["step"])
         state.best_metric = ckpt.get("best_metric")
         state.samples_seen = int(ckpt.get("samples_seen", 0))
-        state.learning_rate = optimizer.param_groups[0]["lr"]
-        bad_epochs = int(ckpt.get("bad_epochs", 0))
-        best_metrics = dict(ckpt.get("best_metrics", {}))
-        if "best_model" in ckpt:
-            best_state = {k: v.to(device) for k, v in ckpt["best_model"].items()}
+        state.learning_rate = s.optimizer.param_groups[0]["lr"]
+        for policy in policies:
+            policy.load_state_dict(ckpt, s.device)
     state.start_step = state.step
-    start_samples = state.samples_seen
+    return ckpt is not None
 
-    n_val = len(data.val_stream) if task == "lm" else len(data.X_val)
-    gen = torch.Generator().manual_seed(tc.seed + 1)
-    sample_idx = torch.randperm(n_val, generator=gen)[: spec.num_samples].tolist()
 
-    cbs.fire("on_train_begin", state, control)
+def announce(s: Setup, cbs: CallbackList, control: Control, resumed: bool) -> None:
+    cbs.fire("on_train_begin", s.state, control)
     if resumed:  # after on_train_begin, which is every callback's first hook
-        cbs.fire("on_message", state, control, "info", f"resumed from the checkpoint after epoch {state.epoch}")
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
-    cbs.fire("on_message", state, control, "info", f"training on {device} ({where}), {data.n_train} training "
-             f"{'tokens' if task == 'lm' else 'samples'}, {steps_per_epoch} steps per epoch"
-             + (", bf16 autocast" if use_amp else ""))
-    loop_started = time.perf_counter()
-    status = "succeeded"
-    metrics: dict = dict(state.val_metrics)
+        cbs.fire("on_message", s.state, control, "info", f"resumed from the checkpoint after epoch {s.state.epoch}")
+    unit = "tokens" if s.data.task == "lm" else "samples"
+    cbs.fire("on_message", s.state, control, "info",
+             f"training on {s.device} ({describe(s.device)}), {s.data.n_train} training {unit}, "
+             f"{s.batches.steps} steps per epoch" + (", bf16 autocast" if s.use_amp else ""))
+
+
+def train_one_epoch(s: Setup, epoch: int, cbs: CallbackList, control: Control) -> dict | None:
+    """One pass over the shuffled training data, or until a callback stops the run. Returns the
+    epoch's last train point, reported with the validation results (one burst of events)."""
+    model, optimizer, scheduler, state, tc, task = s.model, s.optimizer, s.scheduler, s.state, s.tc, s.data.task
     params = [p for p in model.parameters() if p.requires_grad]
+    last_step = s.batches.steps - 1
+    # Running sums stay on the device; they are read once per log interval, not per step.
+    run_loss = torch.zeros((), device=s.device)
+    run_correct = torch.zeros((), device=s.device, dtype=torch.long)
+    run_n = 0
+    last_log = time.monotonic()
     model.train()
-    for epoch in range(state.epoch, tc.epochs):
-        # Running sums stay on the device; they are read once per log interval, not per step.
-        run_loss = torch.zeros((), device=device)
-        run_correct = torch.zeros((), device=device, dtype=torch.long)
-        run_n = 0
-        last_log = time.monotonic()
-        for i, (xb, yb, kwargs) in enumerate(batches.epoch(epoch)):
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                out = model(xb, **kwargs)
-            loss = _loss(task, out, yb, tc)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-                state.learning_rate = optimizer.param_groups[0]["lr"]
-
-            bs = xb.numel() if task == "lm" else len(xb)  # language models count tokens
-            run_loss += loss.detach() * bs
-            if task == "classification":
-                run_correct += (out.detach().argmax(1) == yb).sum()
-            run_n += bs
-            state.step += 1
-            state.samples_seen += bs
-            cbs.fire("on_step_end", state, control)
-            if control.should_stop:
-                break
-            if time.monotonic() - last_log >= spec.log_interval and i < steps_per_epoch - 1:
-                cbs.fire("on_log", state, control, "train",
-                         _train_values(task, run_loss, run_correct, run_n, state, last_log))
-                run_loss.zero_(), run_correct.zero_()
-                run_n, last_log = 0, time.monotonic()
-        if control.should_stop:
-            status = "cancelled"
-            break
-        # The epoch's last train point is read now (its samples/s without the evaluation) and
-        # reported with the validation results: one burst of events per epoch, one write.
-        train_tail = _train_values(task, run_loss, run_correct, run_n, state, last_log) if run_n else None
-
-        # Evaluate, report, checkpoint.
-        state.epoch = epoch + 1
-        metrics, val_out = evaluate(model, data, max(tc.batch_size, 1024) if task != "lm" else tc.batch_size,
-                                    block, use_amp)
-        if train_tail is not None:
-            cbs.fire("on_log", state, control, "train", train_tail)
-        state.val_metrics = metrics
-        if _better(metrics[monitor], state.best_metric, mode):
-            state.best_metric, best_metrics, bad_epochs = metrics[monitor], metrics, 0
-            if tc.keep == "best":
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
-        cbs.fire("on_log", state, control, "val", {k: v for k, v in metrics.items() if k != "confusion"})
-        cbs.fire("on_eval", state, control, metrics)
-        cbs.fire("on_samples", state, control, _samples(data, val_out, sample_idx, model, block, tc.seed))
-        ckpt_state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "epoch": state.epoch,
-            "step": state.step,
-            "samples_seen": state.samples_seen,
-            "best_metric": state.best_metric,
-            "best_metrics": best_metrics,
-            "bad_epochs": bad_epochs,
-        }
+    for i, (xb, yb, kwargs) in enumerate(s.batches.epoch(epoch)):
+        with torch.autocast(device_type=s.device.type, dtype=torch.bfloat16, enabled=s.use_amp):
+            out = model(xb, **kwargs)
+        loss = _loss(task, out, yb, tc)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+        optimizer.step()
         if scheduler is not None:
-            ckpt_state["scheduler"] = scheduler.state_dict()
-        if best_state is not None:
-            ckpt_state["best_model"] = best_state
-        if device.type == "cuda":
-            ckpt_state["rng_cuda"] = torch.cuda.get_rng_state(device)
-        checkpoints.save_async(ckpt_state, state.epoch)  # written while the next epoch trains
-        cbs.fire("on_epoch_end", state, control)
-        if control.should_stop:
-            status = "cancelled"
-            break
-        if tc.early_stopping_patience and bad_epochs >= tc.early_stopping_patience and state.epoch < tc.epochs:
-            cbs.fire("on_message", state, control, "info", f"early stopping: validation {monitor} has not improved "
-                     f"for {bad_epochs} epochs (best {state.best_metric:.4g})")
-            break
+            scheduler.step()
+            state.learning_rate = optimizer.param_groups[0]["lr"]
 
-    checkpoints.wait()  # the last checkpoint is on disk (or its error raised) before the result
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    train_seconds = time.perf_counter() - loop_started
-    trained = state.samples_seen - start_samples
-    artifacts: list[str] = []
-    if status == "succeeded":
-        if tc.keep == "best" and best_state is not None:
-            model.load_state_dict(best_state)
-            metrics = best_metrics
-            cbs.fire("on_message", state, control, "info", f"exported the best epoch (validation {monitor} "
-                     f"{state.best_metric:.4g})")
-        if not metrics:  # resumed after the last epoch had already finished
-            metrics, _ = evaluate(model, data, max(tc.batch_size, 1024) if task != "lm" else tc.batch_size, block,
-                                  use_amp)
-        metrics = {**metrics, "samples_per_s": trained / train_seconds if train_seconds > 0 else 0.0,
-                   "train_seconds": train_seconds}
-        artifacts = export_model(output_dir, spec, model, data, tc, metrics)
-    cbs.fire("on_train_end", state, control, status)
-    return TrainResult(status=status, metrics=metrics, artifacts=artifacts, epochs_completed=state.epoch)
+        bs = xb.numel() if task == "lm" else len(xb)  # language models count tokens
+        run_loss += loss.detach() * bs
+        if task == "classification":
+            run_correct += (out.detach().argmax(1) == yb).sum()
+        run_n += bs
+        state.step += 1
+        state.samples_seen += bs
+        cbs.fire("on_step_end", state, control)
+        if control.should_stop:
+            return None
+        if time.monotonic() - last_log >= s.spec.log_interval and i < last_step:
+            values = _train_values(task, run_loss, run_correct, run_n, state, last_log)
+            cbs.fire("on_log", state, control, "train", values)
+            run_loss.zero_(), run_correct.zero_()
+            run_n, last_log = 0, time.monotonic()
+    # Read now: the epoch's samples/s without the evaluation.
+    return _train_values(task, run_loss, run_correct, run_n, state, last_log) if run_n else None
+
+
+def evaluate_epoch(s: Setup, epoch: int, cbs: CallbackList, control: Control, train_tail: dict | None) -> dict:
+    """Validation after an epoch, reported with the epoch's last train point: metrics, the
+    confusion matrix (on_eval) and samples."""
+    s.state.epoch = epoch + 1
+    metrics, val_out = evaluate(s.model, s.data, s.eval_batch, s.block, s.use_amp)
+    if train_tail is not None:
+        cbs.fire("on_log", s.state, control, "train", train_tail)
+    s.state.val_metrics = metrics
+    cbs.fire("on_log", s.state, control, "val", {k: v for k, v in metrics.items() if k != "confusion"})
+    cbs.fire("on_eval", s.state, control, metrics)
+    cbs.fire("on_samples", s.state, control, _samples(s.data, val_out, s.sample_idx, s.model, s.block, s.tc.seed))
+    return metrics
+
+
+def save_checkpoint(s: Setup, policies: list) -> None:
+    """Snapshot everything a restart needs and write it in the background."""
+    state = s.state
+    ckpt = {
+        "model": s.model.state_dict(),
+        "optimizer": s.optimizer.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+        "epoch": state.epoch,
+        "step": state.step,
+        "samples_seen": state.samples_seen,
+        "best_metric": state.best_metric,
+    }
+    for policy in policies:
+        ckpt.update(policy.state_dict())
+    if s.scheduler is not None:
+        ckpt["scheduler"] = s.scheduler.state_dict()
+    if s.device.type == "cuda":
+        ckpt["rng_cuda"] = torch.cuda.get_rng_state(s.device)
+    s.checkpoints.save_async(ckpt, state.epoch)
+
+
+def final_metrics(s: Setup, cbs: CallbackList, control: Control, best: KeepBest, metrics: dict) -> dict:
+    """The metrics of the model that is exported: the best epoch's with keep=best (its weights
+    loaded back), else the last epoch's."""
+    if best.best_weights is not None:
+        s.model.load_state_dict(best.best_weights)
+        metrics = best.best_metrics
+        cbs.fire("on_message", s.state, control, "info", f"exported the best epoch (validation {best.monitor} "
+                 f"{s.state.best_metric:.4g})")
+    if not metrics:  # resumed after the last epoch had already finished
+        metrics, _ = evaluate(s.model, s.data, s.eval_batch, s.block, s.use_amp)
+    return dict(metrics)
 
 
 def _train_values(task: str, run_loss: torch.Tensor, run_correct: torch.Tensor, n: int,
@@ -566,7 +495,7 @@ def _train_values(task: str, run_loss: torch.Tensor, run_correct: torch.Tensor, 
     if task == "classification":
         values["accuracy"] = run_correct.item() / n
     if task == "lm":
-        values["perplexity"] = math.exp(min(values["loss"], 50.0))
+        values["perplexity"] = perplexity(values["loss"])
     values["lr"] = state.learning_rate
     values["samples_per_s"] = n / max(time.monotonic() - since, 1e-9)
     return values

@@ -1,0 +1,87 @@
+"""What both runtimes write beside their model: the model card, sample thumbnails, validation
+predictions, each file written atomically (a crash never leaves half a file under a final name)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models_zoo.schema import to_json
+
+MODEL_CARD = "MODEL_CARD.md"
+VAL_PREDICTIONS = "val_predictions.json"
+
+
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Write to a temp file beside `path`, then rename it over `path`."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    if isinstance(content, bytes):
+        tmp.write_bytes(content)
+    else:
+        tmp.write_text(content)
+    tmp.replace(path)
+
+
+def thumbnail(image: torch.Tensor | np.ndarray) -> str:
+    """A uint8 CHW image as a small PNG data URI (sample gallery); tiny images are scaled up."""
+    from PIL import Image
+
+    arr = image.cpu().numpy() if isinstance(image, torch.Tensor) else np.ascontiguousarray(image)
+    pil = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
+    if max(pil.size) < 48:
+        scale = max(1, 48 // max(pil.size))
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _split(info: dict) -> str:
+    if info.get("split") == "provided":
+        return " (the archive's own train/ and val/ folders)"
+    if "val_fraction" in info:
+        return f" (seeded random split, {info.get('val_fraction')} validation, seed {info.get('split_seed', 0)})"
+    return ""
+
+
+def model_card(title: str, spec, info: dict, tc, metrics: dict, versions: list[str], usage: str) -> str:
+    """A short, human-readable record of what was trained on what, and how well it did.
+
+    `spec` is the run's TrainSpec, `tc` its TrainConfig; `versions` are the libraries that made
+    the model ("torch 2.5.1"; Python is added), `usage` the closing line on how to load it."""
+    shape = f", input shape: {info['input_shape']}" if info.get("input_shape") is not None else ""
+    lines = [
+        f"# Model card: {title}",
+        "",
+        "## Data",
+        *([f"- dataset: {spec.extra['dataset_name']}"] if spec.extra.get("dataset_name") else []),
+        f"- kind: {info.get('kind')}, task: {info.get('task')}{shape}",
+        f"- training / validation: {info.get('num_train', info.get('num_train_tokens'))} / "
+        f"{info.get('num_val', info.get('num_val_tokens'))}{_split(info)}",
+    ]
+    if info.get("classes"):
+        lines.append(f"- classes ({len(info['classes'])}): {', '.join(map(str, info['classes'][:50]))}")
+    lines += ["", "## Architecture", *(f"- {k}: {v}" for k, v in spec.model_config.items()),
+              "", "## Training", *(f"- {k}: {v}" for k, v in to_json(tc).items()),
+              "", "## Validation metrics",
+              *(f"- {k}: {v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))),
+              "", "## Versions", f"- {', '.join([*versions, f'Python {platform.python_version()}'])}",
+              "", usage, ""]
+    return "\n".join(lines)
+
+
+def val_predictions(pred, conf, classes: list[str]) -> list[dict]:
+    """Per validation row (in order): the predicted class and its probability."""
+    return [{"index": i, "prediction": classes[int(p)], "confidence": round(float(c), 6)}
+            for i, (p, c) in enumerate(zip(pred, conf))]
+
+
+def write_val_predictions(art: Path, predictions: list[dict]) -> str:
+    write_atomic(art / VAL_PREDICTIONS, json.dumps(predictions))
+    return VAL_PREDICTIONS
