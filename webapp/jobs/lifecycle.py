@@ -127,6 +127,12 @@ def end_run(start: RunStart, status: str | None, *, error: str = "", metrics: di
 
 # --- transitions ---------------------------------------------------------------------------------
 
+def lease_cutoff(now):
+    """A running job whose worker last wrote (Reporter heartbeat) before this moment is lost:
+    the watchdog requeues it and any worker may claim it."""
+    return now - timedelta(seconds=settings.TRAINYARD_JOB_LEASE_SECONDS)
+
+
 def claim_job(job_id, worker_name: str) -> Job | None:
     """Take a job for this worker, atomically; None when it is not this worker's to run.
 
@@ -135,7 +141,7 @@ def claim_job(job_id, worker_name: str) -> Job | None:
     running job whose lease expired. A job that has used up its attempts fails with the reason.
     """
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.TRAINYARD_JOB_LEASE_SECONDS)
+    stale = lease_cutoff(now)
     claimable = (
         Q(status=Job.Status.QUEUED)
         | Q(status=Job.Status.RUNNING, worker_name=worker_name)
@@ -204,7 +210,7 @@ def requeue_lost_jobs() -> list:
 
     Safe to call from every worker at once: each job moves with a conditional UPDATE.
     """
-    stale = timezone.now() - timedelta(seconds=settings.TRAINYARD_JOB_LEASE_SECONDS)
+    stale = lease_cutoff(timezone.now())
     requeued = []
     lapsed = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale)
     for job_id, worker, attempts in lapsed.values_list("pk", "worker_name", "attempts"):
