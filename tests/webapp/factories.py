@@ -6,8 +6,8 @@ import numpy as np
 
 from webapp.datasets.models import Dataset
 from webapp.jobs.events import append_events
+from webapp.jobs.lifecycle import file_sha256
 from webapp.jobs.models import Artifact, Job
-from webapp.jobs.services import file_sha256
 
 
 def ready_dataset(owner, name="iris-like") -> Dataset:

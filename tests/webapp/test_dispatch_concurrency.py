@@ -12,7 +12,7 @@ from django.db import connection
 
 from webapp.celery import TRAIN_TASK
 from webapp.cluster.models import Worker
-from webapp.jobs.dispatch import dispatch
+from webapp.jobs.scheduler import dispatch
 from webapp.jobs.models import Job
 
 pytestmark = pytest.mark.django_db(transaction=True)

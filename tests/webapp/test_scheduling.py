@@ -1,4 +1,4 @@
-"""The dispatcher (webapp/jobs/dispatch.py): capacity, fair share, priorities, limits, GPU
+"""The dispatcher (webapp/jobs/scheduler.py): capacity, fair share, priorities, limits, GPU
 requirements, drained workers, and honest wait reasons. Celery sends are recorded (sent_tasks)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from django.utils import timezone
 from tests.webapp.factories import ready_dataset
 from webapp.celery import TRAIN_TASK
 from webapp.cluster.models import Worker
-from webapp.jobs import services
-from webapp.jobs.dispatch import dispatch
+from webapp.jobs import lifecycle, services
+from webapp.jobs.scheduler import dispatch
 from webapp.jobs.models import Job, UserLimits
 
 GB = 1_000_000_000
@@ -62,7 +62,7 @@ def test_one_slot_per_idle_worker_and_fair_share(alice, bob, sent_tasks, run):
     assert run() == [str(b1.pk)] and sent_ids(sent_tasks) == [str(b1.pk)]
     assert reason(a1) == "waiting for a free worker; next" and reason(a2) == "waiting for a free worker; 1 ahead"
     assert run() == []  # w1 holds the dispatched job until it starts
-    services.finish_job(running.pk, Job.Status.SUCCEEDED)
+    lifecycle.finish_job(running.pk, Job.Status.SUCCEEDED)
     Job.objects.filter(pk=b1.pk).update(status=Job.Status.RUNNING, worker_name="w1", dispatched_at=None)
     worker("w2")
     assert run() == [str(a1.pk)]  # then the oldest

@@ -13,6 +13,7 @@ from webapp.accounts.models import AuditEvent
 from webapp.celery import TRAIN_TASK
 from webapp.cluster.admin import gpu_bars
 from webapp.cluster.models import Worker
+from webapp.jobs import scheduler
 from webapp.jobs.models import Job
 from workers.adapters import gpu, registry
 
@@ -82,7 +83,7 @@ def test_admin_drain_resume_retire_are_audited_and_enforced(client, staff, alice
 
     assert _action(client, "drain", w).status_code == 200
     w.refresh_from_db()
-    assert w.draining and not w.accepts_jobs and registry.is_draining(w.name)
+    assert w.draining and not w.accepts_jobs and scheduler.is_draining(w.name)
 
     # A message this worker fetched before the drain goes back to the dispatcher (which picks
     # another worker); the job stays queued and this worker does not run it.
@@ -119,7 +120,7 @@ def test_admin_drain_resume_retire_are_audited_and_enforced(client, staff, alice
 def test_admin_cancels_the_running_job(client, staff, alice):
     job = running_job(alice)
     registry.register("w2@host", ["train"])
-    registry.set_current_job("w2@host", job.pk)
+    scheduler.set_current_job("w2@host", job.pk)
     client.force_login(staff)
     _action(client, "cancel_running_job", Worker.objects.get(name="w2@host"))
     job.refresh_from_db()
@@ -141,7 +142,7 @@ def test_worker_actions_need_the_change_permission(client, alice):
     registry.register("w3@host", ["train"])
     w = Worker.objects.get(name="w3@host")
     job = running_job(alice)
-    registry.set_current_job(w.name, job.pk)
+    scheduler.set_current_job(w.name, job.pk)
     client.force_login(viewer)
     page = client.get(reverse("admin:cluster_worker_changelist"))
     assert page.status_code == 200 and b"w3@host" in page.content
@@ -160,7 +161,7 @@ def test_worker_actions_need_the_change_permission(client, alice):
 
 
 def test_max_restarts_is_configurable_then_failed_with_the_reason(alice, settings):
-    from webapp.jobs.services import claim_job
+    from webapp.jobs.lifecycle import claim_job
 
     settings.TRAINYARD_MAX_ATTEMPTS = 2
     job = running_job(alice)
@@ -180,7 +181,7 @@ def test_a_lost_job_out_of_attempts_fails_with_the_reason_instead_of_requeueing(
     from django.utils import timezone
 
     from webapp.jobs.models import JobEvent
-    from webapp.jobs.services import requeue_lost_jobs
+    from webapp.jobs.lifecycle import requeue_lost_jobs
 
     settings.TRAINYARD_MAX_ATTEMPTS = 1
     job = running_job(alice)
@@ -202,7 +203,7 @@ def test_silent_workers_show_offline_and_their_job_is_marked_lost_and_requeued(a
     from django.utils import timezone
 
     from webapp.jobs.models import JobEvent
-    from webapp.jobs.services import requeue_lost_jobs
+    from webapp.jobs.lifecycle import requeue_lost_jobs
 
     registry.register("alive@host", ["train"])
     registry.register("silent@host", ["train"])
@@ -212,7 +213,7 @@ def test_silent_workers_show_offline_and_their_job_is_marked_lost_and_requeued(a
     Worker.objects.filter(name="silent@host").update(last_heartbeat=long_ago, current_job=job)
     fresh = running_job(alice)  # its worker writes: it stays running
 
-    assert registry.mark_silent_workers_offline() == 1
+    assert scheduler.mark_silent_workers_offline() == 1
     assert requeue_lost_jobs() == [job.pk]
     silent, alive = Worker.objects.get(name="silent@host"), Worker.objects.get(name="alive@host")
     assert silent.status == Worker.Status.OFFLINE and silent.current_job is None and not silent.is_alive

@@ -12,8 +12,8 @@ from webapp import celery
 from webapp.accounts.models import NotificationSettings
 from webapp.accounts.notifications import notify_job_end, validate_webhook_url
 from webapp.inference.models import OnnxExport, Prediction
+from webapp.jobs.lifecycle import file_sha256, finish_job
 from webapp.jobs.models import Artifact
-from webapp.jobs.services import file_sha256, finish_job
 
 
 def client(user):

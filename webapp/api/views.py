@@ -26,6 +26,7 @@ from webapp.datasets.views import UPLOAD_OPTIONS
 from webapp.jobs import downsample, services
 from webapp.jobs.access import datasets_for, get_dataset_for_user, get_job_for_user, jobs_for
 from webapp.jobs.events import events_after
+from webapp.jobs.models import Job
 from webapp.jobs.views import artifact_response
 
 
@@ -242,7 +243,7 @@ class ArchitectureList(Api):
 class JobList(Api):
     @extend_schema(operation_id="jobs_list", responses=OpenApiTypes.OBJECT)
     def get(self, request):
-        return Response({"jobs": [j.to_dict() for j in jobs_for(request.user).prefetch_related("artifacts")[:1000]]})
+        return Response({"jobs": Job.to_dicts(jobs_for(request.user).prefetch_related("artifacts")[:1000])})
 
     @extend_schema(request=JobCreate, responses={201: OpenApiTypes.OBJECT})
     def post(self, request):

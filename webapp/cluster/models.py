@@ -7,6 +7,25 @@ from django.db import models
 from django.utils import timezone
 
 
+MISSED_BEATS = 3  # a worker silent for this many heartbeat intervals is lost
+
+
+def heartbeat_cutoff():
+    """The one liveness rule: an online worker is alive while its last heartbeat is at or after
+    this moment (three missed beats). The scheduler's live workers, the Workers page and the
+    silent-worker sweep all read it from here."""
+    return timezone.now() - timedelta(seconds=settings.TRAINYARD_HEARTBEAT_SECONDS * MISSED_BEATS)
+
+
+class WorkerQuerySet(models.QuerySet):
+    def alive(self):
+        return self.filter(status=Worker.Status.ONLINE, last_heartbeat__gte=heartbeat_cutoff())
+
+    def silent(self):
+        """Online by their row, but past the liveness rule (killed, machine down)."""
+        return self.filter(status=Worker.Status.ONLINE, last_heartbeat__lt=heartbeat_cutoff())
+
+
 class Worker(models.Model):
     """A Celery worker process that registered itself; it heartbeats while it lives."""
 
@@ -30,6 +49,8 @@ class Worker(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     last_heartbeat = models.DateTimeField(default=timezone.now)
 
+    objects = WorkerQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
 
@@ -42,5 +63,4 @@ class Worker(models.Model):
 
     @property
     def is_alive(self) -> bool:
-        stale = timedelta(seconds=settings.TRAINYARD_HEARTBEAT_SECONDS * 3)
-        return self.status == self.Status.ONLINE and timezone.now() - self.last_heartbeat < stale
+        return self.status == self.Status.ONLINE and self.last_heartbeat >= heartbeat_cutoff()

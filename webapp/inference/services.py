@@ -152,7 +152,7 @@ def request_onnx_export(user, job: Job) -> OnnxExport:
 
 def finish_onnx_export(job_id, *, meta: dict | None = None, error: str = "") -> None:
     """Record the export: on success model.onnx and model.onnx.json become artifacts."""
-    from webapp.jobs.services import add_artifacts
+    from webapp.jobs.lifecycle import add_artifacts
 
     with transaction.atomic():
         if not OnnxExport.objects.filter(job_id=job_id, status=OnnxExport.Status.PENDING).update(

@@ -23,7 +23,7 @@ class JobAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        from webapp.jobs.dispatch import dispatch_soon
+        from webapp.jobs.scheduler import dispatch_soon
 
         dispatch_soon()  # a new priority or requirement counts at once
     inlines = [ArtifactInline]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_left
 from pathlib import Path
 
 from django.conf import settings
@@ -34,7 +35,7 @@ class Job(models.Model):
     requeue_requested = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(default=0)
     worker_name = models.CharField(max_length=255, blank=True)
-    # Scheduling (webapp/jobs/dispatch.py): the dispatcher releases queued jobs to Celery.
+    # Scheduling (webapp/jobs/scheduler.py): the dispatcher releases queued jobs to Celery.
     priority = models.IntegerField(default=0, help_text="higher runs first among one user's jobs; "
                                    "users may lower it, admins may raise it")
     min_gpu_memory_gb = models.PositiveIntegerField(null=True, blank=True, help_text="run only on a GPU with this much memory")
@@ -69,18 +70,19 @@ class Job(models.Model):
 
     @property
     def queue_position(self) -> int | None:
-        """How many queued jobs were submitted before this one. The dispatcher's own order (fair
-        share, priority) is in `wait_reason` ("waiting for a free worker; 2 ahead"), which the
-        pages show first; this count is the fallback before the dispatcher's first pass."""
-        if self.status != self.Status.QUEUED:
-            return None
-        return Job.objects.filter(status=self.Status.QUEUED, created_at__lt=self.created_at).count()
+        """How many queued jobs were submitted before this one (queue_positions() below)."""
+        return queue_positions([self]).get(self.pk)
 
     @property
     def progress_fraction(self) -> float:
         return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
 
-    def to_dict(self) -> dict:
+    def to_dict(self, queue_position: int | None | object = ...) -> dict:
+        """The job as the API and the pages' live updates show it. A caller listing many jobs
+        passes each one's `queue_position` from one queue_positions() call (see to_dicts) so
+        the list costs no query per queued job; without it, this one job's is looked up."""
+        if queue_position is ...:
+            queue_position = self.queue_position
         return {
             "id": str(self.id),
             "name": self.name,
@@ -102,7 +104,7 @@ class Job(models.Model):
             "eta_seconds": self.eta_seconds,
             "metrics": self.metrics,
             "last_seq": self.last_seq,
-            "queue_position": self.queue_position,
+            "queue_position": queue_position,
             "wait_reason": self.wait_reason if self.status == self.Status.QUEUED else "",
             "priority": self.priority,
             "created_at": self.created_at.isoformat(),
@@ -110,6 +112,30 @@ class Job(models.Model):
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "artifacts": [a.to_dict() for a in self.artifacts.all()],
         }
+
+    @staticmethod
+    def to_dicts(jobs) -> list[dict]:
+        """to_dict() of each job, with the queue positions of all of them from one query."""
+        jobs = list(jobs)
+        positions = queue_positions(jobs)
+        return [j.to_dict(positions.get(j.pk)) for j in jobs]
+
+
+def queue_positions(jobs) -> dict:
+    """The one definition of a queued job's queue position: how many queued jobs (anyone's)
+    were submitted before it. {pk: position} for the queued ones among `jobs`, one query for
+    all of them. The dispatcher's own order (fair share, priority) is a different number: it
+    is in `wait_reason` ("waiting for a free worker; 2 ahead", webapp/jobs/scheduler.py),
+    which the pages show first. It lives beside the model, not in the scheduler, because
+    Job.queue_position uses it and the scheduler imports this module."""
+    queued = [j for j in jobs if j.status == Job.Status.QUEUED]
+    if not queued:
+        return {}
+    earlier = Job.objects.filter(status=Job.Status.QUEUED, created_at__lt=max(j.created_at for j in queued))
+    if len(queued) == 1:  # one job (its page, a live update): a COUNT, not the list of times
+        return {queued[0].pk: earlier.count()}
+    times = sorted(earlier.values_list("created_at", flat=True))
+    return {j.pk: bisect_left(times, j.created_at) for j in queued}
 
 
 class JobEvent(models.Model):

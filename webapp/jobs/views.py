@@ -16,9 +16,9 @@ from models_zoo.hparams import TASK_METRICS, TrainConfig
 from models_zoo.schema import describe
 from webapp.datasets.models import Dataset
 from webapp.accounts import audit
-from webapp.jobs import services
+from webapp.jobs import lifecycle, services
 from webapp.jobs.access import datasets_for, get_job_for_user, jobs_for
-from webapp.jobs.models import Job, JobEvent
+from webapp.jobs.models import Job, JobEvent, queue_positions
 
 
 LIST_LIMIT = 500
@@ -68,8 +68,7 @@ def monitored(job: Job) -> tuple[str, str]:
 def job_rows(jobs: list[Job]) -> list[dict]:
     """What the jobs list shows of each job: status, queue position, worker, progress and ETA,
     best validation metric, duration. A few queries for the whole page, not per row."""
-    queued = list(Job.objects.filter(status=Job.Status.QUEUED).order_by("created_at").values_list("pk", flat=True))
-    ahead = {pk: i for i, pk in enumerate(queued)}
+    positions = queue_positions(jobs)
     running = [j.pk for j in jobs if j.status == Job.Status.RUNNING]
     val_events: dict = {}
     if running:
@@ -93,7 +92,7 @@ def job_rows(jobs: list[Job]) -> list[dict]:
             "id": str(j.pk), "name": j.name, "url": reverse("jobs:detail", args=[j.pk]),
             "status": j.status, "status_label": j.get_status_display(),
             "cancel_requested": j.cancel_requested and not j.is_final,
-            "queue_position": ahead.get(j.pk) if j.status == Job.Status.QUEUED else None,
+            "queue_position": positions.get(j.pk),
             "wait_reason": j.wait_reason if j.status == Job.Status.QUEUED else "",
             "worker": j.worker_name, "epoch": j.epoch, "epochs": (j.train_config or {}).get("epochs"),
             "step": j.step, "total_steps": j.total_steps,
@@ -242,7 +241,7 @@ def artifact_response(job, name: str, actor) -> FileResponse:
     artifact = job.artifacts.filter(name=name).first()
     if artifact is None or not artifact.path.is_file():
         raise Http404
-    if services.file_sha256(artifact.path) != artifact.sha256:
+    if lifecycle.file_sha256(artifact.path) != artifact.sha256:
         raise Http404("the stored file does not match its checksum")
     audit.record(actor, "artifact.download", job, file=name)
     response = FileResponse(open(artifact.path, "rb"), as_attachment=True, filename=artifact.name)

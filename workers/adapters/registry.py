@@ -1,20 +1,21 @@
-"""Worker registration and heartbeat (runs in the Celery worker's main process)."""
+"""Worker registration and heartbeat (runs in the Celery worker's main process).
+
+The rules about workers (liveness, drain, the current job, fit) are the scheduler's
+(webapp/jobs/scheduler.py); this module writes this process's row and runs the periodic pass.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from webapp.cluster.models import Worker
-from webapp.jobs.dispatch import dispatch
-from webapp.jobs.services import requeue_lost_jobs
+from webapp.jobs import lifecycle, scheduler
 from workers.adapters import gpu
 
 log = logging.getLogger(__name__)
@@ -53,30 +54,13 @@ def heartbeat(name: str) -> None:
         Worker.objects.filter(name=name).update(last_heartbeat=timezone.now(), gpus=gpus)
 
 
-def is_draining(name: str) -> bool:
-    """Drained or retired by an admin: this worker takes no new job."""
-    return Worker.objects.filter(name=name, draining=True).exists()
-
-
-def can_run(name: str, job_id) -> bool:
-    """Whether this worker's GPUs meet the job's requirements (no requirements: any worker)."""
-    from webapp.jobs.dispatch import fits
-    from webapp.jobs.models import Job
-
-    job = Job.objects.filter(pk=job_id).only("min_gpu_memory_gb", "gpu_type").first()
-    if job is None or (not job.min_gpu_memory_gb and not job.gpu_type):
-        return True
-    gpus = Worker.objects.filter(name=name).values_list("gpus", flat=True).first() or []
-    return fits(job, gpus)
-
-
 def apply_drain(name: str, queues: list[str], drained_now: bool) -> bool:
     """Make the Celery consumer follow the row: a drained worker stops consuming its queues
     (the message stays in Redis for another worker), a resumed one consumes them again.
     Returns the state now applied."""
     from webapp.celery import app
 
-    want = is_draining(name)
+    want = scheduler.is_draining(name)
     if want != drained_now:
         for q in queues:
             if want:
@@ -87,21 +71,8 @@ def apply_drain(name: str, queues: list[str], drained_now: bool) -> bool:
     return want
 
 
-def mark_silent_workers_offline() -> int:
-    """Workers that missed three heartbeats show as offline (their jobs are requeued by the
-    lease check); a worker that comes back sets itself online with its next beat."""
-    stale = timezone.now() - timedelta(seconds=settings.TRAINYARD_HEARTBEAT_SECONDS * 3)
-    return Worker.objects.filter(status=Worker.Status.ONLINE, last_heartbeat__lt=stale).update(
-        status=Worker.Status.OFFLINE, current_job=None)
-
-
 def set_offline(name: str) -> None:
     Worker.objects.filter(name=name).update(status=Worker.Status.OFFLINE, current_job=None)
-
-
-def set_current_job(name: str | None, job_id) -> None:
-    if name:
-        Worker.objects.filter(name=name).update(current_job_id=job_id)
 
 
 class Heartbeat(threading.Thread):
@@ -123,11 +94,11 @@ class Heartbeat(threading.Thread):
                 heartbeat(self.worker_name)
                 self.drained = apply_drain(self.worker_name, self.queues, self.drained)
                 # Every worker also watches for workers and jobs whose worker died (F7); each moves once.
-                mark_silent_workers_offline()
-                for job_id in requeue_lost_jobs():
+                scheduler.mark_silent_workers_offline()
+                for job_id in lifecycle.requeue_lost_jobs():
                     log.warning("requeued lost job %s", job_id)
                 # The periodic dispatcher pass: frees slots of vanished workers, releases queued jobs.
-                dispatch()
+                scheduler.dispatch()
             except Exception:  # noqa: BLE001 - a missed beat is not fatal
                 log.exception("heartbeat failed")
         connection.close()

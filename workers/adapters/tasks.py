@@ -13,9 +13,7 @@ from pathlib import Path
 from webapp.celery import INGEST_TASK, TRAIN_TASK, app
 from webapp.datasets import services as dataset_services
 from webapp.datasets.models import Dataset
-from webapp.jobs import services
-from webapp.jobs.models import Job
-from workers.adapters import registry
+from webapp.jobs import lifecycle
 from workers.adapters.logcapture import captured_output
 
 log = logging.getLogger(__name__)
@@ -44,56 +42,37 @@ def requeue_on_sigterm(reporter):
 
 @app.task(name=TRAIN_TASK, bind=True)
 def train_job(self, job_id: str) -> str:
+    """Run one job: the web tier is crossed twice, start_run and end_run, besides the Reporter."""
     worker = self.request.hostname or "worker"
-    if registry.is_draining(worker):
-        # Drained by an admin after this message was fetched: hand it back to the dispatcher
-        # for another worker (the heartbeat has stopped this worker's consumers); take nothing.
-        services.release_dispatch(job_id)
-        return "drained"
-    if not registry.can_run(worker, job_id):
-        # A job needing a bigger / other GPU reached this worker (through the shared queue, from
-        # an older dispatcher): back to the dispatcher, which sends it to a worker that fits.
-        time.sleep(1)
-        services.release_dispatch(job_id)
-        return "does not fit"
     # Import torch before the claim: from the claim on, the job's lease runs, and the first
     # import of torch can take longer than a short lease on a busy machine.
-    from models_zoo.hf import is_hf
     from workers.adapters.reporter import Reporter
     from workers.training import TrainSpec, run  # torch is imported in the worker only
 
-    job = services.claim_job(job_id, worker)
-    if job is None:
-        return "not claimed"  # cancelled, finished, out of attempts or running elsewhere
-    registry.set_current_job(worker, job.pk)
-    reporter = Reporter(job.pk).start()
-    status, error, result = "failed", "", None
+    start = lifecycle.start_run(job_id, worker)
+    if isinstance(start, lifecycle.Skipped):
+        return start.reason  # drained, does not fit, or not claimed (cancelled, finished, elsewhere)
+    reporter = Reporter(start.job_id).start()
+    status, error, result = None, "", None  # status None: interrupted, this process is exiting
     try:
-        if job.dataset is None:
-            raise FileNotFoundError("the job's dataset was deleted")
-        extra = {"dataset_name": job.dataset.name}  # for the model card
-        if is_hf(job.architecture):  # Hugging Face fine-tuning (transformers.Trainer)
-            from webapp.hub.services import local_path
+        start.check()  # e.g. the job's dataset was deleted: a failed job with the reason
+        if start.is_hf:  # Hugging Face fine-tuning (transformers.Trainer)
             from workers.hf import run
-
-            extra["model_path"] = local_path(job.owner, job.model_config.get("model", ""))
-        spec = TrainSpec(job.architecture, job.model_config, job.train_config,
-                         dataset_dir=str(job.dataset.directory), output_dir=str(job.directory), extra=extra)
+        spec = TrainSpec(start.architecture, start.model_config, start.train_config,
+                         dataset_dir=start.dataset_dir, output_dir=start.output_dir, extra=start.extra)
         with captured_output(lambda data: reporter.emit("log", data)), requeue_on_sigterm(reporter):
             result = run(spec, [reporter], reporter.control)
         status = result.status
     except Exception as exc:  # noqa: BLE001 - any failure becomes the job's readable error
-        error = f"{type(exc).__name__}: {exc}"
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
         reporter.emit("log", {"level": "error", "text": traceback.format_exc()[-5000:]})
     finally:
         reporter.close()
-        registry.set_current_job(worker, None)
-    if reporter.requeue and status == "cancelled" and not Job.objects.filter(pk=job.pk, cancel_requested=True).exists():
-        services.requeue_stopped_job(job.pk, worker)  # stopped for a shutdown, not by a user
-        return "requeued"
-    services.finish_job(job.pk, status, error=error, metrics=result.metrics if result else None,
-                        artifacts=result.artifacts if result else [])
-    return status
+        # Stopped for this worker's shutdown (not by a user): the job goes back to the queue.
+        requeue = getattr(reporter.control, "stop_reason", None) == "requeue" or getattr(reporter, "requeue", False)
+        outcome = lifecycle.end_run(start, status, error=error, metrics=result.metrics if result else None,
+                                    artifacts=result.artifacts if result else [], requeue=requeue)
+    return outcome
 
 
 @app.task(name=INGEST_TASK)

@@ -41,7 +41,7 @@ def _tune_cpu(**kwargs):
 def _own_queue(sender, instance, **kwargs):
     """A training worker also consumes a queue of its own, where the dispatcher sends the jobs
     it chose this worker for (GPU requirements, one job per GPU)."""
-    from webapp.jobs.dispatch import own_queue, train_queue
+    from webapp.jobs.scheduler import own_queue, train_queue
 
     queues = instance.app.amqp.queues
     if train_queue() in queues.consume_from:
@@ -66,7 +66,7 @@ def _on_shutting_down(sender, sig, how, exitcode, **kwargs):
         return
     _heartbeat.stopped.set()
     registry.set_offline(_heartbeat.worker_name)  # the dispatcher sends nothing more here
-    from webapp.jobs.services import request_requeue_of_running
+    from webapp.jobs.lifecycle import request_requeue_of_running
 
     request_requeue_of_running(_heartbeat.worker_name)
 

@@ -110,7 +110,7 @@ def test_unreachable_broker_keeps_the_job_queued_and_fails_the_upload_with_a_rea
 
     monkeypatch.setattr("webapp.celery.send", down)
     from webapp.cluster.models import Worker
-    from webapp.jobs.dispatch import dispatch
+    from webapp.jobs.scheduler import dispatch
 
     Worker.objects.create(name="w@host", hostname="host", queues="train", device="cpu")  # a free slot: dispatched
     ds = ready_dataset(alice)

@@ -1,0 +1,289 @@
+"""A job's run lifecycle: claim, release, requeue, finish, and the lost-job watchdog.
+
+The Celery task (workers/adapters/tasks.py:train_job) crosses into the web tier through two
+calls, besides its Reporter:
+- `start_run(job_id, worker)`: the drain check, the fit check, the claim and the run's spec;
+  a `RunStart` to train, or a `Skipped` with the reason the worker takes nothing;
+- `end_run(start, status, ...)`: the job goes back to the queue (the worker stopped it for a
+  shutdown) or ends with its status, metrics and artifacts.
+
+Every move that may free a slot or queue a job asks the scheduler for a pass
+(scheduler.dispatch_soon). The watchdog (`requeue_lost_jobs`) lives here, not in the scheduler,
+because its moves are these same transitions and the scheduler imports nothing of this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from models_zoo.hf import is_hf
+from webapp.jobs import scheduler
+from webapp.jobs.events import append_events
+from webapp.jobs.models import Artifact, Job
+
+# --- the two calls of the training task ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """The worker takes nothing: "drained", "does not fit" or "not claimed"."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """A claimed job and what its run needs (the fields of workers.training.TrainSpec)."""
+
+    job_id: object
+    worker: str
+    architecture: str
+    model_config: dict
+    train_config: dict
+    dataset_dir: str
+    output_dir: str
+    extra: dict = field(default_factory=dict)  # dataset_name (model card); model_path for hf_ jobs
+    failure: Exception | None = None  # claimed but cannot run (dataset deleted): check() raises it
+
+    @property
+    def is_hf(self) -> bool:
+        """Hugging Face fine-tuning (workers.hf), not a zoo model (workers.training)."""
+        return is_hf(self.architecture)
+
+    def check(self) -> None:
+        """Raise the reason this claimed job cannot run, inside the task's run, so it ends as a
+        failed job with that error and its traceback in the log, like any failure of the run."""
+        if self.failure is not None:
+            raise self.failure
+
+
+def start_run(job_id, worker_name: str) -> RunStart | Skipped:
+    """Take the job for this worker, or say why not. A drained worker or one whose GPUs do
+    not fit hands the job back to the dispatcher; a job cancelled, finished, out of attempts or
+    running elsewhere is not claimed."""
+    if scheduler.is_draining(worker_name):
+        # Drained by an admin after this message was fetched: back to the dispatcher for
+        # another worker (the heartbeat has stopped this worker's consumers); take nothing.
+        release_dispatch(job_id)
+        return Skipped("drained")
+    if not scheduler.worker_fits(worker_name, job_id):
+        # A job needing a bigger / other GPU reached this worker (through the shared queue, from
+        # an older dispatcher): back to the dispatcher, which sends it to a worker that fits.
+        # The pause keeps a job from bouncing at full speed between workers that cannot run it.
+        time.sleep(1)
+        release_dispatch(job_id)
+        return Skipped("does not fit")
+    job = claim_job(job_id, worker_name)
+    if job is None:
+        return Skipped("not claimed")
+    scheduler.set_current_job(worker_name, job.pk)
+    return _run_start(job, worker_name)
+
+
+def _run_start(job: Job, worker_name: str) -> RunStart:
+    failure, dataset_dir, extra = None, "", {}
+    try:
+        if job.dataset is None:
+            raise FileNotFoundError("the job's dataset was deleted")
+        dataset_dir = str(job.dataset.directory)
+        extra["dataset_name"] = job.dataset.name  # for the model card
+        if is_hf(job.architecture):
+            from webapp.hub.services import local_path
+
+            extra["model_path"] = local_path(job.owner, job.model_config.get("model", ""))
+    except Exception as exc:  # noqa: BLE001 - the claimed job fails with it (RunStart.check)
+        failure = exc
+    return RunStart(job.pk, worker_name, job.architecture, job.model_config, job.train_config,
+                    dataset_dir=dataset_dir, output_dir=str(job.directory), extra=extra, failure=failure)
+
+
+def end_run(start: RunStart, status: str | None, *, error: str = "", metrics: dict | None = None,
+            artifacts: list[str] = (), requeue: bool = False) -> str | None:
+    """Record the end of a run; returns "requeued" or the final status.
+
+    `requeue`: the worker stopped the run for its shutdown (the run ends "cancelled"). The job
+    goes back to the queue then, unless its owner asked to cancel it meanwhile: a cancel wins.
+    `status` None: the run was interrupted because this process is exiting; only the worker's
+    slot is freed, and the job, still running, is requeued by the watchdog when its lease lapses.
+    """
+    scheduler.set_current_job(start.worker, None)
+    if status is None:
+        return None
+    if requeue and status == Job.Status.CANCELLED and not Job.objects.filter(
+            pk=start.job_id, cancel_requested=True).exists():
+        requeue_stopped_job(start.job_id, start.worker)
+        return "requeued"
+    finish_job(start.job_id, status, error=error, metrics=metrics, artifacts=artifacts)
+    return status
+
+
+# --- transitions ---------------------------------------------------------------------------------
+
+def lease_cutoff(now):
+    """A running job whose worker last wrote (Reporter heartbeat) before this moment is lost:
+    the watchdog requeues it and any worker may claim it."""
+    return now - timedelta(seconds=settings.TRAINYARD_JOB_LEASE_SECONDS)
+
+
+def claim_job(job_id, worker_name: str) -> Job | None:
+    """Take a job for this worker, atomically; None when it is not this worker's to run.
+
+    Claimable: a queued job; a running job that this same worker was running (its previous
+    process died and Celery redelivered the message; a worker runs one job at a time); a
+    running job whose lease expired. A job that has used up its attempts fails with the reason.
+    """
+    now = timezone.now()
+    stale = lease_cutoff(now)
+    claimable = (
+        Q(status=Job.Status.QUEUED)
+        | Q(status=Job.Status.RUNNING, worker_name=worker_name)
+        | Q(status=Job.Status.RUNNING, heartbeat_at__lt=stale)
+    )
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(claimable, pk=job_id).first()
+        if job is None:
+            return None
+        if job.cancel_requested:
+            _finish_in_transaction(job_id, Job.Status.CANCELLED, error="", metrics=None, rows=[])
+            return None
+        if job.attempts >= settings.TRAINYARD_MAX_ATTEMPTS:
+            _finish_in_transaction(job_id, Job.Status.FAILED, metrics=None, rows=[], error=(
+                f"gave up after {_attempts(job.attempts)}: the worker running it was lost each time "
+                f"(limit TRAINYARD_MAX_ATTEMPTS={settings.TRAINYARD_MAX_ATTEMPTS})"))
+            return None
+        Job.objects.filter(pk=job_id).update(
+            status=Job.Status.RUNNING, worker_name=worker_name, attempts=F("attempts") + 1,
+            dispatched_at=None, wait_reason="", requeue_requested=False,
+            started_at=job.started_at or now, heartbeat_at=now,
+        )
+        append_events(job_id, [("status", {"status": Job.Status.RUNNING, "worker": worker_name,
+                                           "attempt": job.attempts + 1})])
+    return Job.objects.select_related("dataset").get(pk=job_id)
+
+
+def _attempts(n: int) -> str:
+    return f"{n} attempt" + ("" if n == 1 else "s")
+
+
+def release_dispatch(job_id) -> None:
+    """A worker got a job it will not run (drained since, or its GPUs do not fit): the job goes
+    back to the dispatcher, which picks a worker again."""
+    Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(dispatched_at=None, worker_name="")
+    scheduler.dispatch_soon()
+
+
+def request_requeue_of_running(worker_name: str) -> int:
+    """A worker is shutting down (SIGTERM, warm shutdown): ask its running job to stop at the
+    next step; the task then hands it back to the queue (end_run → requeue_stopped_job)."""
+    return Job.objects.filter(worker_name=worker_name, status=Job.Status.RUNNING).update(requeue_requested=True)
+
+
+def requeue_stopped_job(job_id, worker_name: str) -> bool:
+    """Put a job its worker stopped on purpose (shutdown, drain) back in the queue. The run does
+    not count as an attempt (nothing failed); the next one resumes from the last checkpoint."""
+    with transaction.atomic():
+        if not Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, worker_name=worker_name).update(
+            status=Job.Status.QUEUED, requeue_requested=False, dispatched_at=None,
+            attempts=F("attempts") - 1, heartbeat_at=timezone.now(),
+        ):
+            return False
+        append_events(job_id, [
+            ("log", {"level": "warning", "text": f"worker {worker_name} is shutting down; job requeued, "
+                                                 "it resumes from its last checkpoint"}),
+            ("status", {"status": Job.Status.QUEUED}),
+        ])
+        scheduler.dispatch_soon()
+    return True
+
+
+def requeue_lost_jobs() -> list:
+    """The lost-job watchdog: running jobs whose worker stopped writing (killed, machine down)
+    for TRAINYARD_JOB_LEASE_SECONDS go back to the queue, or fail once out of attempts.
+
+    Safe to call from every worker at once: each job moves with a conditional UPDATE.
+    """
+    stale = lease_cutoff(timezone.now())
+    requeued = []
+    lapsed = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale)
+    for job_id, worker, attempts in lapsed.values_list("pk", "worker_name", "attempts"):
+        who = worker or "unknown"
+        with transaction.atomic():
+            if attempts >= settings.TRAINYARD_MAX_ATTEMPTS:  # out of restarts: failed, with the reason
+                if lapsed.filter(pk=job_id).update(status=Job.Status.FAILED):  # taken by this watchdog
+                    append_events(job_id, [("log", {"level": "error", "text": (
+                        f"worker {who} stopped responding; out of attempts, job failed")})])
+                    _finish_in_transaction(job_id, Job.Status.FAILED, metrics=None, rows=[], lost=who, error=(
+                        f"worker {who} stopped responding while running this job; "
+                        f"{_attempts(attempts)} used, the limit (TRAINYARD_MAX_ATTEMPTS) is "
+                        f"{settings.TRAINYARD_MAX_ATTEMPTS}, so it was not restarted"))
+                continue
+            if not lapsed.filter(pk=job_id).update(
+                status=Job.Status.QUEUED, heartbeat_at=timezone.now(), dispatched_at=None
+            ):
+                continue
+            append_events(job_id, [
+                ("log", {"level": "warning", "text": f"worker {worker} stopped responding; job requeued"}),
+                ("status", {"status": Job.Status.QUEUED, "lost": who}),  # marked lost
+            ])
+            scheduler.dispatch_soon()
+        requeued.append(job_id)
+    return requeued
+
+
+# --- the end of a run: status, metrics, artifacts ------------------------------------------------
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def finish_job(job_id, status: str, *, error: str = "", metrics: dict | None = None,
+               artifacts: list[str] = ()) -> None:
+    """Record the end of a run: final status, metrics, artifacts (with sha256), one status event."""
+    directory = Job(pk=job_id).directory / "artifacts"
+    rows = []
+    for name in artifacts:
+        path = directory / name
+        rows.append(Artifact(job_id=job_id, name=name, size_bytes=path.stat().st_size, sha256=file_sha256(path)))
+    with transaction.atomic():
+        _finish_in_transaction(job_id, status, error=error, metrics=metrics, rows=rows)
+
+
+def add_artifacts(job_id, names: list[str]) -> None:
+    """Register files written later into a finished job's artifacts dir (e.g. model.onnx),
+    replacing rows of the same names; call inside the caller's transaction."""
+    directory = Job(pk=job_id).directory / "artifacts"
+    Artifact.objects.filter(job_id=job_id, name__in=names).delete()
+    Artifact.objects.bulk_create([Artifact(job_id=job_id, name=n, size_bytes=(directory / n).stat().st_size,
+                                           sha256=file_sha256(directory / n)) for n in names])
+
+
+def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | None, rows: list,
+                           lost: str = "") -> None:
+    Artifact.objects.filter(job_id=job_id).delete()
+    Artifact.objects.bulk_create(rows)
+    updates = {"status": status, "error": error[:10_000], "finished_at": timezone.now(), "eta_seconds": None}
+    if metrics:
+        updates["metrics"] = dict(metrics)
+    event = {"status": status}
+    if error:
+        event["error"] = error[:10_000]
+    if lost:
+        event["lost"] = lost  # the worker that was lost running it
+    append_events(job_id, [("status", event)], **updates)
+    # E-mail / webhook per the owner's settings, from a worker task (never this thread).
+    from webapp.accounts.notifications import notify_job_end
+
+    transaction.on_commit(lambda: notify_job_end(job_id, status))
+    scheduler.dispatch_soon()  # a slot is free

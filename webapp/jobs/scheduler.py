@@ -1,0 +1,278 @@
+"""The scheduler: which workers are live, which job fits which worker, and where queued jobs go.
+
+Queued jobs go to Celery only when a worker is free, in our order, not the broker's. A pass
+(`dispatch()`) runs after a submit, finish, cancel or requeue commits (`dispatch_soon()`, the one
+entry point for "something changed") and on every worker heartbeat:
+1. capacity: live workers (one rule: webapp/cluster/models.py heartbeat_cutoff) that consume the
+   train queue, are not drained/retired, run no job and have no job dispatched to them yet: one
+   slot each (one job per GPU);
+2. while a slot is free: among queued, undispatched jobs whose owner is below their running limit
+   and that some free worker can run (min GPU memory, GPU type), take the one whose owner has the
+   fewest running (or dispatched) jobs, then the highest priority, then the oldest; mark it
+   dispatched to that worker and send it after the commit;
+3. every job left waiting gets an honest reason ("waiting for a GPU with ≥ 24 GB", ...).
+
+Safe with several processes: the pass runs in one transaction that locks the queued rows
+(SELECT ... FOR UPDATE on PostgreSQL; SQLite transactions here are BEGIN IMMEDIATE, so passes
+are serialised by the database's write lock).
+
+A job's queue position (submission order) is defined once, beside the model
+(webapp/jobs/models.py queue_positions); the "N ahead" in a wait reason is this dispatcher's order.
+
+Dependencies point one way: services (user verbs) and lifecycle (claim/finish/requeue, the
+lost-job watchdog) call this module; it imports neither.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from webapp import celery
+from webapp.cluster.models import Worker
+from webapp.jobs.models import Job, UserLimits
+
+log = logging.getLogger(__name__)
+
+GB = 1_000_000_000
+
+
+# --- queues and limits ------------------------------------------------------------------------
+
+def train_queue() -> str:
+    return settings.CELERY_TASK_ROUTES.get("trainyard.train_job", {}).get("queue", "train")
+
+
+def own_queue(worker_name: str) -> str:
+    """The queue only this worker consumes (added at its start, workers/adapters/worker.py): the
+    dispatcher sends each job to the worker it chose, so no other free worker takes it first."""
+    return f"{train_queue()}.{worker_name}"
+
+
+def route(worker) -> str | None:
+    """Where to send a job dispatched to this worker: its own queue when it has one (an older
+    worker without one gets the shared train queue, and bounces a job it cannot run)."""
+    q = own_queue(worker.name)
+    return q if q in worker.queues.split(",") else None
+
+
+def running_limit(user_id, overrides: dict) -> int:
+    v = overrides.get(user_id)
+    return v if v is not None else settings.TRAINYARD_MAX_RUNNING_PER_USER
+
+
+def queued_limit(user) -> int:
+    lim = UserLimits.objects.filter(user=user).values_list("max_queued", flat=True).first()
+    return lim if lim is not None else settings.TRAINYARD_MAX_ACTIVE_JOBS_PER_USER
+
+
+# --- workers: liveness, drain, slot ---------------------------------------------------------------
+
+def live_workers() -> list[Worker]:
+    """Workers that may get a training job: alive by the one rule and consuming the train queue."""
+    q = train_queue()
+    return [w for w in Worker.objects.alive() if q in w.queues.split(",")]
+
+
+def mark_silent_workers_offline() -> int:
+    """Workers past the liveness rule show as offline (their jobs are requeued by the lease
+    check, webapp/jobs/lifecycle.py); a worker that comes back sets itself online with its next beat."""
+    return Worker.objects.silent().update(status=Worker.Status.OFFLINE, current_job=None)
+
+
+def is_draining(name: str) -> bool:
+    """Drained or retired by an admin: this worker takes no new job."""
+    return Worker.objects.filter(name=name, draining=True).exists()
+
+
+def set_current_job(name: str | None, job_id) -> None:
+    """The job a worker runs now (None when it ends): a worker with one has no free slot."""
+    if name:
+        Worker.objects.filter(name=name).update(current_job_id=job_id)
+
+
+# --- fit --------------------------------------------------------------------------------------------
+
+def fits(job: Job, gpus: list[dict]) -> bool:
+    """Whether a worker with these GPUs can run the job (a CPU worker fits only jobs without needs)."""
+    if not job.min_gpu_memory_gb and not job.gpu_type:
+        return True
+    for g in gpus:
+        if job.min_gpu_memory_gb and (g.get("memory_total") or 0) < job.min_gpu_memory_gb * GB:
+            continue
+        if job.gpu_type and job.gpu_type.lower() not in (g.get("name") or "").lower():
+            continue
+        return True
+    return False
+
+
+def worker_fits(name: str, job_id) -> bool:
+    """Whether this worker's GPUs meet the job's requirements (no requirements: any worker)."""
+    job = Job.objects.filter(pk=job_id).only("min_gpu_memory_gb", "gpu_type").first()
+    if job is None or (not job.min_gpu_memory_gb and not job.gpu_type):
+        return True
+    gpus = Worker.objects.filter(name=name).values_list("gpus", flat=True).first() or []
+    return fits(job, gpus)
+
+
+def need_text(job: Job) -> str:
+    parts = []
+    if job.gpu_type:
+        parts.append(f"a {job.gpu_type} GPU")
+    else:
+        parts.append("a GPU")
+    if job.min_gpu_memory_gb:
+        parts.append(f"with ≥ {job.min_gpu_memory_gb} GB")
+    return " ".join(parts)
+
+
+# --- the dispatcher pass -----------------------------------------------------------------------
+
+@dataclass
+class _Pass:
+    """What one dispatcher pass knows, read once at its start inside the transaction."""
+
+    queued: list[Job]
+    workers: list[Worker]
+    free: list[Worker] = field(default_factory=list)
+    active: Counter = field(default_factory=Counter)  # running or dispatched jobs per owner
+    overrides: dict = field(default_factory=dict)  # per-user max_running
+    waiting: list[Job] = field(default_factory=list)  # queued, not dispatched
+
+    def order(self, job: Job) -> tuple:
+        """The dispatcher's order: fewest running first (fair share), then priority, then age."""
+        return self.active[job.owner_id], -job.priority, job.created_at, str(job.pk)
+
+    def limit(self, job: Job) -> int:
+        return running_limit(job.owner_id, self.overrides)
+
+
+def dispatch() -> list[str]:
+    """One pass (see module doc); returns the ids of the jobs released to workers."""
+    sent: list[str] = []
+    with transaction.atomic():
+        queued = list(Job.objects.select_for_update().filter(status=Job.Status.QUEUED).order_by("created_at", "pk"))
+        if not queued:
+            return sent
+        p = _read_state(queued)
+        now = timezone.now()
+        while (choice := _pick(p)) is not None:
+            job, worker = choice
+            _release(p, job, worker, now)
+            sent.append(str(job.pk))
+        _explain_waits(p)
+    if sent:
+        log.info("dispatched %s", ", ".join(sent))
+    return sent
+
+
+def _read_state(queued: list[Job]) -> _Pass:
+    workers = live_workers()
+    running = list(Job.objects.filter(status=Job.Status.RUNNING).values_list("owner_id", "worker_name"))
+    busy = {name for _, name in running} | {w.name for w in workers if w.current_job_id}
+    busy |= _holds_of_dispatched(queued, workers)
+    p = _Pass(queued=queued, workers=workers)
+    p.free = [w for w in workers if w.name not in busy and not w.draining]
+    p.active = Counter(owner for owner, _ in running)
+    p.active.update(j.owner_id for j in queued if j.dispatched_at)
+    p.overrides = dict(UserLimits.objects.filter(user_id__in={j.owner_id for j in queued})
+                       .values_list("user_id", "max_running"))
+    p.waiting = [j for j in queued if not j.dispatched_at]
+    return p
+
+
+def _holds_of_dispatched(queued: list[Job], workers: list[Worker]) -> set[str]:
+    """Workers held by a job dispatched to them but not yet claimed. If that worker vanished or
+    was drained before taking it, the job is undispatched here and dispatched again in this
+    pass (a stale message left in that worker's queue is refused by the claim if the job runs
+    elsewhere)."""
+    taking_jobs = {w.name for w in workers if not w.draining}
+    held = set()
+    for job in queued:
+        if job.dispatched_at and job.worker_name not in taking_jobs:
+            job.dispatched_at = None
+            Job.objects.filter(pk=job.pk).update(dispatched_at=None, worker_name="")
+        elif job.dispatched_at:
+            held.add(job.worker_name)
+    return held
+
+
+def _pick(p: _Pass) -> tuple[Job, Worker] | None:
+    """The next job to release and the worker for it, or None when no free worker can take one."""
+    if not p.free:
+        return None
+    candidates = [j for j in p.waiting if p.active[j.owner_id] < p.limit(j) and any(fits(j, w.gpus) for w in p.free)]
+    if not candidates:
+        return None
+    job = min(candidates, key=p.order)
+    # The smallest worker that fits, so big GPUs stay free for jobs that need them.
+    worker = min((w for w in p.free if fits(job, w.gpus)),
+                 key=lambda w: (sum(g.get("memory_total") or 0 for g in w.gpus), w.name))
+    return job, worker
+
+
+def _release(p: _Pass, job: Job, worker: Worker, now) -> None:
+    """Mark the job dispatched to the worker; the task is sent once the pass commits."""
+    p.free.remove(worker)
+    p.waiting.remove(job)
+    p.active[job.owner_id] += 1
+    Job.objects.filter(pk=job.pk).update(dispatched_at=now, worker_name=worker.name, wait_reason="")
+    transaction.on_commit(lambda job_id=job.pk, q=route(worker): enqueue(job_id, queue=q))
+
+
+def _explain_waits(p: _Pass) -> None:
+    """An honest reason on every job left waiting, in one statement for all of them: each new
+    job changes the "N ahead" of every other."""
+    accepting = [w for w in p.workers if not w.draining]
+    changed = []
+    ahead = 0
+    for job in sorted(p.waiting, key=p.order):
+        reason = _wait_reason(p, job, accepting, ahead)
+        if reason.startswith("waiting for a free worker"):
+            ahead += 1
+        if reason[:255] != job.wait_reason:
+            job.wait_reason = reason[:255]
+            changed.append(job)
+    Job.objects.bulk_update(changed, ["wait_reason"], batch_size=500)
+
+
+def _wait_reason(p: _Pass, job: Job, accepting: list[Worker], ahead: int) -> str:
+    if not accepting:
+        return "waiting for a worker: none is online" + (" and taking jobs (drained)" if p.workers else "")
+    if not any(fits(job, w.gpus) for w in accepting):
+        return f"waiting for {need_text(job)}: no such worker is online"
+    limit = p.limit(job)
+    if p.active[job.owner_id] >= limit:
+        return f"you have {p.active[job.owner_id]} running (limit {limit})"
+    return f"waiting for a free worker; {ahead} ahead" if ahead else "waiting for a free worker; next"
+
+
+def dispatch_soon() -> None:
+    """Run a pass after the current transaction commits (or now, outside one); never raises.
+    Every change that may free a slot or queue a job calls this, and only this."""
+    def run():
+        try:
+            dispatch()
+        except Exception:  # noqa: BLE001 - the heartbeat's periodic pass will try again
+            log.exception("dispatch pass failed")
+
+    transaction.on_commit(run)
+
+
+def enqueue(job_id, queue: str | None = None) -> None:
+    """Send the training task (the dispatcher calls this after its pass commits). If the broker
+    cannot be reached (Redis restarting), the job stays queued and undispatched, with that
+    reason: the next dispatcher pass (every worker heartbeat) sends it again. A queued job is
+    never failed for a broker outage."""
+    try:
+        celery.send(celery.TRAIN_TASK, str(job_id), queue=queue)
+    except Exception as exc:  # noqa: BLE001 - kombu raises many kinds of connection errors
+        log.warning("could not send job %s to the queue: %s", job_id, exc)
+        reason = f"the job queue (Redis) could not be reached ({exc}); it is sent again when Redis answers"
+        Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+            dispatched_at=None, worker_name="", wait_reason=reason[:255])
