@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from models_zoo.contracts import MAX_IMAGE_BYTES, MAX_TEXT_CHARS, onnx_unsupported
+from models_zoo.kinds import KINDS
 from webapp import celery
 from webapp.accounts import audit
 from webapp.inference.models import OnnxExport, Prediction
@@ -20,9 +21,6 @@ from webapp.jobs.models import Job
 log = logging.getLogger(__name__)
 
 KEEP = 20
-# The parts of a try's input that the form may send, per dataset kind.
-FIELDS = {"text": ("text",), "tabular": ("features",), "sequence": ("sequence",),
-          "corpus": ("prompt", "temperature", "top_k", "length"), "image": ()}
 
 
 @dataclass
@@ -54,7 +52,7 @@ def try_kind(job: Job) -> tuple[str | None, str]:
     if cfg is None:
         return None, "Only a succeeded job with an exported model can be tried."
     kind = cfg.get("dataset", {}).get("kind", "tabular")
-    if kind not in FIELDS:
+    if kind not in KINDS:
         return None, f"Models of {kind} datasets cannot be tried here."
     return kind, ""
 
@@ -71,7 +69,7 @@ def create_prediction(user, job: Job, data: dict, image=None) -> Prediction:
     kind, why = try_kind(job)
     if kind is None:
         raise TryError(why, 409)
-    inputs = {k: data[k] for k in FIELDS[kind] if k in data}
+    inputs = {k: data[k] for k in KINDS[kind].try_fields if k in data}
     for k, v in inputs.items():
         if isinstance(v, str) and len(v) > MAX_TEXT_CHARS:
             raise TryError(f"{k}: longer than {MAX_TEXT_CHARS} characters")
