@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-KIND_NAMES = {
-    "tabular": "tabular",
-    "image": "image",
-    "text": "text classification",
-    "sequence": "numeric sequence",
-    "corpus": "text corpus",
-}
+from models_zoo.kinds import KINDS
+
+# How messages name each kind ("does not accept text classification datasets"): the registry's noun.
+KIND_NAMES = {name: kind.noun for name, kind in KINDS.items()}
 
 
 def kind_of(info: dict) -> str:

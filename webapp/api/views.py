@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import models_zoo
+from models_zoo import kinds
 from models_zoo.hparams import TrainConfig
 from models_zoo.schema import describe
 from webapp.datasets import services as dataset_services
@@ -35,13 +36,13 @@ class DatasetUpload(serializers.Serializer):
     upload = serializers.UUIDField(required=False, help_text="or the id of a completed chunked upload")
     name = serializers.CharField(required=False, allow_blank=True)
     description = serializers.CharField(required=False, allow_blank=True)
-    kind = serializers.ChoiceField(choices=["auto", "tabular", "image", "text", "corpus", "sequence"], required=False,
+    kind = serializers.ChoiceField(choices=["auto", *kinds.KINDS], required=False,
                                    help_text="default: detected from the file")
     label_column = serializers.CharField(required=False, allow_blank=True, help_text="default: 'label' or last column")
     text_column = serializers.CharField(required=False, allow_blank=True, help_text="text datasets")
-    task = serializers.ChoiceField(choices=["auto", "classification", "regression"], required=False)
+    task = serializers.ChoiceField(choices=[c for c, _ in kinds.TASKS], required=False)
     image_size = serializers.IntegerField(required=False, help_text="image datasets: side in pixels")
-    channels = serializers.ChoiceField(choices=["auto", "grayscale", "rgb"], required=False,
+    channels = serializers.ChoiceField(choices=[c for c, _ in kinds.CHANNELS], required=False,
                                        help_text="image datasets: default auto (grayscale when every image is)")
     level = serializers.ChoiceField(choices=["char", "byte"], required=False, help_text="corpus tokens")
     val_fraction = serializers.FloatField(required=False, help_text="default 0.2 (corpus 0.1)")

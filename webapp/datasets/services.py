@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from models_zoo import kinds
 from webapp import celery
 from webapp.accounts import audit
 from webapp.datasets.models import Dataset, IngestFailure, UploadSession
@@ -29,49 +30,12 @@ def quota_bytes() -> int:
     return settings.TRAINYARD_USER_QUOTA_MB * 1024 * 1024
 
 
-CHANNELS = {"auto": None, "grayscale": "L", "rgb": "RGB", "l": "L"}  # the form's words → the ingest's modes
-
-
 def _options(kind: str, raw: dict) -> dict:
-    """The ingest options for `kind`, checked; unknown values get a message."""
-    opts: dict = {}
+    """The ingest options for `kind`, checked by the kind's options Config (models_zoo.kinds)."""
     try:
-        frac = raw.get("val_fraction")
-        opts["val_fraction"] = (0.1 if kind == "corpus" else 0.2) if frac in (None, "") else float(frac)
-    except (TypeError, ValueError):
-        raise DatasetError("validation fraction must be a number between 0 and 1") from None
-    if not 0.0 < opts["val_fraction"] < 1.0:
-        raise DatasetError("validation fraction must be between 0 and 1 (exclusive)")
-    for key, kinds in (("label_column", ("tabular", "sequence", "text")), ("text_column", ("text",))):
-        value = str(raw.get(key) or "").strip()
-        if value and kind in kinds:
-            opts[key] = value[:200]
-    task = str(raw.get("task") or "auto")
-    if task not in ("auto", "classification", "regression"):
-        raise DatasetError("task must be auto, classification or regression")
-    if task == "regression" and kind == "text":
-        raise DatasetError("text datasets are for classification; regression is for tables and sequences")
-    if task != "auto" and kind in ("tabular", "sequence"):
-        opts["task"] = task
-    channels = str(raw.get("channels") or "auto").strip().lower()
-    if channels not in CHANNELS:
-        raise DatasetError("channels must be auto, grayscale or rgb")
-    if kind == "image" and CHANNELS[channels]:
-        opts["channels"] = CHANNELS[channels]
-    if kind == "image" and raw.get("image_size") not in (None, ""):
-        try:
-            size = int(raw["image_size"])
-        except (TypeError, ValueError):
-            raise DatasetError("image size must be a whole number of pixels") from None
-        if not 8 <= size <= 512:
-            raise DatasetError("image size must be between 8 and 512 pixels")
-        opts["image_size"] = size
-    if kind == "corpus":
-        level = str(raw.get("level") or "char")
-        if level not in ("char", "byte"):
-            raise DatasetError("level must be char or byte")
-        opts["level"] = level
-    return opts
+        return kinds.form_options(kind, raw)
+    except kinds.OptionsError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def create_dataset(user, uploaded=None, *, upload: UploadSession | None = None, name: str = "",
@@ -92,8 +56,8 @@ def create_dataset(user, uploaded=None, *, upload: UploadSession | None = None, 
     kind = (kind or "auto").strip()
     if kind == "auto":
         kind = detect_kind(path, filename)
-    if kind not in Dataset.Kind.values:
-        raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {', '.join(Dataset.Kind.values)}")
+    if kind not in kinds.KINDS:
+        raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {', '.join(kinds.KINDS)}")
     sniff_upload(path, filename, kind)
     options = _options(kind, raw_options)
     _check_space(user, size, exclude=upload)

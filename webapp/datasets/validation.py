@@ -5,13 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-EXTENSIONS = {
-    "tabular": {".csv", ".tsv", ".tab", ".txt"},
-    "sequence": {".csv", ".tsv", ".tab", ".txt"},
-    "text": {".csv", ".tsv", ".tab", ".jsonl", ".json", ".ndjson"},
-    "corpus": {".txt", ".text", ".md"},
-    "image": {".zip"},
-}
+from models_zoo.kinds import KINDS
+
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 NL = b"\n"
 
@@ -76,8 +71,9 @@ def _looks_like_sequences(head: bytes, delimiter: str, columns: list[str]) -> bo
 def sniff_upload(path: Path, filename: str, kind: str) -> None:
     """Cheap checks done in the web request, before anything is stored or queued."""
     suffix = Path(filename).suffix.lower()
-    if suffix not in EXTENSIONS[kind]:
-        allowed = ", ".join(sorted(EXTENSIONS[kind]))
+    extensions = KINDS[kind].extensions
+    if suffix not in extensions:
+        allowed = ", ".join(sorted(extensions))
         raise DatasetError(f"{filename}: unsupported file type {suffix or '(none)'} for this kind of dataset; "
                            f"use {allowed}")
     if Path(path).stat().st_size == 0:

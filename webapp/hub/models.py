@@ -16,6 +16,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from models_zoo.contracts import ModelSourceError, check_folder
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -66,8 +68,6 @@ class LocalModel(models.Model):
     def clean(self) -> None:
         """Admin registration: the folder must exist here and be loadable without pickles or
         remote code (the same checks the worker makes before loading)."""
-        from workers.hf.source import ModelSourceError, check_folder
-
         path = Path(self.path or "")
         if not path.is_absolute():
             raise ValidationError({"path": "give an absolute path"})

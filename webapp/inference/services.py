@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from models_zoo.contracts import MAX_IMAGE_BYTES, MAX_TEXT_CHARS, onnx_unsupported
+from models_zoo.kinds import KINDS
 from webapp import celery
 from webapp.accounts import audit
 from webapp.inference.models import OnnxExport, Prediction
@@ -18,12 +20,7 @@ from webapp.jobs.models import Job
 
 log = logging.getLogger(__name__)
 
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
-MAX_TEXT_CHARS = 20_000
 KEEP = 20
-# The parts of a try's input that the form may send, per dataset kind.
-FIELDS = {"text": ("text",), "tabular": ("features",), "sequence": ("sequence",),
-          "corpus": ("prompt", "temperature", "top_k", "length"), "image": ()}
 
 
 @dataclass
@@ -55,7 +52,7 @@ def try_kind(job: Job) -> tuple[str | None, str]:
     if cfg is None:
         return None, "Only a succeeded job with an exported model can be tried."
     kind = cfg.get("dataset", {}).get("kind", "tabular")
-    if kind not in FIELDS:
+    if kind not in KINDS:
         return None, f"Models of {kind} datasets cannot be tried here."
     return kind, ""
 
@@ -72,7 +69,7 @@ def create_prediction(user, job: Job, data: dict, image=None) -> Prediction:
     kind, why = try_kind(job)
     if kind is None:
         raise TryError(why, 409)
-    inputs = {k: data[k] for k in FIELDS[kind] if k in data}
+    inputs = {k: data[k] for k in KINDS[kind].try_fields if k in data}
     for k, v in inputs.items():
         if isinstance(v, str) and len(v) > MAX_TEXT_CHARS:
             raise TryError(f"{k}: longer than {MAX_TEXT_CHARS} characters")
@@ -130,12 +127,10 @@ def finish_prediction(pk, *, result: dict | None = None, error: str = "", second
 
 def request_onnx_export(user, job: Job) -> OnnxExport:
     """Queue the ONNX export of a succeeded zoo job (again, if it failed before)."""
-    from workers.serving.onnx_export import unsupported  # torch-free
-
     cfg = model_config(job)
     if cfg is None or job.architecture.startswith("hf_"):
         raise TryError("Only a succeeded zoo job with an exported model can be exported to ONNX.", 409)
-    if reason := unsupported(cfg):
+    if reason := onnx_unsupported(cfg):
         raise TryError(f"ONNX export is not available for this model: {reason}.", 409)
     with transaction.atomic():
         export, created = OnnxExport.objects.select_for_update().get_or_create(job=job)
@@ -170,11 +165,9 @@ def finish_onnx_export(job_id, *, meta: dict | None = None, error: str = "") -> 
 
 def job_page_context(job: Job) -> dict:
     """What the job page shows about the ONNX export (read only)."""
-    from workers.serving.onnx_export import unsupported  # torch-free
-
     if job.status != Job.Status.SUCCEEDED or job.architecture.startswith("hf_"):
         return {}
     export = OnnxExport.objects.filter(job=job).first()
     cfg = model_config(job)
-    return {"onnx": export, "onnx_unsupported": unsupported(cfg) if cfg else "the job has no exported model",
+    return {"onnx": export, "onnx_unsupported": onnx_unsupported(cfg) if cfg else "the job has no exported model",
             "onnx_diff": f"{export.max_abs_diff:.2g}" if export and export.max_abs_diff is not None else ""}

@@ -7,6 +7,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from models_zoo.contracts import raw_columns
 from webapp.inference import services
 from webapp.inference.models import OnnxExport, Prediction
 from webapp.jobs.access import get_job_for_user
@@ -19,8 +20,6 @@ def _form_context(job) -> dict:
         return ctx
     info = services.model_config(job)["dataset"]
     if kind == "tabular":
-        from workers.serving.predict import raw_columns  # torch-free
-
         categorical = info.get("categorical") or {}
         ctx["columns"] = [{"name": c, "choices": categorical.get(c)} for c in raw_columns(info)]
     elif kind == "sequence":

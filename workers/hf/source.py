@@ -8,49 +8,17 @@ are refused and every `from_pretrained` passes `trust_remote_code=False`.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+# The folder checks are a contract the web tier applies too (admin registration): one definition.
+from models_zoo.contracts import PICKLE_SUFFIXES, ModelSourceError, check_folder, has_safetensors
+
+__all__ = ["HUB_PATTERNS", "PICKLE_SUFFIXES", "ModelSourceError", "check_folder", "download", "fsync_tree",
+           "has_safetensors", "resolve"]
+
 # What a Hub snapshot may contain: configs, tokenizer files, safetensors weights.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "vocab*", "merges*"]
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack")
-
-
-class ModelSourceError(ValueError):
-    """A model that cannot (or must not) be loaded; the message is for the user."""
-
-
-def has_safetensors(folder: Path) -> bool:
-    return any(folder.glob("*.safetensors"))
-
-
-def check_folder(folder: Path, label: str) -> bool:
-    """Refuse what must not be loaded; returns whether the folder holds weights (a folder with a
-    config only is a random initialisation of that architecture)."""
-    if not folder.is_dir():
-        raise ModelSourceError(f"{label}: the folder {folder} does not exist on the worker")
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise ModelSourceError(f"{label} is not a save_pretrained folder: it has no config.json")
-    try:
-        config = json.loads(config_path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelSourceError(f"{label}: config.json is not valid JSON ({exc})") from None
-    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
-        raise ModelSourceError(f"{label}: config.json names no model_type")
-    if config.get("auto_map"):
-        raise ModelSourceError(f"{label} needs its own Python code (auto_map in config.json); Trainyard never "
-                               f"runs a model's code (trust_remote_code is off)")
-    if has_safetensors(folder):
-        return True
-    pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-    if pickles:
-        raise ModelSourceError(
-            f"{label} has only pickle weights ({', '.join(pickles[:3])}), which Trainyard refuses to load "
-            f"(unpickling can run arbitrary code); convert it to safetensors first "
-            f"(model.save_pretrained(folder, safe_serialization=True)) and add model.safetensors")
-    return False
 
 
 def download(repo_id: str) -> Path:

@@ -20,22 +20,15 @@ import json
 import os
 from pathlib import Path
 
+# The support table is shared with the web tier (the job page): one definition in the contracts.
+from models_zoo.contracts import onnx_unsupported as unsupported
+
 OPSET = 17
 TOLERANCE = 1e-4  # absolute, on logits / standardised outputs in float32
 
 
 class ExportError(RuntimeError):
     """Why a model could not be exported or did not match, worded for the user."""
-
-
-def unsupported(config: dict) -> str:
-    """Why a model cannot be exported to ONNX (shown on the job page), or "" when it can."""
-    if config.get("architecture") == "rnn" and config.get("dataset", {}).get("kind") == "text":
-        return ("RNN text classifiers run on packed variable-length sequences (pack_padded_sequence), "
-                "which neither ONNX exporter of this PyTorch version can trace")
-    if str(config.get("architecture", "")).startswith("hf_"):
-        return "Hugging Face models are exported as a save_pretrained folder (model.zip), not by this exporter"
-    return ""
 
 
 def example_inputs(config: dict, batch: int, seed: int = 0):

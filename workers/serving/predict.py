@@ -36,9 +36,9 @@ import warnings
 from collections import OrderedDict
 from pathlib import Path
 
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
-MAX_TEXT_CHARS = 20_000
-MAX_GENERATE = 1000
+# The limits and the raw columns are contracts the web tier checks too: one definition.
+from models_zoo.contracts import MAX_GENERATE, MAX_IMAGE_BYTES, MAX_TEXT_CHARS, raw_columns
+
 TOP_K = 5
 CACHE_SIZE = 4
 
@@ -164,18 +164,6 @@ def _number(text, what: str) -> float:
     if not math.isfinite(value):
         raise InputError(f"{what}: must be a finite number")
     return value
-
-
-def raw_columns(info: dict) -> list[str]:
-    """The table's feature columns in file order (numeric ones, and string ones before one-hot)."""
-    categorical = info.get("categorical") or {}
-    names, seen = [], set()
-    for name in info["feature_names"]:
-        column = name.split("=", 1)[0] if "=" in name and name.split("=", 1)[0] in categorical else name
-        if column not in seen:
-            seen.add(column)
-            names.append(column)
-    return names
 
 
 def prepare_features(values, info: dict):

@@ -1,0 +1,204 @@
+"""The dataset kinds registry: everything per kind in one place (no torch, no Django).
+
+Like `models_zoo.REGISTRY` for architectures, `KINDS[name]` is a `Kind`: its label, the file
+extensions it accepts, a typed options `Config` (built with `models_zoo.schema`, so the upload
+form, the API and the ingest worker validate with the same class), the fields a try of its
+models sends, its ingest module in `workers/datasets` and what its cache holds.
+
+    form_options(kind, raw)   the web tier: form/API input -> the options stored on the Dataset
+    ingest_arguments(kind, options)   the worker: stored options -> the ingest function's kwargs
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from models_zoo.schema import ConfigError, param, validate
+
+__all__ = ["IMAGE_SIZE_RANGE", "KINDS", "Kind", "OptionsError", "form_options", "get", "ingest_arguments"]
+
+IMAGE_SIZE_RANGE = (8, 512)  # pixels per side; checked once, by the image Config below
+TASKS = [("auto", "Auto"), ("classification", "Classification"), ("regression", "Regression")]
+# The form's words for the image channels -> the Pillow mode the ingest converts to (auto: None).
+CHANNELS = [("auto", "Auto (grayscale when every image is)"), ("grayscale", "Grayscale"), ("rgb", "RGB")]
+CHANNEL_MODES = {"auto": None, "grayscale": "L", "rgb": "RGB"}
+CHANNEL_ALIASES = {"l": "grayscale", "gray": "grayscale"}  # stored options hold the mode ("L")
+
+VAL_MESSAGE = "validation fraction must be between 0 and 1 (exclusive)"
+
+
+class OptionsError(ValueError):
+    """Refused ingest options, one sentence for the user."""
+
+
+def _val_fraction(default: float) -> Any:
+    return param(default, label="Validation fraction", min=0.0, max=1.0)
+
+
+def _open_interval(config) -> dict[str, str]:
+    # The schema's bounds are inclusive; an empty split on either side is useless.
+    return {} if 0.0 < config.val_fraction < 1.0 else {"val_fraction": VAL_MESSAGE}
+
+
+class _Options:
+    # Kept in the stored options even at their default (the dataset page shows them).
+    RECORDED: ClassVar[tuple[str, ...]] = ("val_fraction",)
+    # Accepted from the form but never stored nor passed to the ingest.
+    FORM_ONLY: ClassVar[tuple[str, ...]] = ()
+    # One message per field, for any bad value of it (the schema's words name no field).
+    MESSAGES: ClassVar[dict[str, str]] = {
+        "val_fraction": VAL_MESSAGE,
+        "task": "task must be auto, classification or regression",
+        "seed": "seed must be a whole number from 0",
+    }
+
+    def check(self) -> dict[str, str]:
+        return _open_interval(self)
+
+
+@dataclass(frozen=True)
+class TableOptions(_Options):
+    val_fraction: float = _val_fraction(0.2)
+    label_column: str = param("", label="Label column", help="default: 'label' or the last column")
+    task: str = param("auto", label="Task", choices=TASKS)
+    seed: int = param(0, label="Split seed", min=0, max=2**31 - 1)
+
+
+@dataclass(frozen=True)
+class SequenceOptions(TableOptions):
+    pass
+
+
+@dataclass(frozen=True)
+class TextOptions(_Options):
+    FORM_ONLY: ClassVar[tuple[str, ...]] = ("task",)
+    MESSAGES: ClassVar[dict[str, str]] = {
+        **_Options.MESSAGES,
+        "task": "text datasets are for classification; regression is for tables and sequences",
+    }
+    val_fraction: float = _val_fraction(0.2)
+    label_column: str = param("", label="Label column", help="default: 'label' or the last column")
+    text_column: str = param("", label="Text column", help="default: 'text', 'sentence' or 'review'")
+    task: str = param("auto", label="Task", choices=TASKS[:2])
+    seed: int = param(0, label="Split seed", min=0, max=2**31 - 1)
+
+
+@dataclass(frozen=True)
+class ImageOptions(_Options):
+    MESSAGES: ClassVar[dict[str, str]] = {
+        **_Options.MESSAGES,
+        "channels": "channels must be auto, grayscale or rgb",
+        "image_size": f"image size must be a whole number of pixels between {IMAGE_SIZE_RANGE[0]} and "
+                      f"{IMAGE_SIZE_RANGE[1]}",
+    }
+    val_fraction: float = _val_fraction(0.2)
+    image_size: int | None = param(None, label="Image size (px)", kind="int", min=IMAGE_SIZE_RANGE[0],
+                                   max=IMAGE_SIZE_RANGE[1], help="default: the most common size")
+    channels: str = param("auto", label="Channels", choices=CHANNELS)
+    seed: int = param(0, label="Split seed", min=0, max=2**31 - 1)
+
+
+@dataclass(frozen=True)
+class CorpusOptions(_Options):
+    RECORDED: ClassVar[tuple[str, ...]] = ("val_fraction", "level")
+    MESSAGES: ClassVar[dict[str, str]] = {**_Options.MESSAGES, "level": "level must be char or byte"}
+    val_fraction: float = _val_fraction(0.1)
+    level: str = param("char", label="Tokens", choices=[("char", "Characters"), ("byte", "Bytes")])
+
+
+TABLE_EXTENSIONS = frozenset({".csv", ".tsv", ".tab", ".txt"})
+SUPERVISED_CACHE = ("info.json", "X_train.npy", "y_train.npy", "X_val.npy", "y_val.npy")
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    label: str
+    extensions: frozenset[str]
+    options: type
+    ingest_module: str  # in workers/datasets
+    ingest_function: str
+    cache_files: tuple[str, ...]
+    # What the try form sends for a model of this kind (image: the uploaded file only).
+    try_fields: tuple[str, ...]
+    # Words in messages (an architecture "does not accept text classification datasets").
+    noun: str = ""
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in [
+    Kind("tabular", "Tabular (CSV/TSV)", TABLE_EXTENSIONS, TableOptions, "tabular", "ingest_csv",
+         SUPERVISED_CACHE, ("features",), "tabular"),
+    Kind("image", "Images (ZIP of class folders)", frozenset({".zip"}), ImageOptions, "images",
+         "ingest_image_zip", SUPERVISED_CACHE, (), "image"),
+    Kind("text", "Text classification (CSV/TSV/JSONL)",
+         frozenset({".csv", ".tsv", ".tab", ".jsonl", ".json", ".ndjson"}), TextOptions, "text", "ingest_text",
+         (*SUPERVISED_CACHE, "vocab.json", "val_texts.json"), ("text",), "text classification"),
+    Kind("corpus", "Text corpus for language modelling (.txt)", frozenset({".txt", ".text", ".md"}),
+         CorpusOptions, "corpus", "ingest_corpus", ("info.json", "train.npy", "val.npy", "vocab.json"),
+         ("prompt", "temperature", "top_k", "length"), "text corpus"),
+    Kind("sequence", "Numeric sequences (CSV)", TABLE_EXTENSIONS, SequenceOptions, "sequences",
+         "ingest_sequences", SUPERVISED_CACHE, ("sequence",), "numeric sequence"),
+]}
+
+
+def get(name: str) -> Kind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise OptionsError(f"unknown dataset kind {name!r}; choose one of {', '.join(KINDS)}") from None
+
+
+def _validate(cls: type, data: dict) -> Any:
+    if "channels" in data:
+        value = str(data["channels"]).strip().lower()
+        data["channels"] = CHANNEL_ALIASES.get(value, value)
+    try:
+        return validate(cls, data)
+    except ConfigError as exc:
+        name, message = next(iter(exc.errors.items()))
+        raise OptionsError(cls.MESSAGES.get(name, f"{name}: {message}")) from None
+
+
+def _stored(config) -> dict:
+    out: dict = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in config.FORM_ONLY or (value == f.default and f.name not in config.RECORDED):
+            continue
+        out[f.name] = CHANNEL_MODES[value] if f.name == "channels" else value
+    return out
+
+
+def form_options(kind: str, raw: dict) -> dict:
+    """The options to store on a new Dataset of `kind`, from form or API input; OptionsError.
+
+    The form sends every kind's fields: empty ones and another kind's are left out, text is
+    stripped and cut at 200 characters.
+    """
+    cls = get(kind).options
+    names = {f.name for f in dataclasses.fields(cls)}
+    data = {}
+    for key, value in raw.items():
+        if key not in names or value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        data[key] = value.strip()[:200] if isinstance(value, str) else value
+    return _stored(_validate(cls, data))
+
+
+def ingest_arguments(kind: str, options: dict) -> dict:
+    """The keyword arguments of the kind's ingest function for stored `options` (validated again
+    with the same Config: an option the form could not have produced is refused)."""
+    config = _validate(get(kind).options, dict(options))
+    kwargs = {}
+    for f in dataclasses.fields(config):
+        if f.name in config.FORM_ONLY:
+            continue
+        value = getattr(config, f.name)
+        if f.name == "channels":
+            value = CHANNEL_MODES[value]
+        elif f.name == "task" and value == "auto" or f.name in ("label_column", "text_column") and not value:
+            value = None
+        kwargs[f.name] = value
+    return kwargs
