@@ -10,17 +10,14 @@ dataset-dependent rules (heads dividing the width, images large enough for the p
 from __future__ import annotations
 
 import importlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from models_zoo._checks import kind_error
 from models_zoo.schema import ConfigError, describe, validate
 
-__all__ = ["ConfigError", "Entry", "REGISTRY", "get", "entries_for", "check_for_dataset", "build_model",
-           "load_model"]
+__all__ = ["ConfigError", "Entry", "REGISTRY", "get", "entries_for", "check_for_dataset", "build_model"]
 
 SUPERVISED = ("classification", "regression")
 
@@ -107,21 +104,3 @@ def build_model(name: str, config: dict | Any, info: dict):
     if isinstance(config, dict):
         config = entry.validate(config)
     return entry.module.build(config, info)
-
-
-def load_model(directory: str | Path):
-    """Rebuild a downloaded model from `config.json` + `model.safetensors` (no web app).
-
-    Returns (model in eval mode, config dict).
-    """
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    cfg = json.loads((directory / "config.json").read_text())
-    # The weights come from model.safetensors: an initialisation file named in the config (a
-    # ResNet's pretrained_path) is not read, and need not exist on this machine.
-    model_config = {k: v for k, v in cfg["model_config"].items() if k != "pretrained_path"}
-    model = build_model(cfg["architecture"], model_config, cfg["dataset"])
-    model.load_state_dict(load_file(str(directory / "model.safetensors")))
-    model.eval()
-    return model, cfg

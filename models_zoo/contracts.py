@@ -61,6 +61,11 @@ def raw_columns(info: dict) -> list[str]:
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack")
 
 
+class IngestError(ValueError):
+    """A problem with the user's file (a dataset or an archive), worded for the user; the
+    dataset ingest modules (workers.datasets.common) raise it too."""
+
+
 class ModelSourceError(ValueError):
     """A model that cannot (or must not) be loaded; the message is for the user."""
 

@@ -10,7 +10,7 @@
   new; the first conv is loaded when its shape fits, summed over RGB for 1-channel images, and
   left freshly initialised otherwise (the small-input stem is 3×3, the file's is 7×7). A file
   that is not a state dict of the chosen depth is an error.
-- A model rebuilt from its own exported weights (`models_zoo.load_model`) does not read the file.
+- A model rebuilt from its own exported weights (`models_zoo.loading.load_model`) does not read the file.
 """
 
 from __future__ import annotations

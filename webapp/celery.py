@@ -16,6 +16,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 TRAIN_TASK = "trainyard.train_job"
 INGEST_TASK = "trainyard.ingest_dataset"
+MODELZIP_TASK = "trainyard.extract_model_zip"  # an uploaded save_pretrained ZIP, unpacked beside the datasets
 # Short tasks on the `infer` queue (their own worker, so a long training run never delays them).
 PREDICT_TASK = "trainyard.predict"
 ONNX_TASK = "trainyard.export_onnx"

@@ -277,6 +277,7 @@ CELERY_TASK_DEFAULT_QUEUE = "train"
 CELERY_TASK_ROUTES = {
     "trainyard.train_job": {"queue": env_str("TRAINYARD_TRAIN_QUEUE", "train")},
     "trainyard.ingest_dataset": {"queue": "ingest"},
+    "trainyard.extract_model_zip": {"queue": "ingest"},
     "trainyard.predict": {"queue": "infer"},
     "trainyard.export_onnx": {"queue": "infer"},
     "trainyard.notify_job": {"queue": "infer"},

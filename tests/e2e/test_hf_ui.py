@@ -22,6 +22,11 @@ def test_upload_a_model_and_fine_tune_it_from_the_browser(stack, page, tmp_path)
     page.select_option("select[name=task]", "causal_lm")
     page.click("button:has-text('Upload')")
     page.wait_for_selector("code:has-text('local:browser-gpt')", timeout=60_000)
+    for _ in range(120):  # a worker unpacks the ZIP; the row says "extracting…" until then
+        if page.locator("text=extracting…").count() == 0:
+            break
+        page.wait_for_timeout(500)
+        page.reload()
     page.screenshot(path=str(tmp_path / "models.png"))
 
     page.click("nav >> text=Datasets")

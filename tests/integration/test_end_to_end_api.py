@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from websockets.exceptions import InvalidStatus
 
 import models_zoo
+import models_zoo.loading
 from tests.integration.helpers import login, open_socket, receive_events
 from tests.stack import PASSWORD, write_separable_csv
 
@@ -74,7 +75,7 @@ def test_train_over_http_with_live_websocket_events_and_download(stack, tmp_path
         assert resp.status_code == 200
         assert "attachment" in resp.headers["Content-Disposition"]
         (tmp_path / name).write_bytes(resp.content)
-    model, cfg = models_zoo.load_model(tmp_path)
+    model, cfg = models_zoo.loading.load_model(tmp_path)
     assert cfg["class_names"] == ["neg", "pos"]
     assert cfg["train_config"]["optimizer"] == "adam" and cfg["input_shape"] == [3]
     # Predict on raw feature rows, normalised with the statistics shipped in config.json.

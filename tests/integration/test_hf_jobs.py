@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import signal
+import time
 import zipfile
 
 import pytest
@@ -149,6 +150,18 @@ def test_cancel_stops_a_running_fine_tuning_job(hf_stack, sentiment):
     assert done["epoch"] < 50
 
 
+def _wait_model_ready(s, user: str, name: str, timeout: float = 120) -> None:
+    api = s.api(user)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = {m["name"]: m for m in api.get(s.url("/api/models/")).json()["models"]}
+        if rows.get(name, {}).get("status") == "ready":
+            return
+        assert rows.get(name, {}).get("status") != "failed", rows[name]["error"]
+        time.sleep(0.3)
+    raise AssertionError(f"{name} was not extracted in {timeout} s: {s.logs()}")
+
+
 def test_tiny_gpt2_uploaded_as_zip_fine_tunes_with_falling_loss_and_samples(hf_stack, tmp_path):
     s = hf_stack
     corpus = datagen.repetitive_corpus(tmp_path / "verses.txt", repeats=80)
@@ -160,6 +173,7 @@ def test_tiny_gpt2_uploaded_as_zip_fine_tunes_with_falling_loss_and_samples(hf_s
                                               "csrfmiddlewaretoken": web.cookies["csrftoken"]},
                      files={"file": ("gpt.zip", f)}, headers={"Referer": s.url("/models/")}, allow_redirects=False)
     assert r.status_code == 302, r.text[:2000]
+    _wait_model_ready(s, "alice", "tiny-gpt")  # the ingest worker unpacks it
     assert "local:tiny-gpt" in web.get(s.url("/models/")).text
     assert "local:tiny-gpt" in web.get(s.url("/jobs/new/")).text  # offered by the picker
     # Another user can neither see nor use it.

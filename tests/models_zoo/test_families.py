@@ -14,6 +14,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 import models_zoo  # noqa: E402
+import models_zoo.loading  # noqa: E402
 from models_zoo.schema import ConfigError, to_json, validate  # noqa: E402
 
 VOCAB = 30
@@ -134,7 +135,7 @@ def test_trains_two_steps_and_round_trips_through_safetensors(name, info, cfg, t
               str(tmp_path / "model.safetensors"))
     config = {"architecture": name, "model_config": to_json(models_zoo.get(name).validate(cfg)), "dataset": info}
     (tmp_path / "config.json").write_text(json.dumps(config))
-    loaded, _ = models_zoo.load_model(tmp_path)
+    loaded, _ = models_zoo.loading.load_model(tmp_path)
     with torch.no_grad():
         got = loaded(x_eval)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
@@ -365,7 +366,7 @@ def test_resnet_loads_a_local_torchvision_state_dict(tmp_path):
                                             {"pretrained_path": str(path), "small_input": "off"}))}
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     path.unlink()
-    loaded, _ = models_zoo.load_model(tmp_path)
+    loaded, _ = models_zoo.loading.load_model(tmp_path)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)

@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from torch import nn  # noqa: E402
 
 import models_zoo  # noqa: E402
+import models_zoo.loading  # noqa: E402
 from models_zoo.schema import to_json  # noqa: E402
 
 INFO_CLS = {"kind": "tabular", "task": "classification", "input_shape": [5], "num_outputs": 3}
@@ -109,7 +110,7 @@ def test_safetensors_round_trip_via_load_model(cfg, tmp_path):
               "dataset": INFO_CLS}
     (tmp_path / "config.json").write_text(json.dumps(config))
 
-    loaded, cfg_back = models_zoo.load_model(tmp_path)
+    loaded, cfg_back = models_zoo.loading.load_model(tmp_path)
     assert cfg_back == config
     assert not loaded.training
     with torch.no_grad():

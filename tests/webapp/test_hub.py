@@ -37,11 +37,18 @@ def _upload(client, name, data: bytes, task="text_classification"):
                                     "file": SimpleUploadedFile("m.zip", data, content_type="application/zip")})
 
 
+def _run_extraction(name: str) -> str:
+    from workers.adapters.hub_tasks import extract_model_zip
+
+    return extract_model_zip(str(LocalModel.objects.get(name=name).pk))
+
+
 @pytest.mark.django_db
-def test_upload_is_checked_private_and_deletable(alice, bob, staff, tmp_path, settings):
+def test_upload_is_checked_private_and_deletable(alice, bob, staff, tmp_path, settings, sent_tasks):
     data = hfmodels.zip_bytes({"bert/config.json": CONFIG, "bert/model.safetensors": _weights(tmp_path)})
     r = _upload(_client(alice), "my-bert", data)
     assert r.status_code == 302
+    _run_extraction("my-bert")  # what the ingest worker does with the queued ZIP
     model = LocalModel.objects.get(name="my-bert")
     assert model.owner == alice and sorted(os.listdir(model.path)) == ["config.json", "model.safetensors"]
     assert "local:my-bert" in _client(alice).get("/models/").content.decode()
@@ -154,3 +161,38 @@ def test_the_admin_form_refuses_what_the_worker_must_not_load(staff, tmp_path):
         assert r.status_code == 200 and "errornote" in page, name  # the form again, with the error
         assert message in page, (name, page[page.find("errorlist"):][:1000])
     assert not LocalModel.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_extraction_runs_on_a_worker_and_a_late_refusal_leaves_only_its_reason(alice, tmp_path, settings, sent_tasks,
+                                                                                    django_capture_on_commit_callbacks):
+    # The central directory is fine (config.json, weights), so the request accepts and queues it;
+    # what config.json says is only read once the worker has unpacked it.
+    remote = json.dumps({"model_type": "bert", "auto_map": {"AutoModel": "modeling_x.XModel"}}).encode()
+    data = hfmodels.zip_bytes({"config.json": remote, "model.safetensors": _weights(tmp_path)})
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _upload(_client(alice), "remote", data).status_code == 302
+    model = LocalModel.objects.get(name="remote")
+    assert model.status == "extracting" and model.zip_path.exists()
+    assert sent_tasks == [("trainyard.extract_model_zip", str(model.pk))]
+    page = _client(alice).get("/jobs/new/").content.decode()
+    assert "local:remote" not in _datalist(page, "hf_text_classification")  # not pickable until ready
+    assert _run_extraction("remote") == "failed"
+    model.refresh_from_db()
+    assert model.status == "failed" and "auto_map" in model.error
+    assert not os.path.exists(model.path) and not model.zip_path.exists()
+    assert "auto_map" in _client(alice).get("/models/").content.decode()  # the owner sees why
+    assert _client(alice).post(f"/models/{model.pk}/delete/").status_code == 302
+    assert not LocalModel.objects.exists() and os.listdir(Path(settings.DATA_DIR) / "models") == []
+
+
+@pytest.mark.django_db
+def test_a_model_deleted_before_its_extraction_leaves_nothing(alice, tmp_path, settings, sent_tasks):
+    data = hfmodels.zip_bytes({"config.json": CONFIG, "model.safetensors": _weights(tmp_path)})
+    assert _upload(_client(alice), "soon-gone", data).status_code == 302
+    model = LocalModel.objects.get(name="soon-gone")
+    assert _client(alice).post(f"/models/{model.pk}/delete/").status_code == 302
+    from workers.adapters.hub_tasks import extract_model_zip
+
+    assert extract_model_zip(str(model.pk)) == "gone"
+    assert os.listdir(Path(settings.DATA_DIR) / "models") == []

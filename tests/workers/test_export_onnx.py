@@ -12,6 +12,7 @@ pytest.importorskip("onnxruntime")
 from safetensors.torch import save_file  # noqa: E402
 
 import models_zoo  # noqa: E402
+import models_zoo.loading  # noqa: E402
 from workers.serving import onnx_export as export_onnx  # noqa: E402
 
 INFOS = {
@@ -63,7 +64,7 @@ def test_export_matches_pytorch(tmp_path, name, kind, model_config):
     assert meta["max_abs_diff"] <= export_onnx.TOLERANCE
     assert json.loads((d / "model.onnx.json").read_text())["max_abs_diff"] == meta["max_abs_diff"]
     # Loaded back on its own, it answers a batch size it was not exported with.
-    model, config = models_zoo.load_model(d)
+    model, config = models_zoo.loading.load_model(d)
     x = export_onnx.example_inputs(config, 5, seed=7)
     session = ort.InferenceSession(str(d / "model.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": x.numpy()})[0]

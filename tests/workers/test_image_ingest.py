@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests import datagen
-from workers.datasets import archive
+from models_zoo import archive
 from workers.datasets import images as images_mod
 from workers.datasets.images import ingest_image_zip
 from workers.datasets.common import IngestError

@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import models_zoo  # noqa: E402
+import models_zoo.loading  # noqa: E402
 from workers.datasets.tabular import ingest_csv  # noqa: E402
 from workers.training import Callback, Control, TrainSpec, run  # noqa: E402
 from workers.training import checkpoint as checkpoint_mod  # noqa: E402
@@ -158,7 +159,7 @@ def test_regression_reaches_r2(reg_ds, tmp_path):
     assert result.metrics["mae"] < 0.6
     assert {"loss", "mse", "mae", "r2"} <= set(result.metrics)
     # mse is reported in the target's units, loss in standardised units.
-    info = models_zoo.load_model(tmp_path / "job" / "artifacts")[1]["dataset"]
+    info = models_zoo.loading.load_model(tmp_path / "job" / "artifacts")[1]["dataset"]
     std = info["target_normalization"]["std"]
     assert result.metrics["mse"] == pytest.approx(result.metrics["loss"] * std**2, rel=1e-3)
     # Regression samples are numbers in the original units.
@@ -317,8 +318,8 @@ def test_resume_matches_an_uninterrupted_run(cls_ds, tmp_path):
         assert b[key] == pytest.approx(a[key], abs=1e-4), key
     assert second.metrics["confusion"] == full.metrics["confusion"]
     # The exported weights agree too.
-    m_full, _ = models_zoo.load_model(tmp_path / "full" / "artifacts")
-    m_resumed, _ = models_zoo.load_model(tmp_path / "job" / "artifacts")
+    m_full, _ = models_zoo.loading.load_model(tmp_path / "full" / "artifacts")
+    m_resumed, _ = models_zoo.loading.load_model(tmp_path / "job" / "artifacts")
     for (k, v1), (_, v2) in zip(m_full.state_dict().items(), m_resumed.state_dict().items()):
         torch.testing.assert_close(v2, v1, atol=1e-5, rtol=1e-5, msg=k)
 
@@ -376,7 +377,7 @@ def test_exported_artifacts_predict_like_the_trained_model(cls_ds, reg_ds, tmp_p
     result = run(make_spec(ds, tmp_path / "job", model=model_cfg, epochs=2, learning_rate=0.01), [rec])
     assert sorted(result.artifacts) == ["MODEL_CARD.md", "config.json", "model.safetensors"]
 
-    loaded, cfg = models_zoo.load_model(tmp_path / "job" / "artifacts")
+    loaded, cfg = models_zoo.loading.load_model(tmp_path / "job" / "artifacts")
     assert not loaded.training
     assert cfg["format"] == "trainyard-model/1"
     assert cfg["architecture"] == "mlp"
@@ -598,7 +599,7 @@ def test_lm_perplexity_is_exp_of_the_validation_loss(corpus_ds, tmp_path):
         assert values["perplexity"] == pytest.approx(math.exp(values["loss"]), rel=1e-9), split
     # And the validation loss is the exported model's mean next-token cross-entropy on the
     # validation text (windows of block_size tokens, one after another).
-    model, _ = models_zoo.load_model(tmp_path / "job" / "artifacts")
+    model, _ = models_zoo.loading.load_model(tmp_path / "job" / "artifacts")
     stream = torch.from_numpy(np.load(corpus_ds / "val.npy")).long()
     block = GPT["block_size"]
     starts = range(0, len(stream) - block - 1, block)[: loop_mod.MAX_EVAL_WINDOWS]

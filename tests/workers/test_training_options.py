@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import models_zoo
+import models_zoo.loading
 from workers.datasets.tabular import ingest_csv
 
 from models_zoo.hparams import TrainConfig
@@ -177,7 +178,7 @@ def test_mae_loss_is_the_train_loss(reg_ds, tmp_path, initial_model):
 
 
 def weights_moved(model_before, folder) -> float:
-    after, _ = models_zoo.load_model(folder / "artifacts")
+    after, _ = models_zoo.loading.load_model(folder / "artifacts")
     before = model_before.state_dict()
     return math.sqrt(sum(((v - before[k]) ** 2).sum().item() for k, v in after.state_dict().items()))
 
@@ -224,7 +225,7 @@ def test_early_stopping_stops_and_keep_best_exports_the_best_epoch(tmp_path):
     cfg = json.loads((tmp_path / "job" / "artifacts" / "config.json").read_text())
     assert cfg["metrics"]["loss"] == pytest.approx(r.metrics["loss"])
     # The exported weights are the best epoch's: re-evaluating them gives the best loss.
-    model, _ = models_zoo.load_model(tmp_path / "job" / "artifacts")
+    model, _ = models_zoo.loading.load_model(tmp_path / "job" / "artifacts")
     X = torch.from_numpy(np.load(tmp_path / "noise" / "X_val.npy"))
     y = torch.from_numpy(np.load(tmp_path / "noise" / "y_val.npy"))
     assert torch.nn.functional.cross_entropy(model(X), y).item() == pytest.approx(r.metrics["loss"], rel=1e-4)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import models_zoo
+import models_zoo.loading
 from tests import datagen
 from tests.workers.test_training_loop import Recorder
 from workers.datasets import ingest
@@ -162,7 +163,7 @@ def test_every_family_trains_through_the_loop_and_exports(request, tmp_path, arc
     assert kinds.index("eval") > max(i for i, k in enumerate(kinds) if k == "step")
     assert all(math.isfinite(v) for v in rec.evals[-1].values() if isinstance(v, float))
 
-    model_obj, cfg = models_zoo.load_model(tmp_path / "artifacts")
+    model_obj, cfg = models_zoo.loading.load_model(tmp_path / "artifacts")
     assert cfg["architecture"] == arch
     # The exported model predicts exactly what a rebuilt-from-checkpoint model does.
     ckpt = torch.load(sorted((tmp_path / "checkpoints").glob("*.pt"))[-1], map_location="cpu", weights_only=True)

@@ -33,6 +33,11 @@ class LocalModel(models.Model):
         CAUSAL_LM = "causal_lm", "Causal language model"
         IMAGE_CLASSIFICATION = "image_classification", "Image classification"
 
+    class Status(models.TextChoices):
+        EXTRACTING = "extracting", "Extracting"  # an upload a worker is unpacking (trainyard.extract_model_zip)
+        READY = "ready", "Ready"
+        FAILED = "failed", "Refused"  # the folder is gone; `error` says why, the owner may delete the row
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100, validators=[validate_name],
                             help_text="jobs pick it as local:NAME")
@@ -45,6 +50,8 @@ class LocalModel(models.Model):
                                         "that only its owner (and staff) can see")
     description = models.TextField(blank=True)
     size_bytes = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.READY)
+    error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -60,6 +67,15 @@ class LocalModel(models.Model):
     @property
     def is_upload(self) -> bool:
         return self.owner_id is not None
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == self.Status.READY
+
+    @property
+    def zip_path(self) -> Path:
+        """Where an upload waits for its extraction (beside the folder it becomes)."""
+        return Path(settings.DATA_DIR) / "models" / f"{self.pk}.zip"
 
     @property
     def reference(self) -> str:
@@ -86,4 +102,4 @@ class LocalModel(models.Model):
         return {"id": str(self.id), "name": self.name, "reference": self.reference, "task": self.task,
                 "description": self.description, "uploaded": self.is_upload,
                 "owner": self.owner.get_username() if self.owner_id else None, "size_bytes": self.size_bytes,
-                "created_at": self.created_at.isoformat()}
+                "status": self.status, "error": self.error, "created_at": self.created_at.isoformat()}

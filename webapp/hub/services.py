@@ -13,7 +13,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.http import Http404
 
+from models_zoo.archive import ModelZipError, check_model_zip
 from models_zoo.hf import TASKS, is_hf, local_name
+from webapp import celery
 from webapp.accounts import audit
 from webapp.hub.models import NAME_RE, LocalModel
 
@@ -47,14 +49,16 @@ def get_model_for_user(user, pk, write: bool = False) -> LocalModel:
 
 def find(user, name: str) -> LocalModel | None:
     """What "local:<name>" means for `user`: their own upload first, then a registered model."""
-    found = LocalModel.objects.filter(name=name).filter(Q(owner=user) | Q(owner__isnull=True))
+    found = LocalModel.objects.filter(name=name, status=LocalModel.Status.READY).filter(
+        Q(owner=user) | Q(owner__isnull=True))
     return sorted(found, key=lambda m: m.owner_id is None)[0] if found else None
 
 
 def choices_for(user, architecture: str) -> list[tuple[str, str]]:
     """(value, label) suggestions for the model field of an HF architecture's form."""
     task = TASKS.get(architecture)
-    rows = models_for(user).filter(task=task).filter(Q(owner__isnull=True) | Q(owner=user))
+    rows = models_for(user).filter(task=task, status=LocalModel.Status.READY).filter(
+        Q(owner__isnull=True) | Q(owner=user))
     return [(m.reference, f"{m.name} ({'your upload' if m.is_upload else 'registered on the server'})")
             for m in rows]
 
@@ -69,6 +73,10 @@ def check_job_model(user, architecture: str, model_config: dict) -> dict[str, st
         return {}
     found = find(user, name)
     if found is None:
+        pending = LocalModel.objects.filter(name=name, owner=user).exclude(status=LocalModel.Status.READY).first()
+        if pending is not None:
+            state = "is still being extracted" if pending.status == LocalModel.Status.EXTRACTING else "was refused"
+            return {"model_config.model": f"local:{name} {state}; see the Models page"}
         return {"model_config.model": f"there is no local model named {name!r}; see the Models page"}
     if found.task != TASKS[architecture]:
         return {"model_config.model": f"local:{name} is a {found.get_task_display().lower()} model, not "
@@ -87,9 +95,14 @@ def local_path(user, model: str) -> str | None:
 
 def upload_model(user, uploaded=None, *, upload=None, name: str = "", task: str = "",
                  description: str = "") -> LocalModel:
-    """Check and extract a save_pretrained ZIP into the data dir; nothing is left on refusal."""
+    """Check a save_pretrained ZIP and queue its extraction; nothing is left on refusal.
+
+    The request reads only the ZIP's central directory (entry names, sizes, overlaps, where
+    config.json and the safetensors weights are): a bad ZIP is refused here with its reason.
+    The bytes are unpacked by a worker (`trainyard.extract_model_zip`, the ingest queue), so a
+    large model never ties up the web tier; until then the row is `extracting`, and jobs cannot
+    pick it."""
     from webapp.datasets import services as dataset_services
-    from workers.hf.modelzip import ModelZipError, extract_model_zip
 
     name = (name or "").strip()
     if not NAME_RE.match(name):
@@ -110,33 +123,62 @@ def upload_model(user, uploaded=None, *, upload=None, name: str = "", task: str 
         dataset_services._check_space(user, size * 2, exclude=upload)  # the ZIP and its extracted copy
     except Exception as exc:  # noqa: BLE001 - DatasetError: quota or disk
         raise HubError(str(exc)) from None
-    pk = uuid.uuid4()
-    directory = Path(settings.DATA_DIR) / "models" / str(pk)
-    directory.parent.mkdir(parents=True, exist_ok=True)
     try:
-        result = extract_model_zip(path, directory)
+        check_model_zip(path)
     except ModelZipError as exc:
         raise HubError(str(exc)) from None
+    pk = uuid.uuid4()
+    directory = Path(settings.DATA_DIR) / "models" / str(pk)
+    model = LocalModel(id=pk, name=name, task=task, path=str(directory), owner=user,
+                       description=description[:5000], size_bytes=size, status=LocalModel.Status.EXTRACTING)
+    model.zip_path.parent.mkdir(parents=True, exist_ok=True)
+    if upload is not None:
+        shutil.move(path, model.zip_path)  # the upload session's file becomes the pending ZIP
+    else:
+        shutil.copyfile(path, model.zip_path)  # Django removes its temporary file after the request
     try:
         with transaction.atomic():
-            model = LocalModel.objects.create(id=pk, name=name, task=task, path=str(directory), owner=user,
-                                              description=description[:5000], size_bytes=result["size_bytes"])
+            model.save(force_insert=True)
             if upload is not None:
                 upload.delete()
-            audit.record(user, "model.upload", model, task=task, files=len(result["files"]),
-                         skipped=result["skipped"][:20])
+            audit.record(user, "model.upload", model, task=task, bytes=size)
+            transaction.on_commit(lambda: celery.send(celery.MODELZIP_TASK, str(pk)))
     except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
+        model.zip_path.unlink(missing_ok=True)
         raise
-    if upload is not None:
-        upload.path.unlink(missing_ok=True)
     return model
+
+
+def finish_extraction(pk, result: dict | None, error: str = "") -> str:
+    """Record the worker's outcome once (conditional UPDATE): ready with the folder's size, or
+    refused with the reason (the folder is gone; the row stays as the owner's notice)."""
+    model = LocalModel.objects.filter(pk=pk).first()
+    if model is None:
+        return "gone"
+    model.zip_path.unlink(missing_ok=True)
+    pending = LocalModel.objects.filter(pk=pk, status=LocalModel.Status.EXTRACTING)
+    if result is None:
+        pending.update(status=LocalModel.Status.FAILED, error=error[:5000], size_bytes=0)
+        return "failed"
+    if not pending.update(status=LocalModel.Status.READY, size_bytes=result["size_bytes"]):
+        return "gone"
+    audit.record(model.owner, "model.extracted", model, files=len(result["files"]), skipped=result["skipped"][:20])
+    return "ready"
 
 
 def delete_model(model: LocalModel, actor=None) -> None:
     """Remove the row; an upload's folder goes with it (a registered folder stays on disk)."""
     audit.record(actor, "model.delete", model)
     folder = Path(model.path) if model.is_upload else None
+    zip_path = model.zip_path if model.is_upload else None
     model.delete()
-    if folder is not None and folder.parent == Path(settings.DATA_DIR) / "models":
+    if zip_path is not None:
+        zip_path.unlink(missing_ok=True)  # still waiting for (or being read by) the extraction
+    if folder is not None:
+        remove_folder(folder)
+
+
+def remove_folder(folder: Path) -> None:
+    """Remove an uploaded model's folder (only ever one under the data dir's models/)."""
+    if folder.parent == Path(settings.DATA_DIR) / "models":
         shutil.rmtree(folder, ignore_errors=True)

@@ -37,7 +37,8 @@ def model_list(request):
                 dataset_services.abort_upload(upload)
             return render(request, "hub/list.html", _context(request, errors=[str(exc)], values=request.POST),
                           status=400)
-        messages.success(request, f"Model “{model.name}” uploaded: pick it as {model.reference}.")
+        messages.success(request, f"Model “{model.name}” uploaded; a worker is unpacking it. Once it shows as "
+                                  f"ready, pick it as {model.reference}.")
         return redirect("hub:list")
     return render(request, "hub/list.html", _context(request))
 

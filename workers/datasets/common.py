@@ -12,12 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from models_zoo.contracts import IngestError  # one definition: the archive checks raise it too
+
 MAX_CLASSES = 1_000
 CLASSIFICATION_MAX_INT_LABELS = 50
-
-
-class IngestError(ValueError):
-    """A problem with the user's file, worded for the user."""
 
 
 class LineNames(Sequence):

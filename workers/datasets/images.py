@@ -86,7 +86,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from workers.datasets.archive import (
+from models_zoo.archive import (
     Budget,
     CountedStream,
     Member,

@@ -1,6 +1,6 @@
 """A `save_pretrained` folder uploaded as a ZIP → a checked folder on disk (no torch, no Django).
 
-Uses the safe-archive checks it shares with image ingest (workers.datasets.archive): entry names (zip slip:
+Uses the safe-archive checks it shares with image ingest and the upload request (models_zoo.archive): entry names (zip slip:
 absolute paths, drive letters, backslashes, "..", control characters), links and other
 non-regular entries, encrypted and duplicate entries, overlapping entries, the entry count read
 before the directory is parsed, and sizes counted while streaming (headers can lie), with
@@ -13,32 +13,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from workers.datasets.archive import (
+from models_zoo.archive import (
+    MODEL_ZIP_LIMITS,
+    NO_WEIGHTS,
     Budget,
     CountedStream,
-    Member,
-    check_declared_size,
-    check_declared_total,
-    check_entry_count,
-    check_overlaps,
-    iter_members,
+    ModelZipError,
     open_zip,
+    scan_model_zip,
 )
-from workers.datasets.common import IngestError, atomic_dir
-from workers.hf.source import PICKLE_SUFFIXES, ModelSourceError, check_folder
+from models_zoo.contracts import PICKLE_SUFFIXES, IngestError, ModelSourceError, check_folder
+from workers.datasets.common import atomic_dir
 
-LIMITS = {
-    "max_entries": 10_000,
-    "max_entry_bytes": 32 * 1024**3,
-    "max_total_bytes": 64 * 1024**3,
-    "max_ratio": 100,
-    "ratio_min_bytes": 1024**2,
-}
+__all__ = ["ModelZipError", "extract_model_zip"]
+LIMITS = MODEL_ZIP_LIMITS
 CHUNK = 1 << 20
-
-
-class ModelZipError(ValueError):
-    """The ZIP is not an acceptable model; the message is for the user."""
 
 
 def extract_model_zip(zip_path: Path, out_dir: Path, limits: dict | None = None) -> dict:
@@ -47,8 +36,7 @@ def extract_model_zip(zip_path: Path, out_dir: Path, limits: dict | None = None)
     limits = {**LIMITS, **(limits or {})}
     try:
         with atomic_dir(out_dir) as tmp, open(zip_path, "rb") as f, open_zip(f, limits) as zf:
-            entries = _scan(zf, limits)
-            root = _root(entries)
+            entries, root = scan_model_zip(zf, limits)
             budget = Budget(limits["max_total_bytes"], "the files in the ZIP")
             skipped, written, total = [], [], 0
             for entry, parts in entries:
@@ -80,37 +68,5 @@ def _check_model(folder: Path) -> str:
     except ModelSourceError as exc:
         raise ModelZipError(str(exc)) from None
     if not has_weights:
-        raise ModelZipError("the ZIP has no safetensors weights (model.safetensors); save the model with "
-                            "save_pretrained(folder, safe_serialization=True) and zip that folder")
+        raise ModelZipError(NO_WEIGHTS)
     return json.loads((folder / "config.json").read_text())["model_type"]
-
-
-def _scan(zf, limits: dict) -> list[tuple[Member, list[str]]]:
-    """The files of the archive with their path components, after archive.py's checks (the
-    whole archive is refused on the first bad entry; its IngestError becomes ModelZipError)."""
-    infos = zf.infolist()
-    check_entry_count(infos, limits)
-    files = []
-    declared = 0
-    for info, parts, is_dir in iter_members(infos):
-        if is_dir:
-            continue
-        check_declared_size(info, info.filename, limits)
-        declared += info.file_size
-        files.append((Member(info, info.filename), parts))
-    check_declared_total(declared, limits, "the files in the ZIP")
-    check_overlaps(infos, getattr(zf, "start_dir", None))
-    if not files:
-        raise ModelZipError("the ZIP holds no files")
-    return files
-
-
-def _root(entries: list[tuple[Member, list[str]]]) -> list[str]:
-    """The folder inside the ZIP that holds config.json: the top level or one folder down."""
-    configs = sorted((parts[:-1] for _, parts in entries if parts[-1] == "config.json"), key=len)
-    if not configs:
-        raise ModelZipError("the ZIP has no config.json: zip the folder that save_pretrained wrote")
-    root = configs[0]
-    if len(root) > 1:
-        raise ModelZipError("config.json must be at the top of the ZIP or in one folder at the top")
-    return root

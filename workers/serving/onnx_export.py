@@ -57,7 +57,7 @@ def export(directory: str | Path, tolerance: float = TOLERANCE) -> dict:
     import onnxruntime as ort
     import torch
 
-    from models_zoo import load_model
+    from models_zoo.loading import load_model
 
     directory = Path(directory)
     config = json.loads((directory / "config.json").read_text())

@@ -51,7 +51,7 @@ class Loaded:
     """A model in eval mode plus what its inputs need."""
 
     def __init__(self, directory: Path):
-        from models_zoo import load_model
+        from models_zoo.loading import load_model
 
         self.model, self.config = load_model(directory)
         self.info = self.config["dataset"]

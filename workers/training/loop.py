@@ -259,7 +259,7 @@ def export_model(output_dir: Path, spec: TrainSpec, model: torch.nn.Module, data
     write_atomic(art / "config.json", json.dumps(config, indent=2))
     write_atomic(art / MODEL_CARD, model_card(
         spec.architecture, spec, info, tc, metrics, versions=[f"torch {torch.__version__}", "format trainyard-model/1"],
-        usage="Load with `models_zoo.load_model(folder)` (config.json + model.safetensors)."))
+        usage="Load with `models_zoo.loading.load_model(folder)` (config.json + model.safetensors)."))
     names.append(MODEL_CARD)
     return sorted(names)
 

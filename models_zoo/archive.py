@@ -1,5 +1,7 @@
 """Safe reading of untrusted ZIP archives (no Django, no torch): one home for the checks that
-image ingest (workers.datasets.images) and model ZIPs (workers.hf.modelzip) both rely on.
+image ingest (workers.datasets.images), model ZIPs (workers.hf.modelzip) and the web tier's
+check of an uploaded model ZIP (webapp.hub.services, before it queues the extraction) rely on.
+Standard library only: a contracts module.
 
 Every check refuses the whole archive with an IngestError naming the entry:
     the entry count, read from the end-of-central-directory record before zipfile parses the
@@ -24,7 +26,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from workers.datasets.common import IngestError
+from models_zoo.contracts import IngestError
 
 JUNK_FILES = frozenset({"thumbs.db", "desktop.ini"})
 JUNK_DIRS = frozenset({"__macosx"})
@@ -274,3 +276,70 @@ def read_entry(zf: zipfile.ZipFile, entry: Member, budget: Budget, limits: dict)
 
 
 # -- output -------------------------------------------------------------------------------------
+
+
+# --- Model ZIPs: a `save_pretrained` folder, zipped --------------------------------------------
+
+MODEL_ZIP_LIMITS = {
+    "max_entries": 10_000,
+    "max_entry_bytes": 32 * 1024**3,
+    "max_total_bytes": 64 * 1024**3,
+    "max_ratio": 100,
+    "ratio_min_bytes": 1024**2,
+}
+class ModelZipError(ValueError):
+    """The ZIP is not an acceptable model; the message is for the user."""
+
+
+def scan_model_zip(zf, limits: dict) -> tuple[list[tuple[Member, list[str]]], list[str]]:
+    """The files of a model ZIP with their path components, and the folder inside it that holds
+    config.json — from the central directory alone, nothing extracted. The web tier runs it on
+    an upload before queueing the extraction (so a bad ZIP is refused in the request); the
+    extraction runs it again on the same bytes. Raises ModelZipError."""
+    try:
+        infos = zf.infolist()
+        check_entry_count(infos, limits)
+        files = []
+        declared = 0
+        for info, parts, is_dir in iter_members(infos):
+            if is_dir:
+                continue
+            check_declared_size(info, info.filename, limits)
+            declared += info.file_size
+            files.append((Member(info, info.filename), parts))
+        check_declared_total(declared, limits, "the files in the ZIP")
+        check_overlaps(infos, getattr(zf, "start_dir", None))
+    except IngestError as exc:  # worded for the user already
+        raise ModelZipError(str(exc)) from None
+    if not files:
+        raise ModelZipError("the ZIP holds no files")
+    root = _model_root(files)
+    inside = [parts[len(root):] for _, parts in files if parts[: len(root)] == root]
+    if not any(len(rel) == 1 and rel[0].lower().endswith(".safetensors") for rel in inside):
+        raise ModelZipError(NO_WEIGHTS)
+    return files, root
+
+
+NO_WEIGHTS = ("the ZIP has no safetensors weights (model.safetensors); save the model with "
+              "save_pretrained(folder, safe_serialization=True) and zip that folder")
+
+
+def check_model_zip(path, limits: dict | None = None) -> None:
+    """`scan_model_zip` on a file: what the upload request checks. Raises ModelZipError."""
+    limits = {**MODEL_ZIP_LIMITS, **(limits or {})}
+    try:
+        with open(path, "rb") as f, open_zip(f, limits) as zf:
+            scan_model_zip(zf, limits)
+    except IngestError as exc:
+        raise ModelZipError(str(exc)) from None
+
+
+def _model_root(entries: list[tuple[Member, list[str]]]) -> list[str]:
+    """The folder inside the ZIP that holds config.json: the top level or one folder down."""
+    configs = sorted((parts[:-1] for _, parts in entries if parts[-1] == "config.json"), key=len)
+    if not configs:
+        raise ModelZipError("the ZIP has no config.json: zip the folder that save_pretrained wrote")
+    root = configs[0]
+    if len(root) > 1:
+        raise ModelZipError("config.json must be at the top of the ZIP or in one folder at the top")
+    return root
