@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import types
 
-import pytest
 from django.urls import reverse
 
 from tests.webapp.factories import running_job
