@@ -61,8 +61,13 @@ def test_tabular_features_prepared_like_the_cache(tabular):
     assert inference.raw_columns(info) == ["x1", "colour", "x2"]
     lines = src.read_text().splitlines()[1:]
     n = len(lines)
-    perm = np.random.default_rng(0).permutation(n)
-    train_idx = np.sort(perm[round(n * 0.2):])
+    # Which source lines became training rows: the ingest's own split (stratified by the label,
+    # seed 0, 20 % held out), given the labels as the class indices the cache stores.
+    from workers.datasets.common import seeded_split
+
+    classes = [str(c) for c in info["classes"]]
+    y = np.array([classes.index(line.rsplit(",", 1)[1]) for line in lines])
+    train_idx, _ = seeded_split(n, 0.2, 0, y, exact_total=True)
     X_train = norm_cache(ds, "X_train")
     for row in (0, 5, 17):
         x1, colour, x2, _ = lines[train_idx[row]].split(",")
