@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from models_zoo.kinds import KINDS
+from models_zoo.kinds import KINDS, kind_of
 
 # How messages name each kind ("does not accept text classification datasets"): the registry's noun.
 KIND_NAMES = {name: kind.noun for name, kind in KINDS.items()}
-
-
-def kind_of(info: dict) -> str:
-    # Caches written before `kind` existed are tabular (workers.training.data does the same).
-    return info.get("kind", "tabular")
 
 
 def kind_error(info: dict, kinds: tuple[str, ...], label: str) -> dict[str, str]:

@@ -143,6 +143,12 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
 ]}
 
 
+def kind_of(info: dict) -> str:
+    """The kind of a dataset from its cache's info.json (caches written before `kind` existed
+    are tabular)."""
+    return info.get("kind", "tabular")
+
+
 def get(name: str) -> Kind:
     try:
         return KINDS[name]

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from models_zoo.contracts import MAX_IMAGE_BYTES, MAX_TEXT_CHARS, onnx_unsupported
-from models_zoo.kinds import KINDS
+from models_zoo.kinds import KINDS, kind_of
 from webapp import celery
 from webapp.accounts import audit
 from webapp.inference.models import OnnxExport, Prediction
@@ -51,7 +51,7 @@ def try_kind(job: Job) -> tuple[str | None, str]:
     cfg = model_config(job)
     if cfg is None:
         return None, "Only a succeeded job with an exported model can be tried."
-    kind = cfg.get("dataset", {}).get("kind", "tabular")
+    kind = kind_of(cfg.get("dataset", {}))
     if kind not in KINDS:
         return None, f"Models of {kind} datasets cannot be tried here."
     return kind, ""

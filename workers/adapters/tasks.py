@@ -69,7 +69,7 @@ def train_job(self, job_id: str) -> str:
     finally:
         reporter.close()
         # Stopped for this worker's shutdown (not by a user): the job goes back to the queue.
-        requeue = getattr(reporter.control, "stop_reason", None) == "requeue" or getattr(reporter, "requeue", False)
+        requeue = reporter.control.stop_reason == "requeue"
         outcome = lifecycle.end_run(start, status, error=error, metrics=result.metrics if result else None,
                                     artifacts=result.artifacts if result else [], requeue=requeue)
     return outcome

@@ -98,7 +98,13 @@ from models_zoo.archive import (
     open_zip,
     read_entry,
 )
-from workers.datasets.common import MAX_CLASSES, IngestError, atomic_dir, stratified_val_mask
+from models_zoo.kinds import IMAGE_SIZE_RANGE
+from workers.datasets.common import (
+    MAX_CLASSES,
+    IngestError,
+    atomic_dir,
+    stratified_val_mask,
+)
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".webp"})
@@ -119,8 +125,7 @@ MAX_RATIO = 100
 RATIO_MIN_BYTES = 1024**2
 
 DEFAULT_MAX_SIZE = 224
-MIN_IMAGE_SIZE = 8
-MAX_IMAGE_SIZE = 512
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = IMAGE_SIZE_RANGE  # one definition, models_zoo.kinds
 SKIP_MAX_COUNT = 50
 SKIP_MAX_FRACTION = 0.01
 PREVIEWS_PER_CLASS = 8

@@ -22,6 +22,7 @@ from pathlib import Path
 
 # The support table is shared with the web tier (the job page): one definition in the contracts.
 from models_zoo.contracts import onnx_unsupported as unsupported
+from models_zoo.kinds import kind_of
 
 OPSET = 17
 TOLERANCE = 1e-4  # absolute, on logits / standardised outputs in float32
@@ -37,7 +38,7 @@ def example_inputs(config: dict, batch: int, seed: int = 0):
 
     g = torch.Generator().manual_seed(seed)
     info = config["dataset"]
-    kind = info.get("kind", "tabular")
+    kind = kind_of(info)
     if kind == "corpus":
         block = int(config["model_config"].get("block_size", 64))
         return torch.randint(0, int(info["vocab_size"]), (batch, min(block, 16 + seed)), generator=g)
@@ -64,7 +65,7 @@ def export(directory: str | Path, tolerance: float = TOLERANCE) -> dict:
     if reason := unsupported(config):
         raise ExportError(reason)
     model, config = load_model(directory)
-    kind = config["dataset"].get("kind", "tabular")
+    kind = kind_of(config["dataset"])
     x = example_inputs(config, 2, seed=0)
     dynamic = {0: "batch", 1: "tokens"} if kind == "corpus" else {0: "batch"}
     out_dynamic = {0: "batch", 1: "tokens"} if kind == "corpus" else {0: "batch"}

@@ -37,7 +37,13 @@ from collections import OrderedDict
 from pathlib import Path
 
 # The limits and the raw columns are contracts the web tier checks too: one definition.
-from models_zoo.contracts import MAX_GENERATE, MAX_IMAGE_BYTES, MAX_TEXT_CHARS, raw_columns
+from models_zoo.contracts import (
+    MAX_GENERATE,
+    MAX_IMAGE_BYTES,
+    MAX_TEXT_CHARS,
+    raw_columns,
+)
+from models_zoo.kinds import kind_of
 
 TOP_K = 5
 CACHE_SIZE = 4
@@ -61,7 +67,7 @@ class Loaded:
 
     @property
     def kind(self) -> str:
-        return self.info.get("kind", "tabular")
+        return kind_of(self.info)
 
     @property
     def task(self) -> str:

@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models_zoo.kinds import get as get_kind
+from models_zoo.kinds import kind_of
+
 
 @dataclass
 class TensorData:
@@ -42,7 +45,7 @@ class TensorData:
 
     @property
     def kind(self) -> str:
-        return self.info.get("kind", "tabular")
+        return kind_of(self.info)
 
     @property
     def n_train(self) -> int:
@@ -78,20 +81,22 @@ def _fits_on_device(nbytes: int, device: torch.device) -> bool:
     return nbytes < free * 0.5  # leave the other half for the model, activations and optimizer
 
 
+STREAMS = {"train": "train_stream", "val": "val_stream"}  # a corpus cache's arrays, by attribute
+
+
 def load_cache(dataset_dir: str | Path, device: torch.device) -> TensorData:
     d = Path(dataset_dir)
     info = json.loads((d / "info.json").read_text())
-    kind = info.get("kind", "tabular")
+    kind = kind_of(info)
 
     def array(name: str) -> np.ndarray:
         # allow_pickle=False: the cache holds plain numeric arrays only.
         return np.load(d / f"{name}.npy", allow_pickle=False)
 
     data = TensorData(info, device=device)
-    if kind == "corpus":
-        arrays = {"train_stream": array("train"), "val_stream": array("val")}
-    else:
-        arrays = {name: array(name) for name in ("X_train", "y_train", "X_val", "y_val")}
+    # The arrays the kind's cache holds (models_zoo.kinds); a corpus is two token streams.
+    names = [f[: -len(".npy")] for f in get_kind(kind).cache_files if f.endswith(".npy")]
+    arrays = {STREAMS.get(name, name): array(name) for name in names}
     # Small datasets live on the device for the whole run; large ones stay in (pinned) host
     # memory and move one batch at a time.
     home = device if _fits_on_device(sum(a.nbytes for a in arrays.values()), device) else torch.device("cpu")
