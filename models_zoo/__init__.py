@@ -104,3 +104,11 @@ def build_model(name: str, config: dict | Any, info: dict):
     if isinstance(config, dict):
         config = entry.validate(config)
     return entry.module.build(config, info)
+
+
+def __getattr__(name: str):
+    """`models_zoo.load_model`, as model cards exported before `models_zoo.loading` name it:
+    resolved on first use, so importing the registry still imports no torch."""
+    if name == "load_model":
+        return importlib.import_module("models_zoo.loading").load_model
+    raise AttributeError(f"module 'models_zoo' has no attribute {name!r}")

@@ -41,4 +41,7 @@ def prepare_data_dir() -> None:
     for directory in (settings.DATA_DIR, settings.FILE_UPLOAD_TEMP_DIR, settings.STATIC_ROOT):
         Path(directory).mkdir(parents=True, exist_ok=True)
     if not os.environ.get("SECRET_KEY") and not os.environ.get("SECRET_KEY_FILE"):
-        ensure_secret_key(Path(settings.DATA_DIR))
+        key_file = ensure_secret_key(Path(settings.DATA_DIR))
+        # This process read its settings before the file existed (a random key for itself
+        # alone): from here on it signs with the key every other process reads.
+        settings.SECRET_KEY = key_file.read_text().strip()

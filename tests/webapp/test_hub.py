@@ -196,3 +196,18 @@ def test_a_model_deleted_before_its_extraction_leaves_nothing(alice, tmp_path, s
 
     assert extract_model_zip(str(model.pk)) == "gone"
     assert os.listdir(Path(settings.DATA_DIR) / "models") == []
+
+
+@pytest.mark.django_db
+def test_an_unreachable_broker_refuses_the_model_with_a_reason_instead_of_extracting_forever(
+        alice, tmp_path, monkeypatch, django_capture_on_commit_callbacks):
+    def down(*args, **kwargs):
+        raise ConnectionError("Error 111 connecting to localhost:6379")
+
+    monkeypatch.setattr("webapp.celery.send", down)
+    data = hfmodels.zip_bytes({"config.json": CONFIG, "model.safetensors": _weights(tmp_path)})
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _upload(_client(alice), "no-broker", data).status_code == 302
+    model = LocalModel.objects.get(name="no-broker")
+    assert model.status == "failed" and "could not be reached" in model.error
+    assert not model.zip_path.exists()

@@ -132,21 +132,28 @@ def upload_model(user, uploaded=None, *, upload=None, name: str = "", task: str 
     model = LocalModel(id=pk, name=name, task=task, path=str(directory), owner=user,
                        description=description[:5000], size_bytes=size, status=LocalModel.Status.EXTRACTING)
     model.zip_path.parent.mkdir(parents=True, exist_ok=True)
-    if upload is not None:
-        shutil.move(path, model.zip_path)  # the upload session's file becomes the pending ZIP
-    else:
-        shutil.copyfile(path, model.zip_path)  # Django removes its temporary file after the request
     try:
         with transaction.atomic():
             model.save(force_insert=True)
             if upload is not None:
                 upload.delete()
             audit.record(user, "model.upload", model, task=task, bytes=size)
-            transaction.on_commit(lambda: celery.send(celery.MODELZIP_TASK, str(pk)))
+            # The upload (a session's file, or Django's temporary file, which it then need not
+            # remove) becomes the pending ZIP: a rename on the data dir's filesystem, no copy.
+            shutil.move(path, model.zip_path)
+            transaction.on_commit(lambda: _enqueue_extraction(pk))
     except BaseException:
-        model.zip_path.unlink(missing_ok=True)
+        if model.zip_path.exists():  # rolled back after the move: the file goes back to the upload
+            shutil.move(model.zip_path, path)
         raise
     return model
+
+
+def _enqueue_extraction(pk) -> None:
+    try:
+        celery.send(celery.MODELZIP_TASK, str(pk))
+    except Exception as exc:  # noqa: BLE001 - broker unreachable: say so instead of "extracting" forever
+        finish_extraction(pk, None, f"the job queue (Redis) could not be reached: {exc}; upload the ZIP again")
 
 
 def finish_extraction(pk, result: dict | None, error: str = "") -> str:

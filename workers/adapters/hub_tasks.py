@@ -21,6 +21,9 @@ def extract_model_zip(model_id: str) -> str:
     model = LocalModel.objects.filter(pk=model_id, status=LocalModel.Status.EXTRACTING).first()
     if model is None or not model.zip_path.exists():
         return services.finish_extraction(model_id, None, "the uploaded ZIP is gone") if model else "gone"
+    # A redelivery (the worker died after the folder was in place, before the row said so)
+    # starts again from the ZIP.
+    services.remove_folder(Path(model.path))
     try:
         result = extract(model.zip_path, Path(model.path))
     except ModelZipError as exc:

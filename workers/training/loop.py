@@ -307,14 +307,17 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
 
     started = time.perf_counter()
     metrics: dict = dict(s.state.val_metrics)
+    # Cancelled only when a stop cut the loop short: one that arrives after the last epoch (while
+    # the checkpoint is written) must not throw away a finished run.
+    stopped = False
     for epoch in range(s.state.epoch, s.tc.epochs):
         train_tail = train_one_epoch(s, epoch, cbs, control)
-        if control.should_stop:
+        if stopped := control.should_stop:
             break
         metrics = evaluate_epoch(s, epoch, cbs, control, train_tail)
         save_checkpoint(s, [best, early])  # written while the next epoch trains
         cbs.fire("on_epoch_end", s.state, control)
-        if control.should_stop:
+        if stopped := control.should_stop:
             break
         if control.finish:
             cbs.fire("on_message", s.state, control, "info", early.message)
@@ -324,7 +327,7 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     if s.device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    status = "cancelled" if control.should_stop else "succeeded"
+    status = "cancelled" if stopped else "succeeded"
     artifacts: list[str] = []
     if status == "succeeded":
         metrics = final_metrics(s, cbs, control, best, metrics)
