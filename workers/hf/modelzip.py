@@ -26,14 +26,13 @@ from models_zoo.contracts import PICKLE_SUFFIXES, IngestError, ModelSourceError,
 from workers.datasets.common import atomic_dir
 
 __all__ = ["ModelZipError", "extract_model_zip"]
-LIMITS = MODEL_ZIP_LIMITS
 CHUNK = 1 << 20
 
 
 def extract_model_zip(zip_path: Path, out_dir: Path, limits: dict | None = None) -> dict:
     """Extract into `out_dir` (must not exist), atomically; returns {"files", "size_bytes",
     "skipped", "model_type"}. Raises ModelZipError with the reason."""
-    limits = {**LIMITS, **(limits or {})}
+    limits = {**MODEL_ZIP_LIMITS, **(limits or {})}
     try:
         with atomic_dir(out_dir) as tmp, open(zip_path, "rb") as f, open_zip(f, limits) as zf:
             entries, root = scan_model_zip(zf, limits)
