@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models_zoo.contracts import IngestError  # one definition: the archive checks raise it too
+from models_zoo.contracts import (
+    IngestError,  # one definition: the archive checks raise it too
+)
 
 MAX_CLASSES = 1_000
 CLASSIFICATION_MAX_INT_LABELS = 50
@@ -191,6 +193,15 @@ def _class_indices(labels: Sequence[str], numeric: bool) -> tuple[np.ndarray, li
     classes = sorted(set(labels))
     lookup_s = {c: i for i, c in enumerate(classes)}
     return np.asarray([lookup_s[v] for v in labels], dtype=np.int64), classes
+
+def target_info(task: str, y: np.ndarray, train_idx: np.ndarray, classes: list[str]) -> dict:
+    """The info.json entries that describe the target: the classes and their counts, or a
+    regression target's training mean and std (the runtime trains on standardised targets)."""
+    if task == "classification":
+        return class_info(y, classes)
+    y_mean, y_std = float(y[train_idx].mean()), float(y[train_idx].std()) or 1.0
+    return {"num_outputs": 1, "target_normalization": {"mean": y_mean, "std": y_std}}
+
 
 def class_info(y: np.ndarray, classes: list[str]) -> dict:
     counts = np.bincount(y, minlength=len(classes))

@@ -38,10 +38,10 @@ from workers.datasets.common import (
     LineNames,
     atomic_dir,
     check_val_fraction,
-    class_info,
     encode_labels,
     pick_column,
     seeded_split,
+    target_info,
 )
 from workers.datasets.tabular import iter_table
 
@@ -186,11 +186,7 @@ def ingest_sequences(
     }
     if len(header) <= COLUMNS_LISTED:
         info["columns"] = header
-    if task == "classification":
-        info.update(class_info(y, classes))
-    else:
-        y_mean, y_std = float(y[train_idx].mean()), float(y[train_idx].std()) or 1.0
-        info.update(num_outputs=1, target_normalization={"mean": y_mean, "std": y_std})
+    info.update(target_info(task, y, train_idx, classes))
     with atomic_dir(out_dir) as tmp:
         for name, arr in {"X_train": Xn[train_idx], "X_val": Xn[val_idx],
                           "y_train": y[train_idx], "y_val": y[val_idx]}.items():

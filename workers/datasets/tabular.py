@@ -25,10 +25,10 @@ from workers.datasets.common import (
     LineNames,
     atomic_dir,
     check_labels,
-    class_info,
     is_number,
     label_targets,
     seeded_split,
+    target_info,
 )
 
 MAX_ROWS = 5_000_000
@@ -254,11 +254,7 @@ def ingest_csv(
         "normalization": {"mean": mean.tolist(), "std": std.tolist()},
         "preview": {"header": header, "rows": preview_rows},
     }
-    if task == "classification":
-        info.update(class_info(y, class_names))
-    else:
-        y_mean, y_std = float(y[train_idx].mean()), float(y[train_idx].std()) or 1.0
-        info.update(num_outputs=1, target_normalization={"mean": y_mean, "std": y_std})
+    info.update(target_info(task, y, train_idx, class_names))
 
     with atomic_dir(out_dir) as tmp:
         # One split at a time: each fancy-indexed copy is freed before the next is made.
