@@ -16,6 +16,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from channels.sessions import CookieMiddleware, SessionMiddleware  # noqa: E402
 
+from webapp.accounts.socket_tokens import TokenSocketAuthMiddleware  # noqa: E402
 from webapp.jobs.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -32,6 +33,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            CookieMiddleware(SessionMiddleware(SocketAuthMiddleware(URLRouter(websocket_urlpatterns))))),
+            CookieMiddleware(SessionMiddleware(SocketAuthMiddleware(TokenSocketAuthMiddleware(
+                URLRouter(websocket_urlpatterns)))))),
     }
 )
