@@ -54,7 +54,9 @@ def _run(as_json: bool, fn, *args: Any, **kwargs: Any) -> Any:
         _fail(as_json, "the job file was refused", exc.errors)
     except ApiError as exc:
         errors = exc.body.get("errors") if isinstance(exc.body, dict) else None
-        _fail(as_json, exc.message if not errors else f"HTTP {exc.status}: {exc.message.split(':')[0]}", errors)
+        if errors:
+            _fail(as_json, f"HTTP {exc.status}: {exc.body.get('error', 'refused')}", errors)
+        _fail(as_json, str(exc))
     except (config.ConfigError, SocketClosed, TimeoutError, OSError) as exc:
         _fail(as_json, str(exc))
     except httpx.HTTPError as exc:
