@@ -128,6 +128,7 @@ class TusBase(APIView):
         response["Tus-Version"] = TUS_VERSION
         response["Tus-Extension"] = EXTENSIONS
         response["Tus-Max-Size"] = str(settings.MAX_UPLOAD_BYTES)
+        response["Trainyard-Chunk-Bytes"] = str(settings.UPLOAD_CHUNK_BYTES)  # what clients should PATCH at once
         return response
 
 
