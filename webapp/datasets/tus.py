@@ -107,8 +107,9 @@ class TusBase(APIView):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        if request.method != "OPTIONS" and request.headers.get("Tus-Resumable") != TUS_VERSION:
-            raise _VersionMismatch()
+        version = request.headers.get("Tus-Resumable")
+        if request.method != "OPTIONS" and version is not None and version != TUS_VERSION:
+            raise _VersionMismatch()  # a missing header is tolerated: tus requires 412 only for another version
 
     def handle_exception(self, exc):
         if isinstance(exc, _VersionMismatch):
