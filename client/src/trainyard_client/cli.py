@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NoReturn, Optional
 
 import httpx
@@ -46,7 +47,7 @@ def _fail(as_json: bool, message: str, errors: dict | None = None) -> NoReturn:
     raise typer.Exit(2)
 
 
-def _run(as_json: bool, fn, *args: Any, **kwargs: Any) -> Any:
+def _run(as_json: bool, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call fn; turn the errors a user can act on into a message and exit code 2."""
     try:
         return fn(*args, **kwargs)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.typing import Origin
 from websockets.sync.client import connect
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -28,7 +29,7 @@ def follow_events(ws_url: str, token: str, origin: str, *, after: int = 0, recon
     drops = 0
     while True:
         try:
-            with connect(ws_url, additional_headers={"Authorization": f"Token {token}"}, origin=origin,
+            with connect(ws_url, additional_headers={"Authorization": f"Token {token}"}, origin=Origin(origin),
                          open_timeout=15, max_size=2**24) as ws:
                 ws.send(json.dumps({"after": last}))
                 while True:
