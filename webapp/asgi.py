@@ -10,13 +10,12 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddleware, get_user  # noqa: E402
+from channels.auth import AuthMiddleware  # noqa: E402
 from channels.db import database_sync_to_async  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from channels.sessions import CookieMiddleware, SessionMiddleware  # noqa: E402
 
-from webapp.accounts.socket_tokens import TokenSocketAuthMiddleware  # noqa: E402
 from webapp.jobs.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -26,14 +25,15 @@ class SocketAuthMiddleware(AuthMiddleware):
     under a burst of page loads, handshakes still finish before Daphne's handshake timeout."""
 
     async def resolve_scope(self, scope):
-        scope["user"]._wrapped = await database_sync_to_async(get_user.func, thread_sensitive=False)(scope)
+        from webapp.accounts.socket_tokens import user_for_scope  # session user, or the API token's
+
+        scope["user"]._wrapped = await database_sync_to_async(user_for_scope, thread_sensitive=False)(scope)
 
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            CookieMiddleware(SessionMiddleware(SocketAuthMiddleware(TokenSocketAuthMiddleware(
-                URLRouter(websocket_urlpatterns)))))),
+            CookieMiddleware(SessionMiddleware(SocketAuthMiddleware(URLRouter(websocket_urlpatterns))))),
     }
 )

@@ -8,9 +8,9 @@ import json
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
-from rest_framework.authtoken.models import Token
 
 from tests.webapp.factories import running_job
+from tests.webapp.tokens import api_key
 from webapp.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,9 +37,9 @@ def _connect(path: str, authorization: str | None, origin: bytes = b"http://loca
 def test_token_opens_own_job_socket_and_replays(alice, bob):
     job = running_job(alice)
     path = f"/ws/jobs/{job.pk}/"
-    connected, _, frame = _connect(path, f"Token {Token.objects.create(user=alice).key}")
+    connected, _, frame = _connect(path, f"Token {api_key(alice)}")
     assert connected and frame["type"] == "events" and frame["replay"] is True
-    assert _connect(path, f"Token {Token.objects.create(user=bob).key}")[:2] == (False, 4404)
+    assert _connect(path, f"Token {api_key(bob)}")[:2] == (False, 4404)
 
 
 @pytest.mark.parametrize("header", ["Token not-a-key", "Token ", "Basic YWxpY2U6cHc=", "Token a b"])
@@ -50,7 +50,7 @@ def test_bad_or_foreign_schemes_are_anonymous(alice, header):
 
 def test_inactive_user_token_is_refused(alice):
     job = running_job(alice)
-    key = Token.objects.create(user=alice).key
+    key = api_key(alice)
     alice.is_active = False
     alice.save()
     assert _connect(f"/ws/jobs/{job.pk}/", f"Token {key}")[:2] == (False, 4401)
@@ -58,10 +58,10 @@ def test_inactive_user_token_is_refused(alice):
 
 def test_token_does_not_bypass_the_origin_check(alice):
     job = running_job(alice)
-    key = Token.objects.create(user=alice).key
+    key = api_key(alice)
     assert not _connect(f"/ws/jobs/{job.pk}/", f"Token {key}", origin=b"http://evil.example")[0]
 
 
 def test_user_socket_with_token(alice):
-    assert _connect("/ws/user/", f"Token {Token.objects.create(user=alice).key}", replay=False)[0]
+    assert _connect("/ws/user/", f"Token {api_key(alice)}", replay=False)[0]
     assert _connect("/ws/user/", "Token wrong", replay=False)[:2] == (False, 4401)

@@ -10,7 +10,7 @@ never silently the session's user.
 
 from __future__ import annotations
 
-from channels.db import database_sync_to_async
+from channels.auth import get_user
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 from rest_framework.authentication import SessionAuthentication
@@ -37,16 +37,10 @@ def user_for_authorization(header: str):
     return None
 
 
-class TokenSocketAuthMiddleware:
-    """Sets scope["user"] from an Authorization header, if the handshake has one."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    async def __call__(self, scope, receive, send):
-        header = dict(scope.get("headers") or []).get(b"authorization")
-        if header is not None:
-            user = await database_sync_to_async(user_for_authorization, thread_sensitive=False)(
-                header.decode("latin-1"))
-            scope = dict(scope, user=user or AnonymousUser())
-        return await self.inner(scope, receive, send)
+def user_for_scope(scope):
+    """The websocket handshake's user: by the Authorization header when there is one (a token
+    that does not authenticate gives AnonymousUser), else the session's (channels' own lookup)."""
+    header = dict(scope.get("headers") or []).get(b"authorization")
+    if header is None:
+        return get_user.func(scope)
+    return user_for_authorization(header.decode("latin-1")) or AnonymousUser()

@@ -212,20 +212,27 @@ def jobs_cancel(job_id: str, as_json: bool = JsonFlag) -> None:
 
 @export_app.command("mlflow")
 def export_mlflow(job_id: str, tracking_uri: str = typer.Option(..., help="the MLflow tracking URI"),
-                  experiment: Optional[str] = typer.Option(None, help="experiment name"),
-                  register_model: Optional[str] = typer.Option(None, help="register the model under this name"),
+                  experiment: Optional[str] = typer.Option(None, help="experiment name (default: trainyard)"),
+                  register_model: bool = typer.Option(False, help="also register the model as a model version"),
+                  model_name: Optional[str] = typer.Option(None, help="registered model name"),
+                  wait: bool = typer.Option(True, help="wait until the push is done or failed"),
                   as_json: bool = JsonFlag) -> None:
-    """Push the job (params, metric history, artifacts) to an MLflow tracking server."""
-    result = _run(as_json, _client(as_json).export_mlflow, job_id, tracking_uri, experiment=experiment,
-                  register_model=register_model)
-    _emit(as_json, result, json.dumps(result))
+    """Push the job (params, metric history, model files) to an MLflow tracking server."""
+    export = _run(as_json, _client(as_json).export_mlflow, job_id, tracking_uri, experiment=experiment,
+                  register_model=register_model, model_name=model_name, wait=wait)
+    _emit(as_json, export, f"MLflow export {export.get('status')}" + (f": run {export['run_id']}" if export.get(
+        "run_id") else "") + (f" ({export['error']})" if export.get("error") else ""))
+    if export.get("status") == "failed":
+        raise typer.Exit(1)
 
 
 @export_app.command("tensorboard")
-def export_tensorboard(job_id: str, directory: Path, as_json: bool = JsonFlag) -> None:
-    """Save the job's history as TensorBoard event files into DIRECTORY."""
-    path = _run(as_json, _client(as_json).export_tensorboard, job_id, directory)
-    _emit(as_json, {"path": str(path)}, str(path))
+def export_tensorboard(job_id: str, directory: Path,
+                       extract: bool = typer.Option(True, help="unpack the .tar.gz into DIRECTORY"),
+                       as_json: bool = JsonFlag) -> None:
+    """Save the job's history as TensorBoard event files into DIRECTORY (then tensorboard --logdir)."""
+    path = _run(as_json, _client(as_json).export_tensorboard, job_id, directory, extract=extract)
+    _emit(as_json, {"path": str(path)}, f"{path}  (tensorboard --logdir {path})")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import tarfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -272,17 +273,39 @@ class Client:
         return out
 
     # -- exports (MLflow, TensorBoard) -------------------------------------------------------
-    def export_mlflow(self, job_id: str, tracking_uri: str, **options: Any) -> dict:
-        """Push the job to an MLflow tracking server (experiment, register_model, ... as options)."""
-        body = {"tracking_uri": tracking_uri, **{k: v for k, v in options.items() if v is not None}}
-        return self.request("POST", f"/api/jobs/{job_id}/exports/mlflow/", json=body).json()
+    def export_mlflow(self, job_id: str, tracking_uri: str, *, experiment: str | None = None,
+                      register_model: bool = False, model_name: str | None = None, wait: bool = False,
+                      timeout: float = 600.0, interval: float = 1.0) -> dict:
+        """Queue a push of the job to an MLflow tracking server; with `wait`, the export once it
+        is `done` or `failed` (TimeoutError after `timeout` seconds)."""
+        body = {"tracking_uri": tracking_uri, "register_model": register_model,
+                **{k: v for k, v in {"experiment": experiment, "model_name": model_name}.items() if v}}
+        export = self.request("POST", f"/api/jobs/{job_id}/exports/mlflow/", json=body, ok=(200, 201, 202)).json()
+        deadline = time.monotonic() + timeout
+        while wait and export.get("status") in ("pending", "running"):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the MLflow export is still {export['status']} after {timeout} s")
+            time.sleep(interval)
+            export = self.get(f"/api/jobs/{job_id}/exports/mlflow/{export['id']}/")
+        return export
 
-    def export_tensorboard(self, job_id: str, directory: str | os.PathLike) -> Path:
-        """The job's history as TensorBoard event files, saved into `directory` as the server sends them."""
+    def export_tensorboard(self, job_id: str, directory: str | os.PathLike, *, extract: bool = True) -> Path:
+        """The job's history as TensorBoard event files: the server's .tar.gz saved into `directory`
+        and (by default) unpacked there with tarfile's "data" filter (no links, nothing outside).
+        Returns the directory to give `tensorboard --logdir` (or the archive with extract=False)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        r = self.request("GET", f"/api/jobs/{job_id}/exports/tensorboard/")
-        match = re.search(r'filename="?([\w.\-]+)"?', r.headers.get("Content-Disposition", ""))
-        target = directory / (match.group(1) if match else f"{job_id}-tensorboard.zip")
-        target.write_bytes(r.content)
-        return target
+        target = directory / f"tensorboard-{job_id}.tar.gz"
+        with self.http.stream("GET", f"/api/jobs/{job_id}/exports/tensorboard/") as r:
+            if r.status_code != 200:
+                r.read()
+                raise ApiError(r.status_code, *_message(r))
+            with open(target, "wb") as f:
+                for block in r.iter_bytes(1 << 20):
+                    f.write(block)
+        if not extract:
+            return target
+        with tarfile.open(target, "r:gz") as archive:
+            archive.extractall(directory, filter="data")
+        target.unlink()
+        return directory

@@ -7,9 +7,9 @@ import base64
 import hashlib
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from tests.webapp.tokens import api_key
 from webapp.celery import INGEST_TASK
 from webapp.datasets.models import Dataset, UploadSession
 from webapp.datasets.tus import format_metadata, parse_metadata
@@ -24,7 +24,7 @@ def meta(**values) -> str:
 
 def api(user) -> APIClient:
     c = APIClient()
-    c.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}", HTTP_TUS_RESUMABLE="1.0.0")
+    c.credentials(HTTP_AUTHORIZATION=f"Token {api_key(user)}", HTTP_TUS_RESUMABLE="1.0.0")
     return c
 
 
@@ -148,7 +148,7 @@ def test_one_patch_is_stored_in_committed_pieces(db, alice, settings):
 
 
 def test_another_tus_version_is_412(db, alice):
-    key = Token.objects.create(user=alice).key
+    key = api_key(alice)
     c = APIClient()
     c.credentials(HTTP_AUTHORIZATION=f"Token {key}", HTTP_TUS_RESUMABLE="0.2.2")
     r = c.post(URL, HTTP_UPLOAD_LENGTH="10", HTTP_UPLOAD_METADATA=meta(filename="a"))
