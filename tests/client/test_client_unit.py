@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import stat
+import tarfile
 
 import httpx
 import pytest
@@ -97,3 +98,49 @@ def test_cli_json_error_without_login(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["jobs", "list", "--json"])
     assert result.exit_code == 2
     assert "trainyard login" in json.loads(result.stdout)["error"]
+
+
+def _tensorboard_tar() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        data = b"event bytes"
+        info = tarfile.TarInfo("train/events.out.tfevents.1.host")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        evil = tarfile.TarInfo("../outside")
+        evil.size = 1
+        tar.addfile(evil, io.BytesIO(b"x"))
+    return buf.getvalue()
+
+
+def test_tensorboard_export_is_unpacked_inside_the_directory(tmp_path):
+    archive = _tensorboard_tar()
+    c = Client("http://x.test", "k", transport=httpx.MockTransport(lambda r: httpx.Response(
+        200, content=archive, headers={"Content-Type": "application/gzip"})))
+    with pytest.raises(tarfile.FilterError):  # the data filter refuses the ../ member
+        c.export_tensorboard("j1", tmp_path / "tb")
+    assert not (tmp_path / "outside").exists()
+    saved = c.export_tensorboard("j1", tmp_path / "raw", extract=False)
+    assert saved.read_bytes() == archive
+
+
+def test_mlflow_export_waits_for_the_outcome(monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    seen = []
+
+    def handler(request):
+        seen.append((request.method, request.url.path, request.content))
+        if request.method == "POST":
+            return httpx.Response(202, json={"id": "e1", "status": "pending"})
+        return httpx.Response(200, json={"id": "e1", "status": "done" if len(seen) > 2 else "running",
+                                         "run_id": "r1"})
+
+    c = Client("http://x.test", "k", transport=httpx.MockTransport(handler))
+    export = c.export_mlflow("j1", "file:///tmp/mlruns", experiment="exp", wait=True)
+    assert export["status"] == "done" and export["run_id"] == "r1"
+    assert seen[0][:2] == ("POST", "/api/jobs/j1/exports/mlflow/")
+    assert json.loads(seen[0][2]) == {"tracking_uri": "file:///tmp/mlruns", "register_model": False,
+                                      "experiment": "exp"}
+    assert [p for _, p, _ in seen[1:]] == ["/api/jobs/j1/exports/mlflow/e1/"] * 2
