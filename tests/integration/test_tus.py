@@ -23,7 +23,7 @@ def test_tuspy_upload_becomes_a_dataset(stack, tmp_path):
     uploader.upload()
     assert uploader.offset == csv.stat().st_size
     api = stack.api("alice")
-    [ds] = api.get(stack.url("/api/datasets/")).json()["datasets"]
+    [ds] = [d for d in api.get(stack.url("/api/datasets/")).json()["datasets"] if d["name"] == "by tuspy"]
     assert (ds["name"], ds["original_filename"], ds["size_bytes"]) == ("by tuspy", "rows.csv", csv.stat().st_size)
     assert stack.wait_dataset(api, ds["id"])["status"] == "ready"
     stored = stack.data_dir / "datasets" / ds["id"] / "source.csv"
