@@ -235,3 +235,5 @@ def test_follow_survives_a_killed_connection_and_wait_codes(stack, env, tmp_path
     env_alice = dict(env, TRAINYARD_URL=stack.base_url, TRAINYARD_TOKEN=stack.tokens["alice"])
     r = cli(env_alice, "jobs", "wait", queued["id"], "--json", check=False)
     assert r.returncode == 2 and "404" in json.loads(r.stdout)["error"]
+    r = cli(env_alice, "jobs", "follow", queued["id"], check=False)
+    assert r.returncode == 2 and "HTTP 404" in r.stderr

@@ -238,7 +238,8 @@ class Client:
                max_reconnects: int = 30) -> Iterator[dict]:
         """Every event of the job numbered above `after`, each exactly once and in order, live over
         the websocket; on a drop it reconnects and asks for `{"after": last}`. Ends after the
-        job's final status event."""
+        job's final status event. An unknown job or a refused token raises ApiError at once."""
+        self.job(job_id)  # the API says why (404, 401) where a refused handshake would only say 403
         return follow_events(self._socket_url(job_id), self.token, self.url, after=after,
                              reconnect_delay=reconnect_delay, max_reconnects=max_reconnects)
 
