@@ -144,3 +144,25 @@ def test_mlflow_export_waits_for_the_outcome(monkeypatch):
     assert json.loads(seen[0][2]) == {"tracking_uri": "file:///tmp/mlruns", "register_model": False,
                                       "experiment": "exp"}
     assert [p for _, p, _ in seen[1:]] == ["/api/jobs/j1/exports/mlflow/e1/"] * 2
+
+
+def test_download_checks_sha256_and_names(tmp_path):
+    import hashlib
+
+    body = b"weights"
+    artifacts = [{"name": "model.safetensors", "sha256": hashlib.sha256(body).hexdigest()},
+                 {"name": "config.json", "sha256": "0" * 64}]
+
+    def handler(request):
+        if request.url.path == "/api/jobs/j1/":
+            return httpx.Response(200, json={"artifacts": artifacts})
+        return httpx.Response(200, content=body)
+
+    c = Client("http://x.test", "k", transport=httpx.MockTransport(handler))
+    with pytest.raises(ApiError, match="config.json: the downloaded bytes do not match"):
+        c.download("j1", tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.safetensors"]  # no torn file
+    artifacts[:] = [{"name": "../evil", "sha256": ""}]
+    with pytest.raises(ApiError, match="outside"):
+        c.download("j1", tmp_path / "out2")
+    assert not (tmp_path / "evil").exists()
