@@ -10,7 +10,7 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddleware, get_user  # noqa: E402
+from channels.auth import AuthMiddleware  # noqa: E402
 from channels.db import database_sync_to_async  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
@@ -25,7 +25,9 @@ class SocketAuthMiddleware(AuthMiddleware):
     under a burst of page loads, handshakes still finish before Daphne's handshake timeout."""
 
     async def resolve_scope(self, scope):
-        scope["user"]._wrapped = await database_sync_to_async(get_user.func, thread_sensitive=False)(scope)
+        from webapp.accounts.socket_tokens import user_for_scope  # session user, or the API token's
+
+        scope["user"]._wrapped = await database_sync_to_async(user_for_scope, thread_sensitive=False)(scope)
 
 
 application = ProtocolTypeRouter(

@@ -19,52 +19,69 @@
     syncKind();
   }
 
-  // Upload: send the file in chunks (bounded request bodies, resumable after an error), then
-  // submit the form with the upload's id instead of the file.
+  // Upload: send the file by tus (tus-js-client, vendored) in chunks below the request limit,
+  // then submit the form with the upload's id instead of the file. tus-js-client keeps the upload's
+  // URL in localStorage under the file's fingerprint (name, type, size, mtime), so after a reload or
+  // a dropped connection choosing the same file again resumes where the server stopped.
   const uploadForm = document.getElementById("upload-form");
-  if (uploadForm) {
+  if (uploadForm && window.tus) {
     const fileInput = uploadForm.querySelector("input[type=file]");
     const bar = document.getElementById("upload-progress");
     const err = document.getElementById("upload-error");
+    const note = document.getElementById("upload-resume");
+    const button = document.getElementById("upload-button");
     const csrf = uploadForm.querySelector("input[name=csrfmiddlewaretoken]").value;
-    const api = async (url, opts) => {
-      const r = await fetch(url, { credentials: "same-origin", ...opts,
-                                   headers: { "X-CSRFToken": csrf, ...(opts.headers || {}) } });
-      const body = await r.json().catch(() => ({}));
-      return { r, body };
-    };
+    const endpoint = uploadForm.dataset.tusUrl;
+    const fail = (message) => { err.textContent = message; err.hidden = false; button.disabled = false; };
+    const percent = (n) => Math.floor(100 * n) + "%";
+    if (note && window.tus.defaultOptions.urlStorage) {
+      window.tus.defaultOptions.urlStorage.findAllUploads().then((previous) => {
+        const mine = previous.filter((p) => p.metadata && p.metadata.filename);
+        if (!mine.length) return;
+        note.textContent = "Interrupted upload: " + mine.map((p) => p.metadata.filename).join(", ") +
+          ". Choose the same file again to resume where it stopped.";
+        note.hidden = false;
+      }).catch(() => {});
+    }
     uploadForm.addEventListener("submit", async (e) => {
       const file = fileInput.files[0];
       if (!file || document.getElementById("upload-id").value) return;
       e.preventDefault();
       err.hidden = true;
-      document.getElementById("upload-button").disabled = true;
+      button.disabled = true;
+      let chunkSize = 8 * 1024 * 1024;
       try {
-        let { r, body } = await api(uploadForm.dataset.uploadsUrl, {
-          method: "POST", headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ filename: file.name, size: file.size }) });
-        if (!r.ok) throw new Error(body.error || "the upload could not start (HTTP " + r.status + ")");
-        const session = body, url = uploadForm.dataset.uploadsUrl + session.id + "/";
-        bar.hidden = false;
-        let offset = 0, failures = 0;
-        while (offset < file.size) {
-          const end = Math.min(file.size, offset + session.chunk_bytes);
-          ({ r, body } = await api(url, { method: "PUT", body: file.slice(offset, end), headers: {
-            "Content-Type": "application/octet-stream", "Content-Range": "bytes " + offset + "-" + (end - 1) + "/" + file.size } }));
-          if (r.ok || r.status === 409) { offset = body.received; failures = 0; }
-          else if (r.status >= 500 && failures++ < 5) { await new Promise((res) => setTimeout(res, 1000 * failures)); }
-          else throw new Error(body.error || "the upload failed (HTTP " + r.status + ")");
-          bar.value = offset / file.size;
-        }
-        document.getElementById("upload-id").value = session.id;
-        fileInput.required = false;
-        fileInput.disabled = true;  // the bytes are on the server already
-        uploadForm.submit();
-      } catch (ex) {
-        err.textContent = ex.message;
-        err.hidden = false;
-        document.getElementById("upload-button").disabled = false;
+        const r = await fetch(endpoint, { method: "OPTIONS", credentials: "same-origin" });
+        chunkSize = Number(r.headers.get("Trainyard-Chunk-Bytes")) || chunkSize;
+      } catch (ex) { /* keep the default; the upload reports a real network error itself */ }
+      const upload = new window.tus.Upload(file, {
+        endpoint, chunkSize,
+        retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
+        metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
+        headers: { "X-CSRFToken": csrf },
+        storeFingerprintForResuming: true,
+        removeFingerprintOnSuccess: true,
+        onProgress: (sent, total) => { bar.hidden = false; bar.value = total ? sent / total : 0;
+                                       bar.title = percent(bar.value); },
+        onError: (ex) => {
+          const body = ex.originalResponse ? ex.originalResponse.getBody() : "";
+          let message = ex.message;
+          try { message = JSON.parse(body).error || message; } catch (_) { /* not JSON */ }
+          fail("The upload stopped: " + message + ". Choose the file again to resume.");
+        },
+        onSuccess: () => {
+          document.getElementById("upload-id").value = upload.url.replace(/\/$/, "").split("/").pop();
+          fileInput.required = false;
+          fileInput.disabled = true;  // the bytes are on the server already
+          uploadForm.submit();
+        },
+      });
+      const previous = await upload.findPreviousUploads().catch(() => []);
+      if (previous.length) {
+        upload.resumeFromPreviousUpload(previous[0]);
+        if (note) { note.textContent = "Resuming the earlier upload of " + file.name + "."; note.hidden = false; }
       }
+      upload.start();
     });
   }
 

@@ -3,6 +3,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from webapp.api import views
+from webapp.datasets import tus
 from webapp.hub.api import ModelList
 
 app_name = "api"
@@ -12,6 +13,8 @@ urlpatterns = [
     path("models/", ModelList.as_view(), name="models"),
     path("uploads/", views.UploadList.as_view(), name="uploads"),
     path("uploads/<uuid:pk>/", views.UploadDetail.as_view(), name="upload"),
+    path("uploads/tus/", tus.TusCreate.as_view(), name="tus"),
+    path("uploads/tus/<uuid:pk>/", tus.TusUpload.as_view(), name="tus-upload"),
     path("datasets/", views.DatasetList.as_view(), name="datasets"),
     path("datasets/<uuid:pk>/", views.DatasetDetail.as_view(), name="dataset"),
     path("datasets/<uuid:pk>/share/", views.DatasetShareView.as_view(), name="dataset-share"),

@@ -85,6 +85,8 @@ class UploadSession(models.Model):
     size = models.BigIntegerField()
     received = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # tus uploads: the client's Upload-Metadata (decoded), echoed on HEAD and read when complete.
+    metadata = models.JSONField(default=dict, blank=True)
 
     @property
     def path(self) -> Path:
