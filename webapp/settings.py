@@ -280,7 +280,7 @@ CELERY_TASK_ROUTES = {
     "trainyard.extract_model_zip": {"queue": "ingest"},
     "trainyard.predict": {"queue": "infer"},
     "trainyard.export_onnx": {"queue": "infer"},
-    "trainyard.notify_job": {"queue": "infer"},
+    "trainyard.notify_job": {"queue": "notify"},  # own worker: slow receivers delay no try/ONNX
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
@@ -329,7 +329,10 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "trainyard@localhost")
 TRAINYARD_BASE_URL = env_str("TRAINYARD_BASE_URL", "http://127.0.0.1:8000")  # links in e-mails and webhooks
-TRAINYARD_WEBHOOK_TIMEOUT = env_int("TRAINYARD_WEBHOOK_TIMEOUT", 5)
+TRAINYARD_WEBHOOK_TIMEOUT = env_int("TRAINYARD_WEBHOOK_TIMEOUT", 10)  # seconds in all: resolve, connect, send, answer
+# Internal receivers an admin allows despite the public-address rule: host names and networks,
+# comma-separated ("hooks.internal, 10.1.0.0/16"); see webapp/accounts/webhooks.py.
+TRAINYARD_WEBHOOK_ALLOWLIST = env_str("TRAINYARD_WEBHOOK_ALLOWLIST", "")
 TRAINYARD_WEBHOOK_RETRIES = env_int("TRAINYARD_WEBHOOK_RETRIES", 3)
 
 LOGGING = {
