@@ -121,16 +121,21 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-# Login throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username
-# (from any address) or from one address (for any usernames), that one is locked for the
-# cool-off period.
+# Login throttling (django-axes; rules in webapp/accounts/lockout.py): after AXES_FAILURE_LIMIT
+# wrong passwords for one (normalised user name, address) pair, that pair is locked for the
+# cool-off period, doubled for each further lock-out within a day; other accounts from the same
+# address and the same account from elsewhere are not affected.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env_int("TRAINYARD_LOGIN_FAILURE_LIMIT", 5)
-AXES_COOLOFF_TIME = timedelta(minutes=env_int("TRAINYARD_LOGIN_COOLOFF_MINUTES", 15))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+TRAINYARD_LOGIN_COOLOFF_MINUTES = env_int("TRAINYARD_LOGIN_COOLOFF_MINUTES", 15)
+AXES_COOLOFF_TIME = "webapp.accounts.lockout.cool_off"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_USERNAME_CALLABLE = "webapp.accounts.lockout.normalised_username"
+AXES_LOCKOUT_CALLABLE = "webapp.accounts.lockout.lockout_response"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # the progressive cool-off counts earlier lock-outs from it
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
-AXES_IPWARE_PROXY_COUNT = env_int("TRAINYARD_PROXY_COUNT", 0) or None  # proxies in front, for logged IPs
+AXES_IPWARE_PROXY_COUNT = env_int("TRAINYARD_PROXY_COUNT", 0) or None  # proxies in front: see docs/operations.md
 AXES_VERBOSE = False
 
 ROOT_URLCONF = "webapp.urls"
