@@ -60,7 +60,7 @@ def redis_binary() -> str:
 
 
 class Stack:
-    def __init__(self, *, worker_queues: str = "train,ingest,infer", env: dict | None = None):
+    def __init__(self, *, worker_queues: str = "train,ingest,infer,notify", env: dict | None = None):
         self.tmp = Path(tempfile.mkdtemp(prefix="trainyard-stack-"))
         self.data_dir = self.tmp / "data"
         self.redis_port = free_port()
@@ -84,6 +84,7 @@ class Stack:
             EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
             EMAIL_FILE_PATH=str(self.tmp / "mail"),
             PYTHONUNBUFFERED="1",
+            TRAINYARD_WEBHOOK_ALLOWLIST="127.0.0.1",  # the tests' receivers listen on loopback
         )
         self.env.update(env or {})
         self.tokens: dict[str, str] = {}

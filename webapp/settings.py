@@ -121,16 +121,21 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-# Login throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username
-# (from any address) or from one address (for any usernames), that one is locked for the
-# cool-off period.
+# Login throttling (django-axes; rules in webapp/accounts/lockout.py): after AXES_FAILURE_LIMIT
+# wrong passwords for one (normalised user name, address) pair, that pair is locked for the
+# cool-off period, doubled for each further lock-out within a day; other accounts from the same
+# address and the same account from elsewhere are not affected.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env_int("TRAINYARD_LOGIN_FAILURE_LIMIT", 5)
-AXES_COOLOFF_TIME = timedelta(minutes=env_int("TRAINYARD_LOGIN_COOLOFF_MINUTES", 15))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+TRAINYARD_LOGIN_COOLOFF_MINUTES = env_int("TRAINYARD_LOGIN_COOLOFF_MINUTES", 15)
+AXES_COOLOFF_TIME = "webapp.accounts.lockout.cool_off"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_USERNAME_CALLABLE = "webapp.accounts.lockout.normalised_username"
+AXES_LOCKOUT_CALLABLE = "webapp.accounts.lockout.lockout_response"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # the progressive cool-off counts earlier lock-outs from it
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
-AXES_IPWARE_PROXY_COUNT = env_int("TRAINYARD_PROXY_COUNT", 0) or None  # proxies in front, for logged IPs
+AXES_IPWARE_PROXY_COUNT = env_int("TRAINYARD_PROXY_COUNT", 0) or None  # proxies in front: see docs/operations.md
 AXES_VERBOSE = False
 
 ROOT_URLCONF = "webapp.urls"
@@ -280,7 +285,7 @@ CELERY_TASK_ROUTES = {
     "trainyard.extract_model_zip": {"queue": "ingest"},
     "trainyard.predict": {"queue": "infer"},
     "trainyard.export_onnx": {"queue": "infer"},
-    "trainyard.notify_job": {"queue": "infer"},
+    "trainyard.notify_job": {"queue": "notify"},  # own worker: slow receivers delay no try/ONNX
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
@@ -329,7 +334,10 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "trainyard@localhost")
 TRAINYARD_BASE_URL = env_str("TRAINYARD_BASE_URL", "http://127.0.0.1:8000")  # links in e-mails and webhooks
-TRAINYARD_WEBHOOK_TIMEOUT = env_int("TRAINYARD_WEBHOOK_TIMEOUT", 5)
+TRAINYARD_WEBHOOK_TIMEOUT = env_int("TRAINYARD_WEBHOOK_TIMEOUT", 10)  # seconds in all: resolve, connect, send, answer
+# Internal receivers an admin allows despite the public-address rule: host names and networks,
+# comma-separated ("hooks.internal, 10.1.0.0/16"); see webapp/accounts/webhooks.py.
+TRAINYARD_WEBHOOK_ALLOWLIST = env_str("TRAINYARD_WEBHOOK_ALLOWLIST", "")
 TRAINYARD_WEBHOOK_RETRIES = env_int("TRAINYARD_WEBHOOK_RETRIES", 3)
 
 LOGGING = {

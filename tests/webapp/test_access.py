@@ -43,7 +43,7 @@ OBJECT_ROUTES = {
 }
 # Routes without an object id: must require login (pages redirect, API answers 401/403).
 LIST_ROUTES = {
-    "home", "accounts:profile", "accounts:token", "password_change", "password_change_done", "accounts:notifications", "datasets:list", "jobs:list", "jobs:new", "jobs:compare",
+    "home", "accounts:profile", "accounts:token", "password_change", "password_change_done", "accounts:notifications", "accounts:webhook_secret", "datasets:list", "jobs:list", "jobs:new", "jobs:compare",
     "api:architectures", "api:datasets", "api:jobs", "api:uploads", "api:tus", "hub:list", "api:models",
 }
 PUBLIC_ROUTES = {"login", "logout", "api:schema"}

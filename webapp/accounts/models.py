@@ -32,6 +32,8 @@ class NotificationSettings(models.Model):
     email = models.BooleanField(default=False, help_text="e-mail me when a job ends")
     webhook_url = models.URLField(max_length=500, blank=True, help_text="POST JSON here when a job ends")
     last_webhook = models.CharField(max_length=300, blank=True, help_text="result of the last delivery")
+    webhook_secret = models.CharField(max_length=80, blank=True,
+                                      help_text="Standard Webhooks signing secret (whsec_…), shown to its owner once")
 
     @property
     def wanted(self) -> bool:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.error
-import urllib.request
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -19,6 +17,10 @@ from django.core.mail import send_mail
 from django.core.validators import URLValidator
 
 from webapp import celery
+from webapp.accounts.webhooks import WebhookError, WebhookRefused, deliver, signature_headers, vetted_address
+
+__all__ = ["WebhookError", "WebhookRefused", "notify_job_end", "post_webhook", "send_email",
+           "validate_webhook_url"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,10 @@ def validate_webhook_url(url: str) -> str:
     URLValidator(schemes=["http", "https"])(url)
     if urlsplit(url).username or urlsplit(url).password:
         raise ValidationError("put no user name or password in the URL")
+    try:
+        vetted_address(url, must_resolve=False)  # checked again at every delivery (DNS rebinding)
+    except (WebhookRefused, WebhookError) as exc:
+        raise ValidationError(str(exc)) from None
     return url
 
 
@@ -79,28 +85,17 @@ def send_email(job) -> None:
               [job.owner.email], fail_silently=False)
 
 
-class WebhookError(Exception):
-    """A delivery that may succeed if tried again (timeout, connection refused, HTTP 5xx/429)."""
+def message_id(job) -> str:
+    """The Standard Webhooks `webhook-id` of a job's end: the same on every retry of it."""
+    when = int(job.finished_at.timestamp() * 1000) if job.finished_at else 0
+    return f"msg_{job.pk.hex}_{job.status}_{when}"
 
 
-def post_webhook(url: str, job) -> int:
-    """POST the job's JSON; returns the HTTP status. 4xx other than 429 is final (ValueError)."""
-    data = json.dumps(payload(job)).encode()
-    req = urllib.request.Request(url, data=data, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": "Trainyard-webhook/1"})
-    # Redirects are not followed (a webhook URL answers itself).
-    opener = urllib.request.build_opener(_NoRedirect)
-    try:
-        with opener.open(req, timeout=settings.TRAINYARD_WEBHOOK_TIMEOUT) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        if exc.code >= 500 or exc.code == 429:
-            raise WebhookError(f"HTTP {exc.code}") from None
-        raise ValueError(f"HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise WebhookError(str(getattr(exc, "reason", exc))[:200]) from None
+def post_webhook(url: str, job, secret: str = "") -> int:
+    """POST the job's JSON, signed with the owner's secret; returns the HTTP status.
 
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
+    WebhookRefused (the address is internal) and other 4xx but 429 are final (ValueError);
+    WebhookError may succeed if tried again."""
+    body = json.dumps(payload(job))
+    headers = signature_headers(secret, message_id(job), body) if secret else {}
+    return deliver(url, body, headers)

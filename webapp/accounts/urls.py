@@ -8,6 +8,7 @@ urlpatterns = [
     path("profile/", views.profile, name="profile"),
     path("token/", views.rotate_token, name="token"),
     path("notifications/", views.notification_settings, name="notifications"),
+    path("notifications/secret/", views.rotate_webhook_secret, name="webhook_secret"),
 ]
 
 auth_urlpatterns = [

@@ -10,13 +10,16 @@ from django.core.exceptions import ValidationError
 from webapp.accounts import audit
 from webapp.accounts.models import NotificationSettings
 from webapp.accounts.notifications import validate_webhook_url
+from webapp.accounts.webhooks import new_secret
 
 
 def profile(request):
     token = Token.objects.filter(user=request.user).first()
     new_key = request.session.pop("new_api_token", None)
     prefs = NotificationSettings.objects.filter(user=request.user).first()
-    return render(request, "accounts/profile.html", {"token": token, "new_key": new_key, "prefs": prefs})
+    new_secret = request.session.pop("new_webhook_secret", None)
+    return render(request, "accounts/profile.html", {"token": token, "new_key": new_key, "prefs": prefs,
+                                                     "new_webhook_secret": new_secret})
 
 
 @require_POST
@@ -31,9 +34,28 @@ def notification_settings(request):
     if email and not request.user.email:
         messages.error(request, "Your account has no e-mail address; ask an admin to add one.")
         return redirect("accounts:profile")
-    NotificationSettings.objects.update_or_create(user=request.user, defaults={"email": email, "webhook_url": url})
+    prefs, _ = NotificationSettings.objects.update_or_create(user=request.user,
+                                                             defaults={"email": email, "webhook_url": url})
     audit.record(request.user, "notifications.update", email=email, webhook=bool(url))
     messages.success(request, "Notification settings saved.")
+    if url and not prefs.webhook_secret:
+        _new_webhook_secret(request, prefs)
+    return redirect("accounts:profile")
+
+
+def _new_webhook_secret(request, prefs) -> None:
+    prefs.webhook_secret = new_secret()
+    prefs.save(update_fields=["webhook_secret"])
+    request.session["new_webhook_secret"] = prefs.webhook_secret
+    messages.success(request, "Webhook signing secret created. Copy it now: it is shown only once.")
+
+
+@require_POST
+def rotate_webhook_secret(request):
+    """Replace the webhook signing secret (deliveries from now on are signed with the new one)."""
+    prefs, _ = NotificationSettings.objects.get_or_create(user=request.user)
+    _new_webhook_secret(request, prefs)
+    audit.record(request.user, "notifications.secret")
     return redirect("accounts:profile")
 
 

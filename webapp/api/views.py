@@ -203,7 +203,7 @@ class DatasetDetail(Api):
                                                        "of a failed ingest with this id")
     def delete(self, request, pk):
         try:
-            ds = get_dataset_for_user(request.user, pk, write=True)
+            ds = get_dataset_for_user(request.user, pk, write="delete")
         except Http404:
             dataset_services.dismiss_failure(get_ingest_failure_for_user(request.user, pk))
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -271,7 +271,7 @@ class JobDetail(Api):
 
     @extend_schema(responses={204: None})
     def delete(self, request, pk):
-        job = get_job_for_user(request.user, pk, write=True)
+        job = get_job_for_user(request.user, pk, write="delete")
         if not services.delete_job(job, actor=request.user):
             return _error("cancel the job before deleting it", status.HTTP_409_CONFLICT)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -17,6 +17,7 @@ from models_zoo import kinds
 from webapp import celery
 from webapp.accounts import audit
 from webapp.datasets.models import Dataset, IngestFailure, UploadSession
+from webapp.jobs.models import Job
 from webapp.datasets.validation import DatasetError, detect_kind, sniff_upload
 
 MIN_FREE_BYTES = 256 * 1024 * 1024
@@ -209,7 +210,15 @@ def share_dataset(dataset: Dataset, username: str, actor=None) -> None:
 
 
 def unshare_dataset(dataset: Dataset, username: str, actor=None) -> None:
-    dataset.shared_with.remove(*dataset.shared_with.filter(username=username))
+    """Stop sharing with `username`; their queued and running jobs on it end (cancelled, with
+    the reason on each), so nothing of theirs keeps using — or blocks deleting — the data."""
+    from webapp.jobs.cancel import cancel_active_jobs
+
+    removed = list(dataset.shared_with.filter(username=username))
+    dataset.shared_with.remove(*removed)
+    if removed:
+        cancel_active_jobs(dataset.jobs.filter(owner__in=removed), actor=actor,
+                           reason=f"the owner of dataset “{dataset.name}” stopped sharing it")
     audit.record(actor, "dataset.unshare", dataset, user=username)
 
 
@@ -257,9 +266,18 @@ def remove_files(paths: list[Path]) -> None:
 
 
 def delete_dataset(dataset: Dataset, actor=None) -> None:
-    active = dataset.jobs.filter(status__in=["queued", "running"]).count()
+    """Delete a dataset with its files. The owner's own queued/running jobs on it must be
+    cancelled first (409, they may want them); other users' jobs (it was shared with them) are
+    cancelled with the reason — those the owner could not cancel must not block them."""
+    from webapp.jobs.cancel import cancel_active_jobs
+
+    active = dataset.jobs.filter(status__in=["queued", "running"], owner_id=dataset.owner_id).count()
     if active:
         raise DatasetError(f"{active} queued or running job(s) use this dataset; cancel them first")
+    others = dataset.jobs.exclude(owner_id=dataset.owner_id)
+    cancel_active_jobs(others, actor=actor, reason=f"the owner of dataset “{dataset.name}” deleted it")
+    if others.filter(status=Job.Status.RUNNING).exists():
+        raise DatasetError("other users' jobs on this dataset are stopping; delete it again in a few seconds")
     paths = files_of(dataset)  # before delete(), which clears the pk they derive from
     audit.record(actor, "dataset.delete", dataset)
     dataset.delete()

@@ -11,7 +11,7 @@ from webapp.datasets.access import get_ingest_failure_for_user, ingest_failures_
 from webapp.datasets.models import Dataset, IngestFailure
 from webapp.datasets.uploads import upload_too_large_message
 from webapp.datasets.validation import DatasetError
-from webapp.jobs.access import datasets_for, get_dataset_for_user
+from webapp.jobs.access import datasets_for, get_dataset_for_user, may_write
 
 UPLOAD_OPTIONS = ("label_column", "text_column", "task", "image_size", "channels", "level", "val_fraction")
 
@@ -91,7 +91,7 @@ def dataset_detail(request, pk):
         return redirect("datasets:list")
     info = ds.info or {}
     previews = [{"name": cls, "files": files} for cls, files in (info.get("previews") or {}).items()]
-    can_edit = request.user.is_staff or ds.owner_id == request.user.pk
+    can_edit = may_write(request.user, ds)
     return render(request, "datasets/detail.html", {
         "ds": ds, "info": info, "bars": _bars(info.get("class_counts")), "previews": previews,
         "token_bars": _bars(info.get("token_counts")), "sparklines": _sparklines((info.get("preview") or {}).get("series")),
@@ -143,7 +143,7 @@ def dataset_share(request, pk):
 
 @require_POST
 def dataset_delete(request, pk):
-    ds = get_dataset_for_user(request.user, pk, write=True)
+    ds = get_dataset_for_user(request.user, pk, write="delete")
     name = ds.name
     try:
         services.delete_dataset(ds, actor=request.user)

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.http import Http404
@@ -18,6 +18,7 @@ from models_zoo.hf import TASKS, is_hf, local_name
 from webapp import celery
 from webapp.accounts import audit
 from webapp.hub.models import NAME_RE, LocalModel
+from webapp.jobs.access import may_write
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,13 @@ def get_model_for_user(user, pk, write: bool = False) -> LocalModel:
     if write and not user.is_staff:
         qs = qs.filter(owner=user)
     try:
-        return qs.get(pk=pk)
+        model = qs.get(pk=pk)
     except (LocalModel.DoesNotExist, ValidationError, ValueError, TypeError):
         raise Http404 from None
+    if write and not may_write(user, model, "delete"):  # staff: only with hub.delete_localmodel
+        raise PermissionDenied("you may see this model but not delete it: your account lacks the "
+                               "“delete local model” permission")
+    return model
 
 
 def find(user, name: str) -> LocalModel | None:

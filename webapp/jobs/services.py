@@ -21,6 +21,7 @@ from models_zoo.schema import ConfigError, to_json, validate
 from webapp.accounts import audit
 from webapp.datasets.models import Dataset
 from webapp.jobs import scheduler
+from webapp.jobs.cancel import cancel_active_jobs, cancel_job  # noqa: F401 - user verbs, re-exported
 from webapp.jobs.events import append_events
 from webapp.jobs.models import Job
 
@@ -110,25 +111,6 @@ def submit_job(user, dataset: Dataset | None, architecture: str, model_config: d
         append_events(job.pk, [("status", {"status": Job.Status.QUEUED})])
         audit.record(user, "job.submit", job, architecture=architecture, dataset=str(dataset.pk))
         scheduler.dispatch_soon()  # released to a worker when one is free
-    return job
-
-
-def cancel_job(job: Job, actor=None) -> Job:
-    """A queued job is cancelled at once; a running one is asked to stop at a step boundary."""
-    now = timezone.now()
-    with transaction.atomic():
-        if not job.is_final:
-            audit.record(actor, "job.cancel", job)
-        if Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
-            status=Job.Status.CANCELLED, cancel_requested=True, finished_at=now
-        ):
-            append_events(job.pk, [("status", {"status": Job.Status.CANCELLED})])
-        elif Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, cancel_requested=False).update(
-            cancel_requested=True
-        ):
-            append_events(job.pk, [("log", {"level": "info", "text": "cancel requested"})])
-        scheduler.dispatch_soon()
-    job.refresh_from_db()
     return job
 
 

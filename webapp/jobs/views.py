@@ -224,7 +224,7 @@ def job_cancel(request, pk):
 
 @require_POST
 def job_delete(request, pk):
-    job = get_job_for_user(request.user, pk, write=True)
+    job = get_job_for_user(request.user, pk, write="delete")
     if services.delete_job(job, actor=request.user):
         messages.success(request, f"Job “{job.name}” deleted.")
         return redirect("jobs:list")

@@ -63,8 +63,10 @@ def export_onnx(job_id: str) -> str:
 
 @app.task(name=NOTIFY_TASK, bind=True, max_retries=None, soft_time_limit=60, time_limit=90)
 def notify_job(self, job_id: str, status: str, attempt: int = 0, email_done: bool = False) -> str:
-    """E-mail once, then POST the webhook with retries (back-off 2, 4, 8... s, at most
-    TRAINYARD_WEBHOOK_RETRIES more tries); the outcome is shown on the profile page."""
+    """E-mail once, then POST the signed webhook with retries (back-off 2, 4, 8... s, at most
+    TRAINYARD_WEBHOOK_RETRIES more tries); the outcome is shown on the profile page. Runs on
+    the `notify` queue: a slow receiver (cut at TRAINYARD_WEBHOOK_TIMEOUT in all) never holds
+    up try-the-model or ONNX exports."""
     from django.conf import settings
 
     from webapp.accounts import notifications
@@ -84,7 +86,7 @@ def notify_job(self, job_id: str, status: str, attempt: int = 0, email_done: boo
     if not prefs.webhook_url:
         return "sent"
     try:
-        code = notifications.post_webhook(prefs.webhook_url, job)
+        code = notifications.post_webhook(prefs.webhook_url, job, prefs.webhook_secret)
         result = f"job {job.name!r} {status}: delivered (HTTP {code})"
     except notifications.WebhookError as exc:
         if attempt < settings.TRAINYARD_WEBHOOK_RETRIES:
@@ -92,6 +94,8 @@ def notify_job(self, job_id: str, status: str, attempt: int = 0, email_done: boo
                 last_webhook=f"job {job.name!r} {status}: try {attempt + 1} failed ({exc}); retrying"[:300])
             raise self.retry(args=[job_id, status, attempt + 1, email_done], countdown=2 ** (attempt + 1))
         result = f"job {job.name!r} {status}: not delivered after {attempt + 1} tries ({exc})"
+    except notifications.WebhookRefused as exc:
+        result = f"job {job.name!r} {status}: not sent: {exc}"
     except ValueError as exc:
         result = f"job {job.name!r} {status}: refused by the receiver ({exc})"
     NotificationSettings.objects.filter(pk=prefs.pk).update(last_webhook=result[:300])

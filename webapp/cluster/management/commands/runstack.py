@@ -130,10 +130,14 @@ class Command(BaseCommand):
                     children.append(("cpu", subprocess.Popen([*celery, "-Q", "train", "-n", "cpu@%h"], env=env)))
                 children.append(("ingest", subprocess.Popen(
                     [*celery, "-Q", "ingest", "-n", "ingest@%h"], env=dict(env, CUDA_VISIBLE_DEVICES=""))))
-                # Try-the-model, ONNX export, notifications: short CPU tasks that a long
+                # Try-the-model, ONNX export: short CPU tasks that a long
                 # training run or ingest must not hold up.
                 children.append(("infer", subprocess.Popen(
                     [*celery, "-Q", "infer", "-n", "infer@%h"], env=dict(env, CUDA_VISIBLE_DEVICES=""))))
+                # Notifications (e-mail, webhooks): network waits, so threads, on their own queue.
+                children.append(("notify", subprocess.Popen(
+                    [*celery[:6], "--pool", "threads", "--concurrency", "8", "-Q", "notify", "-n", "notify@%h",
+                     "--loglevel", "INFO"], env=dict(env, CUDA_VISIBLE_DEVICES=""))))
             self.stdout.write(self.style.SUCCESS(
                 f"Trainyard is up: http://{opts['host']}:{opts['port']}/  (Ctrl-C stops everything)"))
             while not stopping:
