@@ -174,3 +174,33 @@ def test_a_trickling_receiver_is_cut_at_the_total_deadline(settings):
         webhooks.deliver(f"http://127.0.0.1:{server.getsockname()[1]}/h", "{}", {})
     done.set()
     server.close()
+
+
+def test_a_refused_name_does_not_disclose_its_internal_address(monkeypatch):
+    """Naming the address would let a user read the internal DNS zone through the message."""
+    monkeypatch.setattr(webhooks, "resolve", lambda host, port: [ipaddress.ip_address("10.2.3.4")])
+    with pytest.raises(ValidationError) as err:
+        validate_webhook_url("https://vault.corp.test/h")
+    text = " ".join(err.value.messages)
+    assert "private" in text and "10.2.3.4" not in text
+
+
+def test_resolving_counts_against_the_total_deadline(receiver, monkeypatch, settings):
+    """A name whose DNS answer comes after the deadline is not delivered to, even though the
+    answer (an allowed receiver) would be accepted."""
+    settings.TRAINYARD_WEBHOOK_ALLOWLIST = "127.0.0.0/8"
+    settings.TRAINYARD_WEBHOOK_TIMEOUT = 1
+    answered = threading.Event()
+
+    def slow_dns(host, port):
+        time.sleep(2)
+        answered.set()
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    monkeypatch.setattr(webhooks, "resolve", slow_dns)
+    port = receiver.rsplit(":", 1)[1]
+    with pytest.raises(webhooks.WebhookError) as err:
+        webhooks.deliver(f"http://slow-dns.example.test:{port}/h", "{}", {})
+    assert str(err.value) == webhooks.NO_ANSWER
+    answered.wait(5)  # the abandoned lookup finishes; still nothing was sent
+    assert Receiver.posts == []
