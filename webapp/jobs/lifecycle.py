@@ -273,6 +273,10 @@ def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | N
                            lost: str = "") -> None:
     Artifact.objects.filter(job_id=job_id).delete()
     Artifact.objects.bulk_create(rows)
+    if status == Job.Status.CANCELLED and not error:
+        # A stop someone else forced (dataset unshared, account deactivated: jobs/cancel.py)
+        # keeps its reason on the job; the owner's own cancel has none.
+        error = Job.objects.filter(pk=job_id).values_list("error", flat=True).first() or ""
     updates = {"status": status, "error": error[:10_000], "finished_at": timezone.now(), "eta_seconds": None}
     if metrics:
         updates["metrics"] = dict(metrics)
