@@ -47,6 +47,8 @@ def test_the_allowlist_lets_internal_receivers_through(settings):
 
 @pytest.mark.parametrize("text,why", [("127.0.0.1", "loopback"), ("::ffff:10.0.0.1", "private"),
                                       ("169.254.169.254", "link-local"), ("::ffff:169.254.169.254", "link-local"),
+                                      ("2002:7f00:1::", "6to4"), ("2002:a00:1::1", "6to4"),
+                                      ("2002:808:808::1", None),
                                       ("8.8.8.8", None), ("2001:4860:4860::8888", None)])
 def test_why_internal(text, why):
     reason = webhooks.why_internal(ipaddress.ip_address(text))

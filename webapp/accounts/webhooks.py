@@ -77,6 +77,8 @@ def _plain(ip: Address) -> Address:
 def why_internal(ip: Address) -> str | None:
     """Why this address may not receive webhooks, or None when it is a public address."""
     ip = _plain(ip)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.sixtofour is not None and why_internal(ip.sixtofour):
+        return "a 6to4 address of an internal IPv4 address"  # 2002:7f00:1:: is 127.0.0.1 via a relay
     for attribute, what in (("is_loopback", "a loopback address"), ("is_link_local", "a link-local address"),
                             ("is_multicast", "a multicast address"), ("is_unspecified", "an unspecified address"),
                             ("is_private", "a private-network address"), ("is_reserved", "a reserved address")):
