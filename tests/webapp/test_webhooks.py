@@ -206,3 +206,30 @@ def test_resolving_counts_against_the_total_deadline(receiver, monkeypatch, sett
     assert str(err.value) == webhooks.NO_ANSWER
     answered.wait(5)  # the abandoned lookup finishes; still nothing was sent
     assert Receiver.posts == []
+
+
+def test_the_answers_body_is_not_read(settings):
+    """Only the status counts: a receiver streaming an endless body is not read into memory
+    (the delivery returns as soon as the status line and headers are in)."""
+    settings.TRAINYARD_WEBHOOK_ALLOWLIST = "127.0.0.1"
+    settings.TRAINYARD_WEBHOOK_TIMEOUT = 2
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    done = threading.Event()
+
+    def endless():
+        conn, _ = server.accept()
+        conn.recv(65536)
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
+            while not done.wait(0.05):  # a body that never ends (well within memory here)
+                conn.sendall(b"x" * 65536)
+        except OSError:
+            pass  # the sender closed the connection
+        conn.close()
+
+    threading.Thread(target=endless, daemon=True).start()
+    assert webhooks.deliver(f"http://127.0.0.1:{server.getsockname()[1]}/h", "{}", {}) == 200
+    done.set()
+    server.close()

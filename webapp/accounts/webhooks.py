@@ -175,9 +175,11 @@ def deliver(url: str, body: str, headers: dict, deadline: float | None = None) -
             literal = f"[{ip}]" if ip.version == 6 else str(ip)
             target = parts._replace(netloc=f"{literal}:{port}").geturl()
             async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=deadline) as client:
-                response = await client.post(target, content=body.encode(), headers=send_headers,
-                                             extensions=extensions)
-                return response.status_code
+                # Streamed and never read: only the status counts, and a receiver answering with
+                # an endless body must not fill the worker's memory before the deadline.
+                async with client.stream("POST", target, content=body.encode(), headers=send_headers,
+                                         extensions=extensions) as response:
+                    return response.status_code
 
     try:
         code = anyio.run(post)
