@@ -108,3 +108,22 @@ def test_the_owners_own_cancel_of_a_running_job_has_no_reason(alice):
     lifecycle.finish_job(running.pk, Job.Status.CANCELLED)
     running.refresh_from_db()
     assert running.status == "cancelled" and running.error == ""
+
+
+def test_a_job_that_raced_the_unshare_or_the_deactivation_does_not_run(alice, bob):
+    """Submitted after the unshare (or deactivation) had ended the owner's jobs: its run
+    start refuses it with the reason, and it fails with that error (RunStart.check)."""
+    from webapp.jobs import lifecycle
+
+    ds = ready_dataset(alice, "shared")
+    dataset_services.share_dataset(ds, "bob")
+    raced = _job(bob, ds, Job.Status.RUNNING)
+    ds.shared_with.remove(bob)  # as if the unshare had committed between submit's check and insert
+    with pytest.raises(PermissionError, match="stopped sharing"):
+        lifecycle._run_start(Job.objects.select_related("dataset").get(pk=raced.pk), "w1").check()
+    own = _job(alice, ds, Job.Status.RUNNING)
+    assert lifecycle._run_start(Job.objects.select_related("dataset").get(pk=own.pk), "w1").failure is None
+    alice.is_active = False
+    alice.save(update_fields=["is_active"])
+    with pytest.raises(PermissionError, match="deactivated"):
+        lifecycle._run_start(Job.objects.select_related("dataset").get(pk=own.pk), "w1").check()

@@ -93,6 +93,7 @@ def _run_start(job: Job, worker_name: str) -> RunStart:
     try:
         if job.dataset is None:
             raise FileNotFoundError("the job's dataset was deleted")
+        _check_still_allowed(job)
         dataset_dir = str(job.dataset.directory)
         extra["dataset_name"] = job.dataset.name  # for the model card
         if is_hf(job.architecture):
@@ -103,6 +104,17 @@ def _run_start(job: Job, worker_name: str) -> RunStart:
         failure = exc
     return RunStart(job.pk, worker_name, job.architecture, job.model_config, job.train_config,
                     dataset_dir=dataset_dir, output_dir=str(job.directory), extra=extra, failure=failure)
+
+
+def _check_still_allowed(job: Job) -> None:
+    """A job submitted while its dataset was being unshared, or its owner deactivated, may
+    have been created after those ended the owner's jobs (jobs/cancel.py): it does not run."""
+    from webapp.jobs.access import datasets_for
+
+    if not job.owner.is_active:
+        raise PermissionError("the account was deactivated")
+    if not datasets_for(job.owner).filter(pk=job.dataset_id).exists():
+        raise PermissionError(f"the owner of dataset “{job.dataset.name}” stopped sharing it")
 
 
 def end_run(start: RunStart, status: str | None, *, error: str = "", metrics: dict | None = None,
