@@ -60,7 +60,8 @@ def redis_binary() -> str:
 
 
 class Stack:
-    def __init__(self, *, worker_queues: str = "train,ingest,infer,notify", env: dict | None = None):
+    def __init__(self, *, worker_queues: str = "train,ingest,infer", notify_queues: str = "notify",
+                 env: dict | None = None):
         self.tmp = Path(tempfile.mkdtemp(prefix="trainyard-stack-"))
         self.data_dir = self.tmp / "data"
         self.redis_port = free_port()
@@ -68,6 +69,7 @@ class Stack:
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.base_url = f"http://127.0.0.1:{self.http_port}"
         self.worker_queues = worker_queues
+        self.notify_queues = notify_queues  # their own worker, as in runstack: no try waits behind a webhook
         self.procs: dict[str, subprocess.Popen] = {}
         self.pg_admin_url = None
         self.database_url = self._make_database()
@@ -166,6 +168,8 @@ class Stack:
         out = self.manage("shell", "-c", USERS_SCRIPT).stdout
         self.tokens = json.loads(out.split("TOKENS=", 1)[1].strip().splitlines()[0])
         self.start_worker()
+        if self.notify_queues:
+            self.start_worker("notify", self.notify_queues)
         self.start_daphne()
         return self
 

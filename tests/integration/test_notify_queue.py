@@ -49,9 +49,8 @@ class Trickler:
 
 @pytest.fixture
 def own_stack():
-    s = Stack(worker_queues="train,ingest,infer",
-              env={"TRAINYARD_WEBHOOK_TIMEOUT": "40", "TRAINYARD_WEBHOOK_RETRIES": "0"}).start()
-    s.start_worker("notify", "notify")
+    s = Stack(env={"TRAINYARD_WEBHOOK_TIMEOUT": "40", "TRAINYARD_WEBHOOK_RETRIES": "0"}).start()
+    assert "notify" in s.procs and "notify" not in s.worker_queues  # the default: its own worker
     try:
         yield s
     finally:

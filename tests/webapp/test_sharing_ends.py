@@ -81,3 +81,49 @@ def test_cancelling_a_queued_job_notifies(alice, sent_tasks, django_capture_on_c
     with django_capture_on_commit_callbacks(execute=True):
         job_services.cancel_job(job, actor=alice)
     assert sent_tasks == [(celery.NOTIFY_TASK, str(job.pk), "cancelled")]
+
+
+def test_a_sharees_running_job_ends_cancelled_with_the_reason(alice, bob, django_capture_on_commit_callbacks):
+    """The run stops at its next step and the worker reports "cancelled" with no error of its
+    own: the job still says why it ended."""
+    from webapp.jobs import lifecycle
+
+    ds = ready_dataset(alice, "shared")
+    dataset_services.share_dataset(ds, "bob")
+    running = _job(bob, ds, Job.Status.RUNNING)
+    with django_capture_on_commit_callbacks(execute=True):
+        dataset_services.unshare_dataset(ds, "bob", actor=alice)
+    lifecycle.finish_job(running.pk, Job.Status.CANCELLED)
+    running.refresh_from_db()
+    assert running.status == "cancelled" and "stopped sharing" in running.error
+    status = running.events.filter(kind="status").order_by("-seq").first()
+    assert "stopped sharing" in status.data.get("error", "")
+
+
+def test_the_owners_own_cancel_of_a_running_job_has_no_reason(alice):
+    from webapp.jobs import lifecycle
+
+    running = _job(alice, ready_dataset(alice), Job.Status.RUNNING)
+    job_services.cancel_job(running, actor=alice)
+    lifecycle.finish_job(running.pk, Job.Status.CANCELLED)
+    running.refresh_from_db()
+    assert running.status == "cancelled" and running.error == ""
+
+
+def test_a_job_that_raced_the_unshare_or_the_deactivation_does_not_run(alice, bob):
+    """Submitted after the unshare (or deactivation) had ended the owner's jobs: its run
+    start refuses it with the reason, and it fails with that error (RunStart.check)."""
+    from webapp.jobs import lifecycle
+
+    ds = ready_dataset(alice, "shared")
+    dataset_services.share_dataset(ds, "bob")
+    raced = _job(bob, ds, Job.Status.RUNNING)
+    ds.shared_with.remove(bob)  # as if the unshare had committed between submit's check and insert
+    with pytest.raises(PermissionError, match="stopped sharing"):
+        lifecycle._run_start(Job.objects.select_related("dataset").get(pk=raced.pk), "w1").check()
+    own = _job(alice, ds, Job.Status.RUNNING)
+    assert lifecycle._run_start(Job.objects.select_related("dataset").get(pk=own.pk), "w1").failure is None
+    alice.is_active = False
+    alice.save(update_fields=["is_active"])
+    with pytest.raises(PermissionError, match="deactivated"):
+        lifecycle._run_start(Job.objects.select_related("dataset").get(pk=own.pk), "w1").check()

@@ -8,8 +8,10 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from tests.webapp.factories import finished_job, ready_dataset, running_job
+from tests.webapp.test_try import text_job
 from webapp.datasets.models import Dataset
 from webapp.hub.models import LocalModel
+from webapp.inference.models import OnnxExport
 from webapp.jobs.models import Job
 
 pytestmark = pytest.mark.django_db
@@ -27,7 +29,7 @@ def _client(user):
     return c
 
 
-def _writes(alice, bob):
+def _writes(alice, bob, charlie):
     """Every write route on another user's objects: (name, method, url, data, permission, check)."""
     ds = ready_dataset(alice, "private")
     ds2 = ready_dataset(alice, "private2")
@@ -36,6 +38,10 @@ def _writes(alice, bob):
     done2 = finished_job(alice)
     running = running_job(alice)
     running2 = running_job(alice)
+    ds4, ds5, ds6 = (ready_dataset(alice, f"private{n}") for n in (4, 5, 6))
+    for shared in (ds4, ds5):
+        shared.shared_with.add(charlie)
+    zoo = text_job(alice)  # a succeeded zoo job that can be exported to ONNX
     model = LocalModel.objects.create(owner=alice, name="alice-model", task="text-classification",
                                       path="/nonexistent", status="ready")
     return [
@@ -57,6 +63,14 @@ def _writes(alice, bob):
          lambda: not Job.objects.filter(pk=done.pk).exists()),
         ("page job delete", "form", f"/jobs/{done2.pk}/delete/", None, "jobs.delete_job",
          lambda: not Job.objects.filter(pk=done2.pk).exists()),
+        ("api dataset unshare", "post", f"/api/datasets/{ds4.pk}/share/", {"username": "charlie", "action": "remove"},
+         "datasets.change_dataset", lambda: not Dataset.objects.get(pk=ds4.pk).shared_with.exists()),
+        ("page dataset unshare", "form", f"/datasets/{ds5.pk}/share/", {"username": "charlie", "action": "remove"},
+         "datasets.change_dataset", lambda: not Dataset.objects.get(pk=ds5.pk).shared_with.exists()),
+        ("page dataset delete", "form", f"/datasets/{ds6.pk}/delete/", None, "datasets.delete_dataset",
+         lambda: not Dataset.objects.filter(pk=ds6.pk).exists()),
+        ("page onnx export", "form", f"/jobs/{zoo.pk}/onnx/", None, "jobs.change_job",
+         lambda: OnnxExport.objects.filter(job=zoo).exists()),
         ("page model delete", "form", f"/models/{model.pk}/delete/", None, "hub.delete_localmodel",
          lambda: not LocalModel.objects.filter(pk=model.pk).exists()),
     ]
@@ -72,9 +86,9 @@ def _send(client, method, url, data):
     return client.post(url, data or {}, content_type="application/json")
 
 
-def test_staff_without_permissions_changes_nothing_of_others(alice, bob, helpdesk):
+def test_staff_without_permissions_changes_nothing_of_others(alice, bob, charlie, helpdesk):
     c = _client(helpdesk)
-    for name, method, url, data, _perm, changed in _writes(alice, bob):
+    for name, method, url, data, _perm, changed in _writes(alice, bob, charlie):
         r = _send(c, method, url, data)
         assert r.status_code == 403, (name, r.status_code, r.content[:300])
         assert not changed(), f"{name}: changed without the permission"
@@ -82,8 +96,8 @@ def test_staff_without_permissions_changes_nothing_of_others(alice, bob, helpdes
     assert c.get(f"/api/datasets/{Dataset.objects.filter(owner=alice).first().pk}/").status_code == 200
 
 
-def test_staff_with_the_matching_permission_may(alice, bob, helpdesk):
-    writes = _writes(alice, bob)
+def test_staff_with_the_matching_permission_may(alice, bob, charlie, helpdesk):
+    writes = _writes(alice, bob, charlie)
     for name, method, url, data, perm, changed in writes:
         app, codename = perm.split(".")
         helpdesk.user_permissions.add(Permission.objects.get(content_type__app_label=app, codename=codename))

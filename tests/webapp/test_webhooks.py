@@ -47,6 +47,8 @@ def test_the_allowlist_lets_internal_receivers_through(settings):
 
 @pytest.mark.parametrize("text,why", [("127.0.0.1", "loopback"), ("::ffff:10.0.0.1", "private"),
                                       ("169.254.169.254", "link-local"), ("::ffff:169.254.169.254", "link-local"),
+                                      ("2002:7f00:1::", "6to4"), ("2002:a00:1::1", "6to4"),
+                                      ("2002:808:808::1", None),
                                       ("8.8.8.8", None), ("2001:4860:4860::8888", None)])
 def test_why_internal(text, why):
     reason = webhooks.why_internal(ipaddress.ip_address(text))
@@ -172,5 +174,62 @@ def test_a_trickling_receiver_is_cut_at_the_total_deadline(settings):
     threading.Thread(target=trickle, daemon=True).start()
     with pytest.raises(webhooks.WebhookError):
         webhooks.deliver(f"http://127.0.0.1:{server.getsockname()[1]}/h", "{}", {})
+    done.set()
+    server.close()
+
+
+def test_a_refused_name_does_not_disclose_its_internal_address(monkeypatch):
+    """Naming the address would let a user read the internal DNS zone through the message."""
+    monkeypatch.setattr(webhooks, "resolve", lambda host, port: [ipaddress.ip_address("10.2.3.4")])
+    with pytest.raises(ValidationError) as err:
+        validate_webhook_url("https://vault.corp.test/h")
+    text = " ".join(err.value.messages)
+    assert "private" in text and "10.2.3.4" not in text
+
+
+def test_resolving_counts_against_the_total_deadline(receiver, monkeypatch, settings):
+    """A name whose DNS answer comes after the deadline is not delivered to, even though the
+    answer (an allowed receiver) would be accepted."""
+    settings.TRAINYARD_WEBHOOK_ALLOWLIST = "127.0.0.0/8"
+    settings.TRAINYARD_WEBHOOK_TIMEOUT = 1
+    answered = threading.Event()
+
+    def slow_dns(host, port):
+        time.sleep(2)
+        answered.set()
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    monkeypatch.setattr(webhooks, "resolve", slow_dns)
+    port = receiver.rsplit(":", 1)[1]
+    with pytest.raises(webhooks.WebhookError) as err:
+        webhooks.deliver(f"http://slow-dns.example.test:{port}/h", "{}", {})
+    assert str(err.value) == webhooks.NO_ANSWER
+    answered.wait(5)  # the abandoned lookup finishes; still nothing was sent
+    assert Receiver.posts == []
+
+
+def test_the_answers_body_is_not_read(settings):
+    """Only the status counts: a receiver streaming an endless body is not read into memory
+    (the delivery returns as soon as the status line and headers are in)."""
+    settings.TRAINYARD_WEBHOOK_ALLOWLIST = "127.0.0.1"
+    settings.TRAINYARD_WEBHOOK_TIMEOUT = 2
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    done = threading.Event()
+
+    def endless():
+        conn, _ = server.accept()
+        conn.recv(65536)
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
+            while not done.wait(0.05):  # a body that never ends (well within memory here)
+                conn.sendall(b"x" * 65536)
+        except OSError:
+            pass  # the sender closed the connection
+        conn.close()
+
+    threading.Thread(target=endless, daemon=True).start()
+    assert webhooks.deliver(f"http://127.0.0.1:{server.getsockname()[1]}/h", "{}", {}) == 200
     done.set()
     server.close()

@@ -77,6 +77,8 @@ def _plain(ip: Address) -> Address:
 def why_internal(ip: Address) -> str | None:
     """Why this address may not receive webhooks, or None when it is a public address."""
     ip = _plain(ip)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.sixtofour is not None and why_internal(ip.sixtofour):
+        return "a 6to4 address of an internal IPv4 address"  # 2002:7f00:1:: is 127.0.0.1 via a relay
     for attribute, what in (("is_loopback", "a loopback address"), ("is_link_local", "a link-local address"),
                             ("is_multicast", "a multicast address"), ("is_unspecified", "an unspecified address"),
                             ("is_private", "a private-network address"), ("is_reserved", "a reserved address")):
@@ -129,10 +131,12 @@ def vetted_address(url: str, *, must_resolve: bool = True) -> Address | None:
             continue
         reason = why_internal(ip)
         if reason:
+            # The address itself is not named for a host name: that would let users read the
+            # internal DNS zone ("vault.corp resolves to 10.2.3.4") through this message.
+            literal = str(ip) == host.strip("[]")
             raise WebhookRefused(
-                f"{host} is {reason}; webhooks go to public internet receivers only"
-                + ("" if ip == addresses[0] and str(ip) == host.strip("[]") else f" (it resolves to {ip})")
-                + " — an administrator can allow internal receivers (TRAINYARD_WEBHOOK_ALLOWLIST)")
+                f"{host} {'is' if literal else 'resolves to'} {reason}; webhooks go to public internet "
+                "receivers only — an administrator can allow internal receivers (TRAINYARD_WEBHOOK_ALLOWLIST)")
     return addresses[0]
 
 
@@ -153,24 +157,29 @@ def deliver(url: str, body: str, headers: dict, deadline: float | None = None) -
     2xx: returned. 3xx and 4xx (but 429): ValueError (final: no redirect is followed).
     5xx, 429, no answer in time, any network error: WebhookError (retried by the task)."""
     import anyio
+    import anyio.to_thread
     import httpx
 
     deadline = deadline or float(settings.TRAINYARD_WEBHOOK_TIMEOUT)
-    ip = vetted_address(url)
     parts = urlsplit(url)
     host, port = _host_port(url)
-    literal = f"[{ip}]" if ip.version == 6 else str(ip)
-    target = parts._replace(netloc=f"{literal}:{port}").geturl()
     extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
     send_headers = {"Content-Type": "application/json", "User-Agent": "Trainyard-webhook/2",
                     "Host": parts.netloc.rsplit("@", 1)[-1], **headers}
 
     async def post() -> int:
-        async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=deadline) as client:
-            with anyio.fail_after(deadline):
-                response = await client.post(target, content=body.encode(), headers=send_headers,
-                                             extensions=extensions)
-                return response.status_code
+        with anyio.fail_after(deadline):
+            # Resolving counts against the deadline too: a receiver's slow DNS server must not
+            # hold the worker (getaddrinfo cannot be interrupted, so its thread is abandoned).
+            ip = await anyio.to_thread.run_sync(vetted_address, url, abandon_on_cancel=True)
+            literal = f"[{ip}]" if ip.version == 6 else str(ip)
+            target = parts._replace(netloc=f"{literal}:{port}").geturl()
+            async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=deadline) as client:
+                # Streamed and never read: only the status counts, and a receiver answering with
+                # an endless body must not fill the worker's memory before the deadline.
+                async with client.stream("POST", target, content=body.encode(), headers=send_headers,
+                                         extensions=extensions) as response:
+                    return response.status_code
 
     try:
         code = anyio.run(post)

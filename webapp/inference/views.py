@@ -74,8 +74,9 @@ def _uuid(value):
 
 @require_http_methods(["GET", "POST"])
 def onnx(request, pk):
-    """GET: the ONNX export's state; POST: start it (again, after a failure)."""
-    job = get_job_for_user(request.user, pk)
+    """GET: the ONNX export's state; POST: start it (again, after a failure). Starting writes
+    model.onnx into the job's artifacts: another user's job needs `jobs.change_job` for that."""
+    job = get_job_for_user(request.user, pk, write=request.method == "POST")
     if request.method == "POST":
         try:
             export = services.request_onnx_export(request.user, job)

@@ -30,8 +30,8 @@ def cancel_job(job: Job, actor=None, reason: str = "") -> Job:
             append_events(job.pk, [("status", event)])
             transaction.on_commit(lambda: notify_job_end(job.pk, Job.Status.CANCELLED))
         elif Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, cancel_requested=False).update(
-            cancel_requested=True
-        ):
+            cancel_requested=True, **({"error": reason[:10_000]} if reason else {})
+        ):  # the reason stays on the job when its run stops (lifecycle keeps it for "cancelled")
             text = f"cancel requested: {reason}" if reason else "cancel requested"
             append_events(job.pk, [("log", {"level": "warning" if reason else "info", "text": text})])
         scheduler.dispatch_soon()

@@ -93,6 +93,7 @@ def _run_start(job: Job, worker_name: str) -> RunStart:
     try:
         if job.dataset is None:
             raise FileNotFoundError("the job's dataset was deleted")
+        _check_still_allowed(job)
         dataset_dir = str(job.dataset.directory)
         extra["dataset_name"] = job.dataset.name  # for the model card
         if is_hf(job.architecture):
@@ -103,6 +104,17 @@ def _run_start(job: Job, worker_name: str) -> RunStart:
         failure = exc
     return RunStart(job.pk, worker_name, job.architecture, job.model_config, job.train_config,
                     dataset_dir=dataset_dir, output_dir=str(job.directory), extra=extra, failure=failure)
+
+
+def _check_still_allowed(job: Job) -> None:
+    """A job submitted while its dataset was being unshared, or its owner deactivated, may
+    have been created after those ended the owner's jobs (jobs/cancel.py): it does not run."""
+    from webapp.jobs.access import datasets_for
+
+    if not job.owner.is_active:
+        raise PermissionError("the account was deactivated")
+    if not datasets_for(job.owner).filter(pk=job.dataset_id).exists():
+        raise PermissionError(f"the owner of dataset “{job.dataset.name}” stopped sharing it")
 
 
 def end_run(start: RunStart, status: str | None, *, error: str = "", metrics: dict | None = None,
@@ -273,6 +285,10 @@ def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | N
                            lost: str = "") -> None:
     Artifact.objects.filter(job_id=job_id).delete()
     Artifact.objects.bulk_create(rows)
+    if status == Job.Status.CANCELLED and not error:
+        # A stop someone else forced (dataset unshared, account deactivated: jobs/cancel.py)
+        # keeps its reason on the job; the owner's own cancel has none.
+        error = Job.objects.filter(pk=job_id).values_list("error", flat=True).first() or ""
     updates = {"status": status, "error": error[:10_000], "finished_at": timezone.now(), "eta_seconds": None}
     if metrics:
         updates["metrics"] = dict(metrics)
