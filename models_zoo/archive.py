@@ -260,10 +260,17 @@ def check_declared_size(info: zipfile.ZipInfo, name: str, limits: dict) -> None:
                           f"expand at most {limits['max_ratio']}:1 (zip bomb?)")
 
 
-def check_declared_total(total: int, limits: dict, what: str = "the files in the ZIP") -> None:
+def check_declared_total(total: int, limits: dict, what: str = "the files in the ZIP", packed: int | None = None) -> None:
+    """The archive as a whole: its total uncompressed size, and — given `packed`, the sum of
+    the entries' compressed sizes — its total expansion ratio. Many small entries that each stay
+    under the per-entry ratio rule (1,000 × 1 MiB of zeros) are refused here."""
     if total > limits["max_total_bytes"]:
         raise IngestError(f"{what} add up to {size_text(total)} uncompressed; at most "
                           f"{size_text(limits['max_total_bytes'])}")
+    if packed is not None and total > limits["ratio_min_bytes"] and total > limits["max_ratio"] * max(1, packed):
+        raise IngestError(f"{what} expand {total // max(1, packed)}:1 in all ({size_text(packed)} → "
+                          f"{size_text(total)}); an archive may expand at most {limits['max_ratio']}:1 "
+                          f"(zip bomb?)")
 
 
 def read_entry(zf: zipfile.ZipFile, entry: Member, budget: Budget, limits: dict) -> bytes:
@@ -300,14 +307,15 @@ def scan_model_zip(zf, limits: dict) -> tuple[list[tuple[Member, list[str]]], li
         infos = zf.infolist()
         check_entry_count(infos, limits)
         files = []
-        declared = 0
+        declared = packed = 0
         for info, parts, is_dir in iter_members(infos):
             if is_dir:
                 continue
             check_declared_size(info, info.filename, limits)
             declared += info.file_size
+            packed += info.compress_size
             files.append((Member(info, info.filename), parts))
-        check_declared_total(declared, limits, "the files in the ZIP")
+        check_declared_total(declared, limits, "the files in the ZIP", packed=packed)
         check_overlaps(infos, getattr(zf, "start_dir", None))
     except IngestError as exc:  # worded for the user already
         raise ModelZipError(str(exc)) from None
@@ -324,14 +332,16 @@ NO_WEIGHTS = ("the ZIP has no safetensors weights (model.safetensors); save the 
               "save_pretrained(folder, safe_serialization=True) and zip that folder")
 
 
-def check_model_zip(path, limits: dict | None = None) -> None:
-    """`scan_model_zip` on a file: what the upload request checks. Raises ModelZipError."""
+def check_model_zip(path, limits: dict | None = None) -> int:
+    """`scan_model_zip` on a file: what the upload request checks; the files' declared
+    uncompressed total (what extraction will write, for the quota). Raises ModelZipError."""
     limits = {**MODEL_ZIP_LIMITS, **(limits or {})}
     try:
         with open(path, "rb") as f, open_zip(f, limits) as zf:
-            scan_model_zip(zf, limits)
+            files, _root = scan_model_zip(zf, limits)
     except IngestError as exc:
         raise ModelZipError(str(exc)) from None
+    return sum(member.info.file_size for member, _parts in files)
 
 
 def _model_root(entries: list[tuple[Member, list[str]]]) -> list[str]:

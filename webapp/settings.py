@@ -217,7 +217,8 @@ WHITENOISE_USE_FINDERS = True
 MAX_UPLOAD_BYTES = env_int("TRAINYARD_MAX_UPLOAD_MB", 4096) * 1024 * 1024
 MAX_REQUEST_BYTES = env_int("TRAINYARD_MAX_REQUEST_MB", 64) * 1024 * 1024
 UPLOAD_CHUNK_BYTES = env_int("TRAINYARD_UPLOAD_CHUNK_MB", 8) * 1024 * 1024
-TRAINYARD_USER_QUOTA_MB = env_int("TRAINYARD_USER_QUOTA_MB", 20 * 1024)  # per user, uploads + caches
+TRAINYARD_USER_QUOTA_MB = env_int("TRAINYARD_USER_QUOTA_MB", 20 * 1024)  # per user: every byte (accounts/storage.py)
+TRAINYARD_MAX_OPEN_UPLOADS = env_int("TRAINYARD_MAX_OPEN_UPLOADS", 5)  # chunked/tus uploads in progress per user
 # Request bodies above 1 MiB spool to disk (Django's ASGI handler keeps smaller ones in memory).
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp")

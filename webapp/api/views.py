@@ -135,6 +135,8 @@ class UploadList(Api):
         try:
             session = dataset_services.start_upload(request.user, request.data.get("filename"),
                                                     request.data.get("size"))
+        except dataset_services.TooManyUploads as exc:
+            return _error(str(exc), status.HTTP_429_TOO_MANY_REQUESTS)
         except DatasetError as exc:
             return _error(str(exc))
         return Response(session.to_dict(), status=status.HTTP_201_CREATED)

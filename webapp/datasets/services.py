@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,20 +16,11 @@ from django.utils import timezone
 
 from models_zoo import kinds
 from webapp import celery
-from webapp.accounts import audit
+from webapp.accounts import audit, storage
 from webapp.datasets.models import Dataset, IngestFailure, UploadSession
 from webapp.jobs.models import Job
 from webapp.datasets.validation import DatasetError, detect_kind, sniff_upload
 
-MIN_FREE_BYTES = 256 * 1024 * 1024
-
-
-def usage_bytes(user) -> int:
-    return Dataset.objects.filter(owner=user).aggregate(total=Sum("size_bytes"))["total"] or 0
-
-
-def quota_bytes() -> int:
-    return settings.TRAINYARD_USER_QUOTA_MB * 1024 * 1024
 
 
 def _options(kind: str, raw: dict) -> dict:
@@ -61,8 +53,10 @@ def create_dataset(user, uploaded=None, *, upload: UploadSession | None = None, 
         raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {', '.join(kinds.KINDS)}")
     sniff_upload(path, filename, kind)
     options = _options(kind, raw_options)
-    _check_space(user, size, exclude=upload)
-    with transaction.atomic():
+    # The check and the row that accounts for the bytes are one step (the user's lock): parallel
+    # uploads cannot each see the same free quota. A finished chunked upload's bytes move from
+    # its session to the dataset: counted once.
+    with _reserve(user, size, "this upload", exclude_upload=upload):
         ds = Dataset.objects.create(
             owner=user, name=(name.strip() or filename)[:200], description=description, kind=kind,
             original_filename=filename, size_bytes=size, options=options,
@@ -81,16 +75,18 @@ class UploadIncomplete(DatasetError):
     """The chunked upload still lacks bytes: the client may send them and try again."""
 
 
-def _check_space(user, size: int, exclude: UploadSession | None = None) -> None:
-    """Quota (datasets + uploads in progress) and free disk, before anything is written."""
-    pending = UploadSession.objects.filter(owner=user).exclude(pk=exclude.pk if exclude else None)
-    used = usage_bytes(user) + (pending.aggregate(total=Sum("size"))["total"] or 0)
-    quota = quota_bytes()
-    if used + size > quota:
-        raise DatasetError(f"this upload ({size / 2**20:.1f} MB) would exceed your storage quota: "
-                           f"{used / 2**20:.1f} MB of {quota / 2**20:.0f} MB used; delete a dataset first")
-    if shutil.disk_usage(settings.DATA_DIR).free < size + MIN_FREE_BYTES:
-        raise DatasetError("the server is low on disk space; ask an admin to free some")
+@contextmanager
+def _reserve(user, size: int, what: str, exclude_upload: UploadSession | None = None):
+    """storage.reserve, its refusal worded as a DatasetError."""
+    try:
+        with storage.reserve(user, size, what, exclude_upload=exclude_upload) as usage:
+            yield usage
+    except storage.QuotaExceeded as exc:
+        raise DatasetError(str(exc)) from None
+
+
+class TooManyUploads(DatasetError):
+    """The user has TRAINYARD_MAX_OPEN_UPLOADS uploads in progress already (429)."""
 
 
 STALE_UPLOAD = timedelta(hours=24)
@@ -110,8 +106,12 @@ def start_upload(user, filename: str, size) -> UploadSession:
         raise DatasetError(f"{filename}: larger than the {settings.MAX_UPLOAD_BYTES // 2**20} MB upload limit")
     for stale in UploadSession.objects.filter(created_at__lt=timezone.now() - STALE_UPLOAD):
         abort_upload(stale)  # abandoned uploads must not hold quota or disk forever
-    _check_space(user, size)
-    session = UploadSession.objects.create(owner=user, filename=filename, size=size)
+    with _reserve(user, size, "this upload"):  # the session holds its declared size from now on
+        open_uploads = UploadSession.objects.filter(owner=user).count()
+        if open_uploads >= settings.TRAINYARD_MAX_OPEN_UPLOADS:
+            raise TooManyUploads(f"you have {open_uploads} uploads in progress, the limit is "
+                                 f"{settings.TRAINYARD_MAX_OPEN_UPLOADS}; finish or cancel one first")
+        session = UploadSession.objects.create(owner=user, filename=filename, size=size)
     session.path.parent.mkdir(parents=True, exist_ok=True)
     session.path.touch()
     return session

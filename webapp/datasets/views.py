@@ -6,6 +6,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from models_zoo import kinds
+from webapp.accounts import storage
 from webapp.datasets import services
 from webapp.datasets.access import get_ingest_failure_for_user, ingest_failures_for
 from webapp.datasets.models import Dataset, IngestFailure
@@ -17,10 +18,11 @@ UPLOAD_OPTIONS = ("label_column", "text_column", "task", "image_size", "channels
 
 
 def _list_context(request, **extra) -> dict:
-    used, quota = services.usage_bytes(request.user), services.quota_bytes()
+    usage = storage.summary(request.user)
+    used, quota = usage["used"], usage["quota"]
     return {"datasets": datasets_for(request.user)[:500], "failures": ingest_failures_for(request.user),
             "errors": [], "values": {}, "kinds": Dataset.Kind.choices, "image_size_range": kinds.IMAGE_SIZE_RANGE,
-            "used": used, "quota": quota, "used_pct": min(100, round(100 * used / quota)) if quota else 0, **extra}
+            "used": used, "quota": quota, "usage": usage["by_category"], "used_pct": min(100, round(100 * used / quota)) if quota else 0, **extra}
 
 
 def dataset_list(request):

@@ -16,7 +16,7 @@ from django.http import Http404
 from models_zoo.archive import ModelZipError, check_model_zip
 from models_zoo.hf import TASKS, is_hf, local_name
 from webapp import celery
-from webapp.accounts import audit
+from webapp.accounts import audit, storage
 from webapp.hub.models import NAME_RE, LocalModel
 from webapp.jobs.access import may_write
 
@@ -107,8 +107,6 @@ def upload_model(user, uploaded=None, *, upload=None, name: str = "", task: str 
     The bytes are unpacked by a worker (`trainyard.extract_model_zip`, the ingest queue), so a
     large model never ties up the web tier; until then the row is `extracting`, and jobs cannot
     pick it."""
-    from webapp.datasets import services as dataset_services
-
     name = (name or "").strip()
     if not NAME_RE.match(name):
         raise HubError("name: use letters, digits, '.', '_' and '-' (starting with a letter or digit)")
@@ -125,20 +123,20 @@ def upload_model(user, uploaded=None, *, upload=None, name: str = "", task: str 
     else:
         raise HubError("choose a ZIP file to upload")
     try:
-        dataset_services._check_space(user, size * 2, exclude=upload)  # the ZIP and its extracted copy
-    except Exception as exc:  # noqa: BLE001 - DatasetError: quota or disk
-        raise HubError(str(exc)) from None
-    try:
-        check_model_zip(path)
+        unpacked = check_model_zip(path)  # the central directory: names, sizes, ratios, weights
     except ModelZipError as exc:
         raise HubError(str(exc)) from None
+
     pk = uuid.uuid4()
     directory = Path(settings.DATA_DIR) / "models" / str(pk)
     model = LocalModel(id=pk, name=name, task=task, path=str(directory), owner=user,
-                       description=description[:5000], size_bytes=size, status=LocalModel.Status.EXTRACTING)
+                       description=description[:5000], size_bytes=size + unpacked,
+                       status=LocalModel.Status.EXTRACTING)  # the ZIP and what it unpacks to, counted
     model.zip_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with transaction.atomic():
+        # The quota check and the row that holds the bytes are one step under the user's lock.
+        with storage.reserve(user, size + unpacked, "this model (the ZIP and its unpacked files)",
+                             exclude_upload=upload):
             model.save(force_insert=True)
             if upload is not None:
                 upload.delete()
@@ -147,6 +145,8 @@ def upload_model(user, uploaded=None, *, upload=None, name: str = "", task: str 
             # remove) becomes the pending ZIP: a rename on the data dir's filesystem, no copy.
             shutil.move(path, model.zip_path)
             transaction.on_commit(lambda: _enqueue_extraction(pk))
+    except storage.QuotaExceeded as exc:  # raised before anything moved
+        raise HubError(str(exc)) from None
     except BaseException:
         if model.zip_path.exists():  # rolled back after the move: the file goes back to the upload
             shutil.move(model.zip_path, path)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from models_zoo.contracts import MAX_IMAGE_BYTES, MAX_TEXT_CHARS, onnx_unsupported
 from models_zoo.kinds import KINDS, kind_of
 from webapp import celery
-from webapp.accounts import audit
+from webapp.accounts import audit, storage
 from webapp.inference.models import OnnxExport, Prediction
 from webapp.jobs.events import group_send, user_group
 from webapp.jobs.models import Job
@@ -86,22 +86,32 @@ def create_prediction(user, job: Job, data: dict, image=None) -> Prediction:
             raise TryError(f"the image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB")
         if image.size == 0:
             raise TryError("the image file is empty")
-    with transaction.atomic():
-        p = Prediction.objects.create(job=job, user=user, inputs=inputs,
-                                      image_name=(image.name or "")[:200] if image is not None else "")
-        if image is not None:
-            p.image_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.image_path.with_suffix(".partial")
-            with open(tmp, "wb") as f:
-                for chunk in image.chunks():
-                    f.write(chunk)
-            os.replace(tmp, p.image_path)
-        audit.record(user, "job.try", job, kind=kind)
-        # Keep a user's last KEEP answered tries per job; older rows go.
-        old = Prediction.objects.filter(job=job, user=user).exclude(status=Prediction.Status.PENDING)
-        Prediction.objects.filter(pk__in=list(old.values_list("pk", flat=True)[KEEP:])).delete()
-        transaction.on_commit(lambda: _send(celery.PREDICT_TASK, p.pk, lambda exc: finish_prediction(
-            p.pk, error=f"the inference queue (Redis) could not be reached: {exc}")))
+    try:
+        # The image counts against the quota until it is answered (and removed); checked and
+        # created under the user's lock, like every other stored byte (accounts/storage.py).
+        with storage.reserve(user, image.size if image is not None else 0, "this image"):
+            p = _store_prediction(user, job, kind, inputs, image)
+    except storage.QuotaExceeded as exc:
+        raise TryError(str(exc), 413) from None
+    return p
+
+
+def _store_prediction(user, job: Job, kind: str, inputs: dict, image) -> Prediction:
+    p = Prediction.objects.create(job=job, user=user, inputs=inputs,
+                                  image_name=(image.name or "")[:200] if image is not None else "")
+    if image is not None:
+        p.image_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.image_path.with_suffix(".partial")
+        with open(tmp, "wb") as f:
+            for chunk in image.chunks():
+                f.write(chunk)
+        os.replace(tmp, p.image_path)
+    audit.record(user, "job.try", job, kind=kind)
+    # Keep a user's last KEEP answered tries per job; older rows go.
+    old = Prediction.objects.filter(job=job, user=user).exclude(status=Prediction.Status.PENDING)
+    Prediction.objects.filter(pk__in=list(old.values_list("pk", flat=True)[KEEP:])).delete()
+    transaction.on_commit(lambda: _send(celery.PREDICT_TASK, p.pk, lambda exc: finish_prediction(
+        p.pk, error=f"the inference queue (Redis) could not be reached: {exc}")))
     return p
 
 

@@ -19,6 +19,7 @@ from models_zoo._checks import kind_error
 from models_zoo.hparams import TrainConfig
 from models_zoo.schema import ConfigError, to_json, validate
 from webapp.accounts import audit
+from webapp.accounts.storage import user_lock
 from webapp.datasets.models import Dataset
 from webapp.jobs import scheduler
 from webapp.jobs.cancel import cancel_active_jobs, cancel_job  # noqa: F401 - user verbs, re-exported
@@ -98,13 +99,15 @@ def submit_job(user, dataset: Dataset | None, architecture: str, model_config: d
 
         if errors := check_job_model(user, architecture, clean_model):
             raise SubmitError(errors)
-    active = Job.objects.filter(owner=user, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).count()
-    limit = scheduler.queued_limit(user)
-    if active >= limit:
-        raise SubmitError({"jobs": f"you have {active} queued or running jobs, the limit is {limit}; "
-                                   "wait for some to finish or cancel them"}, status=429)
     name = (name or "").strip()[:200] or f"{architecture} on {dataset.name}"
-    with transaction.atomic():
+    # The count and the create are one step under the user's lock (storage.user_lock): parallel
+    # submits queue on it, so exactly the limit is accepted, never the limit plus a race.
+    with user_lock(user):
+        active = Job.objects.filter(owner=user, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).count()
+        limit = scheduler.queued_limit(user)
+        if active >= limit:
+            raise SubmitError({"jobs": f"you have {active} queued or running jobs, the limit is {limit}; "
+                                       "wait for some to finish or cancel them"}, status=429)
         job = Job.objects.create(owner=user, dataset=dataset, name=name, architecture=architecture,
                                  model_config=clean_model, train_config=clean_train, priority=priority,
                                  min_gpu_memory_gb=min_gpu_memory_gb or None, gpu_type=gpu_type)

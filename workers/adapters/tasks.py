@@ -10,6 +10,7 @@ import time
 import traceback
 from pathlib import Path
 
+from webapp.accounts import storage
 from webapp.celery import INGEST_TASK, TRAIN_TASK, app
 from webapp.datasets import services as dataset_services
 from webapp.datasets.models import Dataset
@@ -90,7 +91,12 @@ def ingest_dataset(dataset_id: str) -> str:
             dataset_services.set_progress(ds.pk, done / total)
 
     try:
-        info = ingest(ds.kind, ds.upload_path, ds.directory, ds.options or {}, progress)
+        budget = storage.remaining_bytes(ds.owner)  # the upload itself is counted already
+        info = ingest(ds.kind, ds.upload_path, ds.directory, ds.options or {}, progress, max_cache_bytes=budget)
+        cache = sum(p.stat().st_size for p in ds.directory.rglob("*") if p.is_file())
+        if cache > budget:  # kinds whose cache size is only known once written
+            raise IngestError(f"its cache takes {cache / 2**20:.1f} MB, more than the {budget / 2**20:.1f} MB "
+                              "left in your storage quota; free some space and upload it again")
     except IngestError as exc:
         # A rejected file leaves nothing: the row and every file go, the owner keeps the reason.
         dataset_services.fail_ingest(ds, f"{ds.original_filename}: {exc}")

@@ -191,11 +191,12 @@ def _scan(zf: zipfile.ZipFile, limits: dict):
     check_overlaps(infos, getattr(zf, "start_dir", None))
 
     # Declared sizes: a fast refusal before anything is decompressed.
-    total = 0
+    total = packed = 0
     for entry, _ in images:
         check_declared_size(entry.info, entry.name, limits)
         total += entry.info.file_size
-    check_declared_total(total, limits, "the images in the ZIP")
+        packed += entry.info.compress_size
+    check_declared_total(total, limits, "the images in the ZIP", packed=packed)
     return images, others
 
 
@@ -416,6 +417,16 @@ def _probe(zf: zipfile.ZipFile, entries: list[_Entry], limits: dict, skipped: li
 
 
 
+def _check_cache_size(planned: int, limits: dict, image_size: int) -> None:
+    """The cache's size is known before a byte of it is written (N × C × H × W): refuse it when
+    it passes what the owner may still store (`max_cache_bytes`, from their quota)."""
+    budget = limits.get("max_cache_bytes")
+    if budget is not None and planned > budget:
+        raise IngestError(f"at {image_size}×{image_size} pixels the images need a {size_text(planned)} cache, "
+                          f"more than the {size_text(max(0, budget))} left in your storage quota; choose a "
+                          f"smaller image size or free some space")
+
+
 class _RowFile:
     """A preallocated uint8 .npy array [n, C, H, W] written one row at a time with pwrite.
 
@@ -537,6 +548,7 @@ def ingest_image_zip(
     max_entry_bytes: int = MAX_ENTRY_BYTES,
     max_ratio: float = MAX_RATIO,
     ratio_min_bytes: int = RATIO_MIN_BYTES,
+    max_cache_bytes: int | None = None,
 ) -> dict:
     """Validate the ZIP `source` and write the cache into `out_dir` (which must not exist).
     Returns the info dict (also written as info.json). `progress(done, total)` is called at the
@@ -555,7 +567,7 @@ def ingest_image_zip(
     if not 0.0 < val_fraction < 1.0:
         raise IngestError("the validation fraction must be between 0 and 1")
     limits = {"max_entries": max_entries, "max_total_bytes": max_total_bytes, "max_entry_bytes": max_entry_bytes,
-              "max_ratio": max_ratio, "ratio_min_bytes": ratio_min_bytes}
+              "max_ratio": max_ratio, "ratio_min_bytes": ratio_min_bytes, "max_cache_bytes": max_cache_bytes}
 
     files: dict[str, _RowFile] = {}
     try:
@@ -602,6 +614,7 @@ def _ingest(zf, tmp: Path, files: dict, limits: dict, *, image_size, channels, v
     keep = {"train": np.ones(n_train, dtype=bool), "val": np.ones(n_val, dtype=bool)}
 
     shape = (C, image_size, image_size)
+    _check_cache_size((n_train + n_val) * C * image_size * image_size, limits, image_size)
     files["train"] = _RowFile(tmp / "X_train.npy", n_train, shape)
     files["val"] = _RowFile(tmp / "X_val.npy", n_val, shape)
     formats = _decode_all(zf, entries, files, keep, skipped, limits, channels, image_size, prog, n_candidates)
