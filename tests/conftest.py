@@ -12,6 +12,15 @@ from tests.stack import running_stack
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Throttle counters live in the cache: each test starts with none (ids are reused)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def alice(db):
     return User.objects.create_user("alice", "alice@example.com", "pw-alice-123")

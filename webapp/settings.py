@@ -3,6 +3,7 @@ locally with no configuration (SQLite under the data dir, Redis on localhost).""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -303,6 +304,24 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
+    # Per user and action, on the shared cache; 429 with Retry-After (webapp/throttles.py).
+    "DEFAULT_THROTTLE_CLASSES": ["webapp.throttles.ActionThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        scope: env_str(f"TRAINYARD_RATE_{scope.upper()}", rate)
+        for scope, rate in {"submit": "60/min", "try": "60/min", "upload": "30/min", "share": "30/min"}.items()
+    },
+}
+# The shared cache: throttle counters (every web process counts together). Redis DB and key
+# prefix are this installation's own (several installations may share one Redis).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_str("TRAINYARD_CACHE_URL", REDIS_URL),
+        "KEY_PREFIX": env_str("TRAINYARD_CACHE_PREFIX",
+                              "trainyard-" + hashlib.sha256(str(DATA_DIR).encode()).hexdigest()[:12]),
+        "TIMEOUT": 300,
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Trainyard API",

@@ -399,6 +399,11 @@
     ws.onmessage = (msg) => {
       const data = JSON.parse(msg.data);
       if (data.type === "events") applyAll(data.events);
+      // A replay refused by the socket's rate limit: ask again when it says.
+      else if (data.type === "error" && data.retry_after) {
+        setTimeout(() => { if (ws.readyState === 1) ws.send(JSON.stringify({ after: lastSeq })); },
+                   1000 * data.retry_after);
+      }
     };
     ws.onclose = (e) => {
       if (e.code === 4401 || e.code === 4404) { setConn("not allowed"); return; }

@@ -90,6 +90,8 @@ class Api(APIView):
 
 
 class DatasetList(Api):
+    throttle_scope = "upload"  # on its POST (webapp/throttles.py)
+
     @extend_schema(operation_id="datasets_list", responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response({"datasets": [d.to_dict() for d in datasets_for(request.user)[:1000]],
@@ -129,6 +131,8 @@ def _own_upload(user, pk) -> UploadSession:
 
 
 class UploadList(Api):
+    throttle_scope = "upload"  # on its POST (webapp/throttles.py)
+
     @extend_schema(request=UploadStart, responses={201: OpenApiTypes.OBJECT})
     def post(self, request):
         """Start a chunked upload; then PUT the chunks in order and POST /api/datasets/ with `upload`."""
@@ -217,6 +221,8 @@ class DatasetDetail(Api):
 
 
 class DatasetShareView(Api):
+    throttle_scope = "share"  # on its POST (webapp/throttles.py)
+
     @extend_schema(request=DatasetShare, responses=OpenApiTypes.OBJECT)
     def post(self, request, pk):
         ds = get_dataset_for_user(request.user, pk, write=True)
@@ -244,6 +250,8 @@ class ArchitectureList(Api):
 
 
 class JobList(Api):
+    throttle_scope = "submit"  # on its POST (webapp/throttles.py)
+
     @extend_schema(operation_id="jobs_list", responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response({"jobs": Job.to_dicts(jobs_for(request.user).prefetch_related("artifacts")[:1000])})

@@ -138,6 +138,8 @@ class _VersionMismatch(Exception):
 
 
 class TusCreate(TusBase):
+    throttle_scope = "upload"  # creating an upload (webapp/throttles.py)
+
     @extend_schema(exclude=True)
     def post(self, request):
         try:

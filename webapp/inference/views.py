@@ -11,6 +11,7 @@ from models_zoo.contracts import raw_columns
 from webapp.inference import services
 from webapp.inference.models import OnnxExport, Prediction
 from webapp.jobs.access import get_job_for_user
+from webapp.throttles import throttled_page
 
 
 def _form_context(job) -> dict:
@@ -38,6 +39,7 @@ def try_page(request, pk):
 
 
 @require_POST
+@throttled_page("try")
 def predict(request, pk):
     job = get_job_for_user(request.user, pk)
     data = {k: request.POST.get(k, "") for k in ("text", "sequence", "prompt", "temperature", "top_k", "length")}

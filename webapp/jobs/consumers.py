@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
@@ -43,6 +45,10 @@ class SignedInConsumer(AsyncJsonWebsocketConsumer):
                 await self.channel_layer.group_discard(group, self.channel_name)
 
 
+REPLAY_BURST = 10  # replays a socket may ask for at once
+REPLAY_EVERY = 1.0  # then one per this many seconds
+
+
 class JobConsumer(SignedInConsumer):
     async def connect(self):
         user = _signed_in(self.scope)
@@ -60,13 +66,33 @@ class JobConsumer(SignedInConsumer):
         await self.accept()
 
     async def receive_json(self, content, **kwargs):
-        """`{"after": n}`: send the stored events numbered above n (replay / gap fill)."""
+        """`{"after": n}`: send the stored events numbered above n (replay / gap fill).
+
+        Replays are rate-limited per socket (a token bucket: REPLAY_BURST at once, then one per
+        REPLAY_EVERY seconds): a page asks once per reconnect or gap, a client asking hundreds of
+        times a second gets `{"type": "error", "retry_after": s}` instead of megabytes."""
         try:
             after = max(0, int(content.get("after", 0)))
         except (TypeError, ValueError, AttributeError):
             return
+        wait = self._replay_wait()
+        if wait:
+            await self.send_json({"type": "error", "error": f"too many replay requests; ask again in {wait:.1f} s",
+                                  "retry_after": round(wait, 1)})
+            return
         events = await _db(events_after)(self.job, after)
         await self.send_json({"type": "events", "events": events, "replay": True})
+
+    def _replay_wait(self) -> float:
+        """0 when a replay may go now (and takes its token), else the seconds until one may."""
+        now = time.monotonic()
+        tokens, last = getattr(self, "_replay_bucket", (float(REPLAY_BURST), now))
+        tokens = min(float(REPLAY_BURST), tokens + (now - last) / REPLAY_EVERY)
+        if tokens < 1.0:
+            self._replay_bucket = (tokens, now)
+            return (1.0 - tokens) * REPLAY_EVERY
+        self._replay_bucket = (tokens - 1.0, now)
+        return 0.0
 
     async def job_events(self, message):
         # The publisher serialised the frame once for every viewer; older messages carry events.

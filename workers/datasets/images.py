@@ -97,6 +97,7 @@ from models_zoo.archive import (
     iter_members,
     open_zip,
     read_entry,
+    size_text,
 )
 from models_zoo.kinds import IMAGE_SIZE_RANGE
 from workers.datasets.common import (
