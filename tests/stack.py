@@ -87,6 +87,9 @@ class Stack:
             EMAIL_FILE_PATH=str(self.tmp / "mail"),
             PYTHONUNBUFFERED="1",
             TRAINYARD_WEBHOOK_ALLOWLIST="127.0.0.1",  # the tests' receivers listen on loopback
+            # The suite's scenarios are no abuse: rate limits far above them (tests of the limits set theirs).
+            TRAINYARD_RATE_SUBMIT="6000/min", TRAINYARD_RATE_UPLOAD="6000/min", TRAINYARD_RATE_TRY="6000/min",
+            TRAINYARD_RATE_SHARE="6000/min",
         )
         self.env.update(env or {})
         self.tokens: dict[str, str] = {}
