@@ -9,9 +9,12 @@ imports only `models_zoo` contracts. Nothing here imports torch, Django, webapp 
     ONNX support table     onnx_unsupported(config)
     raw columns            raw_columns(info)  (a table's feature columns before one-hot)
     HF folder checks       check_folder(folder, label), ModelSourceError, PICKLE_SUFFIXES
+    a full disk            is_disk_full(exc), disk_full_message(worker, writing) (one wording everywhere)
 """
 
 from __future__ import annotations
+
+import errno
 
 import json
 from pathlib import Path
@@ -105,3 +108,45 @@ def check_folder(folder: Path, label: str) -> bool:
             f"(unpickling can run arbitrary code); convert it to safetensors first "
             f"(model.save_pretrained(folder, safe_serialization=True)) and add model.safetensors")
     return False
+
+
+# --- A full disk, in one wording -------------------------------------------------------------
+# One readable wording for a full disk, whoever hit it: the checkpoint writer, the artifact
+# export (safetensors, ONNX, the model card), dataset ingest. The raw errors differ (OSError
+# ENOSPC / EDQUOT / EFBIG, safetensors' SafetensorError carrying the OS message, torch.save's
+# RuntimeError around a failed write); the user needs the same three facts from each: the disk is
+# full, where, and what to do (free space, then Retry: the job resumes from its last checkpoint).
+
+
+FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+FULL_TEXTS = ("no space left on device", "disk quota exceeded", "file too large", "os error 28",
+              "errno 28", "enospc")
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """True when `exc`, or any exception it was raised from, is a full disk."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and getattr(exc, "errno", None) in FULL_ERRNOS:
+            return True
+        if getattr(exc, "errno", None) in FULL_ERRNOS:  # e.g. CheckpointError keeps the errno
+            return True
+        if any(t in str(exc).lower() for t in FULL_TEXTS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_full_message(worker: str, writing: str, then: str = "press Retry on the job page (it resumes "
+                                                                   "from its last checkpoint)") -> str:
+    return f"the disk is full on worker {worker} while writing {writing}; free space in the data directory, then {then}"
+
+
+def what_was_written(exc: BaseException) -> str:
+    text = str(exc).lower()
+    if "checkpoint" in text:
+        return "a checkpoint"
+    if "onnx" in text:
+        return "the ONNX export"
+    return "the trained model's files"

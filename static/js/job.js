@@ -226,6 +226,8 @@
     const final = FINAL.includes(status);
     document.getElementById("cancel-form").hidden = final;
     document.getElementById("delete-form").hidden = !final;
+    const retry = document.getElementById("retry-form");
+    if (retry) retry.hidden = status !== "failed";
     if (final) {
       if (!finishedAt) finishedAt = live || !job.finished_at ? Date.now() : Date.parse(job.finished_at);
       tickDuration();

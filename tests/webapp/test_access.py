@@ -28,6 +28,8 @@ OBJECT_ROUTES = {
     "api:tus-upload": "upload",
     "jobs:detail": "job",
     "jobs:cancel": "job",
+    "jobs:retry": "job",
+    "api:job-retry": "job",
     "jobs:delete": "job",
     "jobs:artifact": "job",
     "jobs:try": "job",

@@ -21,6 +21,7 @@ urlpatterns = [
     path("jobs/", views.JobList.as_view(), name="jobs"),
     path("jobs/<uuid:pk>/", views.JobDetail.as_view(), name="job"),
     path("jobs/<uuid:pk>/cancel/", views.JobCancel.as_view(), name="job-cancel"),
+    path("jobs/<uuid:pk>/retry/", views.JobRetry.as_view(), name="job-retry"),
     path("jobs/<uuid:pk>/events/", views.JobEvents.as_view(), name="job-events"),
     path("jobs/<uuid:pk>/artifacts/<str:name>", views.ArtifactDownload.as_view(), name="artifact"),
 ]

@@ -294,6 +294,21 @@ class JobCancel(Api):
         return Response(job.to_dict())
 
 
+class JobRetry(Api):
+    throttle_scope = "submit"
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT,
+                   description="Queue a failed job again (same id); it resumes from its last checkpoint and its "
+                               "attempts start over. 409 when the job is not failed, 429 at the active-job limit.")
+    def post(self, request, pk):
+        job = get_job_for_user(request.user, pk, write=True)
+        try:
+            job = services.retry_job(job, actor=request.user)
+        except services.RetryError as exc:
+            return _error(" ".join(exc.errors.values()), exc.status, exc.errors)
+        return Response(job.to_dict())
+
+
 class JobEvents(Api):
     @extend_schema(
         parameters=[OpenApiParameter("after", int, description="return events numbered above this"),

@@ -21,6 +21,21 @@ class JobAdmin(admin.ModelAdmin):
                        "metrics", "last_seq", "heartbeat_at", "created_at", "started_at", "finished_at",
                        "dispatched_at", "wait_reason"]
 
+    actions = ["retry_failed"]
+
+    @admin.action(description="Retry the selected failed jobs (from their last checkpoint)")
+    def retry_failed(self, request, queryset):
+        from webapp.jobs.services import RetryError, retry_job
+
+        done = refused = 0
+        for job in queryset.filter(status=Job.Status.FAILED):
+            try:
+                retry_job(job, actor=request.user)
+                done += 1
+            except RetryError:
+                refused += 1
+        self.message_user(request, f"{done} job(s) queued again" + (f"; {refused} refused (limit)" if refused else ""))
+
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         from webapp.jobs.scheduler import dispatch_soon

@@ -117,6 +117,38 @@ def submit_job(user, dataset: Dataset | None, architecture: str, model_config: d
     return job
 
 
+class RetryError(SubmitError):
+    """The job cannot be retried (not failed, or the user's active-job limit is reached)."""
+
+
+def retry_job(job: Job, actor=None) -> Job:
+    """Run a failed job again: the same job (id, settings, history), back in the queue with its
+    attempts reset by this user's action; the run resumes from its last good checkpoint (the
+    runtime loads the newest one that reads), so a failure after the last epoch (a full disk
+    while writing the model) only redoes the export. Counts against the active-job limit."""
+    with user_lock(job.owner):
+        job.refresh_from_db()
+        if job.status != Job.Status.FAILED:
+            raise RetryError({"status": f"only a failed job can be retried; this one is {job.status}"}, status=409)
+        active = Job.objects.filter(owner=job.owner, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).count()
+        limit = scheduler.queued_limit(job.owner)
+        if active >= limit:
+            raise RetryError({"jobs": f"you have {active} queued or running jobs, the limit is {limit}; "
+                                      "wait for some to finish or cancel them"}, status=429)
+        Job.objects.filter(pk=job.pk, status=Job.Status.FAILED).update(
+            status=Job.Status.QUEUED, attempts=0, error="", finished_at=None, cancel_requested=False,
+            requeue_requested=False, worker_name="", dispatched_at=None, wait_reason="", eta_seconds=None)
+        who = actor.get_username() if actor is not None else "an admin"
+        append_events(job.pk, [
+            ("log", {"level": "info", "text": f"retried by {who}: it resumes from its last checkpoint"}),
+            ("status", {"status": Job.Status.QUEUED}),
+        ])
+        audit.record(actor, "job.retry", job)
+        scheduler.dispatch_soon()
+    job.refresh_from_db()
+    return job
+
+
 def delete_job(job: Job, actor=None) -> bool:
     """Delete a finished job with its files; running or queued jobs must be cancelled first."""
     if not job.is_final:

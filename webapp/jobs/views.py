@@ -223,6 +223,18 @@ def job_cancel(request, pk):
 
 
 @require_POST
+def job_retry(request, pk):
+    job = get_job_for_user(request.user, pk, write=True)
+    try:
+        services.retry_job(job, actor=request.user)
+    except services.RetryError as exc:
+        messages.error(request, " ".join(exc.errors.values()))
+    else:
+        messages.info(request, "Job queued again; it resumes from its last checkpoint.")
+    return redirect("jobs:detail", pk=job.pk)
+
+
+@require_POST
 def job_delete(request, pk):
     job = get_job_for_user(request.user, pk, write="delete")
     if services.delete_job(job, actor=request.user):

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import shutil
 import signal
+import socket
 import time
 import traceback
 from pathlib import Path
@@ -14,6 +15,7 @@ from webapp.accounts import storage
 from webapp.celery import INGEST_TASK, TRAIN_TASK, app
 from webapp.datasets import services as dataset_services
 from webapp.datasets.models import Dataset
+from models_zoo.contracts import disk_full_message, is_disk_full, what_was_written
 from webapp.jobs import lifecycle
 from workers.adapters.logcapture import captured_output
 
@@ -66,6 +68,8 @@ def train_job(self, job_id: str) -> str:
         status = result.status
     except Exception as exc:  # noqa: BLE001 - any failure becomes the job's readable error
         status, error = "failed", f"{type(exc).__name__}: {exc}"
+        if is_disk_full(exc):
+            error = disk_full_message(worker, what_was_written(exc))
         reporter.emit("log", {"level": "error", "text": traceback.format_exc()[-5000:]})
     finally:
         reporter.close()
@@ -102,7 +106,11 @@ def ingest_dataset(dataset_id: str) -> str:
         dataset_services.fail_ingest(ds, f"{ds.original_filename}: {exc}")
         return "failed"
     except Exception as exc:
-        dataset_services.fail_ingest(ds, f"{ds.original_filename}: internal error while reading the file ({exc})")
+        if is_disk_full(exc):
+            dataset_services.fail_ingest(ds, f"{ds.original_filename}: " + disk_full_message(
+                socket.gethostname(), "the dataset's cache", then="upload it again"))
+        else:
+            dataset_services.fail_ingest(ds, f"{ds.original_filename}: internal error while reading the file ({exc})")
         raise
     if not Dataset.objects.filter(pk=ds.pk).exists():  # deleted while it was ingesting
         dataset_services.remove_files(dataset_services.files_of(ds))

@@ -98,7 +98,7 @@ class Checkpointer:
                 err = CheckpointError(
                     f"disk full while writing checkpoint {final.name} ({exc.strerror or exc}); "
                     + (f"the previous checkpoint {kept[0].name} is intact" if kept else "no earlier checkpoint")
-                    + "; free space in the data directory and restart the job")
+                    + "; free space in the data directory and press Retry on the job page")
                 err.errno, err.strerror = exc.errno, exc.strerror  # still reads as ENOSPC to callers
                 raise err from exc
             raise
