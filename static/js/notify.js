@@ -6,6 +6,8 @@
   const FINAL = { succeeded: "finished", failed: "failed", cancelled: "was cancelled" };
   const labels = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled" };
   let retries = 0;
+  let lastSeq = null;  // the user stream's number: on a reconnect, ask for what came after it
+  const toasted = new Set();  // job id + status: a replayed change does not toast twice
 
   const region = document.createElement("div");
   region.className = "toasts";
@@ -14,6 +16,9 @@
   document.body.append(region);
 
   function toast(job) {
+    const key = job.id + ":" + job.status;
+    if (toasted.has(key)) return;
+    toasted.add(key);
     const a = document.createElement("a");
     a.href = "/jobs/" + job.id + "/";
     a.className = "toast " + job.status;
@@ -36,6 +41,17 @@
     ws.onopen = () => { retries = 0; document.body.dataset.notify = "live"; };
     ws.onmessage = (msg) => {
       const data = JSON.parse(msg.data);
+      if (data.type === "hello") {
+        if (lastSeq !== null && data.seq > lastSeq) ws.send(JSON.stringify({ after: lastSeq }));
+        else lastSeq = data.seq;
+        return;
+      }
+      if (data.type === "error") {
+        if (data.retry_after) setTimeout(() => ws.readyState === 1 && ws.send(JSON.stringify({ after: lastSeq || 0 })),
+                                         1000 * data.retry_after);
+        return;
+      }
+      if (data.type === "job" && data.seq) lastSeq = Math.max(lastSeq || 0, data.seq);
       if (data.type !== "job") {  // try-the-model answers, ONNX exports: for the page that asked
         document.dispatchEvent(new CustomEvent("trainyard:" + data.type, { detail: data[data.type] }));
         return;

@@ -102,6 +102,7 @@ def test_user_socket_hears_own_job_changes_only(alice, bob):
         c.scope["user"] = alice
         connected, _ = await c.connect()
         assert connected
+        assert (await c.receive_json_from(timeout=5))["type"] == "hello"  # the stream's number
         await database_sync_to_async(append_events)(theirs.pk, [("status", {"status": "succeeded"})])
         await database_sync_to_async(append_events)(mine.pk, [("log", {"text": "not a status"})])
         await database_sync_to_async(append_events)(mine.pk, [("status", {"status": "failed"})],
@@ -141,6 +142,8 @@ def _signed_in_sockets(job, user):
 
 async def _closed(sock) -> bool:
     out = await sock.receive_output(timeout=5)
+    if out.get("type") == "websocket.send" and '"hello"' in (out.get("text") or ""):
+        out = await sock.receive_output(timeout=5)  # the user stream's greeting (its number) comes first
     return out == {"type": "websocket.close", "code": 4401}
 
 
@@ -167,6 +170,8 @@ def test_sockets_close_when_the_sign_in_ends(alice, how):
             assert await _closed(s), how
         for s in other_sockets:
             if how == "sign-out":  # only the session that signed out
+                out = await s.receive_output(timeout=0.3) if not await s.receive_nothing(timeout=0.3) else None
+                assert out is None or '"hello"' in (out.get("text") or "")
                 assert await s.receive_nothing(timeout=0.3)
                 await s.disconnect()
             else:

@@ -9,7 +9,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 
 from webapp.jobs.access import get_job_for_user
-from webapp.jobs.events import auth_group, events_after, group_name, user_group
+from webapp.jobs.events import auth_group, events_after, group_name, user_changes_after, user_cursor, user_group
 
 
 def _db(fn):
@@ -28,6 +28,17 @@ def _signed_in(scope):
 class SignedInConsumer(AsyncJsonWebsocketConsumer):
     """Closes with 4401 when its user signs out (that session), changes their password or is
     deactivated (every session): webapp.accounts.sockets sends `auth.revoked` to `auth.<user>`."""
+
+    def _replay_wait(self) -> float:
+        """0 when a replay may go now (and takes its token), else the seconds until one may."""
+        now = time.monotonic()
+        tokens, last = getattr(self, "_replay_bucket", (float(REPLAY_BURST), now))
+        tokens = min(float(REPLAY_BURST), tokens + (now - last) / REPLAY_EVERY)
+        if tokens < 1.0:
+            self._replay_bucket = (tokens, now)
+            return (1.0 - tokens) * REPLAY_EVERY
+        self._replay_bucket = (tokens - 1.0, now)
+        return 0.0
 
     async def join_auth_group(self, user) -> None:
         self.auth_group = auth_group(user.pk)
@@ -83,16 +94,6 @@ class JobConsumer(SignedInConsumer):
         events = await _db(events_after)(self.job, after)
         await self.send_json({"type": "events", "events": events, "replay": True})
 
-    def _replay_wait(self) -> float:
-        """0 when a replay may go now (and takes its token), else the seconds until one may."""
-        now = time.monotonic()
-        tokens, last = getattr(self, "_replay_bucket", (float(REPLAY_BURST), now))
-        tokens = min(float(REPLAY_BURST), tokens + (now - last) / REPLAY_EVERY)
-        if tokens < 1.0:
-            self._replay_bucket = (tokens, now)
-            return (1.0 - tokens) * REPLAY_EVERY
-        self._replay_bucket = (tokens - 1.0, now)
-        return 0.0
 
     async def job_events(self, message):
         # The publisher serialised the frame once for every viewer; older messages carry events.
@@ -110,13 +111,31 @@ class UserConsumer(SignedInConsumer):
         if user is None:
             await self.close(code=4401)
             return
+        self.user_id = user.pk
         self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.join_auth_group(user)
         await self.accept()
+        # Where the stream stands: a page that loses the socket asks for what came after it.
+        await self.send_json({"type": "hello", "seq": await _db(user_cursor)(user_id=user.pk)})
+
+    async def receive_json(self, content, **kwargs):
+        """`{"after": n}`: every job of this user whose status changed after stream number n
+        (missed while the socket was away), each once with its state now; rate-limited."""
+        try:
+            after = max(0, int(content.get("after", 0)))
+        except (TypeError, ValueError, AttributeError):
+            return
+        wait = self._replay_wait()
+        if wait:
+            await self.send_json({"type": "error", "error": f"too many replay requests; ask again in {wait:.1f} s",
+                                  "retry_after": round(wait, 1)})
+            return
+        for change in await _db(user_changes_after)(self.user_id, after):
+            await self.send_json({"type": "job", "replay": True, **change})
 
     async def job_changed(self, message):
-        await self.send_json({"type": "job", "job": message["job"]})
+        await self.send_json({"type": "job", "job": message["job"], "seq": message.get("seq")})
 
     async def inference_update(self, message):
         # A try-the-model answer ("prediction") or an ONNX export's outcome ("onnx"), for the

@@ -130,9 +130,32 @@ def publish_to_user(user_id, job_id) -> None:
     if job is None:
         return
     try:
-        group_send(user_group(user_id), {"type": "job.changed", "job": job.to_dict()})
+        group_send(user_group(user_id), {"type": "job.changed", "job": job.to_dict(), "seq": user_cursor(job_id=job_id)})
     except Exception as exc:  # noqa: BLE001 - the pages re-sync from the API
         log.warning("could not notify user %s about job %s: %s", user_id, job_id, exc)
+
+
+def user_cursor(user_id=None, job_id=None) -> int:
+    """The user stream's sequence number: the id of the newest status event (of one job, or of
+    all the user's jobs). Status events are stored rows, so a socket that was away can ask for
+    every change after the last number it saw (`user_changes_after`)."""
+    qs = JobEvent.objects.filter(kind="status")
+    qs = qs.filter(job_id=job_id) if job_id is not None else qs.filter(job__owner_id=user_id)
+    return qs.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def user_changes_after(user_id, after: int, limit: int = 500) -> list[dict]:
+    """The user's jobs whose status changed after `after`, each once, as {"job", "seq"} in order
+    (the job's state now: a replay sets the page right, it does not re-enact every step)."""
+    rows = (JobEvent.objects.filter(kind="status", job__owner_id=user_id, id__gt=after)
+            .order_by("id").values_list("id", "job_id")[:limit])
+    last = {}
+    for event_id, job_id in rows:
+        last[job_id] = event_id
+    jobs = {j.pk: j for j in Job.objects.select_related("owner", "dataset").prefetch_related("artifacts")
+            .filter(pk__in=list(last))}
+    return [{"job": jobs[j].to_dict(), "seq": seq} for j, seq in sorted(last.items(), key=lambda kv: kv[1])
+            if j in jobs]
 
 
 def events_after(job, after: int = 0, limit: int = 5000) -> list[dict]:

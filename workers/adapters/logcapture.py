@@ -49,6 +49,9 @@ def captured_output(emit):
 
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
         warnings.simplefilter("default")
+        # Not the job's: the worker's own connections collected by the GC (psycopg's "connection
+        # was deleted while still open" after a pool process was killed) belong in the worker log.
+        warnings.filterwarnings("ignore", category=ResourceWarning)
         warnings.showwarning = show
         try:
             yield
