@@ -8,6 +8,7 @@ os.environ.setdefault("TRAINYARD_DATA_DIR", tempfile.mkdtemp(prefix="trainyard-t
 from webapp.settings import *  # noqa: E402,F403
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+TRAINYARD_CHANNEL_PREFIX = "trainyard-tests"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user fixtures
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405

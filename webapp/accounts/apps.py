@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     label = "accounts"
 
     def ready(self):
-        from webapp.accounts import audit, sockets  # noqa: F401 - connects the signal receivers
+        from webapp.accounts import audit, sockets, tokens  # noqa: F401 - connects the signal receivers
