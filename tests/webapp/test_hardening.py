@@ -109,3 +109,16 @@ def test_admin_does_not_show_token_keys(staff, alice):
     c.force_login(staff)
     for path in ["/admin/", "/admin/accounts/apitoken/", "/admin/authtoken/tokenproxy/"]:
         assert key not in c.get(path).content.decode()
+
+
+def test_check_deploy_enforces_the_checklist(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"DATABASE_URL", "TRAINYARD_CHANNEL_PREFIX", "TRAINYARD_MAX_REQUEST_MB", "TRAINYARD_PROXY_COUNT"}} | {
+        "DJANGO_SETTINGS_MODULE": "webapp.settings", "TRAINYARD_DATA_DIR": str(tmp_path), "DEBUG": "0",
+        "SECRET_KEY": "prod-" + "k8Zq3vX9pL2mN7" * 5, "BEHIND_TLS_PROXY": "1", "ALLOWED_HOSTS": "ty.example"}
+    r = subprocess.run([sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, env=env,
+                       capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    for check in ("trainyard.W001", "trainyard.W002", "trainyard.W003", "trainyard.W004"):
+        assert check in out, out
