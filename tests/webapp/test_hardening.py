@@ -122,3 +122,22 @@ def test_check_deploy_enforces_the_checklist(tmp_path):
     out = r.stdout + r.stderr
     for check in ("trainyard.W001", "trainyard.W002", "trainyard.W003", "trainyard.W004"):
         assert check in out, out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_plain_drf_tokens_are_migrated_to_hashes_and_keep_working(alice):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("accounts", "0002_notification_settings")])
+    key = "0123456789abcdef0123456789abcdef01234567"  # a DRF key: 40 hex characters
+    with connection.cursor() as c:
+        c.execute("CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, created timestamp NOT NULL, "
+                  "user_id integer NOT NULL)")
+        c.execute("INSERT INTO authtoken_token VALUES (%s, %s, %s)", [key, "2026-01-02 03:04:05", alice.pk])
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    assert "authtoken_token" not in connection.introspection.table_names()  # no plain key left
+    assert _api(key) == 200 and _api(key, "Bearer") == 200
