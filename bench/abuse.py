@@ -172,10 +172,10 @@ def case_4(stack, watcher_session, ctx):
     before = data_dir_mib(stack)
     with Observer(stack, watcher_session) as obs:
         with open(path, "rb") as f:
-            r = alice.post(stack.url("/hub/"), files={"file": ("zeros.zip", f, "application/zip")},
+            r = alice.post(stack.url("/models/"), files={"file": ("zeros.zip", f, "application/zip")},
                            data={"name": "zeros", "task": "text-classification",
                                  "csrfmiddlewaretoken": alice.cookies["csrftoken"]},
-                           headers={"Referer": stack.url("/hub/")}, timeout=120)
+                           headers={"Referer": stack.url("/models/")}, timeout=120)
         time.sleep(10)  # extraction runs in a worker task
     emit("4: model ZIP of 1,000 x 1 MiB zeros", obs, zip_mib=round(path.stat().st_size / 2**20, 2),
          status=r.status_code, data_dir_growth_mib=round(data_dir_mib(stack) - before, 1))
