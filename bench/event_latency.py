@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/event_latency.py [--viewers 0 1 200] [--epochs 30] [--pin]
 
-Starts the real stack (redis-server, Celery worker, Daphne), runs a training job per viewer
+Starts the real stack (redis-server, Celery worker, uvicorn), runs a training job per viewer
 count, connects N authenticated websocket clients to the job, and prints p50/p95/max latency
 (receive time minus the event's emit time `t`, one clock) and the job's throughput, then the
 ratio of throughput with the most viewers to throughput with none: over the whole run (the
@@ -10,7 +10,7 @@ job's own samples/s, including the time the viewers connect) and while watched (
 progress events stamped after every viewer is connected; the 0-viewer case uses the same window,
 from its start).
 
---pin puts the training worker on the last CPU and everything else (Daphne, Redis, this
+--pin puts the training worker on the last CPU and everything else (uvicorn, Redis, this
 process with its simulated browsers) on the others, for every case including the one with no
 viewers: on a small machine the 200 simulated browsers run in this process and would otherwise
 take CPU from the training they are measuring. A real deployment has the browsers elsewhere
@@ -160,10 +160,10 @@ def main() -> None:
         if args.pin:
             trainer, rest = {cpus[-1]}, set(cpus[:-1])
             pin(stack.procs["worker"].pid, trainer)
-            for name in ("daphne", "redis"):
+            for name in ("web", "redis"):
                 pin(stack.procs[name].pid, rest)
             os.sched_setaffinity(0, rest)
-            print(f"pinned: training worker on CPU {cpus[-1]}, Daphne/Redis/viewers on CPU {sorted(rest)}")
+            print(f"pinned: training worker on CPU {cpus[-1]}, uvicorn/Redis/viewers on CPU {sorted(rest)}")
         else:
             print(f"not pinned: everything shares CPUs {cpus}")
         session = login(stack, "alice", PASSWORD)
@@ -175,7 +175,7 @@ def main() -> None:
             ms = [x * 1000 for x, _ in latencies]
             # Progress events are stamped when the reporter flushes, the others when the training
             # code emits them: progress latency is the transport alone (database write, Redis,
-            # Daphne, socket), the rest adds the time an event waits in the reporter's batch.
+            # uvicorn, socket), the rest adds the time an event waits in the reporter's batch.
             transport = [x * 1000 for x, kind in latencies if kind == "progress"]
             if n:
                 print(f"{n:4d} viewers: {len(ms):6d} deliveries  p50 {pct(ms, 50):7.1f} ms  p95 {pct(ms, 95):7.1f} ms  "

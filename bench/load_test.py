@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/load_test.py [--users 50] [--jobs-per-user 2] [--viewers 200] [--workers 1]
 
-Starts the real stack (redis-server, Celery worker(s), Daphne), creates N users with API tokens
+Starts the real stack (redis-server, Celery worker(s), uvicorn), creates N users with API tokens
 and browser sessions, shares one small table dataset with all of them, then, all at once:
 - every user submits its jobs through `POST /api/jobs/` (one thread per user);
 - every user's browser opens its jobs list and job page (`GET /jobs/`, `GET /jobs/<id>/`), waits
@@ -46,11 +46,11 @@ FINAL = ("succeeded", "failed", "cancelled")
 USERS_SCRIPT = """
 import json
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
+from webapp.accounts.tokens import create_token
 out = {}
 for i in range(%d):
     u = User.objects.create_user(f"load{i:03d}", f"load{i:03d}@example.com", %r)
-    out[u.username] = Token.objects.create(user=u).key
+    out[u.username] = create_token(u, "load test", "never")[1]
 print("TOKENS=" + json.dumps(out))
 """
 

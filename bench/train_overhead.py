@@ -11,7 +11,7 @@ autocast and channels_last, as the runtime does for images.
 
 1. bare: a minimal hand-written loop (data as device tensors, shuffle, step, eval per epoch);
 2. runtime: `workers.training.run()` in-process, no callbacks (checkpoints, samples, metrics);
-3. full: the real stack (redis-server, Celery worker, Daphne) with a job submitted over the API;
+3. full: the real stack (redis-server, Celery worker, uvicorn) with a job submitted over the API;
    the worker's Reporter stores and publishes events while it trains.
 The three run interleaved for --rounds rounds (a noisy neighbour on a shared machine slows each
 alike). Prints samples/s for each and the ratios runtime/bare and full/bare (target ≥ 0.97),
@@ -133,7 +133,7 @@ def runtime(ds_dir: Path, train: dict, device: str, arch: str = "mlp", model_con
 
 
 class Full:
-    """The real stack (redis-server, Celery worker, Daphne), started once; each call trains one job."""
+    """The real stack (redis-server, Celery worker, uvicorn), started once; each call trains one job."""
 
     def __init__(self, upload: Path, kind: str = "auto", arch: str = "mlp", model_config: dict = MODEL):
         from tests.stack import Stack

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/try_latency.py [--tries 30]
 
-Starts the real stack (redis-server, one Celery worker consuming train,ingest,infer, Daphne),
+Starts the real stack (redis-server, one Celery worker consuming train,ingest,infer, uvicorn),
 trains a small CNN on 8×8 digits and a GPT on a small corpus, then times the first try of each
 (the worker loads the model) and the following ones (the model comes from the worker's LRU),
 printing p50/p95 of the whole round trip and of the worker's own model time.

@@ -9,6 +9,7 @@ from webapp.settings import *  # noqa: E402,F403
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}  # emptied per test (conftest)
+TRAINYARD_CHANNEL_PREFIX = "trainyard-tests"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user fixtures
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405

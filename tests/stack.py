@@ -1,4 +1,5 @@
-"""The real stack for integration and E2E tests: redis-server, a Celery worker and Daphne,
+"""The real stack for integration and E2E tests: redis-server, a Celery worker and the web server
+(uvicorn, named "web" in `procs`),
 each a separate process, on a fresh database (SQLite file, or PostgreSQL when
 DATABASE_URL points at one)."""
 
@@ -26,11 +27,11 @@ PASSWORD = "S3cure-pass-for-tests"
 USERS_SCRIPT = """
 import json
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
+from webapp.accounts.tokens import create_token
 out = {}
 for name, staff in [("alice", False), ("bob", False), ("charlie", False), ("root", True)]:
     u = User.objects.create_user(name, f"{name}@example.com", %r, is_staff=staff, is_superuser=staff)
-    out[name] = Token.objects.create(user=u).key
+    out[name] = create_token(u, "tests", "never")[1]
 print("TOKENS=" + json.dumps(out))
 """ % PASSWORD
 
@@ -144,11 +145,13 @@ class Stack:
         wait_for(lambda: b" ready." in (self.tmp / f"{name}.log").read_bytes(), 60, f"celery worker {name}")
         return proc
 
-    def start_daphne(self) -> None:
-        self._spawn("daphne", [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.http_port),
-                               "webapp.asgi:application"])
+    def start_web(self) -> None:
+        """The web server, with the command line `runstack` uses (webapp/server.py)."""
+        from webapp.server import server_argv
+
+        self._spawn("web", server_argv("127.0.0.1", self.http_port))
         wait_for(lambda: requests.get(self.base_url + "/accounts/login/", timeout=2).status_code == 200,
-                 60, "daphne")
+                 60, "web server")
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         proc = self.procs.pop(name, None)
@@ -173,11 +176,11 @@ class Stack:
         self.start_worker()
         if self.notify_queues:
             self.start_worker("notify", self.notify_queues)
-        self.start_daphne()
+        self.start_web()
         return self
 
     def close(self) -> None:
-        for name in ["daphne", *[n for n in self.procs if n not in {"daphne", "redis"}], "redis"]:
+        for name in ["web", *[n for n in self.procs if n not in {"web", "redis"}], "redis"]:
             self.stop(name, timeout=10)
         self._drop_database()
         if os.environ.get("TRAINYARD_KEEP_STACK_LOGS"):

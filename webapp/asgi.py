@@ -1,10 +1,18 @@
-"""ASGI entry point: Django over HTTP, job event websockets over Channels."""
+"""ASGI entry point: Django over HTTP, job event websockets over Channels.
+
+uvicorn serves it (`runstack`, tests/stack.py): it hands request bodies to the app as they
+arrive, so `RequestBodyLimit` refuses an oversized body on the stream, before Django buffers it;
+websocket handshakes must come from the page's own origin (`SameOriginValidator`)."""
 
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+from webapp.datadirs import restrict_umask  # noqa: E402
+
+restrict_umask()  # what the web server writes (uploads, the database) is the account's alone
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 
@@ -13,16 +21,19 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddleware  # noqa: E402
 from channels.db import database_sync_to_async  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from channels.sessions import CookieMiddleware, SessionMiddleware  # noqa: E402
 
+from django.conf import settings  # noqa: E402
+
 from webapp.jobs.routing import websocket_urlpatterns  # noqa: E402
+from webapp.limits import RequestBodyLimit  # noqa: E402
+from webapp.websocket_origin import SameOriginValidator  # noqa: E402
 
 
 class SocketAuthMiddleware(AuthMiddleware):
     """Channels' AuthMiddleware, but the session and user lookup of a websocket handshake runs in
     a thread pool of its own instead of the single thread where Django runs synchronous views:
-    under a burst of page loads, handshakes still finish before Daphne's handshake timeout."""
+    under a burst of page loads, handshakes still finish before the server's handshake timeout."""
 
     async def resolve_scope(self, scope):
         from webapp.accounts.socket_tokens import user_for_scope  # session user, or the API token's
@@ -32,8 +43,8 @@ class SocketAuthMiddleware(AuthMiddleware):
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        "http": RequestBodyLimit(django_asgi_app, limit=lambda: settings.MAX_REQUEST_BYTES),
+        "websocket": SameOriginValidator(
             CookieMiddleware(SessionMiddleware(SocketAuthMiddleware(URLRouter(websocket_urlpatterns))))),
     }
 )

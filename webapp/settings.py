@@ -86,7 +86,6 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -96,7 +95,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "axes",
     "webapp.accounts",
@@ -212,9 +211,9 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 
-# Uploads. Daphne queues a whole request body in memory before Django sees it, so single
-# requests stay small: files larger than TRAINYARD_MAX_REQUEST_MB go through the chunked upload
-# API (the web page always uses it), TRAINYARD_MAX_UPLOAD_MB caps the whole file.
+# Uploads. One request body may be at most TRAINYARD_MAX_REQUEST_MB: webapp/limits.py answers 413
+# on the stream, before Django buffers anything. Larger files go through the chunked upload API
+# (the web page always uses it), TRAINYARD_MAX_UPLOAD_MB caps the whole file.
 MAX_UPLOAD_BYTES = env_int("TRAINYARD_MAX_UPLOAD_MB", 4096) * 1024 * 1024
 MAX_REQUEST_BYTES = env_int("TRAINYARD_MAX_REQUEST_MB", 64) * 1024 * 1024
 UPLOAD_CHUNK_BYTES = env_int("TRAINYARD_UPLOAD_CHUNK_MB", 8) * 1024 * 1024
@@ -227,6 +226,12 @@ FILE_UPLOAD_HANDLERS = ["webapp.datasets.uploads.LimitedTemporaryFileUploadHandl
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 500
 
+# The web server's own limits (uvicorn, webapp/server.py): the request line plus headers of one
+# request, one websocket message from a client, connections and tasks at once (then 503).
+TRAINYARD_MAX_HEADER_BYTES = env_int("TRAINYARD_MAX_HEADER_KB", 64) * 1024
+TRAINYARD_WS_MAX_MESSAGE_BYTES = env_int("TRAINYARD_WS_MAX_MESSAGE_KB", 64) * 1024
+TRAINYARD_WEB_MAX_CONNECTIONS = env_int("TRAINYARD_WEB_MAX_CONNECTIONS", 4000)
+
 # Security headers; production hardening switches on when DEBUG is off.
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -235,28 +240,43 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
-SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+# Each its own choice: includeSubDomains binds every host under the domain to https, and preload
+# asks browsers to ship that in their built-in list (hard to undo). Neither follows from the first.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 if env_bool("BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # The live-event fan-out. "pubsub" (default): one Redis PUBLISH per batch of events, copied to
-# every viewer inside each Daphne process (200 viewers of a job cost one Redis message, not 200).
+# every viewer inside each web server process (200 viewers of a job cost one Redis message, not 200).
 # Messages to a page that is not connected are dropped, which is fine: the database holds every
 # event and pages re-sync by sequence number. "lists": channels_redis' list-based layer (each
 # viewer gets its own copy in Redis, kept up to `expiry` seconds).
 TRAINYARD_CHANNEL_LAYER = env_str("TRAINYARD_CHANNEL_LAYER", "pubsub")
 if TRAINYARD_CHANNEL_LAYER not in ("pubsub", "lists"):
     raise ImproperlyConfigured("TRAINYARD_CHANNEL_LAYER must be pubsub or lists")
+
+
+def _default_channel_prefix() -> str:
+    """Redis pub/sub ignores database numbers, so two installations on one Redis would hear each
+    other's `job.<id>` / `user.<n>` groups: each gets its own prefix, derived from what makes it
+    itself (data dir and database), the same in every process of one installation."""
+    import hashlib
+
+    database = env_str("DATABASE_URL") or str(DATA_DIR / "trainyard.sqlite3")
+    return "ty" + hashlib.sha256(f"{DATA_DIR}\n{database}".encode()).hexdigest()[:12]
+
+
+TRAINYARD_CHANNEL_PREFIX = env_str("TRAINYARD_CHANNEL_PREFIX") or _default_channel_prefix()
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": TRAINYARD_CHANNEL_PREFIX},
     } if TRAINYARD_CHANNEL_LAYER == "pubsub" else {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 500, "expiry": 30},
+        "CONFIG": {"hosts": [REDIS_URL], "capacity": 500, "expiry": 30, "prefix": TRAINYARD_CHANNEL_PREFIX},
     }
 }
 
@@ -293,7 +313,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "webapp.accounts.tokens.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -323,6 +343,16 @@ CACHES = {
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
+# API tokens (django-rest-knox): only a SHA-512 digest is stored, several named tokens per user,
+# each with its own expiry, all revoked on a password change (webapp/accounts/tokens.py).
+KNOX_TOKEN_MODEL = "accounts.ApiToken"
+REST_KNOX = {
+    "TOKEN_TTL": None,  # each token's expiry is chosen when it is created
+    "TOKEN_PREFIX": "ty_",  # recognisable in logs and by secret scanners
+    "AUTH_HEADER_PREFIX": "Token",  # `Bearer` is accepted too
+}
+TRAINYARD_MAX_TOKENS_PER_USER = env_int("TRAINYARD_MAX_TOKENS_PER_USER", 20)
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Trainyard API",
     "DESCRIPTION": "Datasets, training jobs, live events and model downloads.",

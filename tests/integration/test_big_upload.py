@@ -1,4 +1,4 @@
-"""A large file through the real Daphne in chunks: the server's memory stays bounded."""
+"""A large file through the real web server in chunks: the server's memory stays bounded."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ pytestmark = pytest.mark.stack
 SIZE = 192 * 1024 * 1024
 
 
-def test_chunked_upload_keeps_daphne_memory_bounded(stack):
+def test_chunked_upload_keeps_web_server_memory_bounded(stack):
     api = stack.api("alice")
-    daphne = psutil.Process(stack.procs["daphne"].pid)
-    before = daphne.memory_info().rss
+    web = psutil.Process(stack.procs["web"].pid)
+    before = web.memory_info().rss
     peak = [before]
     done = threading.Event()
 
     def watch():
         while not done.wait(0.05):
-            peak[0] = max(peak[0], daphne.memory_info().rss)
+            peak[0] = max(peak[0], web.memory_info().rss)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
@@ -43,7 +43,7 @@ def test_chunked_upload_keeps_daphne_memory_bounded(stack):
     part = stack.data_dir / "uploads" / "sessions" / f"{session['id']}.part"
     assert part.stat().st_size == SIZE
     growth = (peak[0] - before) / 2**20
-    print(f"daphne RSS before {before / 2**20:.0f} MiB, peak growth {growth:.0f} MiB for a {SIZE // 2**20} MiB upload")
+    print(f"web server RSS before {before / 2**20:.0f} MiB, peak growth {growth:.0f} MiB for a {SIZE // 2**20} MiB upload")
     assert growth < 64  # a few chunks at most, never the file
     assert api.delete(stack.url(f"/api/uploads/{session['id']}/")).status_code == 204
     assert not part.exists()

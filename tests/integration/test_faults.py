@@ -1,4 +1,4 @@
-"""Faults on the real stack (redis-server, Celery worker, Daphne): the web server restarted under
+"""Faults on the real stack (redis-server, Celery worker, uvicorn): the web server restarted under
 open websocket clients, and the SQLite database held locked by another connection mid-job."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _collect(ws, seen: dict, until_final: bool, timeout: float = 240) -> None:
     raise AssertionError("no final status on the websocket")
 
 
-def test_daphne_restart_open_clients_reconnect_and_catch_up(fstack, tmp_path):
+def test_web_server_restart_open_clients_reconnect_and_catch_up(fstack, tmp_path):
     s = fstack
     api = s.api("alice")
     ds = _dataset(s, api, tmp_path)
@@ -56,12 +56,12 @@ def test_daphne_restart_open_clients_reconnect_and_catch_up(fstack, tmp_path):
     _collect(ws, seen, until_final=False)
     wait_for(lambda: api.get(s.url(f"/api/jobs/{job['id']}/")).json()["epoch"] >= 1, 120, "epoch 1")
 
-    s.stop("daphne")  # the client's socket drops; the worker keeps training and storing events
+    s.stop("web")  # the client's socket drops; the worker keeps training and storing events
     with pytest.raises(Exception):
         while True:
             ws.recv(timeout=10)
     time.sleep(2)  # let the job move on while no web server is up (not an assertion)
-    s.start_daphne()  # same port; the session is in the database, so the cookie still works
+    s.start_web()  # same port; the session is in the database, so the cookie still works
 
     ws = open_socket(s, browser, job["id"])
     ws.send(json.dumps({"after": max(seen) if seen else 0}))  # what the page does on reconnect

@@ -1,4 +1,4 @@
-"""Hugging Face fine-tuning jobs through the real stack (Redis, Celery worker, Daphne), offline
+"""Hugging Face fine-tuning jobs through the real stack (Redis, Celery worker, uvicorn), offline
 (HF_HUB_OFFLINE=1): the real pretrained all-MiniLM-L6-v2, a tiny GPT-2 and a tiny ViT that the
 test saves as local models, resume after SIGKILL, cancel, and the downloaded save_pretrained ZIP."""
 

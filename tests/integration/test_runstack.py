@@ -1,4 +1,4 @@
-"""`manage.py runstack` (what `make run` starts): embedded Redis, admin account, Daphne and
+"""`manage.py runstack` (what `make run` starts): embedded Redis, admin account, uvicorn and
 workers up; Ctrl-C stops every child process."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def test_runstack_starts_everything_and_ctrl_c_stops_it(tmp_path):
 
         # Sign in as the printed admin and see the worker registered in the admin panel.
         s = requests.Session()
-        wait_for(lambda: s.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=2).ok, 60, "daphne")
+        wait_for(lambda: s.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=2).ok, 60, "web server")
         r = s.post(f"http://127.0.0.1:{port}/accounts/login/", data={
             "username": "admin", "password": password, "csrfmiddlewaretoken": s.cookies["csrftoken"]},
             headers={"Referer": f"http://127.0.0.1:{port}/accounts/login/"})
@@ -51,7 +51,7 @@ def test_runstack_starts_everything_and_ctrl_c_stops_it(tmp_path):
 
         wait_for(workers_registered, 60, "worker registration")
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 4  # redis, daphne, training worker, ingest worker (+ pool processes)
+        assert len(children) >= 4  # redis, web server, training worker, ingest worker (+ pool processes)
 
         # Ctrl-C reaches the whole foreground process group, as in a terminal.
         os.killpg(proc.pid, signal.SIGINT)

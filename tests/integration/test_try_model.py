@@ -1,5 +1,5 @@
 """Try-the-model, ONNX export and job-end notifications through the real stack (redis-server,
-Celery worker consuming `infer`, Daphne): answers pushed on the user's socket, bad input, access."""
+Celery worker consuming `infer`, uvicorn): answers pushed on the user's socket, bad input, access."""
 
 from __future__ import annotations
 

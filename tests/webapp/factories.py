@@ -41,3 +41,10 @@ def running_job(owner, dataset=None) -> Job:
     dataset = dataset or ready_dataset(owner)
     return Job.objects.create(owner=owner, dataset=dataset, name="running", architecture="mlp",
                               status=Job.Status.RUNNING, train_config={"epochs": 5})
+
+
+def api_token(user, name: str = "tests") -> str:
+    """A new API token's key for `user`, made the way the profile page makes one."""
+    from webapp.accounts.tokens import create_token
+
+    return create_token(user, name, "never")[1]

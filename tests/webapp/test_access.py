@@ -11,9 +11,8 @@ import uuid
 import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
-from rest_framework.authtoken.models import Token
 
-from tests.webapp.factories import finished_job, running_job
+from tests.webapp.factories import api_token, finished_job, running_job
 
 # route name -> (object kind, whether the route changes state)
 OBJECT_ROUTES = {
@@ -45,7 +44,7 @@ OBJECT_ROUTES = {
 }
 # Routes without an object id: must require login (pages redirect, API answers 401/403).
 LIST_ROUTES = {
-    "home", "accounts:profile", "accounts:token", "password_change", "password_change_done", "accounts:notifications", "accounts:webhook_secret", "datasets:list", "jobs:list", "jobs:new", "jobs:compare",
+    "home", "accounts:profile", "accounts:token", "accounts:revoke_token", "password_change", "password_change_done", "accounts:notifications", "accounts:webhook_secret", "datasets:list", "jobs:list", "jobs:new", "jobs:compare",
     "api:architectures", "api:datasets", "api:jobs", "api:uploads", "api:tus", "hub:list", "api:models",
 }
 PUBLIC_ROUTES = {"login", "logout", "api:schema"}
@@ -95,8 +94,7 @@ def _client(user, api=False):
     if user is None:
         return c
     if api:
-        token, _ = Token.objects.get_or_create(user=user)
-        c.defaults["HTTP_AUTHORIZATION"] = f"Token {token.key}"
+        c.defaults["HTTP_AUTHORIZATION"] = f"Token {api_token(user)}"
     else:
         c.force_login(user)
     return c

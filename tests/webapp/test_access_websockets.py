@@ -32,7 +32,7 @@ def _cookie(user) -> bytes:
 
 def _connect(path: str, cookie: bytes, origin: bytes = b"http://localhost") -> tuple[bool, int | None]:
     async def go():
-        headers = [(b"origin", origin)] + ([(b"cookie", cookie)] if cookie else [])
+        headers = [(b"host", b"localhost"), (b"origin", origin)] + ([(b"cookie", cookie)] if cookie else [])
         c = WebsocketCommunicator(application, path, headers=headers)
         connected, code = await c.connect()
         if connected:
@@ -61,3 +61,41 @@ def test_who_may_open_each_socket(alice, bob, staff, route):
     alice.is_active = False
     alice.save()
     assert _connect(path, cookies["alice"]) == (False, 4401)
+
+
+@pytest.mark.parametrize("origin, host, ok", [
+    (b"http://localhost", b"localhost", True),
+    (b"http://127.0.0.1:8000", b"127.0.0.1:8000", True),
+    (b"http://127.0.0.1:9999", b"127.0.0.1:8000", False),  # another program on the same machine
+    (b"https://127.0.0.1:8000", b"127.0.0.1:8000", False),  # another scheme
+    (b"http://localhost", b"evil.example", False),  # Host not in ALLOWED_HOSTS
+    (b"null", b"localhost", False),
+])
+def test_origin_must_match_scheme_host_and_port(alice, origin, host, ok):
+    job = running_job(alice)
+    cookie = _cookie(alice)
+
+    async def go():
+        headers = [(b"host", host), (b"origin", origin), (b"cookie", cookie)]
+        c = WebsocketCommunicator(application, f"/ws/jobs/{job.pk}/", headers=headers)
+        connected, _ = await c.connect()
+        if connected:
+            await c.disconnect()
+        return connected
+
+    assert async_to_sync(go)() is ok
+
+
+def test_csrf_trusted_origins_and_tls_proxy_are_honoured(alice, settings):
+    from webapp.websocket_origin import origin_allowed
+
+    settings.CSRF_TRUSTED_ORIGINS = ["https://*.partner.org"]
+    settings.ALLOWED_HOSTS = ["ty.example.org"]
+    trusted = {"type": "websocket", "headers": [(b"host", b"ty.example.org"), (b"origin", b"https://a.partner.org")]}
+    assert origin_allowed(trusted)
+    same = {"type": "websocket", "scheme": "ws",
+            "headers": [(b"host", b"ty.example.org"), (b"origin", b"https://ty.example.org"),
+                        (b"x-forwarded-proto", b"https")]}
+    assert not origin_allowed(same)  # the proxy header counts only when configured
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert origin_allowed(same)

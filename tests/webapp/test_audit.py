@@ -25,7 +25,7 @@ def test_actions_are_recorded_with_their_actor(alice, bob, staff, sent_tasks, dj
     done = finished_job(alice)
     c.get(f"/jobs/{done.pk}/artifacts/config.json")
     c.post(f"/jobs/{done.pk}/delete/")
-    c.post("/account/token/")
+    c.post("/account/token/", {"name": "laptop", "expiry": "90"})
     admin = Client()
     admin.force_login(staff)
     victim = running_job(bob)

@@ -85,9 +85,9 @@ def test_job_model_source_is_checked_before_queueing(alice, bob, sent_tasks, tmp
                                 status=Dataset.Status.READY,
                                 info={"kind": "text", "task": "classification", "classes": ["neg", "pos"]})
     api = Client()
-    from rest_framework.authtoken.models import Token
+    from tests.webapp.factories import api_token
 
-    api.defaults["HTTP_AUTHORIZATION"] = f"Token {Token.objects.create(user=alice).key}"
+    api.defaults["HTTP_AUTHORIZATION"] = f"Token {api_token(alice)}"
 
     def submit(model, arch="hf_text_classification", **train):
         return api.post("/api/jobs/", {"dataset": str(ds.pk), "architecture": arch, "model_config": {"model": model},

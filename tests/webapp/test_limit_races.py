@@ -8,9 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from rest_framework.authtoken.models import Token
 
-from tests.webapp.factories import ready_dataset
+from tests.webapp.factories import api_token, ready_dataset
 from webapp.datasets.models import UploadSession
 from webapp.jobs.models import Job
 
@@ -20,7 +19,7 @@ N = 30
 
 
 def _token(user) -> str:
-    return Token.objects.get_or_create(user=user)[0].key
+    return api_token(user)
 
 
 def _parallel(fn, n):

@@ -9,9 +9,8 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.core.cache import caches
 from django.test import Client, override_settings
-from rest_framework.authtoken.models import Token
 
-from tests.webapp.factories import finished_job, ready_dataset
+from tests.webapp.factories import api_token, finished_job, ready_dataset
 from webapp.asgi import application
 
 pytestmark = pytest.mark.django_db
@@ -19,8 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def api(user):
     c = Client()
-    token, _ = Token.objects.get_or_create(user=user)
-    c.defaults["HTTP_AUTHORIZATION"] = f"Token {token.key}"
+    c.defaults["HTTP_AUTHORIZATION"] = f"Token {api_token(user)}"
     return c
 
 
@@ -96,7 +94,7 @@ def test_replays_are_rate_limited_per_socket(alice):
 
     async def go():
         comm = WebsocketCommunicator(application, f"/ws/jobs/{job.pk}/", headers=[
-            (b"cookie", f"sessionid={session}".encode()), (b"origin", b"http://localhost")])
+            (b"cookie", f"sessionid={session}".encode()), (b"host", b"localhost"), (b"origin", b"http://localhost")])
         connected, _ = await comm.connect()
         assert connected
         answers = []

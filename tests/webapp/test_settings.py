@@ -165,6 +165,8 @@ def test_check_deploy_passes_with_production_settings(tmp_path, check_env):
         "DJANGO_SETTINGS_MODULE": "webapp.settings", "TRAINYARD_DATA_DIR": str(tmp_path),
         "SECRET_KEY": "prod-" + "k8Zq3vX9pL2mN7" * 5, "DEBUG": "0", "SECURE_SSL_REDIRECT": "1",
         "SECURE_COOKIES": "1", "SECURE_HSTS_SECONDS": "31536000", "ALLOWED_HOSTS": "trainyard.example",
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1", "SECURE_HSTS_PRELOAD": "1",  # each its own choice now
+        "TRAINYARD_CHANNEL_PREFIX": "prod", "TRAINYARD_MAX_REQUEST_MB": "64",
     }
     r = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
                        env=env, capture_output=True, text=True)

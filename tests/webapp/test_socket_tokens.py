@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _connect(path: str, authorization: str | None, origin: bytes = b"http://localhost", replay: bool = True):
     async def go():
-        headers = [(b"origin", origin)]
+        headers = [(b"host", b"localhost"), (b"origin", origin)]
         if authorization is not None:
             headers.append((b"authorization", authorization.encode()))
         c = WebsocketCommunicator(application, path, headers=headers)

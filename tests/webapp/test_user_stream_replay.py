@@ -23,7 +23,7 @@ def _cookie(user) -> bytes:
 
 
 def _socket(cookie):
-    return WebsocketCommunicator(application, "/ws/user/", headers=[(b"cookie", cookie),
+    return WebsocketCommunicator(application, "/ws/user/", headers=[(b"cookie", cookie), (b"host", b"localhost"),
                                                                     (b"origin", b"http://localhost")])
 
 

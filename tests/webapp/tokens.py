@@ -1,14 +1,9 @@
-"""An API key for a test user, whichever token backend the API authenticates with: DRF's
-authtoken today, django-rest-knox (`webapp.accounts.tokens.create_token`) once that lands."""
+"""An API key for a test user, made the way the profile page makes one (hashed, knox)."""
 
 from __future__ import annotations
 
+from tests.webapp.factories import api_token
+
 
 def api_key(user) -> str:
-    try:
-        from webapp.accounts.tokens import create_token
-    except ImportError:
-        from rest_framework.authtoken.models import Token
-
-        return Token.objects.get_or_create(user=user)[0].key
-    return create_token(user, "tests", "never")[1]
+    return api_token(user)

@@ -6,4 +6,5 @@ class AccountsConfig(AppConfig):
     label = "accounts"
 
     def ready(self):
-        from webapp.accounts import audit, deactivation, sockets  # noqa: F401 - connects the signal receivers
+        from webapp import deploy_checks  # noqa: F401 - registers the deploy checks
+        from webapp.accounts import audit, deactivation, sockets, tokens  # noqa: F401 - connects the signal receivers

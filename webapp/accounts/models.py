@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from knox.models import AbstractAuthToken
 
 
 class AuditEvent(models.Model):
@@ -38,3 +39,17 @@ class NotificationSettings(models.Model):
     @property
     def wanted(self) -> bool:
         return bool((self.email and self.user.email) or self.webhook_url)
+
+
+class ApiToken(AbstractAuthToken):
+    """An API token (django-rest-knox's model plus a name): only the SHA-512 digest of the key
+    and its first characters (`token_key`, for the lookup) are stored; the key itself is shown
+    once, when it is created. A user may hold several, each with its own expiry."""
+
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.token_key}…)"

@@ -6,7 +6,8 @@ from webapp.accounts import views
 app_name = "accounts"
 urlpatterns = [
     path("profile/", views.profile, name="profile"),
-    path("token/", views.rotate_token, name="token"),
+    path("token/", views.create_api_token, name="token"),
+    path("token/revoke/", views.revoke_api_token, name="revoke_token"),
     path("notifications/", views.notification_settings, name="notifications"),
     path("notifications/secret/", views.rotate_webhook_secret, name="webhook_secret"),
 ]

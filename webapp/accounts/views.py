@@ -1,25 +1,27 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
-from rest_framework.authtoken.models import Token
-
-from django.core.exceptions import ValidationError
 
 from webapp.accounts import audit
-from webapp.accounts.models import NotificationSettings
+from webapp.accounts.models import ApiToken, NotificationSettings
 from webapp.accounts.notifications import validate_webhook_url
 from webapp.accounts.webhooks import new_secret
+from webapp.accounts.tokens import DEFAULT_EXPIRY, EXPIRY_CHOICES, create_token, revoke_token
 
 
 def profile(request):
-    token = Token.objects.filter(user=request.user).first()
-    new_key = request.session.pop("new_api_token", None)
+    tokens = ApiToken.objects.filter(user=request.user)
+    new_token = request.session.pop("new_api_token", None)
     prefs = NotificationSettings.objects.filter(user=request.user).first()
-    new_secret = request.session.pop("new_webhook_secret", None)
-    return render(request, "accounts/profile.html", {"token": token, "new_key": new_key, "prefs": prefs,
-                                                     "new_webhook_secret": new_secret})
+    webhook_secret_once = request.session.pop("new_webhook_secret", None)
+    return render(request, "accounts/profile.html", {
+        "tokens": tokens, "new_token": new_token, "prefs": prefs,
+        "expiry_choices": list(EXPIRY_CHOICES), "default_expiry": DEFAULT_EXPIRY,
+        "new_webhook_secret": webhook_secret_once,
+    })
 
 
 @require_POST
@@ -60,11 +62,24 @@ def rotate_webhook_secret(request):
 
 
 @require_POST
-def rotate_token(request):
-    """Create (or replace) the user's API token; the key is shown once."""
-    Token.objects.filter(user=request.user).delete()
-    token = Token.objects.create(user=request.user)
-    audit.record(request.user, "token.create")
-    request.session["new_api_token"] = token.key
+def create_api_token(request):
+    """A new named API token; its key is shown once (kept in the session until the next page)."""
+    try:
+        token, key = create_token(request.user, request.POST.get("name", ""),
+                                  request.POST.get("expiry", DEFAULT_EXPIRY))
+    except ValidationError as exc:
+        messages.error(request, "API token: " + " ".join(exc.messages))
+        return redirect("accounts:profile")
+    request.session["new_api_token"] = {"name": token.name, "key": key}
     messages.success(request, "New API token created. Copy it now: it is shown only once.")
+    return redirect("accounts:profile")
+
+
+@require_POST
+def revoke_api_token(request):
+    """Revoke one of one's own tokens; another user's (or an unknown) id changes nothing."""
+    if revoke_token(request.user, request.POST.get("token", "")):
+        messages.success(request, "Token revoked: it no longer works.")
+    else:
+        messages.error(request, "You have no such token (already revoked?).")
     return redirect("accounts:profile")

@@ -15,7 +15,9 @@ from celery.signals import (
 )
 
 from webapp.celery import app
+from webapp.datadirs import restrict_umask
 
+restrict_umask()  # caches, checkpoints, artifacts and models: 0600 / 0700
 django.setup()
 
 from webapp.jobs.events import use_persistent_loop  # noqa: E402

@@ -27,10 +27,13 @@ def test_wrong_password_is_refused(alice):
 
 
 def test_api_token_page_creates_a_token_shown_once(client_alice, alice):
-    r = client_alice.post("/account/token/", follow=True)
+    r = client_alice.post("/account/token/", {"name": "laptop", "expiry": "30"}, follow=True)
     html = r.content.decode()
     assert 'id="api-token"' in html
     assert 'id="api-token"' not in client_alice.get("/account/profile/").content.decode()
+    assert alice.auth_token_set.get().name == "laptop"
+    assert client_alice.post("/account/token/", {"name": ""}, follow=True).status_code == 200
+    assert alice.auth_token_set.count() == 1  # no name: refused with a message, nothing made
 
 
 def test_login_is_throttled_per_username(alice, settings):

@@ -8,10 +8,9 @@ import errno
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from models_zoo.contracts import disk_full_message, is_disk_full, what_was_written
-from tests.webapp.factories import finished_job, ready_dataset
+from tests.webapp.factories import api_token, finished_job, ready_dataset
 from webapp.jobs import services
 from webapp.jobs.models import Job
 
@@ -27,7 +26,7 @@ def _failed(owner, ds=None):
 
 def api(user):
     c = Client()
-    c.defaults["HTTP_AUTHORIZATION"] = f"Token {Token.objects.get_or_create(user=user)[0].key}"
+    c.defaults["HTTP_AUTHORIZATION"] = f"Token {api_token(user)}"
     return c
 
 

@@ -24,6 +24,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from webapp.server import server_argv
 from webapp.datadirs import prepare_data_dir
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
@@ -116,9 +117,7 @@ class Command(BaseCommand):
             self.ensure_admin()
 
             py = sys.executable
-            children.append(("daphne", subprocess.Popen(
-                [py, "-m", "daphne", "-b", opts["host"], "-p", str(opts["port"]), "webapp.asgi:application"],
-                env=env)))
+            children.append(("web", subprocess.Popen(server_argv(opts["host"], opts["port"], python=py), env=env)))
             if not opts["no_workers"]:
                 celery = [py, "-m", "celery", "-A", "workers.adapters.worker", "worker", "--concurrency", "1",
                           "--prefetch-multiplier", "1", "--loglevel", "INFO"]
@@ -163,7 +162,7 @@ class Command(BaseCommand):
         for name, proc in reversed(children):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + (30 if name not in {"redis", "daphne"} else 10)
+            deadline = time.monotonic() + (30 if name not in {"redis", "web"} else 10)
             while proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.1)
             if proc.poll() is None:

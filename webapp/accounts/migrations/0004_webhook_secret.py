@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0002_notification_settings'),
+        ('accounts', '0003_h15a_api_tokens'),
     ]
 
     operations = [
