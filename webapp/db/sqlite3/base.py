@@ -26,7 +26,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # In-memory databases and URI filenames ("file:...") have no directory to make.
         if name and not self.creation.is_in_memory_db(name) and not name.startswith("file:"):
             make_private_dir(Path(name).parent)
-            os.close(os.open(name, os.O_CREAT | os.O_RDWR, 0o600))
-            if os.stat(name).st_mode & 0o077:
-                os.chmod(name, 0o600)
+            # Never open the file of a live database here: closing any descriptor of it drops
+            # every POSIX lock this process holds on it (other threads' connections), and SQLite
+            # then corrupts it under concurrent writers. Create it only when it does not exist.
+            if not os.path.exists(name):
+                try:
+                    os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+                except FileExistsError:
+                    pass  # another process created it meanwhile
+            elif os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)  # a chmod takes no descriptor: locks are untouched
         return super().get_new_connection(conn_params)
