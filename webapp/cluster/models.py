@@ -4,6 +4,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models import ExpressionWrapper
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -17,13 +19,21 @@ def heartbeat_cutoff():
     return timezone.now() - timedelta(seconds=settings.TRAINYARD_HEARTBEAT_SECONDS * MISSED_BEATS)
 
 
+def db_heartbeat_cutoff():
+    """The same rule as an SQL expression on the database's clock, for the queries: heartbeats
+    are stamped with `Now()` (workers/adapters/registry.py), so a worker whose clock is skewed
+    neither looks dead nor declares the others dead."""
+    return ExpressionWrapper(Now() - timedelta(seconds=settings.TRAINYARD_HEARTBEAT_SECONDS * MISSED_BEATS),
+                             output_field=models.DateTimeField())
+
+
 class WorkerQuerySet(models.QuerySet):
     def alive(self):
-        return self.filter(status=Worker.Status.ONLINE, last_heartbeat__gte=heartbeat_cutoff())
+        return self.filter(status=Worker.Status.ONLINE, last_heartbeat__gte=db_heartbeat_cutoff())
 
     def silent(self):
         """Online by their row, but past the liveness rule (killed, machine down)."""
-        return self.filter(status=Worker.Status.ONLINE, last_heartbeat__lt=heartbeat_cutoff())
+        return self.filter(status=Worker.Status.ONLINE, last_heartbeat__lt=db_heartbeat_cutoff())
 
 
 class Worker(models.Model):

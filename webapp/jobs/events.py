@@ -77,9 +77,28 @@ def group_name(job_id) -> str:
     return f"job.{job_id}"
 
 
-def append_events(job_id, events: list[tuple[str, dict]], **job_updates) -> list[dict]:
+class Fenced(Exception):
+    """A worker's write was refused: its run no longer owns the job (the lease lapsed and the job
+    was requeued, claimed by another run, finished or deleted). The run must stop and discard
+    its output (docs/operations.md, "Job ownership")."""
+
+    def __init__(self, job_id, token):
+        super().__init__(f"job {job_id}: this run (owner token {token}) no longer owns the job")
+        self.job_id, self.token = job_id, token
+
+
+def owned(job_id, token):
+    """The job's row while the run holding `token` owns it: running, with that owner token."""
+    return Job.objects.filter(pk=job_id, owner_token=token, status=Job.Status.RUNNING)
+
+
+def append_events(job_id, events: list[tuple[str, dict]], *, token: int | None = None,
+                  **job_updates) -> list[dict]:
     """Store events with the next sequence numbers (and apply `job_updates`) in one transaction.
 
+    `token`: the write of a worker's run, made only while that run owns the job (compare-and-set
+    under the row lock); otherwise nothing is written and `Fenced` is raised. The web tier's own
+    writes (submit, cancel, the watchdog) pass none.
     Returns the serialised events; they are published after the transaction commits.
     """
     if not events and not job_updates:
@@ -87,7 +106,12 @@ def append_events(job_id, events: list[tuple[str, dict]], **job_updates) -> list
     with transaction.atomic():
         # The row lock serialises numbering across web and worker processes (on SQLite the
         # IMMEDIATE transaction already holds the database write lock).
-        last = Job.objects.select_for_update().values_list("last_seq", flat=True).get(pk=job_id)
+        rows = Job.objects.filter(pk=job_id) if token is None else owned(job_id, token)
+        last = rows.select_for_update().values_list("last_seq", flat=True).first()
+        if last is None:
+            if token is not None:
+                raise Fenced(job_id, token)
+            raise Job.DoesNotExist(f"job {job_id} does not exist")
         rows = [JobEvent(job_id=job_id, seq=last + i + 1, kind=kind, data=data) for i, (kind, data) in enumerate(events)]
         JobEvent.objects.bulk_create(rows)
         if rows:

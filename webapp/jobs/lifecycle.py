@@ -8,26 +8,37 @@ calls, besides its Reporter:
   shutdown) or ends with its status, metrics and artifacts.
 
 Every move that may free a slot or queue a job asks the scheduler for a pass
-(scheduler.dispatch_soon). The watchdog (`requeue_lost_jobs`) lives here, not in the scheduler,
+(scheduler.dispatch_soon).
+
+Ownership (docs/operations.md, "Job ownership"): each claim bumps the job's `owner_token`; every
+write of the run (events, progress, heartbeat, checkpoint and artifact renames, finish, requeue)
+is conditional on it, so a run that lost its lease writes nothing once it wakes. Lease expiry is
+judged by the database's clock (`Now()` in the queries), never by a worker's own. The watchdog (`requeue_lost_jobs`) lives here, not in the scheduler,
 because its moves are these same transitions and the scheduler imports nothing of this module.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from models_zoo.hf import is_hf
 from webapp.jobs import scheduler
-from webapp.jobs.events import append_events
+from webapp.jobs.dbretry import retry_db
+from webapp.jobs.events import Fenced, append_events, owned
 from webapp.jobs.models import Artifact, Job
+
+log = logging.getLogger(__name__)
 
 # --- the two calls of the training task ------------------------------------------------------------
 
@@ -52,6 +63,7 @@ class RunStart:
     output_dir: str
     extra: dict = field(default_factory=dict)  # dataset_name (model card); model_path for hf_ jobs
     failure: Exception | None = None  # claimed but cannot run (dataset deleted): check() raises it
+    token: int = 0  # the owner token of this run (Job.owner_token at the claim): its writes need it
 
     @property
     def is_hf(self) -> bool:
@@ -85,6 +97,9 @@ def start_run(job_id, worker_name: str) -> RunStart | Skipped:
     if job is None:
         return Skipped("not claimed")
     scheduler.set_current_job(worker_name, job.pk)
+    # The job's folder is made here, under the claim; the runtimes make only its subfolders, so
+    # a stale run cannot re-create the folder of a job deleted meanwhile.
+    job.directory.mkdir(parents=True, exist_ok=True)
     return _run_start(job, worker_name)
 
 
@@ -103,7 +118,8 @@ def _run_start(job: Job, worker_name: str) -> RunStart:
     except Exception as exc:  # noqa: BLE001 - the claimed job fails with it (RunStart.check)
         failure = exc
     return RunStart(job.pk, worker_name, job.architecture, job.model_config, job.train_config,
-                    dataset_dir=dataset_dir, output_dir=str(job.directory), extra=extra, failure=failure)
+                    dataset_dir=dataset_dir, output_dir=str(job.directory), extra=extra, failure=failure,
+                    token=job.owner_token)
 
 
 def _check_still_allowed(job: Job) -> None:
@@ -125,24 +141,41 @@ def end_run(start: RunStart, status: str | None, *, error: str = "", metrics: di
     goes back to the queue then, unless its owner asked to cancel it meanwhile: a cancel wins.
     `status` None: the run was interrupted because this process is exiting; only the worker's
     slot is freed, and the job, still running, is requeued by the watchdog when its lease lapses.
+    A run that no longer owns its job (fenced) writes nothing and gets "fenced".
+    A dropped database connection is reconnected and the writes retried (retry_db): the end of a
+    job is not lost to one broken connection.
     """
-    scheduler.set_current_job(start.worker, None)
+    return retry_db(_end_run, start, status, error=error, metrics=metrics, artifacts=artifacts, requeue=requeue)
+
+
+def _end_run(start: RunStart, status: str | None, *, error: str, metrics: dict | None,
+             artifacts: list[str], requeue: bool) -> str | None:
+    scheduler.set_current_job(start.worker, None, only=start.job_id)
     if status is None:
         return None
-    if requeue and status == Job.Status.CANCELLED and not Job.objects.filter(
-            pk=start.job_id, cancel_requested=True).exists():
-        requeue_stopped_job(start.job_id, start.worker)
-        return "requeued"
-    finish_job(start.job_id, status, error=error, metrics=metrics, artifacts=artifacts)
+    try:
+        if requeue and status == Job.Status.CANCELLED and not Job.objects.filter(
+                pk=start.job_id, cancel_requested=True).exists():
+            if requeue_stopped_job(start.job_id, start.worker, token=start.token):
+                return "requeued"
+            raise Fenced(start.job_id, start.token)
+        finish_job(start.job_id, status, error=error, metrics=metrics, artifacts=artifacts, token=start.token)
+    except Fenced as exc:
+        log.warning("%s; its end (%s) is discarded", exc, status)
+        return "fenced"
     return status
 
 
 # --- transitions ---------------------------------------------------------------------------------
 
-def lease_cutoff(now):
+def lease_cutoff():
     """A running job whose worker last wrote (Reporter heartbeat) before this moment is lost:
-    the watchdog requeues it and any worker may claim it."""
-    return now - timedelta(seconds=settings.TRAINYARD_JOB_LEASE_SECONDS)
+    the watchdog requeues it and any worker may claim it. An SQL expression on the database's
+    clock: the heartbeats are stamped with it too (`Now()`), so a worker whose clock runs ahead
+    or behind judges no lease wrongly. (On SQLite the "database" is each process's own clock:
+    one host, one clock.)"""
+    return ExpressionWrapper(Now() - timedelta(seconds=settings.TRAINYARD_JOB_LEASE_SECONDS),
+                             output_field=DateTimeField())
 
 
 def claim_job(job_id, worker_name: str) -> Job | None:
@@ -153,7 +186,7 @@ def claim_job(job_id, worker_name: str) -> Job | None:
     running job whose lease expired. A job that has used up its attempts fails with the reason.
     """
     now = timezone.now()
-    stale = lease_cutoff(now)
+    stale = lease_cutoff()
     claimable = (
         Q(status=Job.Status.QUEUED)
         | Q(status=Job.Status.RUNNING, worker_name=worker_name)
@@ -173,8 +206,9 @@ def claim_job(job_id, worker_name: str) -> Job | None:
             return None
         Job.objects.filter(pk=job_id).update(
             status=Job.Status.RUNNING, worker_name=worker_name, attempts=F("attempts") + 1,
+            owner_token=F("owner_token") + 1,  # fences every earlier run of this job
             dispatched_at=None, wait_reason="", requeue_requested=False,
-            started_at=job.started_at or now, heartbeat_at=now,
+            started_at=job.started_at or now, heartbeat_at=Now(),
         )
         append_events(job_id, [("status", {"status": Job.Status.RUNNING, "worker": worker_name,
                                            "attempt": job.attempts + 1})])
@@ -198,13 +232,17 @@ def request_requeue_of_running(worker_name: str) -> int:
     return Job.objects.filter(worker_name=worker_name, status=Job.Status.RUNNING).update(requeue_requested=True)
 
 
-def requeue_stopped_job(job_id, worker_name: str) -> bool:
+def requeue_stopped_job(job_id, worker_name: str, token: int | None = None) -> bool:
     """Put a job its worker stopped on purpose (shutdown, drain) back in the queue. The run does
-    not count as an attempt (nothing failed); the next one resumes from the last checkpoint."""
+    not count as an attempt (nothing failed); the next one resumes from the last checkpoint.
+    With `token`, only while that run still owns the job."""
+    rows = Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, worker_name=worker_name)
+    if token is not None:
+        rows = rows.filter(owner_token=token)
     with transaction.atomic():
-        if not Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, worker_name=worker_name).update(
+        if not rows.update(
             status=Job.Status.QUEUED, requeue_requested=False, dispatched_at=None,
-            attempts=F("attempts") - 1, heartbeat_at=timezone.now(),
+            attempts=F("attempts") - 1, heartbeat_at=Now(),
         ):
             return False
         append_events(job_id, [
@@ -220,9 +258,10 @@ def requeue_lost_jobs() -> list:
     """The lost-job watchdog: running jobs whose worker stopped writing (killed, machine down)
     for TRAINYARD_JOB_LEASE_SECONDS go back to the queue, or fail once out of attempts.
 
-    Safe to call from every worker at once: each job moves with a conditional UPDATE.
+    Run by the scheduler's periodic pass on the training workers only (workers/adapters/registry.py),
+    on the database's clock. Safe from several at once: each job moves with a conditional UPDATE.
     """
-    stale = lease_cutoff(timezone.now())
+    stale = lease_cutoff()
     requeued = []
     lapsed = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale)
     for job_id, worker, attempts in lapsed.values_list("pk", "worker_name", "attempts"):
@@ -238,7 +277,7 @@ def requeue_lost_jobs() -> list:
                         f"{settings.TRAINYARD_MAX_ATTEMPTS}, so it was not restarted"))
                 continue
             if not lapsed.filter(pk=job_id).update(
-                status=Job.Status.QUEUED, heartbeat_at=timezone.now(), dispatched_at=None
+                status=Job.Status.QUEUED, heartbeat_at=Now(), dispatched_at=None
             ):
                 continue
             append_events(job_id, [
@@ -261,15 +300,32 @@ def file_sha256(path) -> str:
 
 
 def finish_job(job_id, status: str, *, error: str = "", metrics: dict | None = None,
-               artifacts: list[str] = ()) -> None:
-    """Record the end of a run: final status, metrics, artifacts (with sha256), one status event."""
+               artifacts: list[str] = (), token: int | None = None) -> None:
+    """Record the end of a run: final status, metrics, artifacts (with sha256), one status event.
+    With `token` (a worker's run), only while that run owns the job; `Fenced` otherwise, and
+    nothing is written."""
     directory = Job(pk=job_id).directory / "artifacts"
+    if token is not None and not owned(job_id, token).exists():
+        raise Fenced(job_id, token)  # before hashing files that may be another run's
     rows = []
     for name in artifacts:
         path = directory / name
         rows.append(Artifact(job_id=job_id, name=name, size_bytes=path.stat().st_size, sha256=file_sha256(path)))
     with transaction.atomic():
-        _finish_in_transaction(job_id, status, error=error, metrics=metrics, rows=rows)
+        _finish_in_transaction(job_id, status, error=error, metrics=metrics, rows=rows, token=token)
+
+
+def fenced_replace(job_id, token: int, moves: list[tuple[str, str]]) -> bool:
+    """Move a run's files (checkpoint, artifact: written under a temp name private to its
+    attempt) into place only while the run owns the job: check ownership under the row lock,
+    then rename, in one transaction, so a claim by another run cannot fall between the two.
+    False, and nothing moved, when the run is fenced (the caller deletes its temp files)."""
+    with transaction.atomic():
+        if owned(job_id, token).select_for_update().values_list("pk", flat=True).first() is None:
+            return False
+        for tmp, final in moves:
+            os.replace(tmp, final)
+    return True
 
 
 def add_artifacts(job_id, names: list[str]) -> None:
@@ -282,7 +338,9 @@ def add_artifacts(job_id, names: list[str]) -> None:
 
 
 def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | None, rows: list,
-                           lost: str = "") -> None:
+                           lost: str = "", token: int | None = None) -> None:
+    if token is not None and owned(job_id, token).select_for_update().first() is None:
+        raise Fenced(job_id, token)  # checked (and locked) before the artifact rows change
     Artifact.objects.filter(job_id=job_id).delete()
     Artifact.objects.bulk_create(rows)
     if status == Job.Status.CANCELLED and not error:
@@ -297,7 +355,7 @@ def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | N
         event["error"] = error[:10_000]
     if lost:
         event["lost"] = lost  # the worker that was lost running it
-    append_events(job_id, [("status", event)], **updates)
+    append_events(job_id, [("status", event)], token=token, **updates)
     # E-mail / webhook per the owner's settings, from a worker task (never this thread).
     from webapp.accounts.notifications import notify_job_end
 

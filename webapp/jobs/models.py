@@ -34,6 +34,11 @@ class Job(models.Model):
     # Its worker is shutting down (SIGTERM): stop at the next step and go back to the queue.
     requeue_requested = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(default=0)
+    # The fencing token of the run that owns the job: every claim bumps it (never lowered, unlike
+    # `attempts`, which a shutdown requeue gives back). A worker's writes are conditional on it
+    # (webapp/jobs/events.py append_events, lifecycle.fenced_replace), so a run that lost its
+    # lease (SIGSTOP, a long pause) and woke up writes nothing.
+    owner_token = models.PositiveIntegerField(default=0)
     worker_name = models.CharField(max_length=255, blank=True)
     # Scheduling (webapp/jobs/scheduler.py): the dispatcher releases queued jobs to Celery.
     priority = models.IntegerField(default=0, help_text="higher runs first among one user's jobs; "

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from webapp import celery
@@ -90,10 +91,24 @@ def is_draining(name: str) -> bool:
     return Worker.objects.filter(name=name, draining=True).exists()
 
 
-def set_current_job(name: str | None, job_id) -> None:
-    """The job a worker runs now (None when it ends): a worker with one has no free slot."""
+def set_current_job(name: str | None, job_id, only=None) -> None:
+    """Show the job a worker runs now (None when it ends) on its row; `only`: clear it only if
+    it still shows that job. Display only: whether a worker is busy is derived from the running
+    jobs that name it (`_read_state`), and `heal_current_job` corrects the row on every beat."""
     if name:
-        Worker.objects.filter(name=name).update(current_job_id=job_id)
+        rows = Worker.objects.filter(name=name)
+        if only is not None:
+            rows = rows.filter(current_job_id=only)
+        rows.update(current_job_id=job_id)
+
+
+def heal_current_job(name: str) -> None:
+    """Make the worker row's `current_job` what is true: the running job that names it as its
+    worker, or none. A run whose end was never recorded on the row (its process killed, the
+    database connection dropped at the end, a claim refused on the last attempt) cannot leave
+    the worker looking busy past its next heartbeat."""
+    running = Job.objects.filter(worker_name=name, status=Job.Status.RUNNING).order_by("-started_at")
+    Worker.objects.filter(name=name).update(current_job_id=Subquery(running.values("pk")[:1]))
 
 
 # --- fit --------------------------------------------------------------------------------------------
@@ -174,7 +189,9 @@ def dispatch() -> list[str]:
 def _read_state(queued: list[Job]) -> _Pass:
     workers = live_workers()
     running = list(Job.objects.filter(status=Job.Status.RUNNING).values_list("owner_id", "worker_name"))
-    busy = {name for _, name in running} | {w.name for w in workers if w.current_job_id}
+    # Busy: derived from what is true, the running jobs that name the worker (F13), never from
+    # the row's current_job, which a crash at the end of a run could leave set.
+    busy = {name for _, name in running}
     busy |= _holds_of_dispatched(queued, workers)
     p = _Pass(queued=queued, workers=workers)
     p.free = [w for w in workers if w.name not in busy and not w.draining]

@@ -12,6 +12,7 @@ import threading
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from webapp.cluster.models import Worker
@@ -46,12 +47,22 @@ def register(name: str, queues: list[str]) -> None:
 
 
 def heartbeat(name: str) -> None:
+    """Stamp the row with the database's clock (`Now()`: the liveness rule reads that clock too)
+    and heal its `current_job` from the running jobs that name this worker."""
     gpus = gpu_inventory()
     updated = Worker.objects.filter(name=name).exclude(status=Worker.Status.RETIRED).update(
-        last_heartbeat=timezone.now(), status=Worker.Status.ONLINE, gpus=gpus
+        last_heartbeat=Now(), status=Worker.Status.ONLINE, gpus=gpus
     )
     if not updated:  # retired: still alive, stays retired (and drained)
-        Worker.objects.filter(name=name).update(last_heartbeat=timezone.now(), gpus=gpus)
+        Worker.objects.filter(name=name).update(last_heartbeat=Now(), gpus=gpus)
+    scheduler.heal_current_job(name)
+
+
+def runs_scheduler(queues: list[str]) -> bool:
+    """Whether this worker runs the scheduler's periodic pass (silent workers, the lost-job
+    watchdog, dispatch): training workers only. An ingest or infer worker never declares jobs
+    lost: one that misjudges time, or a fleet of them, cannot steal healthy jobs."""
+    return scheduler.train_queue() in queues
 
 
 def apply_drain(name: str, queues: list[str], drained_now: bool) -> bool:
@@ -93,12 +104,14 @@ class Heartbeat(threading.Thread):
                 close_old_connections()
                 heartbeat(self.worker_name)
                 self.drained = apply_drain(self.worker_name, self.queues, self.drained)
-                # Every worker also watches for workers and jobs whose worker died (F7); each moves once.
-                scheduler.mark_silent_workers_offline()
-                for job_id in lifecycle.requeue_lost_jobs():
-                    log.warning("requeued lost job %s", job_id)
-                # The periodic dispatcher pass: frees slots of vanished workers, releases queued jobs.
-                scheduler.dispatch()
+                if runs_scheduler(self.queues):
+                    # The training workers watch for workers and jobs whose worker died (F7), on
+                    # the database's clock; each job moves once.
+                    scheduler.mark_silent_workers_offline()
+                    for job_id in lifecycle.requeue_lost_jobs():
+                        log.warning("requeued lost job %s", job_id)
+                    # The periodic dispatcher pass: frees slots of vanished workers, releases queued jobs.
+                    scheduler.dispatch()
             except Exception:  # noqa: BLE001 - a missed beat is not fatal
                 log.exception("heartbeat failed")
         connection.close()

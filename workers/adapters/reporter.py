@@ -11,6 +11,11 @@ back (an epoch's end sends its train metric, then its validation metric, confusi
 a moment later; none of them waits out the rate limit). Events that arrive while no token is
 left are batched into the next flush. It also flushes at least once per IDLE_SECONDS
 (heartbeat, progress and cancel check).
+
+Every flush is conditional on the run's owner token (append_events(token=...)): a run that lost
+its job (its lease lapsed while it was paused, another run took over) stores nothing, and the
+flush that finds it out stops the run at once (`control.request_stop("fenced")`, `fenced`).
+The last flush (`close`) reconnects and retries over a dropped database connection (retry_db).
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ import time
 
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.utils import timezone
+from django.db.models.functions import Now
 
-from webapp.jobs.events import append_events
+from webapp.jobs.dbretry import retry_db
+from webapp.jobs.events import Fenced, append_events
 from webapp.jobs.models import Job, JobEvent
 from workers.training.callbacks import Callback, Control, TrainState
 
@@ -36,8 +42,9 @@ BURST = 3  # flushes that may follow each other without waiting for the rate lim
 
 
 class Reporter(Callback):
-    def __init__(self, job_id, flush_seconds: float | None = None):
+    def __init__(self, job_id, flush_seconds: float | None = None, token: int | None = None):
         self.job_id = job_id
+        self.token = token  # the run's owner token (RunStart.token); None: unfenced (tests)
         self.control = Control()  # control.stop_reason says why the run stopped: "cancel" | "requeue"
         self.flush_seconds = flush_seconds or settings.TRAINYARD_EVENT_FLUSH_SECONDS
         self._buffer: list[tuple[str, dict]] = []
@@ -60,12 +67,18 @@ class Reporter(Callback):
         self._thread.start()
         return self
 
+    @property
+    def fenced(self) -> bool:
+        """True once a write was refused: this run no longer owns its job."""
+        return self.control.stop_reason == "fenced"
+
     def close(self) -> None:
-        """Stop the flusher and write whatever is still buffered."""
+        """Stop the flusher and write whatever is still buffered (over a dropped connection too)."""
         self._stop.set()
         self._wake.set()
         self._thread.join()
-        self.flush()
+        if not self.fenced:
+            retry_db(self.flush)
 
     def _run(self) -> None:
         tokens, refilled = float(BURST), time.monotonic()
@@ -78,7 +91,7 @@ class Reporter(Callback):
             return tokens
 
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not self.fenced:
                 woke = self._wake.wait(IDLE_SECONDS)
                 if woke:
                     # Wait for the rest of the burst, or for a token; events keep buffering.
@@ -105,13 +118,19 @@ class Reporter(Callback):
         with self._lock:
             events, self._buffer = self._buffer, []
             progress, self._progress = self._progress, None
-        updates = {"heartbeat_at": timezone.now()}
+        if self.fenced:
+            return
+        updates = {"heartbeat_at": Now()}  # the database's clock: the lease is judged by it
         if progress:
             updates.update(epoch=progress["epoch"], step=progress["step"], total_steps=progress["total_steps"],
                            eta_seconds=progress["eta_seconds"])
             events.append(("progress", {**progress, "t": round(time.time(), 4)}))
         try:
-            append_events(self.job_id, events, **updates)
+            append_events(self.job_id, events, token=self.token, **updates)
+        except Fenced as exc:  # another run owns the job now: stop, write nothing more
+            log.warning("%s; stopping this run and discarding its output", exc)
+            self.control.request_stop("fenced")
+            return
         except Exception:
             with self._lock:  # keep the events for the next flush: nothing is lost
                 self._buffer[:0] = [e for e in events if e[0] != "progress"]

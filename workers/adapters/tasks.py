@@ -7,9 +7,12 @@ import logging
 import shutil
 import signal
 import socket
+import threading
 import time
 import traceback
 from pathlib import Path
+
+from django.db import connection
 
 from webapp.accounts import storage
 from webapp.celery import INGEST_TASK, TRAIN_TASK, app
@@ -17,6 +20,7 @@ from webapp.datasets import services as dataset_services
 from webapp.datasets.models import Dataset
 from models_zoo.contracts import disk_full_message, is_disk_full, what_was_written
 from webapp.jobs import lifecycle
+from webapp.jobs.dbretry import retry_db
 from workers.adapters.logcapture import captured_output
 
 log = logging.getLogger(__name__)
@@ -51,21 +55,26 @@ def train_job(self, job_id: str) -> str:
     # import of torch can take longer than a short lease on a busy machine.
     from workers.adapters.reporter import Reporter
     from workers.training import TrainSpec, run  # torch is imported in the worker only
+    from workers.training.artifacts import Fenced, fenced_by
 
     start = lifecycle.start_run(job_id, worker)
     if isinstance(start, lifecycle.Skipped):
         return start.reason  # drained, does not fit, or not claimed (cancelled, finished, elsewhere)
-    reporter = Reporter(start.job_id).start()
+    reporter = Reporter(start.job_id, token=start.token).start()
     status, error, result = None, "", None  # status None: interrupted, this process is exiting
+    refused = False  # a checkpoint or artifact of this run was refused by the fence
     try:
         start.check()  # e.g. the job's dataset was deleted: a failed job with the reason
         if start.is_hf:  # Hugging Face fine-tuning (transformers.Trainer)
             from workers.hf import run
         spec = TrainSpec(start.architecture, start.model_config, start.train_config,
                          dataset_dir=start.dataset_dir, output_dir=start.output_dir, extra=start.extra)
-        with captured_output(lambda data: reporter.emit("log", data)), requeue_on_sigterm(reporter):
+        with captured_output(lambda data: reporter.emit("log", data)), requeue_on_sigterm(reporter), \
+                fenced_by(str(start.token), lambda moves: _fenced_move(start, moves)):
             result = run(spec, [reporter], reporter.control)
         status = result.status
+    except Fenced:
+        refused = True
     except Exception as exc:  # noqa: BLE001 - any failure becomes the job's readable error
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         if is_disk_full(exc):
@@ -73,11 +82,33 @@ def train_job(self, job_id: str) -> str:
         reporter.emit("log", {"level": "error", "text": traceback.format_exc()[-5000:]})
     finally:
         reporter.close()
-        # Stopped for this worker's shutdown (not by a user): the job goes back to the queue.
-        requeue = reporter.control.stop_reason == "requeue"
-        outcome = lifecycle.end_run(start, status, error=error, metrics=result.metrics if result else None,
-                                    artifacts=result.artifacts if result else [], requeue=requeue)
+        outcome = _end(start, reporter, status, error, result, fenced=refused or reporter.fenced)
     return outcome
+
+
+def _end(start, reporter, status, error, result, *, fenced: bool) -> str | None:
+    if fenced:
+        # Another run owns the job now (this one was paused past its lease): record nothing,
+        # only free this worker's slot; the live run's files and events stay as they are.
+        log.warning("job %s: the run with owner token %s lost the job; its output is discarded",
+                    start.job_id, start.token)
+        lifecycle.end_run(start, None)
+        return "fenced"
+    # Stopped for this worker's shutdown (not by a user): the job goes back to the queue.
+    requeue = reporter.control.stop_reason == "requeue"
+    return lifecycle.end_run(start, status, error=error, metrics=result.metrics if result else None,
+                             artifacts=result.artifacts if result else [], requeue=requeue)
+
+
+def _fenced_move(start, moves: list[tuple[str, str]]) -> bool:
+    """The fence for the run's files (workers/training/artifacts.py fenced_by): rename them only
+    while this run owns the job. Called from the checkpoint writer's thread too, whose database
+    connection is closed after each use (that thread ends with the write)."""
+    try:
+        return retry_db(lifecycle.fenced_replace, start.job_id, start.token, moves)
+    finally:
+        if threading.current_thread() is not threading.main_thread():
+            connection.close()
 
 
 @app.task(name=INGEST_TASK)

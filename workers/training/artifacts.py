@@ -1,12 +1,23 @@
 """What both runtimes write beside their model: the model card, sample thumbnails, validation
-predictions, each file written atomically (a crash never leaves half a file under a final name)."""
+predictions, each file written atomically (a crash never leaves half a file under a final name).
+
+Ownership: a run that lost its job (its lease lapsed while it was paused and another run took the
+job) must not replace the live run's files. The task that runs a job sets a fence (`fenced_by`):
+files are written under a temp name private to the run's attempt (`temp_path`) and moved into
+place only while the run still owns the job (`move_into_place` asks the fence, which checks and
+renames under the job's row lock); folders are made without their parents (`make_dir`), so a
+deleted job's folder is not made again. Without a fence (tests, scripts) a plain rename.
+"""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
+import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +29,63 @@ MODEL_CARD = "MODEL_CARD.md"
 VAL_PREDICTIONS = "val_predictions.json"
 
 
+class Fenced(RuntimeError):
+    """This run no longer owns its job: its file was discarded, and the run must stop."""
+
+
+# (tag, move): set by the task for the one job this process runs at a time (`fenced_by`).
+_fence: tuple[str, Callable[[list[tuple[str, str]]], bool]] | None = None
+
+
+@contextlib.contextmanager
+def fenced_by(tag: str, move: Callable[[list[tuple[str, str]]], bool]):
+    """While the block runs, this process's files go into place through `move(moves)`: it renames
+    each (temp, final) pair while the run owns its job and returns True, or returns False and
+    moves nothing. `tag` (the run's owner token) makes the temp names private to this attempt."""
+    global _fence
+    previous, _fence = _fence, (tag, move)
+    try:
+        yield
+    finally:
+        _fence = previous
+
+
+def temp_path(path: Path) -> Path:
+    """The temp name `path` is written under before it is moved into place: hidden, and private
+    to this run's attempt, so two runs of one job never write the same temp file."""
+    tag = f".{_fence[0]}" if _fence else ""
+    return path.with_name(f".{path.name}{tag}.tmp")
+
+
+def move_into_place(tmp: Path, final: Path) -> None:
+    """Rename `tmp` over `final`, under the fence: a fenced run's file is deleted instead, and
+    `Fenced` raised."""
+    if _fence is None:
+        os.replace(tmp, final)
+        return
+    if not _fence[1]([(str(tmp), str(final))]):
+        tmp.unlink(missing_ok=True)
+        raise Fenced(f"{final.name} discarded: this run no longer owns its job")
+
+
+def make_dir(path: Path) -> None:
+    """Make a folder of the run's output. Under a fence its parent (the job's folder, made by the
+    claim) must exist: a stale run of a deleted job fails here instead of re-creating it."""
+    path.mkdir(parents=_fence is None, exist_ok=True)
+
+
 def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write to a temp file beside `path`, then rename it over `path`."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(content, bytes):
-        tmp.write_bytes(content)
-    else:
-        tmp.write_text(content)
-    tmp.replace(path)
+    """Write to a temp file beside `path`, then move it into place (under the fence, if any)."""
+    tmp = temp_path(path)
+    try:
+        if isinstance(content, bytes):
+            tmp.write_bytes(content)
+        else:
+            tmp.write_text(content)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    move_into_place(tmp, path)
 
 
 def thumbnail(image: torch.Tensor | np.ndarray) -> str:

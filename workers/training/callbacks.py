@@ -39,7 +39,7 @@ class TrainState:
         return elapsed / done * max(0, self.total_steps - self.step)
 
 
-STOP_REASONS = ("cancel", "requeue")
+STOP_REASONS = ("cancel", "requeue", "fenced")
 
 
 @dataclass
@@ -61,7 +61,9 @@ class Control:
         the worker was shutting down too (the job must not go back to the queue)."""
         if reason not in STOP_REASONS:
             raise ValueError(f"unknown stop reason {reason!r}")
-        if self.stop_reason is None or reason == "cancel":
+        if self.stop_reason == "fenced":
+            return  # the run lost its job (workers/adapters/reporter.py): nothing else matters
+        if self.stop_reason is None or reason in ("cancel", "fenced"):
             self.stop_reason = reason
 
     @property

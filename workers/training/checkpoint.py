@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from workers.training.artifacts import make_dir, move_into_place, temp_path
+
 KEEP = 2
 
 
@@ -81,15 +83,18 @@ class Checkpointer:
         return sorted(self.dir.glob("ckpt-*.pt"), reverse=True)
 
     def save(self, state: dict, epoch: int) -> Path:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Write one checkpoint under a temp name private to this attempt, then move it into place
+        under the run's fence (workers/training/artifacts.py): a run that lost its job discards
+        it (`Fenced`) and the live run's checkpoints stay."""
+        make_dir(self.dir)
         final = self.dir / f"ckpt-{epoch:06d}.pt"
-        tmp = self.dir / f".{final.name}.tmp"
+        tmp = temp_path(final)
         try:
             with open(tmp, "wb") as f:
                 torch.save(state, f)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, final)
+            move_into_place(tmp, final)
             _fsync_dir(self.dir)
         except BaseException as exc:
             tmp.unlink(missing_ok=True)  # ENOSPC and friends: the previous checkpoint stays intact

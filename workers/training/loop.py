@@ -22,7 +22,8 @@ from safetensors.torch import save_file
 import models_zoo
 from models_zoo.hparams import TrainConfig
 from models_zoo.schema import to_json, validate
-from workers.training.artifacts import MODEL_CARD, model_card, thumbnail, write_atomic
+from workers.training.artifacts import (MODEL_CARD, make_dir, model_card, move_into_place, temp_path, thumbnail,
+                                        write_atomic)
 from workers.training.callbacks import Callback, CallbackList, Control, EarlyStopping, KeepBest, TrainState
 from workers.training.checkpoint import Checkpointer
 from workers.training.data import TensorData, load_cache
@@ -236,11 +237,11 @@ def export_model(output_dir: Path, spec: TrainSpec, model: torch.nn.Module, data
     prepare its inputs without the web app."""
     info = data.info
     art = output_dir / "artifacts"
-    art.mkdir(parents=True, exist_ok=True)
+    make_dir(art)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = art / ".model.safetensors.tmp"
-    save_file(tensors, str(tmp))  # safetensors writes the file itself; renamed into place as below
-    tmp.replace(art / "model.safetensors")
+    tmp = temp_path(art / "model.safetensors")
+    save_file(tensors, str(tmp))  # safetensors writes the file itself; moved into place (fenced) as below
+    move_into_place(tmp, art / "model.safetensors")
     names = ["config.json", "model.safetensors"]
     config = {
         "format": "trainyard-model/1",
