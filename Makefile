@@ -49,8 +49,7 @@ screenshots: $(VENV)/.dev-installed chromium
 test-postgres: $(VENV)/.dev-installed
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_TEST_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 	  echo "== again on PostgreSQL ($(PG_TEST_URL)), without the browser tests"; \
-	  DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -m "not e2e" tests/webapp tests/integration \
-	    --deselect tests/integration/test_chaos.py; \
+	  DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -m "not e2e" tests/webapp tests/integration; \
 	else echo "PostgreSQL does not answer at $(PG_TEST_URL): skipping the PostgreSQL pass"; fi
 
 bench: $(VENV)/.dev-installed

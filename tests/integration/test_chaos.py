@@ -1,10 +1,12 @@
 """F10, a chaos run: jobs of two users train on two workers while workers are SIGKILLed and
-restarted and Redis restarts, at seeded random moments. Afterwards every job has reached a final
+restarted, paused past their lease (SIGSTOP, then SIGCONT: split brain, issue 14) and Redis
+restarts, at seeded random moments; on SQLite and, with DATABASE_URL, PostgreSQL. Afterwards every job has reached a final
 state, every worker slot is free, no event number is missing, and no job used more attempts
 than allowed."""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import time
@@ -45,12 +47,18 @@ def test_chaos_every_job_ends_and_nothing_is_lost(tmp_path):
             states = [api.get(s.url(f"/api/jobs/{jid}/")).json()["status"] for jid, api in jobs.items()]
             if all(st in FINAL for st in states):
                 break
-            action = rnd.choice(["kill worker", "kill worker2", "restart redis"])
+            action = rnd.choice(["kill worker", "kill worker2", "pause worker", "pause worker2", "restart redis"])
             actions.append(action)
             if action == "restart redis":
                 s.stop("redis")
                 time.sleep(rnd.uniform(0.2, 2))
                 s.start_redis()
+            elif action.startswith("pause"):
+                # Past the lease: another worker may claim its job; resumed, the paused run is fenced.
+                pid = s.procs[action.split()[1]].pid
+                os.killpg(pid, signal.SIGSTOP)
+                time.sleep(rnd.uniform(5, 7))
+                os.killpg(pid, signal.SIGCONT)
             else:
                 name = action.split()[1]
                 s.stop(name, sig=signal.SIGKILL)
@@ -69,6 +77,8 @@ def test_chaos_every_job_ends_and_nothing_is_lost(tmp_path):
             events = api.get(s.url(f"/api/jobs/{jid}/events/")).json()["events"]
             assert [e["seq"] for e in events] == list(range(1, done["last_seq"] + 1)), done["name"]
             assert events[-1]["kind"] == "status" and events[-1]["status"] == "succeeded"
+            statuses = [e["status"] for e in events if e["kind"] == "status"]
+            assert statuses.count("succeeded") == 1, (done["name"], statuses, actions)  # one end, one notification
             val = [round(e["epoch"]) for e in events if e["kind"] == "metric" and e["split"] == "val"]
             assert val == list(range(1, 7)), (done["name"], val)  # each epoch charted once
         # Every worker slot is free again: no worker holds a job, no job is running.
