@@ -30,6 +30,7 @@ _WHY = {
     409: "The object's state does not allow this now (e.g. deleting a job that is still running).",
     413: "The body is larger than the server accepts (TRAINYARD_MAX_REQUEST_MB, or a chunk above the "
          "chunk size).",
+    415: "The body's media type is not one this operation reads (or a multipart body is malformed).",
     429: "Too many requests or too many active jobs; see Retry-After when present.",
     503: "A service the request needs (the job queue) is unreachable; nothing was kept.",
 }
@@ -42,6 +43,10 @@ def errors(*codes: int) -> dict:
 
 # What every authenticated operation may answer, whatever it does (auth, throttles).
 COMMON = (401, 403, 429)
+
+
+# What every operation that reads a request body may answer as well.
+BODY = (400, 415)
 
 
 def responses(ok: dict, *codes: int) -> dict:
@@ -281,8 +286,10 @@ operation (or watch the job's socket) for the result.
 
 def settings() -> dict:
     """drf-spectacular settings of the served schema: the websockets in its description, and one
-    name per enum (several fields are called `kind` or `task`)."""
+    name per enum (several fields are called `kind` or `task`), and request bodies apart from
+    responses, so file fields are documented as binary (multipart), not as URIs."""
     return {
+        "COMPONENT_SPLIT_REQUEST": True,
         "DESCRIPTION": "Datasets, training jobs, live events and model downloads.\n" + WEBSOCKETS,
         "ENUM_NAME_OVERRIDES": {
             "EventKindEnum": EVENT_KINDS,

@@ -124,7 +124,7 @@ class DatasetList(Api):
 
     @extend_schema(
         request={"multipart/form-data": DatasetUpload, "application/json": DatasetFromUpload},
-        responses=docs.responses({201: docs.Dataset}, 400, 404, 413, 503),
+        responses=docs.responses({201: docs.Dataset}, *docs.BODY, 404, 413, 503),
         description="Upload a dataset: send `file` (multipart), or the `upload` id of a completed chunked "
                     "upload (see /api/uploads/). The file is checked at once (its kind, format, your quota); "
                     "a refused file gets 400 and is not kept. The dataset is then `ingesting` until a worker "
@@ -170,7 +170,7 @@ def _own_upload(user, pk) -> UploadSession:
 
 
 class UploadList(Api):
-    @extend_schema(request=UploadStart, responses=docs.responses({201: docs.Upload}, 400),
+    @extend_schema(request=UploadStart, responses=docs.responses({201: docs.Upload}, *docs.BODY),
                    description="Start a chunked upload (for files above the request limit, or to resume "
                                "after a dropped connection): then PUT the chunks in order to "
                                "/api/uploads/{id}/ and POST /api/datasets/ or /api/models/ with `upload`.")
@@ -195,7 +195,7 @@ class UploadDetail(Api):
         request={"application/octet-stream": OpenApiTypes.BINARY},
         parameters=[OpenApiParameter("Content-Range", str, OpenApiParameter.HEADER, required=True,
                                      description="bytes START-END/TOTAL (END inclusive)")],
-        responses={**docs.responses({200: docs.Upload}, 400, 404, 413),
+        responses={**docs.responses({200: docs.Upload}, *docs.BODY, 404, 413),
                    409: OpenApiResponse(docs.UploadConflict, description="the chunk does not start where "
                                                                               "the upload stands: resend from "
                                                                               "`received`")},
@@ -241,7 +241,7 @@ class DatasetDetail(Api):
             return Response({**failure.to_dict(), **api_errors.body(failure.error)},
                             status=status.HTTP_404_NOT_FOUND)
 
-    @extend_schema(request=DatasetUpdate, responses=docs.responses({200: docs.Dataset}, 400, 404),
+    @extend_schema(request=DatasetUpdate, responses=docs.responses({200: docs.Dataset}, *docs.BODY, 404),
                    description="Rename a dataset or change its description (owner only).")
     def patch(self, request, pk):
         ds = get_dataset_for_user(request.user, pk, write=True)
@@ -270,7 +270,7 @@ class DatasetDetail(Api):
 
 
 class DatasetShareView(Api):
-    @extend_schema(request=DatasetShare, responses=docs.responses({200: docs.Shares}, 400, 404),
+    @extend_schema(request=DatasetShare, responses=docs.responses({200: docs.Shares}, *docs.BODY, 404),
                    description="Share the dataset read-only with another user (`action: add`, the default) "
                                "or stop sharing it (`remove`). Owner only.")
     def post(self, request, pk):
@@ -308,7 +308,7 @@ class JobList(Api):
     def get(self, request):
         return Response({"jobs": Job.to_dicts(jobs_for(request.user).prefetch_related("artifacts")[:1000])})
 
-    @extend_schema(request=JobCreate, responses=docs.responses({201: docs.Job}, 400),
+    @extend_schema(request=JobCreate, responses=docs.responses({201: docs.Job}, *docs.BODY),
                    description="Submit a training job on a dataset you may use. Settings are checked against "
                                "the architecture's schema (/api/architectures/); each refused one is named in "
                                "`errors`. 429 when you have too many queued or running jobs.")
@@ -415,7 +415,7 @@ class TryInputJson(TryInput):
 class JobPredictions(Api):
     @extend_schema(operation_id="jobs_try", request={"application/json": TryInputJson,
                                                      "multipart/form-data": TryInput},
-                   responses=docs.responses({202: docs.PredictionBody}, 400, 404, 409),
+                   responses=docs.responses({202: docs.PredictionBody}, *docs.BODY, 404, 409),
                    description="Try a succeeded job's model on one input (the Try page). A worker answers: "
                                "poll GET /api/jobs/{id}/predictions/{prediction}/ (or watch ws/user/). "
                                "409 when the job has no model to try.")

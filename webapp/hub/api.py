@@ -42,7 +42,7 @@ class ModelList(Api):
     @extend_schema(
         operation_id="models_create",
         request={"multipart/form-data": ModelUpload, "application/json": ModelFromUpload},
-        responses=docs.responses({201: docs.LocalModel}, 400, 404, 413),
+        responses=docs.responses({201: docs.LocalModel}, *docs.BODY, 404, 413),
         description="Upload a pretrained Hugging Face model: the ZIP of a save_pretrained folder, as `file` "
                     "(multipart) or as the `upload` id of a completed chunked upload. The ZIP's directory is "
                     "checked at once (a refused ZIP gets 400 and is not kept); a worker then unpacks it: the "
