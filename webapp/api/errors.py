@@ -1,9 +1,10 @@
 """One error shape for the whole API, and the parsing rules every API view shares.
 
-Every refusal under /api/ is JSON: `{"detail": message, "error": message, "errors"?: {field: message}}`
-(`error` repeats `detail` for the pages' scripts and older clients). That holds for DRF's own
-refusals (401, 403, 405, 415, 429), for the views' own ones, for a body that is not a JSON object
-and for URLs that match nothing (`handler404` in webapp/urls.py answers JSON for /api/ paths).
+Every refusal under /api/ is JSON with a `detail` message written for the user: DRF's own
+refusals (401, 403, 404, 405, 415, 429: `{"detail": message}`), a body that is not a JSON object,
+URLs that match nothing (`handler404` in webapp/urls.py answers JSON for /api/ paths), and the
+views' own refusals, which add `error` (the same message, read by the pages' scripts and older
+clients) and, for refused fields, `errors` (`{field: message}`).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def exception_handler(exc, context):
         return None
     data = response.data
     if isinstance(data, dict) and set(data) == {"detail"}:
-        response.data = body(str(data["detail"]))
+        response.data = {"detail": str(data["detail"])}
     elif isinstance(data, (dict, list)):
         response.data = body("invalid request", flatten(data))
     return response
@@ -112,12 +113,13 @@ def exception_handler(exc, context):
 def not_found(request, exception=None):
     """The project's 404 handler: JSON under /api/, the HTML page elsewhere."""
     if request.path.startswith(API_PREFIX):
-        return JsonResponse(body("not found: no such URL or object under /api/; see /api/schema/"), status=404)
+        return JsonResponse({"detail": "not found: no such URL or object under /api/; see /api/schema/"}, status=404)
     return page_not_found(request, exception)
 
 
 def server_failure(request):
     """The project's 500 handler: JSON under /api/ (the traceback goes to the log), HTML elsewhere."""
     if request.path.startswith(API_PREFIX):
-        return JsonResponse(body("internal error; the administrators can find it in the server log"), status=500)
+        return JsonResponse({"detail": "internal error; the administrators can find it in the server log"},
+                            status=500)
     return server_error(request)

@@ -16,7 +16,8 @@ from webapp.hub.models import LocalModel as LocalModelRow
 
 class ErrorBody(serializers.Serializer):
     detail = serializers.CharField(help_text="what went wrong, written for the user")
-    error = serializers.CharField(help_text="the same message (kept for older clients)")
+    error = serializers.CharField(required=False, help_text="the same message, on the operations' own refusals "
+                                                            "(read by the pages' scripts and older clients)")
     errors = serializers.DictField(child=serializers.CharField(), required=False,
                                    help_text="one message per refused field, e.g. train_config.epochs")
 
