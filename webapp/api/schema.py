@@ -269,19 +269,22 @@ OnnxBody = inline_serializer("OnnxBody", {"onnx": Onnx(allow_null=True),
 WEBSOCKETS = """
 ## Live events (websockets)
 
-OpenAPI cannot describe websockets, so they are described here.
+OpenAPI cannot describe websockets, so they are described here (and in the README).
 
-* `ws(s)://HOST/ws/jobs/<job id>/` — one job's events, for whoever may see the job (session cookie; the
-  Origin must be this site). On connect the server sends a snapshot; each later frame is one event
-  `{"v": 1, "job": id, "seq": n, "kind": ..., ...}` numbered per job. Kinds: `status {status, worker?,
-  error?}`, `progress {epoch, epochs, step, total_steps, eta_seconds, samples_seen}`, `metric {split, step,
-  epoch, values}`, `samples {epoch, items}`, `confusion {epoch, matrix}`, `log {level, text}`. After a
-  gap or a reconnect, send `{"after": last_seq_seen}` to get what was missed (or read
-  `GET /api/jobs/<id>/events/?after=N`).
-* `ws(s)://HOST/ws/user/` — a summary of the signed-in user's own jobs whenever one changes state.
+* `ws(s)://HOST/ws/jobs/<job id>/`: one job's live events, for whoever may see the job (session
+  cookie; the Origin must be this site). Close codes: 4401 not signed in, 4404 no such job (or not
+  yours). Frames: `{"type": "events", "events": [...]}`, each event `{"v": 1, "job": id, "seq": n,
+  "kind": ..., ...}` numbered per job. Kinds: `status {status, worker?, error?}`, `progress {epoch,
+  epochs, step, total_steps, eta_seconds, samples_seen}`, `metric {split, step, epoch, values}`,
+  `samples {epoch, items}`, `confusion {epoch, matrix}`, `log {level, text}`. After a gap or a
+  reconnect send `{"after": last_seq_seen}`: the answer is `{"type": "events", "events": [...],
+  "replay": true}` (the same events as `GET /api/jobs/{id}/events/?after=N`).
+* `ws(s)://HOST/ws/user/`: the signed-in user's own updates: `{"type": "job", "job": {...}}` when one
+  of their jobs changes state, `{"type": "prediction", "prediction": {...}}` when a try is answered,
+  `{"type": "onnx", "onnx": {...}}` when an ONNX export ends.
 
-The try-the-model and ONNX operations below answer 202 and finish in a worker: poll their GET
-operation (or watch the job's socket) for the result.
+Trying a model (`POST /api/jobs/{id}/predictions/`) and the ONNX export (`POST /api/jobs/{id}/onnx/`)
+answer 202 and finish in a worker: poll their GET operation, or watch `ws/user/`.
 """
 
 
