@@ -37,9 +37,10 @@ test: test-sqlite test-postgres
 test-sqlite: $(VENV)/.dev-installed chromium
 	$(BIN)/python -m pytest
 
-# The unit tests only: no real stack, no browser (a minute or two, for the edit-test loop).
+# The unit tests only: no real stack, no browser, no schemathesis run (a minute or two, for the
+# edit-test loop).
 test-fast: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest -m "not stack and not e2e"
+	$(BIN)/python -m pytest -m "not stack and not e2e and not schema"
 
 # Refresh the README's screenshots: the browser tests, writing into docs/screenshots (a plain
 # test run writes them under test-artifacts/, outside the tracked tree).
@@ -48,8 +49,8 @@ screenshots: $(VENV)/.dev-installed chromium
 
 test-postgres: $(VENV)/.dev-installed
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_TEST_URL)', connect_timeout=3).close()" 2>/dev/null; then \
-	  echo "== again on PostgreSQL ($(PG_TEST_URL)), without the browser tests"; \
-	  DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -m "not e2e" tests/webapp tests/integration; \
+	  echo "== again on PostgreSQL ($(PG_TEST_URL)), without the browser tests and the schemathesis run"; \
+	  DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -m "not e2e and not schema" tests/webapp tests/integration; \
 	else echo "PostgreSQL does not answer at $(PG_TEST_URL): skipping the PostgreSQL pass"; fi
 
 bench: $(VENV)/.dev-installed

@@ -70,7 +70,8 @@ def get(name: str) -> Entry:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ConfigError({"architecture": f"unknown architecture {name!r}"}) from None
+        raise ConfigError({"architecture": f"unknown architecture {name!r}; choose one of "
+                                           f"{', '.join(REGISTRY)}"}) from None
 
 
 def entries_for(kind: str) -> list[Entry]:

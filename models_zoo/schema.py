@@ -56,14 +56,17 @@ class ConfigError(ValueError):
         self.errors = errors
 
 
-def describe(config_cls: type) -> list[dict]:
-    """The form description of a Config class: one dict per field."""
+def describe(config_cls: type, *, json_values: bool = False) -> list[dict]:
+    """The form description of a Config class: one dict per field.
+
+    A list default is the form's text ("64,64") unless `json_values`, for the API: then it is
+    the JSON list (`[64, 64]`) that validate() accepts and jobs store."""
     out = []
     for f in dataclasses.fields(config_cls):
         meta = dict(f.metadata)
         default = f.default
         if meta["kind"] == "ints":
-            default = ",".join(str(v) for v in default)
+            default = list(default) if json_values else ",".join(str(v) for v in default)
         out.append({"name": f.name, "default": default, **meta})
     return out
 

@@ -14,3 +14,7 @@ urlpatterns = [
     path("api/", include("webapp.api.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# Under /api/ a URL that matches nothing (e.g. a job id that is not a UUID) or a crash answers JSON.
+handler404 = "webapp.api.errors.not_found"
+handler500 = "webapp.api.errors.server_failure"

@@ -40,6 +40,9 @@ OBJECT_ROUTES = {
     "api:job-cancel": "job",
     "api:job-events": "job",
     "api:artifact": "job",
+    "api:job-predictions": "job",
+    "api:job-prediction": "job",
+    "api:job-onnx": "job",
     "hub:delete": "model",
 }
 # Routes without an object id: must require login (pages redirect, API answers 401/403).
@@ -69,7 +72,8 @@ def test_every_route_is_classified():
 
 
 def _url(route: str, pattern: str, obj) -> str:
-    path = "/" + pattern.replace("<uuid:pk>", str(obj.pk)).replace("<str:name>", "config.json")
+    path = "/" + pattern.replace("<uuid:pk>", str(obj.pk)).replace("<str:name>", "config.json").replace(
+        "<uuid:prediction>", str(uuid.uuid4()))
     return path
 
 

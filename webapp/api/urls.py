@@ -4,11 +4,15 @@ from drf_spectacular.views import SpectacularAPIView
 
 from webapp.api import views
 from webapp.datasets import tus
+from webapp.api.schema import settings as schema_settings
 from webapp.hub.api import ModelList
+
+# The schema's description carries what OpenAPI cannot: the websockets (webapp/api/schema.py).
+SCHEMA_SETTINGS = schema_settings()
 
 app_name = "api"
 urlpatterns = [
-    path("schema/", login_not_required(SpectacularAPIView.as_view()), name="schema"),
+    path("schema/", login_not_required(SpectacularAPIView.as_view(custom_settings=SCHEMA_SETTINGS)), name="schema"),
     path("architectures/", views.ArchitectureList.as_view(), name="architectures"),
     path("models/", ModelList.as_view(), name="models"),
     path("uploads/", views.UploadList.as_view(), name="uploads"),
@@ -23,5 +27,8 @@ urlpatterns = [
     path("jobs/<uuid:pk>/cancel/", views.JobCancel.as_view(), name="job-cancel"),
     path("jobs/<uuid:pk>/retry/", views.JobRetry.as_view(), name="job-retry"),
     path("jobs/<uuid:pk>/events/", views.JobEvents.as_view(), name="job-events"),
+    path("jobs/<uuid:pk>/predictions/", views.JobPredictions.as_view(), name="job-predictions"),
+    path("jobs/<uuid:pk>/predictions/<uuid:prediction>/", views.JobPrediction.as_view(), name="job-prediction"),
+    path("jobs/<uuid:pk>/onnx/", views.JobOnnx.as_view(), name="job-onnx"),
     path("jobs/<uuid:pk>/artifacts/<str:name>", views.ArtifactDownload.as_view(), name="artifact"),
 ]

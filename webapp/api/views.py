@@ -1,4 +1,9 @@
-"""JSON API: the same services and access rules as the pages; token or session auth."""
+"""JSON API: the same services and access rules as the pages; token or session auth.
+
+Every view derives from `Api`: JSON bodies must be objects, every refusal has the one error
+shape (webapp/api/errors.py), and the request's fields go through a serializer before any
+service sees them. The descriptions in `extend_schema` are the API's user documentation.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.utils.decorators import method_decorator
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,98 +23,125 @@ import models_zoo
 from models_zoo import kinds
 from models_zoo.hparams import TrainConfig
 from models_zoo.schema import describe
+from webapp.api import errors as api_errors
+from webapp.api import schema as docs
+from webapp.api.errors import validated
 from webapp.datasets import services as dataset_services
 from webapp.datasets.access import get_ingest_failure_for_user, ingest_failures_for
-from webapp.datasets.uploads import upload_too_large_message
 from webapp.datasets.models import IngestFailure, UploadSession
+from webapp.datasets.uploads import upload_too_large_message
 from webapp.datasets.validation import DatasetError
 from webapp.datasets.views import UPLOAD_OPTIONS
+from webapp.inference import services as inference
+from webapp.inference.models import OnnxExport, Prediction
 from webapp.jobs import downsample, services
 from webapp.jobs.access import datasets_for, get_dataset_for_user, get_job_for_user, jobs_for
 from webapp.jobs.events import events_after
 from webapp.jobs.models import Job
 from webapp.jobs.views import artifact_response
 
+NAME = {"max_length": 200, "trim_whitespace": True}
+
 
 class DatasetUpload(serializers.Serializer):
     file = serializers.FileField(required=False, help_text="the file, for files up to TRAINYARD_MAX_REQUEST_MB")
     upload = serializers.UUIDField(required=False, help_text="or the id of a completed chunked upload")
-    name = serializers.CharField(required=False, allow_blank=True)
-    description = serializers.CharField(required=False, allow_blank=True)
+    name = serializers.CharField(required=False, allow_blank=True, **NAME, help_text="default: the file's name")
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
     kind = serializers.ChoiceField(choices=["auto", *kinds.KINDS], required=False,
                                    help_text="default: detected from the file")
-    label_column = serializers.CharField(required=False, allow_blank=True, help_text="default: 'label' or last column")
-    text_column = serializers.CharField(required=False, allow_blank=True, help_text="text datasets")
+    label_column = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                         help_text="default: 'label' or last column")
+    text_column = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                        help_text="text datasets")
     task = serializers.ChoiceField(choices=[c for c, _ in kinds.TASKS], required=False)
-    image_size = serializers.IntegerField(required=False, help_text="image datasets: side in pixels")
+    image_size = serializers.IntegerField(required=False, min_value=kinds.IMAGE_SIZE_RANGE[0],
+                                          max_value=kinds.IMAGE_SIZE_RANGE[1],
+                                          help_text="image datasets: side in pixels")
     channels = serializers.ChoiceField(choices=[c for c, _ in kinds.CHANNELS], required=False,
                                        help_text="image datasets: default auto (grayscale when every image is)")
     level = serializers.ChoiceField(choices=["char", "byte"], required=False, help_text="corpus tokens")
-    val_fraction = serializers.FloatField(required=False, help_text="default 0.2 (corpus 0.1)")
+    val_fraction = serializers.FloatField(required=False, min_value=0.0, max_value=1.0,
+                                          help_text="default 0.2 (corpus 0.1)")
+
+
+class DatasetFromUpload(DatasetUpload):
+    """The JSON form of an upload: a completed chunked upload's id instead of the file."""
+
+    file = None
+    upload = serializers.UUIDField(help_text="the id of a completed chunked upload (/api/uploads/)")
 
 
 class UploadStart(serializers.Serializer):
-    filename = serializers.CharField()
-    size = serializers.IntegerField(help_text="the whole file's length in bytes")
+    filename = serializers.CharField(min_length=1, max_length=1000, help_text="the file's name, e.g. data.csv")
+    size = serializers.IntegerField(min_value=1, help_text="the whole file's length in bytes (a whole number)")
 
 
 class DatasetUpdate(serializers.Serializer):
-    name = serializers.CharField(required=False)
-    description = serializers.CharField(required=False, allow_blank=True)
+    name = serializers.CharField(required=False, min_length=1, **NAME)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
 
 
 class DatasetShare(serializers.Serializer):
-    username = serializers.CharField()
-    action = serializers.ChoiceField(choices=["add", "remove"], required=False)
+    username = serializers.CharField(min_length=1, max_length=150)
+    action = serializers.ChoiceField(choices=["add", "remove"], required=False, default="add")
 
 
 class JobCreate(serializers.Serializer):
     dataset = serializers.UUIDField()
-    architecture = serializers.CharField(help_text="a name from /api/architectures/")
-    name = serializers.CharField(required=False, allow_blank=True)
+    architecture = serializers.CharField(min_length=1, help_text="a name from /api/architectures/")
+    name = serializers.CharField(required=False, allow_blank=True, **NAME)
     model_config = serializers.DictField(required=False, help_text="the architecture's settings")
     train_config = serializers.DictField(required=False, help_text="epochs, batch_size, learning_rate, ...")
     priority = serializers.IntegerField(required=False, default=0, help_text="0 or lower (admins may raise it)")
-    min_gpu_memory_gb = serializers.IntegerField(required=False, allow_null=True, default=None,
+    min_gpu_memory_gb = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0,
                                                  help_text="run only on a GPU with at least this many GB")
     gpu_type = serializers.CharField(required=False, allow_blank=True, default="", max_length=100,
                                      help_text="run only on a GPU whose name contains this, e.g. A100")
 
 
-def _error(message, code=status.HTTP_400_BAD_REQUEST, errors=None):
-    body = {"error": message}
-    if errors:
-        body["errors"] = errors
-    return Response(body, status=code)
+_error = api_errors.error
 
 
 @method_decorator(login_not_required, name="dispatch")
 class Api(APIView):
     """Base: LoginRequiredMiddleware must not redirect token-authenticated API calls;
-    DRF's IsAuthenticated answers 401/403 instead."""
+    DRF's IsAuthenticated answers 401/403 instead. JSON bodies must be objects."""
+
+    parser_classes = api_errors.PARSERS
+
+    def get_exception_handler(self):
+        return api_errors.exception_handler
 
 
 class DatasetList(Api):
     throttle_scope = "upload"  # on its POST (webapp/throttles.py)
 
-    @extend_schema(operation_id="datasets_list", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="datasets_list", responses=docs.responses({200: docs.DatasetListBody}),
+                   description="Your datasets and those shared with you (at most 1000), and your uploads "
+                               "that ingest refused.")
     def get(self, request):
         return Response({"datasets": [d.to_dict() for d in datasets_for(request.user)[:1000]],
                          "failures": [f.to_dict() for f in ingest_failures_for(request.user)]})
 
-    @extend_schema(request={"multipart/form-data": DatasetUpload}, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request={"multipart/form-data": DatasetUpload, "application/json": DatasetFromUpload},
+        responses=docs.responses({201: docs.Dataset}, *docs.BODY, 404, 413, 503),
+        description="Upload a dataset: send `file` (multipart), or the `upload` id of a completed chunked "
+                    "upload (see /api/uploads/). The file is checked at once (its kind, format, your quota); "
+                    "a refused file gets 400 and is not kept. The dataset is then `ingesting` until a worker "
+                    "has read it: poll GET /api/datasets/{id}/.")
     def post(self, request):
         d = request.data  # parses the body; the size check runs while streaming
         if getattr(request._request, "upload_too_large", False):
             return _error(upload_too_large_message(), status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-        upload = None
-        if d.get("upload"):
-            upload = _own_upload(request.user, d["upload"])
+        v = validated(DatasetUpload, d)
+        upload = _own_upload(request.user, v["upload"]) if v.get("upload") else None
         try:
             ds = dataset_services.create_dataset(
-                request.user, request.FILES.get("file"), upload=upload, name=d.get("name", ""),
-                description=d.get("description", ""),
-                kind=d.get("kind", "auto"), **{k: d.get(k) for k in UPLOAD_OPTIONS},
+                request.user, v.get("file"), upload=upload, name=v.get("name", ""),
+                description=v.get("description", ""),
+                kind=v.get("kind", "auto"), **{k: v.get(k) for k in UPLOAD_OPTIONS},
             )
         except dataset_services.UploadIncomplete as exc:
             return _error(str(exc))  # the client may send the missing chunks and try again
@@ -117,10 +149,19 @@ class DatasetList(Api):
             if upload is not None:
                 dataset_services.abort_upload(upload)  # a rejected file leaves nothing behind, chunked or not
             return _error(str(exc))
-        failure = IngestFailure.objects.filter(pk=ds.pk).first()
-        if failure is not None:  # could not even be queued (the broker is down): nothing was kept
-            return Response(failure.to_dict(), status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return _created_dataset(ds)
+
+
+def _created_dataset(ds) -> Response:
+    """201, unless the ingest could not be queued (503) or a fast worker refused the file already
+    (400, with the ingest's reason): which one is told by the enqueue, not by the notice left behind."""
+    failure = IngestFailure.objects.filter(pk=ds.pk).first()
+    if failure is None:
         return Response(ds.to_dict(), status=status.HTTP_201_CREATED)
+    if getattr(ds, "queue_error", None):  # the broker is down: nothing was kept
+        return Response({**failure.to_dict(), **api_errors.body(failure.error)},
+                        status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    return Response({**failure.to_dict(), **api_errors.body(failure.error)}, status=status.HTTP_400_BAD_REQUEST)
 
 
 def _own_upload(user, pk) -> UploadSession:
@@ -133,14 +174,16 @@ def _own_upload(user, pk) -> UploadSession:
 class UploadList(Api):
     throttle_scope = "upload"  # on its POST (webapp/throttles.py)
 
-    @extend_schema(request=UploadStart, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(request=UploadStart, responses=docs.responses({201: docs.Upload}, *docs.BODY),
+                   description="Start a chunked upload (for files above the request limit, or to resume "
+                               "after a dropped connection): then PUT the chunks in order to "
+                               "/api/uploads/{id}/ and POST /api/datasets/ or /api/models/ with `upload`.")
     def post(self, request):
-        """Start a chunked upload; then PUT the chunks in order and POST /api/datasets/ with `upload`."""
+        v = validated(UploadStart, request.data)
         try:
-            session = dataset_services.start_upload(request.user, request.data.get("filename"),
-                                                    request.data.get("size"))
+            session = dataset_services.start_upload(request.user, v["filename"], v["size"])
         except dataset_services.TooManyUploads as exc:
-            return _error(str(exc), status.HTTP_429_TOO_MANY_REQUESTS)
+            return api_errors.error(str(exc), status.HTTP_429_TOO_MANY_REQUESTS)
         except DatasetError as exc:
             return _error(str(exc))
         return Response(session.to_dict(), status=status.HTTP_201_CREATED)
@@ -149,15 +192,21 @@ class UploadList(Api):
 class UploadDetail(Api):
     parser_classes = []  # PUT bodies are raw bytes, read as a stream
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=docs.responses({200: docs.Upload}, 404),
+                   description="How much of the upload the server has: resume from `received`.")
     def get(self, request, pk):
         return Response(_own_upload(request.user, pk).to_dict())
 
     @extend_schema(
         request={"application/octet-stream": OpenApiTypes.BINARY},
-        parameters=[OpenApiParameter("Content-Range", str, OpenApiParameter.HEADER,
+        parameters=[OpenApiParameter("Content-Range", str, OpenApiParameter.HEADER, required=True,
                                      description="bytes START-END/TOTAL (END inclusive)")],
-        responses=OpenApiTypes.OBJECT,
+        responses={**docs.responses({200: docs.Upload}, *docs.BODY, 404, 413),
+                   409: OpenApiResponse(docs.UploadConflict, description="the chunk does not start where "
+                                                                              "the upload stands: resend from "
+                                                                              "`received`")},
+        description="Append one chunk (at most `chunk_bytes`), starting at `received`; resending the last "
+                    "chunk is harmless.",
     )
     def put(self, request, pk):
         session = _own_upload(request.user, pk)
@@ -170,12 +219,12 @@ class UploadDetail(Api):
         try:
             session = dataset_services.append_chunk(session, start, request._request, end - start + 1)
         except dataset_services.UploadOutOfOrder as exc:
-            return Response({"error": str(exc), "received": exc.received}, status=status.HTTP_409_CONFLICT)
+            return _error(str(exc), status.HTTP_409_CONFLICT, received=exc.received)
         except DatasetError as exc:
             return _error(str(exc), status.HTTP_413_REQUEST_ENTITY_TOO_LARGE if "at most" in str(exc) else 400)
         return Response(session.to_dict())
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses=docs.responses({204: None}, 404), description="Abandon the upload and its bytes.")
     def delete(self, request, pk):
         dataset_services.abort_upload(_own_upload(request.user, pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -185,28 +234,34 @@ CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
 class DatasetDetail(Api):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
-                   description="404 for an unknown id; for the owner of a dataset whose ingest failed (its "
-                               "row and files are removed) the 404 body says why: status 'failed' and error.")
+    @extend_schema(responses={**docs.responses({200: docs.Dataset}),
+                              404: OpenApiResponse(docs.DatasetGone, description=(
+                                  "No such dataset. For the owner of an upload that ingest refused (its row "
+                                  "and files are removed) the body says why: status 'failed' and error."))},
+                   description="One dataset: its status while ingesting, then what ingest found (`info`).")
     def get(self, request, pk):
         try:
             return Response(get_dataset_for_user(request.user, pk).to_dict())
         except Http404:
             failure = get_ingest_failure_for_user(request.user, pk)  # others: a plain 404
-            return Response(failure.to_dict(), status=status.HTTP_404_NOT_FOUND)
+            return Response({**failure.to_dict(), **api_errors.body(failure.error)},
+                            status=status.HTTP_404_NOT_FOUND)
 
-    @extend_schema(request=DatasetUpdate, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=DatasetUpdate, responses=docs.responses({200: docs.Dataset}, *docs.BODY, 404),
+                   description="Rename a dataset or change its description (owner only).")
     def patch(self, request, pk):
         ds = get_dataset_for_user(request.user, pk, write=True)
+        v = validated(DatasetUpdate, request.data)
         try:
-            dataset_services.update_dataset(ds, name=request.data.get("name"),
-                                            description=request.data.get("description"), actor=request.user)
+            dataset_services.update_dataset(ds, name=v.get("name"), description=v.get("description"),
+                                            actor=request.user)
         except DatasetError as exc:
             return _error(str(exc))
         return Response(ds.to_dict())
 
-    @extend_schema(responses={204: None}, description="deletes the dataset, or dismisses the owner's notice "
-                                                       "of a failed ingest with this id")
+    @extend_schema(responses=docs.responses({204: None}, 404, 409),
+                   description="Delete the dataset and its files (409 while a queued or running job uses it), "
+                               "or dismiss the notice of a refused upload with this id.")
     def delete(self, request, pk):
         try:
             ds = get_dataset_for_user(request.user, pk, write="delete")
@@ -223,45 +278,52 @@ class DatasetDetail(Api):
 class DatasetShareView(Api):
     throttle_scope = "share"  # on its POST (webapp/throttles.py)
 
-    @extend_schema(request=DatasetShare, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=DatasetShare, responses=docs.responses({200: docs.Shares}, *docs.BODY, 404),
+                   description="Share the dataset read-only with another user (`action: add`, the default) "
+                               "or stop sharing it (`remove`). Owner only.")
     def post(self, request, pk):
         ds = get_dataset_for_user(request.user, pk, write=True)
-        username = str(request.data.get("username", ""))
+        v = validated(DatasetShare, request.data)
         try:
-            if request.data.get("action") == "remove":
-                dataset_services.unshare_dataset(ds, username, actor=request.user)
+            if v["action"] == "remove":
+                dataset_services.unshare_dataset(ds, v["username"], actor=request.user)
             else:
-                dataset_services.share_dataset(ds, username, actor=request.user)
+                dataset_services.share_dataset(ds, v["username"], actor=request.user)
         except DatasetError as exc:
             return _error(str(exc))
         return Response({"shared_with": sorted(ds.shared_with.values_list("username", flat=True))})
 
 
 class ArchitectureList(Api):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=docs.responses({200: docs.ArchitecturesBody}),
+                   description="The architectures a job may use, the dataset kinds each accepts, and the "
+                               "settings of each (`model_config`) and of training (`train_config`): name, "
+                               "kind, default (a JSON value: lists are arrays), range and choices.")
     def get(self, request):
         return Response({
             "architectures": [
-                {"name": e.name, "label": e.label, "dataset_kinds": list(e.kinds), "model_config": e.describe()}
+                {"name": e.name, "label": e.label, "dataset_kinds": list(e.kinds),
+                 "model_config": describe(e.config_cls, json_values=True)}
                 for e in models_zoo.REGISTRY.values()
             ],
-            "train_config": describe(TrainConfig),
+            "train_config": describe(TrainConfig, json_values=True),
         })
 
 
 class JobList(Api):
     throttle_scope = "submit"  # on its POST (webapp/throttles.py)
 
-    @extend_schema(operation_id="jobs_list", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="jobs_list", responses=docs.responses({200: docs.JobListBody}),
+                   description="The jobs you may see (at most 1000), newest first.")
     def get(self, request):
         return Response({"jobs": Job.to_dicts(jobs_for(request.user).prefetch_related("artifacts")[:1000])})
 
-    @extend_schema(request=JobCreate, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(request=JobCreate, responses=docs.responses({201: docs.Job}, *docs.BODY),
+                   description="Submit a training job on a dataset you may use. Settings are checked against "
+                               "the architecture's schema (/api/architectures/); each refused one is named in "
+                               "`errors`. 429 when you have too many queued or running jobs.")
     def post(self, request):
-        s = JobCreate(data=request.data)
-        if not s.is_valid():
-            return _error("invalid request", errors={k: " ".join(map(str, v)) for k, v in s.errors.items()})
-        v = s.validated_data
+        v = validated(JobCreate, request.data)
         dataset = datasets_for(request.user).filter(pk=v["dataset"]).first()
         if dataset is None:
             return _error("invalid request", errors={"dataset": "no such dataset"})
@@ -275,11 +337,14 @@ class JobList(Api):
 
 
 class JobDetail(Api):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=docs.responses({200: docs.Job}, 404),
+                   description="One job: status, progress, latest metrics and artifacts.")
     def get(self, request, pk):
         return Response(get_job_for_user(request.user, pk).to_dict())
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses=docs.responses({204: None}, 404, 409),
+                   description="Delete a finished job and its files (409 while it is queued or running: "
+                               "cancel it first).")
     def delete(self, request, pk):
         job = get_job_for_user(request.user, pk, write="delete")
         if not services.delete_job(job, actor=request.user):
@@ -288,7 +353,9 @@ class JobDetail(Api):
 
 
 class JobCancel(Api):
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=None, responses=docs.responses({200: docs.Job}, 404),
+                   description="Cancel a queued or running job (a running one stops at its next check, within "
+                               "about a second); a finished job is returned unchanged.")
     def post(self, request, pk):
         job = services.cancel_job(get_job_for_user(request.user, pk, write=True), actor=request.user)
         return Response(job.to_dict())
@@ -297,7 +364,7 @@ class JobCancel(Api):
 class JobRetry(Api):
     throttle_scope = "submit"
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT,
+    @extend_schema(request=None, responses=docs.responses({200: docs.Job}, 404, 409),
                    description="Queue a failed job again (same id); it resumes from its last checkpoint and its "
                                "attempts start over. 409 when the job is not failed, 429 at the active-job limit.")
     def post(self, request, pk):
@@ -305,39 +372,121 @@ class JobRetry(Api):
         try:
             job = services.retry_job(job, actor=request.user)
         except services.RetryError as exc:
-            return _error(" ".join(exc.errors.values()), exc.status, exc.errors)
+            return api_errors.error(" ".join(exc.errors.values()), exc.status, exc.errors)
         return Response(job.to_dict())
 
 
+class EventsQuery(serializers.Serializer):
+    after = serializers.IntegerField(required=False, default=0, min_value=0,
+                                     help_text="return events numbered above this")
+    limit = serializers.IntegerField(required=False, default=5000, min_value=1, max_value=5000,
+                                     help_text="at most this many")
+    history = serializers.ChoiceField(choices=["0", "1"], required=False, default="0", help_text=(
+        "1: the whole history up to last_seq, downsampled for drawing: each metric series keeps at most "
+        "`points` points (LTTB), only the latest progress/samples/confusion, the last 2000 log lines; then "
+        "follow the exact tail with after=last_seq"))
+    points = serializers.IntegerField(required=False, default=1000, min_value=100, max_value=10_000,
+                                      help_text="with history=1: points per series")
+
+
 class JobEvents(Api):
-    @extend_schema(
-        parameters=[OpenApiParameter("after", int, description="return events numbered above this"),
-                    OpenApiParameter("limit", int, description="at most this many (max 5000)"),
-                    OpenApiParameter("history", int, description=(
-                        "1: the whole history up to last_seq, downsampled for drawing: each metric series "
-                        "keeps at most `points` points (LTTB), only the latest progress/samples/confusion, "
-                        "the last 2000 log lines; then follow the exact tail with after=last_seq")),
-                    OpenApiParameter("points", int, description="with history=1: points per series (100-10000)")],
-        responses=OpenApiTypes.OBJECT,
-    )
+    @extend_schema(parameters=[EventsQuery], responses=docs.responses({200: docs.EventsBody}, 400, 404),
+                   description="The job's numbered events after `after` (the same events the websocket "
+                               "sends), or its downsampled history with history=1.")
     def get(self, request, pk):
         job = get_job_for_user(request.user, pk)
-        try:
-            after = max(0, int(request.query_params.get("after", 0)))
-            limit = min(5000, max(1, int(request.query_params.get("limit", 5000))))
-            points = min(10_000, max(100, int(request.query_params.get("points", 1000))))
-        except ValueError:
-            return _error("after, limit and points must be whole numbers")
-        if request.query_params.get("history") == "1":
-            return Response({"job": str(job.pk), **downsample.history(job, points=points)})
-        return Response({"job": str(job.pk), "last_seq": job.last_seq, "events": events_after(job, after, limit)})
+        q = validated(EventsQuery, request.query_params)
+        if q["history"] == "1":
+            return Response({"job": str(job.pk), **downsample.history(job, points=q["points"])})
+        return Response({"job": str(job.pk), "last_seq": job.last_seq,
+                         "events": events_after(job, q["after"], q["limit"])})
 
 
 class ArtifactDownload(Api):
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @extend_schema(responses={**docs.ARTIFACT_RESPONSES, **docs.errors(*docs.COMMON, 404)},
+                   description="Download one of the job's files (names in the job's `artifacts`): the model, "
+                               "its card (Markdown), metrics (JSON), thumbnails (PNG). The file's checksum is "
+                               "verified before it is sent.")
     def get(self, request, pk, name):
         job = get_job_for_user(request.user, pk)
         try:
-            return artifact_response(job, name, request.user)
+            response = artifact_response(job, name, request.user)
         except Http404:
             return _error("no such artifact", status.HTTP_404_NOT_FOUND)
+        response["Content-Type"] = docs.artifact_media_type(name)
+        return response
+
+
+class TryInput(serializers.Serializer):
+    """What the try page sends; which fields a job needs depends on its dataset kind."""
+
+    text = serializers.CharField(required=False, allow_blank=True, help_text="text classifiers")
+    sequence = serializers.CharField(required=False, allow_blank=True,
+                                     help_text="sequence models: comma-separated numbers")
+    prompt = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
+                                   help_text="language models")
+    temperature = serializers.FloatField(required=False, min_value=0.0, help_text="language models")
+    top_k = serializers.IntegerField(required=False, min_value=0, help_text="language models")
+    length = serializers.IntegerField(required=False, min_value=1, help_text="language models: characters")
+    features = serializers.JSONField(required=False, help_text="tabular models: {column: value}, or one "
+                                                               "comma-separated line in column order")
+    image = serializers.FileField(required=False, help_text="image classifiers (multipart): a PNG or JPEG")
+
+
+class TryInputJson(TryInput):
+    image = None
+
+
+class JobPredictions(Api):
+    @extend_schema(operation_id="jobs_try", request={"application/json": TryInputJson,
+                                                     "multipart/form-data": TryInput},
+                   responses=docs.responses({202: docs.PredictionBody}, *docs.BODY, 404, 409),
+                   description="Try a succeeded job's model on one input (the Try page). A worker answers: "
+                               "poll GET /api/jobs/{id}/predictions/{prediction}/ (or watch ws/user/). "
+                               "409 when the job has no model to try.")
+    def post(self, request, pk):
+        job = get_job_for_user(request.user, pk)
+        v = validated(TryInput, request.data)
+        image = v.pop("image", None)
+        data = {k: (str(x) if not isinstance(x, (dict, list)) else x) for k, x in v.items()}
+        try:
+            p = inference.create_prediction(request.user, job, data, image)
+        except inference.TryError as exc:
+            return _error(exc.message, exc.status)
+        return Response({"prediction": p.to_dict()}, status=status.HTTP_202_ACCEPTED)
+
+
+class JobPrediction(Api):
+    @extend_schema(operation_id="jobs_try_result", responses=docs.responses({200: docs.PredictionBody}, 404),
+                   description="One of your tries of this job: `pending`, then `done` with `result` or "
+                               "`failed` with `error`.")
+    def get(self, request, pk, prediction):
+        job = get_job_for_user(request.user, pk)
+        p = Prediction.objects.filter(job=job, user=request.user, pk=prediction).first()
+        if p is None:
+            raise Http404
+        return Response({"prediction": p.to_dict()})
+
+
+class JobOnnx(Api):
+    @extend_schema(operation_id="jobs_onnx", responses=docs.responses({200: docs.OnnxBody}, 404),
+                   description="The state of the job's ONNX export (null before one was asked for) and the "
+                               "job's artifacts; once `done`, download model.onnx from the artifacts.")
+    def get(self, request, pk):
+        job = get_job_for_user(request.user, pk)
+        export = OnnxExport.objects.filter(job=job).first()
+        return Response({"onnx": export.to_dict() if export else None,
+                         "artifacts": [a.to_dict() for a in job.artifacts.all()]})
+
+    @extend_schema(operation_id="jobs_onnx_create", request=None,
+                   responses=docs.responses({202: docs.OnnxBody}, 404, 409),
+                   description="Export a succeeded zoo job's model to ONNX (checked in onnxruntime against "
+                               "PyTorch) in a worker; again after a failure. 409 when the model cannot be "
+                               "exported.")
+    def post(self, request, pk):
+        job = get_job_for_user(request.user, pk)
+        try:
+            export = inference.request_onnx_export(request.user, job)
+        except inference.TryError as exc:
+            return _error(exc.message, exc.status)
+        return Response({"onnx": export.to_dict()}, status=status.HTTP_202_ACCEPTED)

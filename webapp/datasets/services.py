@@ -172,6 +172,7 @@ def _enqueue_ingest(ds: Dataset) -> None:
     try:
         celery.send(celery.INGEST_TASK, str(ds.pk))
     except Exception as exc:  # noqa: BLE001 - broker unreachable: say so instead of "ingesting" forever
+        ds.queue_error = str(exc)  # the API's 503: told apart from an ingest that refused the file first
         fail_ingest(ds, f"the job queue (Redis) could not be reached: {exc}; upload the file again")
 
 
