@@ -104,7 +104,7 @@ def test_sigterm_requeues_the_running_job_and_it_resumes_elsewhere(own_stack, tm
     events = api.get(s.url(f"/api/jobs/{job['id']}/events/")).json()["events"]
     assert [e["seq"] for e in events] == list(range(1, done["last_seq"] + 1))
     logs = " | ".join(e["text"] for e in events if e["kind"] == "log")
-    assert "is shutting down; job requeued" in logs and "resumed from the checkpoint after epoch" in logs
+    assert "handed the job back to the queue" in logs and "resumed from the checkpoint after epoch" in logs
     assert [e["status"] for e in events if e["kind"] == "status"] == [
         "queued", "running", "queued", "running", "succeeded"]
     val = [e for e in events if e["kind"] == "metric" and e["split"] == "val"]

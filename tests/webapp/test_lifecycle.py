@@ -115,3 +115,25 @@ def test_queue_positions_of_a_list_cost_one_query_whatever_its_length(alice, bob
         dicts = Job.to_dicts(jobs)
     assert len(listed) == 1  # the positions; owner, dataset and artifacts were fetched with the jobs
     assert [d["queue_position"] for d in dicts] == [0, 1, 2, 3, 4, None]
+
+
+@pytest.mark.django_db
+def test_a_requeued_job_no_longer_names_its_previous_worker(alice):
+    """Lost (watchdog) or handed back (shutdown): queued again, the page must not name the worker."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.webapp.factories import running_job
+    from webapp.jobs import lifecycle
+    from webapp.jobs.models import Job
+
+    lost = running_job(alice)
+    Job.objects.filter(pk=lost.pk).update(worker_name="cpu@a", heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert lost.pk in lifecycle.requeue_lost_jobs()
+    back = running_job(alice)
+    Job.objects.filter(pk=back.pk).update(worker_name="cpu@b", heartbeat_at=timezone.now(), attempts=1)
+    token = Job.objects.values_list("owner_token", flat=True).get(pk=back.pk)
+    assert lifecycle.requeue_stopped_job(back.pk, "cpu@b", token)
+    for job in Job.objects.filter(pk__in=[lost.pk, back.pk]):
+        assert job.status == "queued" and job.worker_name == "", (job.status, job.worker_name)

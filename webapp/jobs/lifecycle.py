@@ -241,13 +241,16 @@ def requeue_stopped_job(job_id, worker_name: str, token: int | None = None) -> b
         rows = rows.filter(owner_token=token)
     with transaction.atomic():
         if not rows.update(
-            status=Job.Status.QUEUED, requeue_requested=False, dispatched_at=None,
+            status=Job.Status.QUEUED, requeue_requested=False, dispatched_at=None, worker_name="",
             attempts=F("attempts") - 1, heartbeat_at=Now(),
         ):
             return False
+        # The task only knows that its run was asked to stop and go back (a warm shutdown, a
+        # drain, a worker that lost its broker connection): say that, not a cause it cannot tell.
         append_events(job_id, [
-            ("log", {"level": "warning", "text": f"worker {worker_name} is shutting down; job requeued, "
-                                                 "it resumes from its last checkpoint"}),
+            ("log", {"level": "warning", "text": f"worker {worker_name} handed the job back to the queue "
+                                                 "(it is stopping or draining); it resumes from its last "
+                                                 "checkpoint"}),
             ("status", {"status": Job.Status.QUEUED}),
         ])
         scheduler.dispatch_soon()
@@ -277,8 +280,8 @@ def requeue_lost_jobs() -> list:
                         f"{settings.TRAINYARD_MAX_ATTEMPTS}, so it was not restarted"))
                 continue
             if not lapsed.filter(pk=job_id).update(
-                status=Job.Status.QUEUED, heartbeat_at=Now(), dispatched_at=None
-            ):
+                status=Job.Status.QUEUED, heartbeat_at=Now(), dispatched_at=None, worker_name=""
+            ):  # no longer that worker's: the page must not name it while the job waits
                 continue
             append_events(job_id, [
                 ("log", {"level": "warning", "text": f"worker {worker} stopped responding; job requeued"}),
