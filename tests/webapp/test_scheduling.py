@@ -194,3 +194,23 @@ def test_a_job_dispatched_to_a_worker_drained_before_taking_it_is_dispatched_aga
     other = ({a.name, b.name} - {first}).pop()
     assert j.worker_name == other and j.dispatched_at is not None
     assert sent_tasks.queues == [f"train.{first}", f"train.{other}"]
+
+
+def test_the_wait_reason_holds_still_during_a_broker_outage(alice, monkeypatch, run):
+    """Every pass dispatches again and every send fails again: what a page reads at any moment
+    (here: while the send is being tried, after the pass committed) must not flap."""
+    from webapp.jobs import scheduler
+
+    seen = []
+
+    def down(*args, **kwargs):
+        seen.append(Job.objects.values_list("wait_reason", flat=True).get(pk=j.pk))
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr("webapp.celery.send", down)
+    worker("cpu@h")
+    j = job(alice)
+    for _ in range(4):
+        run()
+        seen.append(reason(j))
+    assert set(seen[1:]) == {scheduler.BROKER_DOWN}, seen

@@ -238,7 +238,10 @@ def _release(p: _Pass, job: Job, worker: Worker, now) -> None:
     p.free.remove(worker)
     p.waiting.remove(job)
     p.active[job.owner_id] += 1
-    Job.objects.filter(pk=job.pk).update(dispatched_at=now, worker_name=worker.name, wait_reason="")
+    # While Redis is down every pass dispatches again and the send fails again: keep that reason
+    # until the task is sent and claimed, so the page does not flap between it and nothing.
+    reason = job.wait_reason if job.wait_reason == BROKER_DOWN else ""
+    Job.objects.filter(pk=job.pk).update(dispatched_at=now, worker_name=worker.name, wait_reason=reason)
     transaction.on_commit(lambda job_id=job.pk, q=route(worker): enqueue(job_id, queue=q))
 
 
@@ -281,6 +284,9 @@ def dispatch_soon() -> None:
     transaction.on_commit(run)
 
 
+BROKER_DOWN = "the job queue (Redis) could not be reached; the job is sent as soon as it answers"
+
+
 def enqueue(job_id, queue: str | None = None) -> None:
     """Send the training task (the dispatcher calls this after its pass commits). If the broker
     cannot be reached (Redis restarting), the job stays queued and undispatched, with that
@@ -290,6 +296,5 @@ def enqueue(job_id, queue: str | None = None) -> None:
         celery.send(celery.TRAIN_TASK, str(job_id), queue=queue)
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds of connection errors
         log.warning("could not send job %s to the queue: %s", job_id, exc)
-        reason = f"the job queue (Redis) could not be reached ({exc}); it is sent again when Redis answers"
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-            dispatched_at=None, worker_name="", wait_reason=reason[:255])
+            dispatched_at=None, worker_name="", wait_reason=BROKER_DOWN)  # the error itself is in the log
