@@ -119,10 +119,12 @@ def test_disk_full_while_checkpointing_fails_the_job_and_keeps_the_previous_chec
         "dataset": ds["id"], "architecture": "mlp", "train_config": {"epochs": 4, "batch_size": 8, "seed": 1}}).json()
     ckpts = s.data_dir.resolve() / "jobs" / job["id"] / "checkpoints"
     ckpts.mkdir(parents=True, exist_ok=True)
-    (ckpts / ".ckpt-000002.pt.tmp").symlink_to("/dev/full")  # the temp name of epoch 2's checkpoint
+    # The temp name of epoch 2's checkpoint, private to the run's attempt (its owner token: 1).
+    (ckpts / ".ckpt-000002.pt.1.tmp").symlink_to("/dev/full")
 
     done = s.wait_job(api, job["id"], timeout=240)
     assert done["status"] == "failed", done
+    assert done["error"].startswith("the disk is full on worker "), done["error"]
     assert "disk full while writing checkpoint ckpt-000002.pt" in done["error"], done["error"]
     assert "the previous checkpoint ckpt-000001.pt is intact" in done["error"]
     assert sorted(p.name for p in ckpts.iterdir()) == ["ckpt-000001.pt"]  # no temp file, no partial

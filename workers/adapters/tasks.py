@@ -78,7 +78,9 @@ def train_job(self, job_id: str) -> str:
     except Exception as exc:  # noqa: BLE001 - any failure becomes the job's readable error
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         if is_disk_full(exc):
-            error = disk_full_message(worker, what_was_written(exc))
+            what = what_was_written(exc)
+            # The checkpointer says which file and which earlier checkpoint is intact: keep that.
+            error = disk_full_message(worker, what) + (f" ({exc})" if what == "a checkpoint" else "")
         reporter.emit("log", {"level": "error", "text": traceback.format_exc()[-5000:]})
     finally:
         reporter.close()
