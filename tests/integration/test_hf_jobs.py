@@ -48,7 +48,14 @@ def sentiment(hf_stack, tmp_path_factory):
 
 
 def _events(s, api, job_id):
-    return api.get(s.url(f"/api/jobs/{job_id}/events/?limit=100000")).json()["events"]
+    """Every stored event, page by page (the endpoint gives at most 5000 at a time)."""
+    events = []
+    while True:
+        after = events[-1]["seq"] if events else 0
+        page = api.get(s.url(f"/api/jobs/{job_id}/events/?after={after}&limit=5000")).json()["events"]
+        if not page:
+            return events
+        events += page
 
 
 def _submit(s, api, ds, arch, model_config, train_config):
