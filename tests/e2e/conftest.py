@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(os.environ.get("TRAINYARD_SCREENSHOTS") or ROOT / "test-artifacts" / "screenshots")
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in the main thread
+# while it is open, and the asyncio.run() of the integration and webapp tests that follow would fail.
+@pytest.fixture(scope="package")
 def browser():
     if not CHROMIUM:
         pytest.skip("Debian's chromium is not installed (make test installs it when run as root)")

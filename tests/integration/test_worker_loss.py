@@ -135,8 +135,12 @@ def test_a_job_whose_worker_is_lost_past_the_attempt_limit_fails_with_the_reason
         # Each training worker consumes a queue of its own, where the dispatcher sent the job.
         out = s.manage("shell", "-c", "import json; from webapp.cluster.models import Worker; "
                        "print(json.dumps({w.name: w.queues for w in Worker.objects.all()}))").stdout
-        queues = json.loads(out.strip().splitlines()[-1])
-        assert all(f"train.{name}" in q.split(",") for name, q in queues.items()), queues
+        queues = {name: q.split(",") for name, q in json.loads(out.strip().splitlines()[-1]).items()}
+        trainers = {name: q for name, q in queues.items() if "train" in q}
+        assert len(trainers) == 2, queues
+        assert all(f"train.{name}" in q for name, q in trainers.items()), queues
+        # The notification worker (webhooks) trains nothing and has no queue of its own.
+        assert all(not any(x.startswith("train") for x in q) for name, q in queues.items() if name not in trainers)
         # The slot is free again: a new job on the same worker runs to the end.
         again = api.post(s.url("/api/jobs/"), json={"dataset": job["dataset"], "architecture": "mlp",
                                                      "train_config": {"epochs": 1}}).json()
