@@ -172,6 +172,63 @@ def test_causal_lm_stops_keeps_its_checkpoint_and_resumes(tmp_path):
     assert second.samples[-1] and second.samples[-1][0]["generated"]
 
 
+def test_a_fenced_run_marks_no_checkpoint_and_writes_no_model(tmp_path):
+    """Ownership (issue "Nothing runs twice"): each attempt checkpoints into its own folder; the
+    next attempt resumes from the newest complete checkpoint of any attempt and retires the
+    older folders once it has its own; a run that lost its job (the fence refuses its moves)
+    stops at its first checkpoint, marks nothing complete and leaves the live run's files alone."""
+    from workers.datasets import ingest
+    from workers.hf import run
+    from workers.hf.runner import latest_checkpoint
+    from workers.training.artifacts import Fenced, fenced_by
+
+    def owner(moves):
+        for src, dst in moves:
+            os.replace(src, dst)
+        return True
+
+    corpus = datagen.repetitive_corpus(tmp_path / "c.txt", repeats=40)
+    ingest("corpus", corpus, tmp_path / "ds", {})
+    model = hfmodels.tiny_gpt2(tmp_path / "gpt", corpus.read_text())
+    job = tmp_path / "job"
+    job.mkdir()
+    ckpts = job / "hf-checkpoints"
+    spec = TrainSpec("hf_causal_lm", {"model": "local:gpt", "block_size": 32, "max_new_tokens": 8},
+                     {"epochs": 3, "batch_size": 16, "learning_rate": 3e-3}, str(tmp_path / "ds"),
+                     str(job), extra={"model_path": str(model)})
+    first = Recorder(stop_in_epoch=2)
+    with fenced_by("1", owner):
+        assert run(spec, [first]).status == "cancelled"
+    one = latest_checkpoint(ckpts)
+    assert one is not None and one.parent.name == "run-1"
+
+    # Attempt 3 lost the job (attempt 2 owns it now): it trains from attempt 1's checkpoint,
+    # and its own first checkpoint is refused.
+    with fenced_by("3", lambda moves: False), pytest.raises(Fenced):
+        run(spec, [Recorder()])
+    assert not (ckpts / "run-3").exists()
+    assert latest_checkpoint(ckpts) == one and (one / ".trainyard-complete").is_file()
+    assert not (job / "artifacts" / "model.zip").exists()
+    assert not [p.name for p in job.rglob("*") if p.name.endswith(".tmp")]
+
+    # Attempt 2 resumes from attempt 1's checkpoint, and retires its folder once it has its own.
+    second = Recorder(stop_in_epoch=3)
+    with fenced_by("2", owner):
+        assert run(spec, [second]).status == "cancelled"
+    assert any("resumed from the checkpoint after epoch 1" in m for m in second.messages)
+    assert sorted(p.name for p in ckpts.iterdir()) == ["run-2"]
+    two = latest_checkpoint(ckpts)
+    assert two.parent.name == "run-2" and two.name != one.name
+    # Attempt 4 finishes from attempt 2's.
+    last = Recorder()
+    with fenced_by("4", owner):
+        result = run(spec, [last])
+    assert result.status == "succeeded" and (job / "artifacts" / "model.zip").is_file()
+    assert any("resumed from the checkpoint after epoch 2" in m for m in last.messages)
+    assert not ckpts.exists()  # a finished job keeps no checkpoints
+    assert sorted(p.name for p in job.iterdir()) == ["artifacts"]
+
+
 def test_unsupported_training_settings_are_refused():
     from models_zoo.hf import train_errors
     from models_zoo.hparams import TrainConfig

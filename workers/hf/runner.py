@@ -6,9 +6,15 @@ callbacks see the same hooks (progress, train/val metrics, confusion, samples, m
 reporter, the job page, cancel and resume work unchanged. `transformers.Trainer` does the
 training itself (optimizer, schedule, bf16, checkpoints with optimizer and RNG state).
 
-Resume: the Trainer checkpoints into `<output_dir>/hf-checkpoints/checkpoint-<step>` after every
-epoch (the last two are kept). The bridge marks a checkpoint complete (after flushing it to disk)
-in `on_save`; a restarted run resumes from the newest complete one and drops torn ones.
+Resume: the Trainer checkpoints after every epoch (the last two are kept) into a folder private
+to the run's attempt, `<output_dir>/hf-checkpoints/run-<owner token>/checkpoint-<step>`, so a run
+that lost its job (paused past its lease while another run took over) never writes, rotates or
+deletes the live run's checkpoints. The bridge marks a checkpoint complete (after flushing it to
+disk) in `on_save`, and only under the run's fence (workers/training/artifacts.py): a fenced run's
+checkpoint is never marked, and the run stops there (`Fenced`). Once a run has a complete
+checkpoint of its own, the earlier attempts' folders are retired (renamed away under the fence,
+then deleted), except the one holding the best checkpoint that keep=best will load. A restarted
+run resumes from the newest complete checkpoint of any attempt and drops torn ones.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from models_zoo.hparams import TrainConfig
 from models_zoo.schema import validate
 from workers.hf import data as hfdata
 from workers.hf.source import PICKLE_SUFFIXES, ModelSourceError, fsync_tree, resolve
-from workers.training.artifacts import (MODEL_CARD, model_card, thumbnail, val_predictions, write_atomic,
+from workers.training.artifacts import (MODEL_CARD, Fenced, fence_tag, fenced_rename, make_dir, model_card,
+                                        move_into_place, temp_path, thumbnail, val_predictions, write_atomic,
                                         write_val_predictions)
 from workers.training.callbacks import Callback, CallbackList, Control, TrainState
 from workers.training.device import describe, pick_device, tune_cpu
@@ -54,16 +61,46 @@ def _step_of(path: Path) -> int:
     return int(m.group(1)) if m else -1
 
 
-def latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    """The newest complete checkpoint; newer torn ones (a crash while saving) are removed."""
+def run_folder(ckpt_dir: Path) -> Path:
+    """Where this attempt's Trainer checkpoints: private to its owner token."""
+    tag = fence_tag()
+    return ckpt_dir / (f"run-{tag}" if tag else "run")
+
+
+def _checkpoints(ckpt_dir: Path) -> list[Path]:
+    """Every attempt's checkpoint folders (and those of the layout before run folders)."""
     if not ckpt_dir.is_dir():
-        return None
-    found = sorted((p for p in ckpt_dir.iterdir() if p.is_dir() and _step_of(p) >= 0), key=_step_of, reverse=True)
+        return []
+    folders = [ckpt_dir] + [p for p in ckpt_dir.iterdir() if p.is_dir() and p.name.startswith("run")]
+    return [p for f in folders for p in f.iterdir() if p.is_dir() and _step_of(p) >= 0]
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest complete checkpoint of any attempt; newer torn ones (a crash while saving) are
+    removed."""
+    found = sorted(_checkpoints(ckpt_dir), key=_step_of, reverse=True)
     for path in found:
         if (path / COMPLETE).is_file() and (path / "trainer_state.json").is_file():
             return path
         shutil.rmtree(path, ignore_errors=True)
     return None
+
+
+def retire_other_runs(own: Path, best: str | None) -> None:
+    """Earlier attempts' checkpoint folders, once this run has a complete checkpoint of its own:
+    renamed away under the fence (a fenced run retires nothing), then deleted; the folder that
+    holds `best` (keep=best loads it at the end) stays."""
+    root = own.parent
+    keep = Path(best).resolve() if best else None
+    old = [p for p in root.iterdir() if p != own and not p.name.startswith(".")
+           and ((p.is_dir() and p.name.startswith("run")) or _step_of(p) >= 0)]
+    old = [p for p in old if keep is None or not (keep == p.resolve() or p.resolve() in keep.parents)]
+    if not old:
+        return
+    moves = [(p, root / f".retired-{own.name}-{i}") for i, p in enumerate(old)]
+    if fenced_rename(moves):
+        for _, trash in moves:
+            shutil.rmtree(trash, ignore_errors=True)
 
 
 # -- metrics ----------------------------------------------------------------------------------------
@@ -194,7 +231,14 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
             folder = Path(args.output_dir) / f"checkpoint-{hf_state.global_step}"
             if folder.is_dir():
                 fsync_tree(folder)
-                (folder / COMPLETE).write_text(str(hf_state.global_step))
+                # Under the fence: a run that lost its job raises Fenced here and stops, and its
+                # private folder goes (nothing else reads it).
+                try:
+                    write_atomic(folder / COMPLETE, str(hf_state.global_step))
+                except Fenced:
+                    shutil.rmtree(args.output_dir, ignore_errors=True)
+                    raise
+                retire_other_runs(Path(args.output_dir), hf_state.best_model_checkpoint)
             self.last_log = time.monotonic()  # nor the checkpoint
             cbs.fire("on_epoch_end", state, control)
 
@@ -327,8 +371,8 @@ def export(output_dir: Path, trainer, processor, spec: TrainSpec, tc: TrainConfi
     import transformers
 
     art = output_dir / "artifacts"
-    art.mkdir(parents=True, exist_ok=True)
-    folder = output_dir / "export"
+    make_dir(art)
+    folder = temp_path(output_dir / "export")  # private to this attempt: a stale run never shares it
     shutil.rmtree(folder, ignore_errors=True)
     trainer.save_model(str(folder))  # safetensors (save_pretrained)
     processor.save_pretrained(str(folder))
@@ -338,14 +382,16 @@ def export(output_dir: Path, trainer, processor, spec: TrainSpec, tc: TrainConfi
         usage="Unzip, then load the `model/` folder with `from_pretrained` (AutoModelFor... and "
               "AutoTokenizer / AutoImageProcessor); weights are safetensors.")
     (folder / "README.md").write_text(card)
-    tmp = art / f".{MODEL_ZIP}.tmp"
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for p in sorted(folder.rglob("*")):
-            # training_args.bin is a pickle the Trainer writes beside the model: not part of it.
-            if p.is_file() and not p.name.lower().endswith(PICKLE_SUFFIXES):
-                zf.write(p, f"model/{p.relative_to(folder).as_posix()}")
-    tmp.replace(art / MODEL_ZIP)
-    shutil.rmtree(folder, ignore_errors=True)
+    tmp = temp_path(art / MODEL_ZIP)
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            for p in sorted(folder.rglob("*")):
+                # training_args.bin is a pickle the Trainer writes beside the model: not part of it.
+                if p.is_file() and not p.name.lower().endswith(PICKLE_SUFFIXES):
+                    zf.write(p, f"model/{p.relative_to(folder).as_posix()}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    move_into_place(tmp, art / MODEL_ZIP)  # under the fence: a fenced run's model is discarded
     write_atomic(art / MODEL_CARD, card)
     names = [MODEL_ZIP, MODEL_CARD]
     if predictions is not None:
@@ -389,7 +435,11 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     metrics_fn = ClassificationMetrics(len(classes)) if task != "causal_lm" else None
     steps_per_epoch = math.ceil(len(data.train) / tc.batch_size)
     ckpt_dir = Path(spec.output_dir) / CHECKPOINTS
-    args, bf16 = _training_args(tc, ckpt_dir, device, steps_per_epoch, task)
+    # Made here without parents (under a fence), not by the Trainer: a stale run of a deleted job
+    # fails instead of making the job's folder again.
+    make_dir(ckpt_dir)
+    make_dir(run_folder(ckpt_dir))
+    args, bf16 = _training_args(tc, run_folder(ckpt_dir), device, steps_per_epoch, task)
     sample_idx = (torch.randperm(len(data.val), generator=torch.Generator().manual_seed(tc.seed + 1))
                   [: spec.num_samples].tolist())
     state = TrainState(epochs=tc.epochs, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * tc.epochs,

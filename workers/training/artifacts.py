@@ -50,6 +50,21 @@ def fenced_by(tag: str, move: Callable[[list[tuple[str, str]]], bool]):
         _fence = previous
 
 
+def fence_tag() -> str:
+    """The running attempt's owner token ("" without a fence): names what is private to it."""
+    return _fence[0] if _fence else ""
+
+
+def fenced_rename(moves: list[tuple[Path, Path]]) -> bool:
+    """Rename each (src, dst) pair (files or folders) while the run owns its job: True, or False
+    and nothing renamed. Without a fence a plain rename."""
+    if _fence is None:
+        for src, dst in moves:
+            os.replace(src, dst)
+        return True
+    return _fence[1]([(str(src), str(dst)) for src, dst in moves])
+
+
 def temp_path(path: Path) -> Path:
     """The temp name `path` is written under before it is moved into place: hidden, and private
     to this run's attempt, so two runs of one job never write the same temp file."""
