@@ -176,7 +176,11 @@ def test_an_ingest_worker_whose_clock_runs_ahead_takes_no_healthy_job(tmp_path):
                             capture_output=True, text=True, check=True)
     assert float(skewed.stdout) - time.time() > 25  # the skew is real
     with running_stack(env=FAST) as s:
-        s._spawn("skewed", ["faketime", "-f", "+30s", sys.executable, "-m", "celery", "-A", "workers.adapters.worker",
+        # Only the wall clock runs ahead (what differs between machines). A faked monotonic clock
+        # would also stretch each of the worker's timed waits by the offset: its first heartbeat
+        # would come after the job had ended, and the test would pass on code that trusts the
+        # worker's clock (it did, before FAKETIME_DONT_FAKE_MONOTONIC).
+        s._spawn("skewed", ["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", "+30s", sys.executable, "-m", "celery", "-A", "workers.adapters.worker",
                             "worker", "-Q", "ingest,infer", "--concurrency", "1", "-n", "skewed@%h",
                             "--loglevel", "INFO", "--without-mingle", "--without-gossip"])
         wait_for(lambda: b" ready." in (s.tmp / "skewed.log").read_bytes(), 60, "the skewed worker")
