@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 from django.contrib.auth.models import User
 
-from tests.stack import running_stack
+from tests.stack import free_port, redis_binary, running_stack, wait_for
 
 # The tests never reach the Hugging Face Hub (models are made by the tests or shipped by a package);
 # the stack's processes inherit this too.
@@ -19,6 +20,22 @@ def _fresh_rate_limits():
 
     cache.clear()
     yield
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real redis-server of the test's own (the embedded binary when none is installed)."""
+    port = free_port()
+    proc = subprocess.Popen([redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    import redis
+
+    try:
+        wait_for(lambda: redis.Redis(port=port).ping(), 20, "redis-server")
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @pytest.fixture

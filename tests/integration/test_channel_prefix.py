@@ -5,29 +5,12 @@ the other's sockets."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 
 import pytest
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
-from tests.stack import free_port, redis_binary, wait_for
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen([redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    import redis
-
-    try:
-        wait_for(lambda: redis.Redis(port=port).ping(), 20, "redis-server")
-        yield f"redis://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 async def _delivered(sender, group, text, receiver, channel, within=20.0):

@@ -13,7 +13,7 @@ from django.utils import timezone
 from tests.webapp.factories import ready_dataset
 from webapp.cluster.models import Worker
 from webapp.jobs import lifecycle, scheduler
-from webapp.jobs.models import Job, queue_positions
+from webapp.jobs.models import Job, JobEvent, queue_positions
 
 
 def worker(name="w@h", **kw):
@@ -137,3 +137,21 @@ def test_a_requeued_job_no_longer_names_its_previous_worker(alice):
     assert lifecycle.requeue_stopped_job(back.pk, "cpu@b", token)
     for job in Job.objects.filter(pk__in=[lost.pk, back.pk]):
         assert job.status == "queued" and job.worker_name == "", (job.status, job.worker_name)
+
+
+def test_a_handed_back_job_says_why_its_worker_stopped(alice, settings, redis_url):
+    """The log line names the cause that can be told afterwards: a drain (the worker's row), a
+    lost connection to Redis (probed), else a shutdown; never "shutting down" when Redis went."""
+    from tests.webapp.factories import running_job
+    def handed_back(name: str) -> str:
+        worker(name=name, draining=name.startswith("drain"))
+        job = running_job(alice)
+        Job.objects.filter(pk=job.pk).update(worker_name=name, attempts=1)
+        assert lifecycle.requeue_stopped_job(job.pk, name)
+        return JobEvent.objects.filter(job=job, kind="log").last().data["text"]
+
+    settings.CELERY_BROKER_URL = f"{redis_url}/0"
+    assert "(it is shutting down)" in handed_back("cpu@a")
+    assert "(it is draining)" in handed_back("drain@a")
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing answers there
+    assert "(it lost its connection to the job queue (Redis))" in handed_back("cpu@b")

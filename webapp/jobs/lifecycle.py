@@ -232,6 +232,23 @@ def request_requeue_of_running(worker_name: str) -> int:
     return Job.objects.filter(worker_name=worker_name, status=Job.Status.RUNNING).update(requeue_requested=True)
 
 
+def _why_stopped(worker_name: str) -> str:
+    """Why a worker stopped its run on purpose, as far as can be told afterwards: the task only
+    knows it was asked to stop (SIGTERM). A drain is on the worker's row; a lost broker is
+    probed (Celery stops running tasks when its connection to Redis drops); else a shutdown."""
+    from webapp.cluster.models import Worker
+
+    if Worker.objects.filter(name=worker_name, draining=True).exists():
+        return "it is draining"
+    try:
+        import redis
+
+        redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=1, socket_timeout=1).ping()
+    except Exception:  # noqa: BLE001 - any failure to answer is "lost"
+        return "it lost its connection to the job queue (Redis)"
+    return "it is shutting down"
+
+
 def requeue_stopped_job(job_id, worker_name: str, token: int | None = None) -> bool:
     """Put a job its worker stopped on purpose (shutdown, drain) back in the queue. The run does
     not count as an attempt (nothing failed); the next one resumes from the last checkpoint.
@@ -239,17 +256,16 @@ def requeue_stopped_job(job_id, worker_name: str, token: int | None = None) -> b
     rows = Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, worker_name=worker_name)
     if token is not None:
         rows = rows.filter(owner_token=token)
+    why = _why_stopped(worker_name)  # before the row lock: the probe may wait a second or two
     with transaction.atomic():
         if not rows.update(
             status=Job.Status.QUEUED, requeue_requested=False, dispatched_at=None, worker_name="",
             attempts=F("attempts") - 1, heartbeat_at=Now(),
         ):
             return False
-        # The task only knows that its run was asked to stop and go back (a warm shutdown, a
-        # drain, a worker that lost its broker connection): say that, not a cause it cannot tell.
         append_events(job_id, [
             ("log", {"level": "warning", "text": f"worker {worker_name} handed the job back to the queue "
-                                                 "(it is stopping or draining); it resumes from its last "
+                                                 f"({why}); it resumes from its last "
                                                  "checkpoint"}),
             ("status", {"status": Job.Status.QUEUED}),
         ])
