@@ -120,10 +120,11 @@ def try_latency(stack, session, job_id, n=3):
         if r.status_code >= 400:
             out.append(None)
             continue
+        pid = r.json()["prediction"]["id"]
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            body = session.get(stack.url(f"/jobs/{job_id}/try/result/"), timeout=30).json()
-            if body.get("status") in ("succeeded", "failed"):
+            body = session.get(stack.url(f"/jobs/{job_id}/try/result/?id={pid}"), timeout=30).json()
+            if body["prediction"].get("status") in ("done", "failed"):
                 break
             time.sleep(0.1)
         out.append(time.perf_counter() - t)
