@@ -8,7 +8,7 @@ PORT ?= 8000
 # PostgreSQL for the second test pass (skipped with a message when none answers).
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-fast test-sqlite test-postgres screenshots chromium bench clean
+.PHONY: run test test-fast test-sqlite test-postgres screenshots chromium compose bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,18 @@ chromium:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Chromium is not installed: the browser (E2E) tests will be skipped"; fi; }
 
+# tests/test_deploy_files.py validates deploy/docker-compose.yml with `docker compose config` (no
+# daemon, nothing pulled); without the compose plugin, Debian's docker-compose, installed when we
+# may (root with apt), else that test is skipped.
+compose:
+	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
+	  else echo "docker compose is not installed: the compose file validation will be skipped"; fi; }
+
 test: test-sqlite test-postgres
 
-test-sqlite: $(VENV)/.dev-installed chromium
+test-sqlite: $(VENV)/.dev-installed chromium compose
 	$(BIN)/python -m pytest
 
 # The unit tests only: no real stack, no browser, no schemathesis run (a minute or two, for the
