@@ -8,7 +8,7 @@ PORT ?= 8000
 # PostgreSQL for the second test pass (skipped with a message when none answers).
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-fast test-sqlite test-postgres screenshots chromium faketime bench clean
+.PHONY: run test test-fast test-sqlite test-postgres screenshots chromium tools bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,16 +32,20 @@ chromium:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Chromium is not installed: the browser (E2E) tests will be skipped"; fi; }
 
-# The skewed-clock ownership test runs a worker under Debian's faketime; installed like Chromium.
-faketime:
-	@command -v faketime >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; \
-	  else echo "faketime is not installed: the skewed-clock test will be skipped"; fi; }
+# The test tools from Debian, installed when we may (root with apt), else their tests skip with
+# the reason: faketime (the skewed-clock ownership test) and docker-compose (tests/
+# test_deploy_files.py validates deploy/docker-compose.yml with `config`: no daemon, nothing pulled).
+tools: chromium
+	@missing=""; command -v faketime >/dev/null 2>&1 || missing="$$missing faketime"; \
+	  { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } || missing="$$missing docker-compose"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    else echo "not installed:$$missing (their tests will be skipped)"; fi; fi
 
 test: test-sqlite test-postgres
 
-test-sqlite: $(VENV)/.dev-installed chromium faketime
+test-sqlite: $(VENV)/.dev-installed tools
 	$(BIN)/python -m pytest
 
 # The unit tests only: no real stack, no browser, no schemathesis run (a minute or two, for the
