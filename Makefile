@@ -34,7 +34,7 @@ chromium:
 
 # The test tools from Debian, installed when we may (root with apt), else their tests skip with
 # the reason: faketime (the skewed-clock ownership test) and docker-compose (tests/
-# test_deploy_files.py validates deploy/docker-compose.yml with `config`: no daemon, nothing pulled).
+# test_deploy_files.py validates docs/deploy/docker-compose.yml with `config`: no daemon, nothing pulled).
 tools: chromium
 	@missing=""; command -v faketime >/dev/null 2>&1 || missing="$$missing faketime"; \
 	  { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } || missing="$$missing docker-compose"; \

@@ -1,4 +1,4 @@
-"""The deployment files (deploy/): the compose file validates (`docker compose config`), the systemd
+"""The deployment files (docs/deploy/): the compose file validates (`docker compose config`), the systemd
 units parse (`systemd-analyze verify`), and every command in them is one the project's own
 command lines accept: the `manage.py` subcommand exists and takes those options, the Celery
 worker options parse with Celery's own parser, and the queues they consume are the queues the
@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-DEPLOY = ROOT / "deploy"
+DEPLOY = ROOT / "docs" / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / "trainyard.env.example"
 UNITS_DIR = DEPLOY / "systemd"
@@ -216,11 +216,11 @@ def test_no_secret_is_committed_and_every_secret_is_required():
     assert example["SECURE_COOKIES"] == "1" and example.get("DEBUG", "0") in ("", "0")
     # The filled-in copies are never committed (nor sent into the image).
     if shutil.which("git") and subprocess.run(["git", "rev-parse"], cwd=ROOT, capture_output=True).returncode == 0:
-        for path in ("deploy/.env", "deploy/trainyard.env"):
+        for path in ("docs/deploy/.env", "docs/deploy/trainyard.env"):
             assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0, path
     else:  # not a git checkout (an unpacked archive): the patterns at least
-        assert {"/deploy/.env", "/deploy/*.env"} <= set((ROOT / ".gitignore").read_text().split())
-    assert "deploy/.env" in (ROOT / ".dockerignore").read_text().split()
+        assert {"/docs/deploy/.env", "/docs/deploy/*.env"} <= set((ROOT / ".gitignore").read_text().split())
+    assert "docs/deploy/.env" in (ROOT / ".dockerignore").read_text().split()
 
 
 def test_the_example_settings_pass_the_deploy_checks(tmp_path):
@@ -251,7 +251,7 @@ def run_compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
                     "(`make test` installs Debian's docker-compose when run as root with apt)")
     # A clean environment: nothing from the shell running the tests may fill in a value.
     base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
-            # The example stands in for deploy/.env, both as compose's variables and as env_file.
+            # The example stands in for docs/deploy/.env, both as compose's variables and as env_file.
             "TRAINYARD_ENV_FILE": ENV_EXAMPLE.name}
     return subprocess.run([*binary, "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE_FILE), "config", "-q"],
                           cwd=DEPLOY, env=base | env, capture_output=True, text=True, timeout=120)
@@ -268,7 +268,7 @@ def test_docker_compose_config_validates_the_compose_file():
 def test_docker_compose_refuses_to_run_without_a_secret(missing):
     result = run_compose_config({k: v for k, v in TEST_SECRETS.items() if k != missing})
     assert result.returncode != 0
-    assert f"set {missing} in deploy/.env" in result.stderr
+    assert f"set {missing} in docs/deploy/.env" in result.stderr
 
 
 # --- the systemd units ----------------------------------------------------------------------

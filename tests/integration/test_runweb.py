@@ -1,4 +1,4 @@
-"""`manage.py runweb` (the web service of deploy/: compose and systemd): the process becomes uvicorn
+"""`manage.py runweb` (the web service of docs/deploy/: compose and systemd): the process becomes uvicorn
 with webapp/server.py's command line, answers, and stops on SIGTERM."""
 
 from __future__ import annotations

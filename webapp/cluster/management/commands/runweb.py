@@ -1,5 +1,5 @@
 """`manage.py runweb`: the web server alone, for deployments where something else runs Redis,
-the database, the migrations and the workers (docker compose, systemd: deploy/).
+the database, the migrations and the workers (docker compose, systemd: docs/deploy/).
 
 It runs uvicorn with the command line in webapp/server.py (the one `runstack` and the test stack
 use, with the limits from the settings). The process becomes uvicorn through exec and keeps its
