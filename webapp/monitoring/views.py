@@ -14,7 +14,8 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import GaugeMetricFamily
 
 from webapp.monitoring import recorder
@@ -71,4 +72,6 @@ def metrics(request):
             return response
         if not (user.is_active and user.is_staff):
             return JsonResponse({"error": "staff only"}, status=403)
-    return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
+    # The text format, or OpenMetrics when the scraper asks for it (Accept), as prometheus_client's own handler does.
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encode(registry()), content_type=content_type)
