@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import os
 import subprocess
 import sys
@@ -374,3 +375,17 @@ def test_log_format_json_writes_one_object_per_line(tmp_path):
     bad = _python({"TRAINYARD_DATA_DIR": str(tmp_path), "TRAINYARD_LOG_FORMAT": "xml"},
                   "import django; django.setup()")
     assert bad.returncode != 0 and "TRAINYARD_LOG_FORMAT='xml'" in bad.stderr
+
+
+def test_uvicorn_writes_its_own_lines_as_json_too(monkeypatch):
+    from webapp import server
+    from webapp import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "TRAINYARD_LOG_FORMAT", "json")
+    argv = server.server_argv("127.0.0.1", 8000)
+    config = json.loads(Path(argv[argv.index("--log-config") + 1]).read_text())
+    logging.config.dictConfig(config | {"loggers": {}})  # loads (the formatter imports no Django)
+    assert config["formatters"]["json"]["()"] == "webapp.monitoring.logs.JsonFormatter"
+    assert config["loggers"]["uvicorn"]["handlers"] == ["default"]
+    monkeypatch.setattr(settings_module, "TRAINYARD_LOG_FORMAT", "text")
+    assert "--log-config" not in server.server_argv("127.0.0.1", 8000)

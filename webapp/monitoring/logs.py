@@ -16,7 +16,8 @@ import logging
 from datetime import datetime, timezone
 
 # Attributes every LogRecord has; what else a record carries came from `extra`.
-_STANDARD = set(vars(logging.LogRecord("", logging.INFO, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+_STANDARD = set(vars(logging.LogRecord("", logging.INFO, "", 0, "", (), None))) | {"message", "asctime", "taskName",
+                                                                                      "color_message"}  # uvicorn's ANSI copy
 
 
 class JsonFormatter(logging.Formatter):
