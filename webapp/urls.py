@@ -15,7 +15,7 @@ urlpatterns = [
     path("api/", include("webapp.api.urls")),
     path("admin/", admin.site.urls),
     # Prometheus (webapp/monitoring): a bearer token or a staff session. /healthz and /readyz are
-    # answered by the first middleware, before URL routing (webapp/monitoring/health.py).
+    # answered in front of Django (webapp/monitoring/health.py, webapp/asgi.py).
     path("metrics", metrics, name="metrics"),
 ]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.testing import WebsocketCommunicator
+from channels.testing import HttpCommunicator, WebsocketCommunicator
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -278,7 +278,8 @@ def test_open_websockets_are_counted_until_they_close(alice, live_redis):
     job = finished_job(alice)
 
     async def scenario():
-        c = WebsocketCommunicator(JobConsumer.as_asgi(), f"/ws/jobs/{job.pk}/", headers=[(b"origin", b"http://localhost")])
+        c = WebsocketCommunicator(JobConsumer.as_asgi(), f"/ws/jobs/{job.pk}/",
+                                  headers=[(b"origin", b"http://localhost")])
         c.scope["user"] = alice
         c.scope["url_route"] = {"kwargs": {"pk": job.pk}}
         assert (await c.connect())[0]
@@ -295,52 +296,75 @@ def test_open_websockets_are_counted_until_they_close(alice, live_redis):
 
 # --- probes ---------------------------------------------------------------------------------------------
 
-def test_liveness_answers_any_host_without_redirects(settings):
-    settings.SECURE_SSL_REDIRECT = True
-    probe = Client(HTTP_HOST="10.0.0.7")  # the node's address, not in ALLOWED_HOSTS
+def probe(path: str, method: str = "GET", host: bytes = b"10.0.0.7") -> tuple[int, dict, bytes]:
+    """A request through the ASGI application uvicorn serves (the probes are answered before
+    Django); the Host is the node's address, which is not in ALLOWED_HOSTS."""
+    from webapp.asgi import application
+
+    async def go():
+        c = HttpCommunicator(application, method, path, headers=[(b"host", host)])
+        return await c.get_response(timeout=10)
+
+    response = async_to_sync(go)()
+    return response["status"], dict(response["headers"]), response["body"]
+
+
+@pytest.mark.django_db(transaction=True)  # the readiness checks run in a thread of their own
+def test_liveness_answers_any_host_without_sign_in(settings):
     for path in ("/healthz", "/healthz/"):
-        response = probe.get(path)
-        assert response.status_code == 200 and response.json() == {"status": "ok"}
-        assert response["Cache-Control"] == "no-store"
-    assert probe.head("/healthz").status_code == 200
-    assert probe.get("/jobs/").status_code in (301, 400)  # the rules still hold for everything else
+        status, headers, body = probe(path)
+        assert status == 200 and json.loads(body) == {"status": "ok"} and headers[b"cache-control"] == b"no-store"
+    status, _, body = probe("/healthz", "HEAD")
+    assert status == 200 and body == b""
+    assert probe("/jobs/")[0] == 400  # the host rule still holds for everything else
+    assert probe("/jobs/", host=b"localhost")[0] == 302  # and the sign-in redirect
 
 
-@pytest.mark.django_db(transaction=True)  # the checks run in a thread of their own
+@pytest.mark.django_db(transaction=True)
 def test_readiness_with_database_redis_and_a_worker(settings, live_redis):
-    settings.SECURE_SSL_REDIRECT = True
     worker("gpu0@a", heartbeat_age=settings.TRAINYARD_JOB_LEASE_SECONDS - 20)  # past 3 beats, inside the lease
-    probe = Client(HTTP_HOST="10.0.0.7")
     for _ in range(20):  # no rate limit, no sign-in
-        response = probe.get("/readyz")
-        assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok", "workers": "ok"}}
+        status, _, body = probe("/readyz")
+        assert status == 200
+    assert json.loads(body) == {"status": "ok", "checks": {"database": "ok", "redis": "ok", "workers": "ok"}}
 
 
 @pytest.mark.django_db(transaction=True)
 def test_readiness_fails_when_redis_is_unreachable(settings):
     settings.REDIS_URL = DEAD_REDIS
     worker("gpu0@a")
-    response = Client().get("/readyz")
-    assert response.status_code == 503
-    body = response.json()
-    assert body["failed"] == "redis" and body["checks"]["redis"] == "failed" and body["checks"]["database"] == "ok"
-    assert "127.0.0.1" not in response.content.decode() and "refused" not in response.content.decode().lower()
+    status, _, body = probe("/readyz")
+    assert status == 503
+    answer = json.loads(body)
+    assert answer["failed"] == "redis" and answer["checks"] == {"database": "ok", "redis": "failed", "workers": "ok"}
+    assert b"127.0.0.1" not in body and b"refused" not in body.lower()  # nothing but the check's name
 
 
 @pytest.mark.django_db(transaction=True)
 def test_readiness_fails_when_no_worker_is_alive(settings, live_redis):
     worker("gpu0@a", heartbeat_age=settings.TRAINYARD_JOB_LEASE_SECONDS + 30)
     worker("gone@b", status=Worker.Status.OFFLINE)
-    response = Client().get("/readyz")
-    assert response.status_code == 503 and response.json()["failed"] == "workers"
+    status, _, body = probe("/readyz")
+    assert status == 503 and json.loads(body)["failed"] == "workers"
     settings.TRAINYARD_READYZ_REQUIRE_WORKER = False
-    response = Client().get("/readyz")
-    assert response.status_code == 200 and response.json()["checks"] == {"database": "ok", "redis": "ok"}
+    status, _, body = probe("/readyz")
+    assert status == 200 and json.loads(body)["checks"] == {"database": "ok", "redis": "ok"}
 
 
-def test_a_post_to_a_probe_path_is_not_a_probe(client_alice):
-    assert client_alice.post("/readyz").status_code == 404
+@pytest.mark.django_db(transaction=True)
+def test_readiness_fails_when_the_database_is_unreachable(settings, live_redis, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("connection refused by db.internal:5432")
+
+    monkeypatch.setattr("webapp.monitoring.health.check_database", broken)
+    status, _, body = probe("/readyz")
+    assert status == 503 and json.loads(body)["checks"] == {"database": "failed", "redis": "ok", "workers": "unknown"}
+    assert b"db.internal" not in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_post_to_a_probe_path_is_not_a_probe():
+    assert probe("/readyz", "POST", host=b"localhost")[0] in (403, 404)  # Django's answer (CSRF / no such page)
 
 
 # --- JSON logs ------------------------------------------------------------------------------------------

@@ -6,6 +6,6 @@
 - `recorder.py`: what only the processes see as it happens (latencies, websocket connections,
   ingest durations, finished jobs), kept in Redis, which every web and worker process reaches;
 - `views.py`: `/metrics` (a bearer token or a staff session);
-- `health.py`: `/healthz` and `/readyz`, answered before any other middleware;
+- `health.py`: `/healthz` and `/readyz`, answered at the ASGI layer, before Django;
 - `logs.py`: `TRAINYARD_LOG_FORMAT=json`.
 """

@@ -92,7 +92,8 @@ class DatabaseCollector:
                 (draining if drained else online)[q] += 1
         for name, counter, help_text in (
                 ("trainyard_workers_online", online, "Live workers taking jobs, per queue they consume"),
-                ("trainyard_workers_draining", draining, "Live workers that were drained (finish their job, take no more)")):
+                ("trainyard_workers_draining", draining,
+                 "Live workers that were drained (finish their job, take no more)")):
             fam = GaugeMetricFamily(name, help_text, labels=["queue"])
             for q in queues:
                 fam.add_metric([q], counter[q])
@@ -114,19 +115,21 @@ class DatabaseCollector:
             age.add_metric([name], max(0.0, delta.total_seconds()) if delta is not None else 0.0)
         yield age
 
+    # heartbeat field → (metric, help, scale)
+    GPU_FIELDS = {
+        "memory_used": ("trainyard_gpu_memory_used_bytes", "GPU memory in use (last heartbeat)", 1),
+        "memory_total": ("trainyard_gpu_memory_total_bytes", "GPU memory in all", 1),
+        "utilization": ("trainyard_gpu_utilization_ratio", "GPU utilisation, 0 to 1 (last heartbeat)", 0.01),
+        "temperature": ("trainyard_gpu_temperature_celsius", "GPU temperature (last heartbeat)", 1),
+    }
+
     def gpus(self):
-        labels = ["worker", "gpu", "model"]
-        fams = {
-            "memory_used": GaugeMetricFamily("trainyard_gpu_memory_used_bytes", "GPU memory in use (last heartbeat)", labels=labels),
-            "memory_total": GaugeMetricFamily("trainyard_gpu_memory_total_bytes", "GPU memory in all", labels=labels),
-            "utilization": GaugeMetricFamily("trainyard_gpu_utilization_ratio", "GPU utilisation, 0 to 1 (last heartbeat)", labels=labels),
-            "temperature": GaugeMetricFamily("trainyard_gpu_temperature_celsius", "GPU temperature (last heartbeat)", labels=labels),
-        }
-        scale = {"utilization": 0.01}
+        fams = {field: GaugeMetricFamily(name, help_text, labels=["worker", "gpu", "model"])
+                for field, (name, help_text, _) in self.GPU_FIELDS.items()}
         for name, gpus in Worker.objects.alive().values_list("name", "gpus"):
             for g in gpus or []:
                 values = [name, str(g.get("index", "")), str(g.get("name") or "")]
                 for field, fam in fams.items():
-                    if isinstance(g.get(field), (int, float)):
-                        fam.add_metric(values, g[field] * scale.get(field, 1))
+                    if isinstance(g.get(field), (int, float)):  # a reading the driver did not give: no sample
+                        fam.add_metric(values, g[field] * self.GPU_FIELDS[field][2])
         yield from fams.values()

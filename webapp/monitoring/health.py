@@ -1,29 +1,36 @@
 """`/healthz` (liveness) and `/readyz` (readiness) for load balancers and orchestrators.
 
-Answered by the first middleware, before any other runs, so a probe is never redirected to the
-sign-in page or to https (`SECURE_SSL_REDIRECT`), never refused for a Host header that is not in
-`ALLOWED_HOSTS` (probes often use the node's address), and never rate limited. Both are cheap and
-unauthenticated and say nothing an outsider could use: no versions, names, addresses or errors.
+Answered at the ASGI layer (`HealthProbes`, webapp/asgi.py), before Django sees the request, so a
+probe is never redirected to the sign-in page or to https (`SECURE_SSL_REDIRECT`), never refused
+for a Host header that is not in `ALLOWED_HOSTS` (probes often use the node's address) and never
+rate limited. Both are cheap and unauthenticated and say nothing an outsider could use: no
+versions, names, addresses or errors (a failed check's cause goes to the log).
 
-- `/healthz`: 200 while the process answers; touches nothing else.
+- `/healthz`: 200 while the process answers, from the event loop itself (which it thereby proves
+  turns); touches nothing else.
 - `/readyz`: 200 when the database answers, Redis answers (broker, live events, shared
   counters) and at least one worker has heartbeated within `TRAINYARD_JOB_LEASE_SECONDS`; else
   503 naming the checks that failed. `TRAINYARD_READYZ_REQUIRE_WORKER=0` leaves the worker check
-  out, for a load balancer that should keep serving pages while every worker is down.
+  out, for a load balancer that should keep serving pages while every worker is down. The checks
+  run in a thread pool of their own, not in the one thread where Django runs synchronous views:
+  a slow database or Redis does not hold up page requests while a probe waits for it.
+
+Not a Django middleware: Django adapts a chain that starts with an async middleware for its
+synchronous test client and WSGI by starting an event loop per request, which made every
+request of the test suite several times slower.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 
-from asgiref.sync import markcoroutinefunction
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.db.models import DateTimeField, ExpressionWrapper
 from django.db.models.functions import Now
-from django.http import JsonResponse
 
 log = logging.getLogger(__name__)
 
@@ -75,53 +82,44 @@ def readiness() -> tuple[bool, dict[str, str]]:
     return all(v == "ok" for v in results.values()), results
 
 
-def _ready_response() -> JsonResponse:
+def _ready_answer() -> tuple[int, dict]:
     ok, results = readiness()
-    if not ok:
-        failed = ", ".join(name for name, v in results.items() if v != "ok")
-        body = {"status": "unavailable", "failed": failed, "checks": results}
-    else:
-        body = {"status": "ok", "checks": results}
-    return _no_store(JsonResponse(body, status=200 if ok else 503))
+    if ok:
+        return 200, {"status": "ok", "checks": results}
+    failed = ", ".join(name for name, v in results.items() if v != "ok")
+    return 503, {"status": "unavailable", "failed": failed, "checks": results}
 
 
-def _live_response() -> JsonResponse:
-    return _no_store(JsonResponse({"status": "ok"}))
+class HealthProbes:
+    """ASGI middleware in front of the HTTP application (see the module doc)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        probe = _probe(scope)
+        if probe is None:
+            return await self.app(scope, receive, send)
+        if probe == "live":
+            status, body = 200, {"status": "ok"}
+        else:
+            status, body = await database_sync_to_async(_ready_answer, thread_sensitive=False)()
+        payload = json.dumps(body).encode()
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+            (b"cache-control", b"no-store")]})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else payload})
 
 
-def _no_store(response):
-    response["Cache-Control"] = "no-store"
-    return response
-
-
-def _probe(request) -> str | None:
-    if request.method not in ("GET", "HEAD"):
+def _probe(scope) -> str | None:
+    if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
         return None
-    if request.path_info in LIVENESS:
+    path = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    if path in LIVENESS:
         return "live"
-    if request.path_info in READINESS:
+    if path in READINESS:
         return "ready"
     return None
-
-
-class HealthCheckMiddleware:
-    """First in settings.MIDDLEWARE (see the module doc). Async only: under uvicorn a liveness
-    probe is answered on the event loop (which it thereby proves turns), and the readiness checks
-    run in a thread pool of their own, not in the one thread where Django runs synchronous views,
-    so a slow database or Redis does not hold up page requests while a probe waits for it. Django
-    adapts the synchronous middleware below (and the test client) to it."""
-
-    sync_capable = False
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        markcoroutinefunction(self)
-
-    async def __call__(self, request):
-        probe = _probe(request)
-        if probe == "live":
-            return _live_response()
-        if probe == "ready":
-            return await database_sync_to_async(_ready_response, thread_sensitive=False)()
-        return await self.get_response(request)

@@ -16,8 +16,10 @@ import logging
 from datetime import datetime, timezone
 
 # Attributes every LogRecord has; what else a record carries came from `extra`.
-_STANDARD = set(vars(logging.LogRecord("", logging.INFO, "", 0, "", (), None))) | {"message", "asctime", "taskName",
-                                                                                      "color_message"}  # uvicorn's ANSI copy
+_STANDARD = set(vars(logging.LogRecord("", logging.INFO, "", 0, "", (), None))) | {
+    "message", "asctime", "taskName",
+    "color_message",  # uvicorn's copy of the message with terminal colours
+}
 
 
 class JsonFormatter(logging.Formatter):

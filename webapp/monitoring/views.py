@@ -56,7 +56,8 @@ def registry() -> CollectorRegistry:
 def _bearer_ok(request) -> bool:
     expected = settings.TRAINYARD_METRICS_TOKEN
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
+    return (bool(expected) and scheme.lower() == "bearer"
+            and hmac.compare_digest(given.strip().encode(), expected.encode()))
 
 
 @login_not_required
