@@ -213,7 +213,7 @@ def claim_job(job_id, worker_name: str) -> Job | None:
         )
         append_events(job_id, [("status", {"status": Job.Status.RUNNING, "worker": worker_name,
                                            "attempt": job.attempts + 1})])
-    if job.dispatched_at is not None:  # both stamps by the processes' clocks, as dispatched_at is
+    if job.dispatched_at is not None:  # the dispatcher's clock to this worker's: a skew between them shows here
         recorder.observe(recorder.DISPATCH_LATENCY, max(0.0, (now - job.dispatched_at).total_seconds()))
     return Job.objects.select_related("dataset").get(pk=job_id)
 
