@@ -10,6 +10,7 @@ from webapp.settings import *  # noqa: E402,F403
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}  # emptied per test (conftest)
 TRAINYARD_CHANNEL_PREFIX = "trainyard-tests"
+TRAINYARD_METRICS_PUSH_SECONDS = 0  # no pusher thread: recorded metrics reach Redis only when /metrics is served
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user fixtures
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405

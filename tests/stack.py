@@ -91,6 +91,7 @@ class Stack:
             # The suite's scenarios are no abuse: rate limits far above them (tests of the limits set theirs).
             TRAINYARD_RATE_SUBMIT="6000/min", TRAINYARD_RATE_UPLOAD="6000/min", TRAINYARD_RATE_TRY="6000/min",
             TRAINYARD_RATE_SHARE="6000/min",
+            TRAINYARD_METRICS_PUSH_SECONDS="1",  # what workers record reaches /metrics within a second
         )
         self.env.update(env or {})
         self.tokens: dict[str, str] = {}

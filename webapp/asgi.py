@@ -2,7 +2,8 @@
 
 uvicorn serves it (`runstack`, tests/stack.py): it hands request bodies to the app as they
 arrive, so `RequestBodyLimit` refuses an oversized body on the stream, before Django buffers it;
-websocket handshakes must come from the page's own origin (`SameOriginValidator`)."""
+websocket handshakes must come from the page's own origin (`SameOriginValidator`); the load
+balancer's probes are answered before Django (`HealthProbes`, webapp/monitoring/health.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from django.conf import settings  # noqa: E402
 
 from webapp.jobs.routing import websocket_urlpatterns  # noqa: E402
 from webapp.limits import RequestBodyLimit  # noqa: E402
+from webapp.monitoring.health import HealthProbes  # noqa: E402
 from webapp.websocket_origin import SameOriginValidator  # noqa: E402
 
 
@@ -43,7 +45,8 @@ class SocketAuthMiddleware(AuthMiddleware):
 
 application = ProtocolTypeRouter(
     {
-        "http": RequestBodyLimit(django_asgi_app, limit=lambda: settings.MAX_REQUEST_BYTES),
+        # /healthz and /readyz first: no sign-in, host or https rule applies to a probe.
+        "http": HealthProbes(RequestBodyLimit(django_asgi_app, limit=lambda: settings.MAX_REQUEST_BYTES)),
         "websocket": SameOriginValidator(
             CookieMiddleware(SessionMiddleware(SocketAuthMiddleware(URLRouter(websocket_urlpatterns))))),
     }

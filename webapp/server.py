@@ -11,15 +11,20 @@ stream) and has limits of its own, set here:
 - `--no-proxy-headers`: the client address and scheme stay what the socket says; Django decides
   what a proxy's headers mean (`TRAINYARD_PROXY_COUNT`, `BEHIND_TLS_PROXY`), in one place.
 - `--lifespan off`: Channels' router speaks only http and websocket.
+- `--log-config` with `TRAINYARD_LOG_FORMAT=json`: uvicorn's own lines (start-up, errors) in the
+  same JSON as the application's (webapp/monitoring/logs.py).
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 # The module, not django.conf.settings: the test stack and the benches build this command line in
 # processes that may not have configured Django; the values come from the same environment.
 from webapp import settings
+
+JSON_LOG_CONFIG = Path(__file__).resolve().parent / "monitoring" / "uvicorn_json_logging.json"
 
 
 def server_argv(host: str, port: int, *, python: str | None = None) -> list[str]:
@@ -31,4 +36,6 @@ def server_argv(host: str, port: int, *, python: str | None = None) -> list[str]
         "--limit-concurrency", str(settings.TRAINYARD_WEB_MAX_CONNECTIONS),
         "--timeout-keep-alive", "5", "--timeout-graceful-shutdown", "10",
         "--no-proxy-headers", "--lifespan", "off", "--no-access-log",
+        *(["--log-config", str(JSON_LOG_CONFIG)] if settings.TRAINYARD_LOG_FORMAT == "json" else []),
     ]
+

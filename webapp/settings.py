@@ -393,10 +393,26 @@ TRAINYARD_WEBHOOK_TIMEOUT = env_int("TRAINYARD_WEBHOOK_TIMEOUT", 10)  # seconds 
 TRAINYARD_WEBHOOK_ALLOWLIST = env_str("TRAINYARD_WEBHOOK_ALLOWLIST", "")
 TRAINYARD_WEBHOOK_RETRIES = env_int("TRAINYARD_WEBHOOK_RETRIES", 3)
 
+# Operator metrics (docs/operations.md, "Monitoring"): /metrics answers a bearer token equal to
+# TRAINYARD_METRICS_TOKEN (or a staff session); no token set: staff sessions only.
+TRAINYARD_METRICS_TOKEN = env_str("TRAINYARD_METRICS_TOKEN")
+# The queue-wait histogram describes the jobs that started within this many seconds.
+TRAINYARD_METRICS_WINDOW_SECONDS = env_int("TRAINYARD_METRICS_WINDOW_SECONDS", 3600)
+# How often each process adds what it recorded (latencies, sockets) to Redis; 0: only when it serves /metrics.
+TRAINYARD_METRICS_PUSH_SECONDS = env_int("TRAINYARD_METRICS_PUSH_SECONDS", 10)
+# /readyz also needs a worker heartbeat younger than the job lease (0: database and Redis only).
+TRAINYARD_READYZ_REQUIRE_WORKER = env_bool("TRAINYARD_READYZ_REQUIRE_WORKER", True)
+
+# Logs: "text" (default) or "json", one object per line (webapp/monitoring/logs.py).
+TRAINYARD_LOG_FORMAT = env_str("TRAINYARD_LOG_FORMAT", "text").strip().lower() or "text"
+if TRAINYARD_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"TRAINYARD_LOG_FORMAT={TRAINYARD_LOG_FORMAT!r}: use text or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": "webapp.monitoring.logs.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             **({"formatter": "json"} if TRAINYARD_LOG_FORMAT == "json" else {})}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }

@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from webapp.accounts.urls import auth_urlpatterns
+from webapp.monitoring.views import metrics
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="jobs:list"), name="home"),
@@ -13,6 +14,9 @@ urlpatterns = [
     path("models/", include("webapp.hub.urls")),
     path("api/", include("webapp.api.urls")),
     path("admin/", admin.site.urls),
+    # Prometheus (webapp/monitoring): a bearer token or a staff session. /healthz and /readyz are
+    # answered in front of Django (webapp/monitoring/health.py, webapp/asgi.py).
+    path("metrics", metrics, name="metrics"),
 ]
 
 # Under /api/ a URL that matches nothing (e.g. a job id that is not a UUID) or a crash answers JSON.

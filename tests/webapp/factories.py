@@ -1,9 +1,13 @@
-"""Rows in the states the web tests need (no worker involved)."""
+"""Rows in the states the web tests need (no worker process involved)."""
 
 from __future__ import annotations
 
-import numpy as np
+from datetime import timedelta
 
+import numpy as np
+from django.utils import timezone
+
+from webapp.cluster.models import Worker
 from webapp.datasets.models import Dataset
 from webapp.jobs.events import append_events
 from webapp.jobs.lifecycle import file_sha256
@@ -48,3 +52,11 @@ def api_token(user, name: str = "tests") -> str:
     from webapp.accounts.tokens import create_token
 
     return create_token(user, name, "never")[1]
+
+
+def worker(name="w@h", *, queues="train", gpus=(), draining=False, heartbeat_age=0.0, status=None):
+    """A worker row whose last heartbeat was `heartbeat_age` seconds ago (0: alive now)."""
+    return Worker.objects.create(
+        name=name, hostname=name.partition("@")[2] or "h", queues=queues, device="cuda:0" if gpus else "cpu",
+        gpus=list(gpus), draining=draining, status=status or Worker.Status.ONLINE,
+        last_heartbeat=timezone.now() - timedelta(seconds=heartbeat_age))

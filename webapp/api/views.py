@@ -8,6 +8,7 @@ service sees them. The descriptions in `extend_schema` are the API's user docume
 from __future__ import annotations
 
 import re
+import time
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
@@ -39,6 +40,7 @@ from webapp.jobs.access import datasets_for, get_dataset_for_user, get_job_for_u
 from webapp.jobs.events import events_after
 from webapp.jobs.models import Job
 from webapp.jobs.views import artifact_response
+from webapp.monitoring import recorder
 
 NAME = {"max_length": 200, "trim_whitespace": True}
 
@@ -394,12 +396,18 @@ class JobEvents(Api):
                    description="The job's numbered events after `after` (the same events the websocket "
                                "sends), or its downsampled history with history=1.")
     def get(self, request, pk):
+        start = time.perf_counter()
         job = get_job_for_user(request.user, pk)
         q = validated(EventsQuery, request.query_params)
         if q["history"] == "1":
-            return Response({"job": str(job.pk), **downsample.history(job, points=q["points"])})
-        return Response({"job": str(job.pk), "last_seq": job.last_seq,
-                         "events": events_after(job, q["after"], q["limit"])})
+            mode, response = "history", Response({"job": str(job.pk), **downsample.history(job, points=q["points"])})
+        else:
+            mode, response = "tail", Response({"job": str(job.pk), "last_seq": job.last_seq,
+                                               "events": events_after(job, q["after"], q["limit"])})
+        # Observed once the JSON is encoded: for a long history that is a good part of the time.
+        response.add_post_render_callback(
+            lambda _: recorder.observe(recorder.EVENT_HISTORY, time.perf_counter() - start, mode=mode))
+        return response
 
 
 class ArtifactDownload(Api):

@@ -10,6 +10,7 @@ from django.http import Http404
 
 from webapp.jobs.access import get_job_for_user
 from webapp.jobs.events import auth_group, events_after, group_name, user_changes_after, user_cursor, user_group
+from webapp.monitoring import recorder
 
 
 def _db(fn):
@@ -50,7 +51,16 @@ class SignedInConsumer(AsyncJsonWebsocketConsumer):
         if message.get("session") in (None, key):
             await self.close(code=4401)
 
+    def count_open(self, socket: str) -> None:
+        """Counted in the open-websockets gauge until it closes (webapp/monitoring/recorder.py)."""
+        self.counted_as = socket
+        recorder.gauge_add(recorder.WEBSOCKETS, 1, socket=socket)
+        recorder.inc(recorder.WEBSOCKETS_OPENED, socket=socket)
+
     async def disconnect(self, code):
+        if getattr(self, "counted_as", None):
+            recorder.gauge_add(recorder.WEBSOCKETS, -1, socket=self.counted_as)
+            self.counted_as = None
         for group in (getattr(self, "group", None), getattr(self, "auth_group", None)):
             if group:
                 await self.channel_layer.group_discard(group, self.channel_name)
@@ -75,6 +85,7 @@ class JobConsumer(SignedInConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.join_auth_group(user)
         await self.accept()
+        self.count_open("job")
 
     async def receive_json(self, content, **kwargs):
         """`{"after": n}`: send the stored events numbered above n (replay / gap fill).
@@ -116,6 +127,7 @@ class UserConsumer(SignedInConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.join_auth_group(user)
         await self.accept()
+        self.count_open("user")
         # Where the stream stands: a page that loses the socket asks for what came after it.
         await self.send_json({"type": "hello", "seq": await _db(user_cursor)(user_id=user.pk)})
 

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import F
 
 from webapp.jobs.models import Job, JobEvent
+from webapp.monitoring import recorder
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def append_events(job_id, events: list[tuple[str, dict]], *, token: int | None =
     """
     if not events and not job_updates:
         return []
-    with transaction.atomic():
+    with recorder.timer(recorder.EVENT_APPEND), transaction.atomic():
         # The row lock serialises numbering across web and worker processes (on SQLite the
         # IMMEDIATE transaction already holds the database write lock).
         rows = Job.objects.filter(pk=job_id) if token is None else owned(job_id, token)

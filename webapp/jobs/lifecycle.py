@@ -37,6 +37,7 @@ from webapp.jobs import scheduler
 from webapp.jobs.dbretry import retry_db
 from webapp.jobs.events import Fenced, append_events, owned
 from webapp.jobs.models import Artifact, Job
+from webapp.monitoring import recorder
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,8 @@ def claim_job(job_id, worker_name: str) -> Job | None:
         )
         append_events(job_id, [("status", {"status": Job.Status.RUNNING, "worker": worker_name,
                                            "attempt": job.attempts + 1})])
+    if job.dispatched_at is not None:  # the dispatcher's clock to this worker's: a skew between them shows here
+        recorder.observe(recorder.DISPATCH_LATENCY, max(0.0, (now - job.dispatched_at).total_seconds()))
     return Job.objects.select_related("dataset").get(pk=job_id)
 
 
@@ -288,6 +291,7 @@ def requeue_lost_jobs() -> list:
         with transaction.atomic():
             if attempts >= settings.TRAINYARD_MAX_ATTEMPTS:  # out of restarts: failed, with the reason
                 if lapsed.filter(pk=job_id).update(status=Job.Status.FAILED):  # taken by this watchdog
+                    transaction.on_commit(lambda: recorder.inc(recorder.JOBS_LOST))
                     append_events(job_id, [("log", {"level": "error", "text": (
                         f"worker {who} stopped responding; out of attempts, job failed")})])
                     _finish_in_transaction(job_id, Job.Status.FAILED, metrics=None, rows=[], lost=who, error=(
@@ -299,6 +303,7 @@ def requeue_lost_jobs() -> list:
                 status=Job.Status.QUEUED, heartbeat_at=Now(), dispatched_at=None, worker_name=""
             ):  # no longer that worker's: the page must not name it while the job waits
                 continue
+            transaction.on_commit(lambda: recorder.inc(recorder.JOBS_LOST))
             append_events(job_id, [
                 ("log", {"level": "warning", "text": f"worker {worker} stopped responding; job requeued"}),
                 ("status", {"status": Job.Status.QUEUED, "lost": who}),  # marked lost
@@ -379,4 +384,5 @@ def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | N
     from webapp.accounts.notifications import notify_job_end
 
     transaction.on_commit(lambda: notify_job_end(job_id, status))
+    transaction.on_commit(lambda: recorder.inc(recorder.JOBS_FINISHED, status=status))
     scheduler.dispatch_soon()  # a slot is free

@@ -26,6 +26,7 @@ lost-job watchdog) call this module; it imports neither.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -37,6 +38,7 @@ from django.utils import timezone
 from webapp import celery
 from webapp.cluster.models import Worker
 from webapp.jobs.models import Job, UserLimits
+from webapp.monitoring import recorder
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,7 @@ class _Pass:
 def dispatch() -> list[str]:
     """One pass (see module doc); returns the ids of the jobs released to workers."""
     sent: list[str] = []
+    start = time.perf_counter()
     with transaction.atomic():
         queued = list(Job.objects.select_for_update().filter(status=Job.Status.QUEUED).order_by("created_at", "pk"))
         if not queued:
@@ -181,6 +184,7 @@ def dispatch() -> list[str]:
             _release(p, job, worker, now)
             sent.append(str(job.pk))
         _explain_waits(p)
+    recorder.observe(recorder.DISPATCH_PASS, time.perf_counter() - start)  # passes that had jobs to place
     if sent:
         log.info("dispatched %s", ", ".join(sent))
     return sent

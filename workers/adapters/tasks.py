@@ -21,6 +21,7 @@ from webapp.datasets.models import Dataset
 from models_zoo.contracts import disk_full_message, is_disk_full, what_was_written
 from webapp.jobs import lifecycle
 from webapp.jobs.dbretry import retry_db
+from webapp.monitoring import recorder
 from workers.adapters.logcapture import captured_output
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,11 @@ def ingest_dataset(dataset_id: str) -> str:
             last[0] = time.monotonic()
             dataset_services.set_progress(ds.pk, done / total)
 
+    started = time.monotonic()
+
+    def took(outcome: str) -> None:  # the ingest duration metric
+        recorder.observe(recorder.INGEST, time.monotonic() - started, kind=ds.kind, outcome=outcome)
+
     try:
         budget = storage.remaining_bytes(ds.owner)  # the upload itself is counted already
         info = ingest(ds.kind, ds.upload_path, ds.directory, ds.options or {}, progress, max_cache_bytes=budget)
@@ -137,8 +143,10 @@ def ingest_dataset(dataset_id: str) -> str:
     except IngestError as exc:
         # A rejected file leaves nothing: the row and every file go, the owner keeps the reason.
         dataset_services.fail_ingest(ds, f"{ds.original_filename}: {exc}")
+        took("refused")
         return "failed"
     except Exception as exc:
+        took("error")
         if is_disk_full(exc):
             dataset_services.fail_ingest(ds, f"{ds.original_filename}: " + disk_full_message(
                 socket.gethostname(), "the dataset's cache", then="upload it again"))
@@ -152,4 +160,5 @@ def ingest_dataset(dataset_id: str) -> str:
     shutil.move(ds.upload_path, ds.directory / ("source" + Path(ds.original_filename).suffix.lower()))
     size = sum(p.stat().st_size for p in ds.directory.rglob("*") if p.is_file())
     dataset_services.mark_ready(ds.pk, info, size)
+    took("ready")
     return "ready"
