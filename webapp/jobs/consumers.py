@@ -30,6 +30,20 @@ class SignedInConsumer(AsyncJsonWebsocketConsumer):
     """Closes with 4401 when its user signs out (that session), changes their password or is
     deactivated (every session): webapp.accounts.sockets sends `auth.revoked` to `auth.<user>`."""
 
+    async def replay_after(self, content) -> int | None:
+        """The stream number n of a `{"after": n}` request, or None: not one (ignored), or over
+        the socket's replay rate (answered `{"type": "error", "retry_after": s}`)."""
+        try:
+            after = max(0, int(content.get("after", 0)))
+        except (TypeError, ValueError, AttributeError):
+            return None
+        wait = self._replay_wait()
+        if wait:
+            await self.send_json({"type": "error", "error": f"too many replay requests; ask again in {wait:.1f} s",
+                                  "retry_after": round(wait, 1)})
+            return None
+        return after
+
     def _replay_wait(self) -> float:
         """0 when a replay may go now (and takes its token), else the seconds until one may."""
         now = time.monotonic()
@@ -93,18 +107,11 @@ class JobConsumer(SignedInConsumer):
         Replays are rate-limited per socket (a token bucket: REPLAY_BURST at once, then one per
         REPLAY_EVERY seconds): a page asks once per reconnect or gap, a client asking hundreds of
         times a second gets `{"type": "error", "retry_after": s}` instead of megabytes."""
-        try:
-            after = max(0, int(content.get("after", 0)))
-        except (TypeError, ValueError, AttributeError):
-            return
-        wait = self._replay_wait()
-        if wait:
-            await self.send_json({"type": "error", "error": f"too many replay requests; ask again in {wait:.1f} s",
-                                  "retry_after": round(wait, 1)})
+        after = await self.replay_after(content)
+        if after is None:
             return
         events = await _db(events_after)(self.job, after)
         await self.send_json({"type": "events", "events": events, "replay": True})
-
 
     async def job_events(self, message):
         # The publisher serialised the frame once for every viewer; older messages carry events.
@@ -134,14 +141,8 @@ class UserConsumer(SignedInConsumer):
     async def receive_json(self, content, **kwargs):
         """`{"after": n}`: every job of this user whose status changed after stream number n
         (missed while the socket was away), each once with its state now; rate-limited."""
-        try:
-            after = max(0, int(content.get("after", 0)))
-        except (TypeError, ValueError, AttributeError):
-            return
-        wait = self._replay_wait()
-        if wait:
-            await self.send_json({"type": "error", "error": f"too many replay requests; ask again in {wait:.1f} s",
-                                  "retry_after": round(wait, 1)})
+        after = await self.replay_after(content)
+        if after is None:
             return
         for change in await _db(user_changes_after)(self.user_id, after):
             await self.send_json({"type": "job", "replay": True, **change})
