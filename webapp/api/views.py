@@ -495,7 +495,7 @@ class JobOnnx(Api):
 
 
 class MlflowExportRequest(serializers.Serializer):
-    tracking_uri = serializers.CharField(max_length=500, help_text=(
+    tracking_uri = serializers.CharField(max_length=500, allow_blank=True, help_text=(
         "the MLflow tracking server, http(s)://host[:port][/path]: public addresses only, unless an "
         "administrator allowlisted it (TRAINYARD_MLFLOW_ALLOWLIST); or file:///folder inside the server's "
         "TRAINYARD_MLFLOW_FILE_ROOT"))

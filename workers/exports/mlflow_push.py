@@ -298,7 +298,9 @@ def _describe(exc: BaseException, stage: str, file_store: bool) -> str:
     from mlflow.exceptions import MlflowException, RestException
 
     if isinstance(exc, RestException):
-        return f"the tracking server refused the request {stage}: {exc.error_code}: {_short(exc.message)}"
+        body = exc.json if isinstance(getattr(exc, "json", None), dict) else {}
+        detail = ": ".join(str(body[k]) for k in ("error_code", "message") if body.get(k)) or "no reason given"
+        return f"the tracking server refused the request {stage}: {_short(detail)}"
     if file_store:
         if isinstance(exc, MlflowException):
             return f"the file store refused the request {stage}: {_short(exc.message)}"

@@ -24,7 +24,8 @@ class FakeMlflow:
         self.params: dict[str, dict] = {}
         self.artifacts: dict[str, bytes] = {}
         self.models: dict[str, list[dict]] = {}
-        self.answer_all: tuple[int, dict, dict] | None = None  # (status, headers, body) for every request
+        # (status, headers, JSON body or None for an empty one) for every request
+        self.answer_all: tuple[int, dict, dict | None] | None = None
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = self.server.server_address[1]
@@ -126,7 +127,7 @@ class FakeMlflow:
                     else:
                         status, payload = fake.handle(self.command, parts.path, parse_qs(parts.query), body)
                         headers = {}
-                out = json.dumps(payload).encode()
+                out = json.dumps(payload).encode() if payload is not None else b""
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
