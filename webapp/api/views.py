@@ -11,7 +11,8 @@ import re
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404
+from django.core.handlers.asgi import ASGIRequest
+from django.http import Http404
 from django.utils.decorators import method_decorator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -566,7 +567,4 @@ class JobTensorboardExport(Api):
                                "needed. Works while the job runs too (the history so far).")
     def get(self, request, pk):
         job = get_job_for_user(request.user, pk)
-        archive, name = exports.tensorboard_archive(request.user, job)
-        response = FileResponse(archive, as_attachment=True, filename=name, content_type="application/gzip")
-        response["X-Content-Type-Options"] = "nosniff"
-        return response
+        return exports.tensorboard_response(request.user, job, asgi=isinstance(request._request, ASGIRequest))

@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -56,13 +57,35 @@ class ExportError(Exception):
 
 # --- TensorBoard -------------------------------------------------------------------------------
 
-def tensorboard_archive(user, job: Job):
-    """(the .tar.gz as an open temporary file, its file name); the download is audited."""
-    from webapp.exports.tensorboard import archive_name, build_archive
+def tensorboard_response(user, job: Job, *, asgi: bool):
+    """The .tar.gz download. Under ASGI the archive is built in a thread of its own and sent in
+    chunks as it is read: Django runs every synchronous view in one shared thread (and would read
+    a file response whole into memory there), so a long history must not hold that thread. Under
+    WSGI it is a plain file response. The download is audited either way."""
+    from channels.db import database_sync_to_async
+    from django.http import FileResponse, StreamingHttpResponse
+    from django.utils.http import content_disposition_header
 
-    archive, counts = build_archive(job)
-    audit.record(user, "job.export_tensorboard", job, events=sum(counts.values()))
-    return archive, archive_name(job)
+    from webapp.exports.tensorboard import CHUNK_BYTES, archive_name, build_archive
+
+    audit.record(user, "job.export_tensorboard", job)
+    if not asgi:
+        archive, _ = build_archive(job)
+        response = FileResponse(archive, as_attachment=True, filename=archive_name(job),
+                                content_type="application/gzip")
+    else:
+        async def stream():
+            archive, _ = await database_sync_to_async(build_archive, thread_sensitive=False)(job)
+            try:
+                while chunk := await sync_to_async(archive.read, thread_sensitive=False)(CHUNK_BYTES):
+                    yield chunk
+            finally:
+                archive.close()
+
+        response = StreamingHttpResponse(stream(), content_type="application/gzip")
+        response["Content-Disposition"] = content_disposition_header(True, archive_name(job))
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 # --- MLflow: the URI rules ---------------------------------------------------------------------

@@ -25,6 +25,7 @@ from webapp.exports.history import metric_events, safe_name
 from webapp.jobs.models import Job
 
 MAX_SPLITS = 20  # more event files than this would be a malformed history, not a job
+CHUNK_BYTES = 1 << 20  # the download is sent in pieces of this size
 FILE_SUFFIX = "trainyard"
 
 

@@ -89,3 +89,38 @@ def test_the_download_leaves_no_file_behind(client_alice, job, data_dir):
     b"".join(r.streaming_content)
     r.close()
     assert {p for p in data_dir.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.django_db(transaction=True)  # the archive is built in another thread, on its own connection
+def test_under_asgi_the_archive_is_built_and_sent_off_the_shared_view_thread(alice, tmp_path, monkeypatch):
+    import threading
+
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    import webapp.exports.tensorboard as tb
+    from tests.webapp.factories import finished_job
+
+    import webapp.exports.services as services
+
+    job = finished_job(alice)
+    threads = {}
+    build, record = tb.build_archive, services.audit.record
+    monkeypatch.setattr(tb, "build_archive", lambda j: threads.setdefault("build", threading.get_ident()) and build(j))
+    monkeypatch.setattr(services.audit, "record",  # called by the view, in Django's thread for sync views
+                        lambda *a, **kw: threads.setdefault("view", threading.get_ident()) and record(*a, **kw))
+
+    async def download():
+        client = AsyncClient()
+        await client.aforce_login(alice)
+        response = await client.get(f"/api/jobs/{job.pk}/exports/tensorboard/")
+        body = b"".join([chunk async for chunk in response.streaming_content])
+        return response, body
+
+    response, body = async_to_sync(download)()
+    assert response.status_code == 200 and response["Content-Type"] == "application/gzip"
+    assert f'filename="tensorboard-{folder_name(job)}.tar.gz"' in response["Content-Disposition"]
+    assert threads["build"] != threads["view"]
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    assert [(e.step, e.value) for e in _read_back(tmp_path / folder_name(job) / "val")["loss"]] == [(1, 0.5)]
