@@ -14,6 +14,9 @@ Standard Webhooks way (https://www.standardwebhooks.com/).
   receiver never delays try-the-model or ONNX exports on `infer`.
 - **What the user learns.** No network detail (no "connection refused" vs "timed out": that
   would make webhooks a port scanner); only "no answer", the HTTP status, or the refusal reason.
+- **Other outbound traffic.** MLflow pushes (webapp/exports) go by the same address rules with
+  an allowlist of their own (`Rules`, `MLFLOW`); their client library's connections are checked
+  one by one by `guarded_connections()`.
 - **Signature.** `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>`
   over `id.timestamp.body`, with the owner's secret (`whsec_…`, shown once on the profile page).
 """

@@ -56,8 +56,14 @@ class PushError(Exception):
 
 
 def metric_key(split: str, name: str) -> str:
-    """`split/name` in the characters MLflow accepts in a key."""
-    return re.sub(r"[^\w.\- /:]", "_", f"{split}/{name}")[:250]
+    """`split/name` in the characters MLflow accepts in a key (letters, digits, `_ . - ` space and
+    the one slash), neither part a path trick such as `..` (MLflow refuses keys that normalise to
+    another path)."""
+    def part(text: str) -> str:
+        text = re.sub(r"[^\w.\- ]", "_", text) or "_"
+        return "_" if set(text) <= {"."} else text
+
+    return f"{part(split)}/{part(name)}"[:250]
 
 
 def is_file_uri(uri: str) -> bool:
