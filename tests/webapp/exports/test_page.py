@@ -31,3 +31,24 @@ def test_a_running_job_shows_the_form_only_when_it_ends(client_alice, alice):
 
 def test_another_users_job_page_is_404(client_bob, job):
     assert client_bob.get(f"/jobs/{job.pk}/").status_code == 404
+
+
+def test_the_pages_post_is_a_session_request_with_the_csrf_header(alice, job, settings, tmp_path, sent_tasks,
+                                                                  django_capture_on_commit_callbacks):
+    import json
+
+    from django.test import Client
+
+    settings.TRAINYARD_MLFLOW_FILE_ROOT = str(tmp_path)
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(alice)
+    browser.get(f"/jobs/{job.pk}/")  # sets the CSRF cookie, as the page does
+    body = json.dumps({"tracking_uri": tmp_path.as_uri(), "experiment": "", "register_model": False,
+                       "model_name": ""})
+    url = f"/api/jobs/{job.pk}/exports/mlflow/"
+    assert browser.post(url, data=body, content_type="application/json").status_code == 403  # no token
+    with django_capture_on_commit_callbacks(execute=True):
+        r = browser.post(url, data=body, content_type="application/json",
+                         HTTP_X_CSRFTOKEN=browser.cookies["csrftoken"].value)
+    assert r.status_code == 202 and r.json()["experiment"] == "trainyard"
+    assert len(sent_tasks) == 1
