@@ -220,6 +220,16 @@ def _clean_name(value: str, what: str, default: str, field: str) -> str:
     return value
 
 
+def _model_name(value: str, job: Job) -> str:
+    """MLflow's rule for registered model names: no `/` or `:`, not `.` or `..`. The job's name,
+    the default, is made to fit; a name the user typed is refused instead."""
+    default = re.sub(r"[/:]", "-", job.name or "").strip(" .") or "trainyard-model"
+    name = _clean_name(value, "model name", default, "model_name")
+    if re.search(r"[/:]", name) or set(name) <= {"."}:
+        raise ExportError("a registered model name cannot contain / or : (nor be . or ..)", field="model_name")
+    return name
+
+
 def request_mlflow_export(user, job: Job, tracking_uri: str, *, experiment: str = "",
                           register_model: bool = False, model_name: str = "") -> MlflowExport:
     """Check the request, store it, queue the push (after commit). Nothing is stored when refused."""
@@ -228,8 +238,7 @@ def request_mlflow_export(user, job: Job, tracking_uri: str, *, experiment: str 
                           "export works at any time)", 409, "job")
     uri = clean_tracking_uri(tracking_uri)
     experiment = _clean_name(experiment, "experiment name", DEFAULT_EXPERIMENT, "experiment")
-    model_name = _clean_name(model_name, "model name", job.name or "trainyard-model", "model_name") \
-        if register_model else ""
+    model_name = _model_name(model_name, job) if register_model else ""
     active = MlflowExport.objects.filter(user=user, status__in=MlflowExport.ACTIVE).count()
     if active >= settings.TRAINYARD_MLFLOW_MAX_ACTIVE:
         raise ExportError(f"you have {active} MLflow exports queued or running (the limit is "

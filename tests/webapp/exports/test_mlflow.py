@@ -168,12 +168,20 @@ def test_other_users_get_404_and_running_jobs_409(client_alice, client_bob, job,
     assert r.status_code == 404
     assert client_bob.get(f"/api/jobs/{job.pk}/exports/mlflow/").status_code == 404
     assert post(client_alice, job, tracking_uri=uri, experiment="x" * 201).status_code == 400
+    r = post(client_alice, job, tracking_uri=uri, register_model=True, model_name="team/model")
+    assert r.status_code == 400 and "cannot contain" in r.json()["errors"]["model_name"]
     mine = post(client_alice, job, tracking_uri=uri).json()
     # bob cannot read alice's export, not even under a job of his own
     assert client_bob.get(f"/api/jobs/{job.pk}/exports/mlflow/{mine['id']}/").status_code == 404
     r = post(client_alice, running_job(alice), tracking_uri=uri)
     assert r.status_code == 409 and "has not ended" in r.json()["detail"]
     assert MlflowExport.objects.count() == 1 and len(sent_tasks) == 1
+
+
+def test_the_default_model_name_is_the_jobs_made_to_fit(client_alice, job, file_root, sent_tasks, post):
+    type(job).objects.filter(pk=job.pk).update(name="runs/2024: best")
+    r = post(client_alice, job, tracking_uri=file_root.as_uri(), register_model=True)
+    assert r.status_code == 202 and r.json()["model_name"] == "runs-2024- best"
 
 
 def test_too_many_pushes_in_progress(client_alice, job, file_root, settings, sent_tasks, post):
