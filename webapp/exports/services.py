@@ -1,6 +1,6 @@
 """Export verbs and the rules they run under.
 
-- **TensorBoard** (`tensorboard_archive`): a download built from the stored events; read access
+- **TensorBoard** (`tensorboard_response`): a download built from the stored events; read access
   to the job is enough, like downloading its files.
 - **MLflow** (`request_mlflow_export` → worker task → `finish_mlflow_export`): the request is
   checked here (the URI, the job's state, the user's pushes in progress), stored as a row and
