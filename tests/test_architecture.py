@@ -25,7 +25,8 @@ PACKAGES = ("webapp", "workers", "models_zoo", "bench")
 TORCH_SIDE = ("torch", "torchvision", "transformers", "peft")  # and every onnx* distribution
 # The pure runtime and the model zoo run without Django: a worker that trains or ingests does
 # not need the web tier's settings, models or database to do it.
-PURE_RUNTIME = ("workers.training", "workers.datasets", "workers.hf", "workers.serving", "models_zoo")
+PURE_RUNTIME = ("workers.training", "workers.datasets", "workers.hf", "workers.serving", "workers.exports",
+                "models_zoo")
 DJANGO_SIDE = ("django", "webapp", "workers.adapters")
 # The contracts both sides import: stdlib and each other only (no torch, Django, numpy...).
 # kinds and contracts are listed before they exist so that the rule holds the day they appear.

@@ -21,6 +21,7 @@ MODELZIP_TASK = "trainyard.extract_model_zip"  # an uploaded save_pretrained ZIP
 PREDICT_TASK = "trainyard.predict"
 ONNX_TASK = "trainyard.export_onnx"
 NOTIFY_TASK = "trainyard.notify_job"
+MLFLOW_EXPORT_TASK = "trainyard.export_mlflow"  # on `notify` too: outbound network work
 
 
 def send(task_name: str, *args, queue: str | None = None) -> None:

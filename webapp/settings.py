@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "webapp.cluster",
     "webapp.hub",
     "webapp.inference",
+    "webapp.exports",
     "webapp.api",
 ]
 
@@ -308,6 +309,7 @@ CELERY_TASK_ROUTES = {
     "trainyard.predict": {"queue": "infer"},
     "trainyard.export_onnx": {"queue": "infer"},
     "trainyard.notify_job": {"queue": "notify"},  # own worker: slow receivers delay no try/ONNX
+    "trainyard.export_mlflow": {"queue": "notify"},  # outbound network work, like webhooks
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
@@ -328,7 +330,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["webapp.throttles.ActionThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         scope: env_str(f"TRAINYARD_RATE_{scope.upper()}", rate)
-        for scope, rate in {"submit": "60/min", "try": "60/min", "upload": "30/min", "share": "30/min"}.items()
+        for scope, rate in {"submit": "60/min", "try": "60/min", "upload": "30/min", "share": "30/min",
+                            "export": "10/min"}.items()
     },
 }
 # The shared cache: throttle counters (every web process counts together). Redis DB and key
@@ -407,6 +410,18 @@ TRAINYARD_READYZ_REQUIRE_WORKER = env_bool("TRAINYARD_READYZ_REQUIRE_WORKER", Tr
 TRAINYARD_LOG_FORMAT = env_str("TRAINYARD_LOG_FORMAT", "text").strip().lower() or "text"
 if TRAINYARD_LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"TRAINYARD_LOG_FORMAT={TRAINYARD_LOG_FORMAT!r}: use text or json")
+
+# Exports of a job's history (webapp/exports). MLflow pushes go to user-given tracking servers
+# under the webhooks' address rules, with an allowlist of their own ("mlflow.internal,
+# 10.2.0.0/16"); `file:` tracking URIs write on this server's disk and are refused unless they
+# point inside TRAINYARD_MLFLOW_FILE_ROOT (unset: refused). One push may take at most
+# TRAINYARD_MLFLOW_TIMEOUT seconds; each user has at most TRAINYARD_MLFLOW_MAX_ACTIVE pushes
+# queued or running.
+TRAINYARD_MLFLOW_ALLOWLIST = env_str("TRAINYARD_MLFLOW_ALLOWLIST", "")
+TRAINYARD_MLFLOW_FILE_ROOT = env_str("TRAINYARD_MLFLOW_FILE_ROOT", "")
+TRAINYARD_MLFLOW_TIMEOUT = env_int("TRAINYARD_MLFLOW_TIMEOUT", 900)
+TRAINYARD_MLFLOW_MAX_ACTIVE = env_int("TRAINYARD_MLFLOW_MAX_ACTIVE", 3)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -228,6 +228,8 @@
     document.getElementById("delete-form").hidden = !final;
     const retry = document.getElementById("retry-form");
     if (retry) retry.hidden = status !== "failed";
+    const mlflow = document.getElementById("mlflow-form");  // an MLflow push needs an ended job
+    if (mlflow) { mlflow.hidden = !final; document.getElementById("mlflow-wait").hidden = final; }
     if (final) {
       if (!finishedAt) finishedAt = live || !job.finished_at ? Date.now() : Date.parse(job.finished_at);
       tickDuration();

@@ -43,6 +43,9 @@ OBJECT_ROUTES = {
     "api:job-predictions": "job",
     "api:job-prediction": "job",
     "api:job-onnx": "job",
+    "api:job-export-tensorboard": "job",
+    "api:job-export-mlflow": "job",
+    "api:job-export-mlflow-result": "job",
     "hub:delete": "model",
 }
 # Routes without an object id: must require login (pages redirect, API answers 401/403).
@@ -73,7 +76,7 @@ def test_every_route_is_classified():
 
 def _url(route: str, pattern: str, obj) -> str:
     path = "/" + pattern.replace("<uuid:pk>", str(obj.pk)).replace("<str:name>", "config.json").replace(
-        "<uuid:prediction>", str(uuid.uuid4()))
+        "<uuid:prediction>", str(uuid.uuid4())).replace("<uuid:export>", str(uuid.uuid4()))
     return path
 
 
@@ -143,7 +146,7 @@ def test_anonymous_is_sent_to_login_or_refused(objects):
 def test_owner_and_staff_can_read_every_object_route(alice, staff, objects):
     routes = {name: pat for name, pat in walk(get_resolver().url_patterns)}
     read_routes = ["datasets:detail", "jobs:detail", "jobs:artifact", "jobs:try", "jobs:onnx", "api:dataset", "api:job", "api:job-events",
-                   "api:artifact", "api:upload"]
+                   "api:artifact", "api:upload", "api:job-export-tensorboard", "api:job-export-mlflow"]
     for user in (alice, staff):
         for name in read_routes:
             if name == "api:upload" and user is staff:

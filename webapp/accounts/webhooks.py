@@ -14,6 +14,9 @@ Standard Webhooks way (https://www.standardwebhooks.com/).
   receiver never delays try-the-model or ONNX exports on `infer`.
 - **What the user learns.** No network detail (no "connection refused" vs "timed out": that
   would make webhooks a port scanner); only "no answer", the HTTP status, or the refusal reason.
+- **Other outbound traffic.** MLflow pushes (webapp/exports) go by the same address rules with
+  an allowlist of their own (`Rules`, `MLFLOW`); their client library's connections are checked
+  one by one by `guarded_connections()`.
 - **Signature.** `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>`
   over `id.timestamp.body`, with the owner's secret (`whsec_…`, shown once on the profile page).
 """
@@ -23,6 +26,9 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import socket
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
@@ -51,9 +57,9 @@ def new_secret() -> str:
 
 # --- addresses ---------------------------------------------------------------------------------
 
-def _allowlist() -> tuple[set[str], list]:
+def _allowlist(setting: str = "TRAINYARD_WEBHOOK_ALLOWLIST") -> tuple[set[str], list]:
     names, networks = set(), []
-    for item in (getattr(settings, "TRAINYARD_WEBHOOK_ALLOWLIST", "") or "").split(","):
+    for item in (getattr(settings, setting, "") or "").split(","):
         item = item.strip().lower()
         if not item:
             continue
@@ -105,14 +111,35 @@ def _host_port(url: str) -> tuple[str, int]:
     return host, port
 
 
-def vetted_address(url: str, *, must_resolve: bool = True) -> Address | None:
+@dataclass(frozen=True)
+class Rules:
+    """Who may be connected to: public addresses, plus what an administrator allowlisted.
+    `what` names the traffic in refusals ("webhooks go to public internet receivers only")."""
+
+    allowlist_setting: str = "TRAINYARD_WEBHOOK_ALLOWLIST"
+    what: str = "webhooks go to public internet receivers only"
+    internal: str = "internal receivers"
+
+
+WEBHOOKS = Rules()
+MLFLOW = Rules("TRAINYARD_MLFLOW_ALLOWLIST", "MLflow exports go to public tracking servers only",
+               "internal tracking servers")
+
+
+def vetted_address(url: str, *, must_resolve: bool = True, rules: Rules = WEBHOOKS) -> Address | None:
     """The address to connect to for this URL, after checking every address of its host.
 
     Raises WebhookRefused when any address is internal (and not allowlisted). With
     `must_resolve=False` (save time) a name that does not resolve now is accepted — it is
     checked again, like every name, when a delivery connects."""
     host, port = _host_port(url)
-    names, networks = _allowlist()
+    return vetted_host(host, port, must_resolve=must_resolve, rules=rules)
+
+
+def vetted_host(host: str, port: int, *, must_resolve: bool = True, rules: Rules = WEBHOOKS) -> Address | None:
+    """vetted_address() for a host name (or address literal) and port."""
+    host = host.rstrip(".").lower()
+    names, networks = _allowlist(rules.allowlist_setting)
     try:
         addresses = [ipaddress.ip_address(host.strip("[]"))]
     except ValueError:
@@ -135,9 +162,50 @@ def vetted_address(url: str, *, must_resolve: bool = True) -> Address | None:
             # internal DNS zone ("vault.corp resolves to 10.2.3.4") through this message.
             literal = str(ip) == host.strip("[]")
             raise WebhookRefused(
-                f"{host} {'is' if literal else 'resolves to'} {reason}; webhooks go to public internet "
-                "receivers only — an administrator can allow internal receivers (TRAINYARD_WEBHOOK_ALLOWLIST)")
+                f"{host} {'is' if literal else 'resolves to'} {reason}; {rules.what} — an administrator "
+                f"can allow {rules.internal} ({rules.allowlist_setting})")
     return addresses[0]
+
+
+# --- other clients' connections (MLflow pushes) ------------------------------------------------
+
+_guard_lock = threading.Lock()
+_guarded: list[Rules] = []  # the rules of the pushes running in this process
+
+
+@contextmanager
+def guarded_connections(rules: Rules):
+    """While this block runs, every new connection that urllib3 (requests, hence MLflow's
+    client) opens in this process goes only to an address checked by `rules`, and to the very
+    address that was checked (no DNS rebinding between check and connect); redirects and
+    retries open their connections through the same check. A refused connection raises
+    WebhookRefused inside the client. Process-wide rather than per thread, because a client
+    library may open connections from threads of its own."""
+    import urllib3.util.connection as connection
+
+    with _guard_lock:
+        if not isinstance(connection.create_connection, _GuardedConnect):
+            connection.create_connection = _GuardedConnect(connection.create_connection)
+        _guarded.append(rules)
+    try:
+        yield
+    finally:
+        with _guard_lock:
+            _guarded.remove(rules)
+
+
+class _GuardedConnect:
+    def __init__(self, original):
+        self.original = original
+
+    def __call__(self, address, *args, **kwargs):
+        with _guard_lock:
+            rules = _guarded[-1] if _guarded else None
+        if rules is None:
+            return self.original(address, *args, **kwargs)
+        host, port = address
+        ip = vetted_host(str(host), int(port), rules=rules)
+        return self.original((str(ip), port), *args, **kwargs)
 
 
 # --- delivery ----------------------------------------------------------------------------------

@@ -266,6 +266,27 @@ class Onnx(serializers.Serializer):
 OnnxBody = inline_serializer("OnnxBody", {"onnx": Onnx(allow_null=True),
                                           "artifacts": Artifact(many=True, required=False)})
 
+class MlflowExport(serializers.Serializer):
+    id = serializers.UUIDField()
+    job = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=["pending", "running", "done", "failed"])
+    error = serializers.CharField(allow_blank=True, help_text="why it failed, written for the user")
+    tracking_uri = serializers.CharField()
+    experiment = serializers.CharField()
+    register_model = serializers.BooleanField()
+    model_name = serializers.CharField(allow_blank=True)
+    run_id = serializers.CharField(allow_blank=True)
+    experiment_id = serializers.CharField(allow_blank=True)
+    run_url = serializers.CharField(allow_blank=True, help_text="the run in the MLflow UI (http(s) servers)")
+    model_version = serializers.CharField(allow_blank=True, help_text="with register_model, once done")
+    counts = serializers.DictField(child=serializers.IntegerField(),
+                                   help_text="params, metrics and artifacts logged, once done")
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+MlflowExportList = inline_serializer("MlflowExports", {"exports": MlflowExport(many=True)})
+
 WEBSOCKETS = """
 ## Live events (websockets)
 
@@ -281,10 +302,12 @@ OpenAPI cannot describe websockets, so they are described here (and in the READM
   "replay": true}` (the same events as `GET /api/jobs/{id}/events/?after=N`).
 * `ws(s)://HOST/ws/user/`: the signed-in user's own updates: `{"type": "job", "job": {...}}` when one
   of their jobs changes state, `{"type": "prediction", "prediction": {...}}` when a try is answered,
-  `{"type": "onnx", "onnx": {...}}` when an ONNX export ends.
+  `{"type": "onnx", "onnx": {...}}` when an ONNX export ends, `{"type": "mlflow", "mlflow": {...}}` when an
+  MLflow push starts and ends.
 
-Trying a model (`POST /api/jobs/{id}/predictions/`) and the ONNX export (`POST /api/jobs/{id}/onnx/`)
-answer 202 and finish in a worker: poll their GET operation, or watch `ws/user/`.
+Trying a model (`POST /api/jobs/{id}/predictions/`), the ONNX export (`POST /api/jobs/{id}/onnx/`) and
+the MLflow push (`POST /api/jobs/{id}/exports/mlflow/`) answer 202 and finish in a worker: poll their
+GET operation, or watch `ws/user/`.
 """
 
 

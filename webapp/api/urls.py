@@ -31,4 +31,8 @@ urlpatterns = [
     path("jobs/<uuid:pk>/predictions/<uuid:prediction>/", views.JobPrediction.as_view(), name="job-prediction"),
     path("jobs/<uuid:pk>/onnx/", views.JobOnnx.as_view(), name="job-onnx"),
     path("jobs/<uuid:pk>/artifacts/<str:name>", views.ArtifactDownload.as_view(), name="artifact"),
+    path("jobs/<uuid:pk>/exports/tensorboard/", views.JobTensorboardExport.as_view(), name="job-export-tensorboard"),
+    path("jobs/<uuid:pk>/exports/mlflow/", views.JobMlflowExports.as_view(), name="job-export-mlflow"),
+    path("jobs/<uuid:pk>/exports/mlflow/<uuid:export>/", views.JobMlflowExport.as_view(),
+         name="job-export-mlflow-result"),
 ]

@@ -12,6 +12,7 @@ import time
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
+from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404
 from django.utils.decorators import method_decorator
 from drf_spectacular.types import OpenApiTypes
@@ -33,6 +34,8 @@ from webapp.datasets.models import IngestFailure, UploadSession
 from webapp.datasets.uploads import upload_too_large_message
 from webapp.datasets.validation import DatasetError
 from webapp.datasets.views import UPLOAD_OPTIONS
+from webapp.exports import services as exports
+from webapp.exports.models import MlflowExport
 from webapp.inference import services as inference
 from webapp.inference.models import OnnxExport, Prediction
 from webapp.jobs import downsample, services
@@ -498,3 +501,78 @@ class JobOnnx(Api):
         except inference.TryError as exc:
             return _error(exc.message, exc.status)
         return Response({"onnx": export.to_dict()}, status=status.HTTP_202_ACCEPTED)
+
+
+class MlflowExportRequest(serializers.Serializer):
+    tracking_uri = serializers.CharField(max_length=500, allow_blank=True, help_text=(
+        "the MLflow tracking server, http(s)://host[:port][/path]: public addresses only, unless an "
+        "administrator allowlisted it (TRAINYARD_MLFLOW_ALLOWLIST); or file:///folder inside the server's "
+        "TRAINYARD_MLFLOW_FILE_ROOT"))
+    experiment = serializers.CharField(required=False, allow_blank=True, max_length=200, default="",
+                                       help_text="default: trainyard (created when missing)")
+    register_model = serializers.BooleanField(required=False, default=False,
+                                              help_text="also register the model files as a new model version")
+    model_name = serializers.CharField(required=False, allow_blank=True, max_length=200, default="",
+                                       help_text="with register_model: the registered model's name (default: "
+                                                 "the job's name)")
+
+
+def _own_mlflow_exports(user, job):
+    return MlflowExport.objects.filter(job=job, user=user)
+
+
+class JobMlflowExports(Api):
+    throttle_scope = "export"  # on its POST (webapp/throttles.py)
+
+    @extend_schema(operation_id="jobs_export_mlflow_list", responses=docs.responses({200: docs.MlflowExportList}, 404),
+                   description="Your MLflow pushes of this job, newest first (the last 20 that ended, and "
+                               "those queued or running).")
+    def get(self, request, pk):
+        job = get_job_for_user(request.user, pk)
+        return Response({"exports": [e.to_dict() for e in _own_mlflow_exports(request.user, job)[:50]]})
+
+    @extend_schema(operation_id="jobs_export_mlflow", request=MlflowExportRequest,
+                   responses=docs.responses({202: docs.MlflowExport}, *docs.BODY, 404, 409),
+                   description="Push an ended job to an MLflow tracking server: a run with the job's settings as "
+                               "params, its whole metric history (`split/name`, original steps and times, "
+                               "log_batch in batches of at most 1000), its model files as artifacts under "
+                               "`model/`, and with `register_model` a new version of a registered model. A worker "
+                               "does it: poll GET /api/jobs/{id}/exports/mlflow/{export}/ (or watch ws/user/, "
+                               "`{\"type\": \"mlflow\"}`) until `done` or `failed` (`error` says why). A refused "
+                               "URI (internal address, file: outside the allowed folder, credentials in it) is "
+                               "400 and nothing is stored; 409 while the job is queued or running; 429 with too "
+                               "many pushes in progress.")
+    def post(self, request, pk):
+        job = get_job_for_user(request.user, pk)
+        v = validated(MlflowExportRequest, request.data)
+        try:
+            export = exports.request_mlflow_export(request.user, job, v["tracking_uri"], experiment=v["experiment"],
+                                                   register_model=v["register_model"], model_name=v["model_name"])
+        except exports.ExportError as exc:
+            return _error(exc.message, exc.status, errors={exc.field: exc.message} if exc.status == 400 else None)
+        return Response(export.to_dict(), status=status.HTTP_202_ACCEPTED)
+
+
+class JobMlflowExport(Api):
+    @extend_schema(operation_id="jobs_export_mlflow_result", responses=docs.responses({200: docs.MlflowExport}, 404),
+                   description="One of your MLflow pushes of this job: `pending`, `running`, then `done` (with "
+                               "`run_id`, `run_url`, `model_version`, `counts`) or `failed` (with `error`).")
+    def get(self, request, pk, export):
+        job = get_job_for_user(request.user, pk)
+        row = _own_mlflow_exports(request.user, job).filter(pk=export).first()
+        if row is None:
+            raise Http404
+        return Response(row.to_dict())
+
+
+class JobTensorboardExport(Api):
+    @extend_schema(operation_id="jobs_export_tensorboard",
+                   responses={(200, "application/gzip"): OpenApiTypes.BINARY, **docs.errors(*docs.COMMON, 404)},
+                   description="The job's metric history as TensorBoard event files, in a .tar.gz: "
+                               "`<job>-<id>/<split>/events.out.tfevents.*`, one TensorBoard run per split, each "
+                               "stored metric event with its step and original wall time (scalars are 32-bit "
+                               "floats in TensorBoard). Unpack it and run `tensorboard --logdir .`; no TensorFlow "
+                               "needed. Works while the job runs too (the history so far).")
+    def get(self, request, pk):
+        job = get_job_for_user(request.user, pk)
+        return exports.tensorboard_response(request.user, job, asgi=isinstance(request._request, ASGIRequest))

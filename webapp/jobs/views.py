@@ -203,10 +203,12 @@ def _param(job, name: str):
 def job_detail(request, pk):
     job = get_job_for_user(request.user, pk)
     monitor, mode = monitored(job)
+    from webapp.exports.services import file_root
     from webapp.inference.services import job_page_context
 
     return render(request, "jobs/detail.html", {"job": job, "job_json": job.to_dict(), "monitor": monitor,
-                                                "monitor_mode": mode, **job_page_context(job)})
+                                                "monitor_mode": mode, "mlflow_file_root": file_root(),
+                                                **job_page_context(job)})
 
 
 @require_POST

@@ -21,7 +21,7 @@ restrict_umask()  # caches, checkpoints, artifacts and models: 0600 / 0700
 django.setup()
 
 from webapp.jobs.events import use_persistent_loop  # noqa: E402
-from workers.adapters import hub_tasks, infer_tasks, registry, tasks  # noqa: E402,F401 - registers the tasks
+from workers.adapters import export_tasks, hub_tasks, infer_tasks, registry, tasks  # noqa: E402,F401 - registers the tasks
 
 # Events and answers go out through one long-lived loop per process (reused Redis connections).
 use_persistent_loop()

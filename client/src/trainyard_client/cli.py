@@ -235,5 +235,10 @@ def export_tensorboard(job_id: str, directory: Path,
     _emit(as_json, {"path": str(path)}, f"{path}  (tensorboard --logdir {path})")
 
 
+# The same two commands by the names `jobs export-mlflow` / `jobs export-tensorboard`.
+jobs_app.command("export-mlflow", hidden=True)(export_mlflow)
+jobs_app.command("export-tensorboard", hidden=True)(export_tensorboard)
+
+
 if __name__ == "__main__":
     app()
