@@ -54,6 +54,8 @@ LIST_ROUTES = {
     "api:architectures", "api:datasets", "api:jobs", "api:uploads", "api:tus", "hub:list", "api:models",
 }
 PUBLIC_ROUTES = {"login", "logout", "api:schema"}
+# Operators only (a metrics token or a staff session): everyone else is refused, never redirected.
+STAFF_ROUTES = {"metrics"}
 
 
 def walk(patterns, prefix="", namespace=None):
@@ -70,8 +72,18 @@ def walk(patterns, prefix="", namespace=None):
 
 def test_every_route_is_classified():
     names = {name for name, _ in walk(get_resolver().url_patterns)}
-    unknown = names - set(OBJECT_ROUTES) - LIST_ROUTES - PUBLIC_ROUTES
+    unknown = names - set(OBJECT_ROUTES) - LIST_ROUTES - PUBLIC_ROUTES - STAFF_ROUTES
     assert not unknown, f"routes without an access rule in this test: {unknown}"
+
+
+@pytest.mark.django_db
+def test_staff_routes_refuse_everyone_else(alice):
+    routes = {name: pat for name, pat in walk(get_resolver().url_patterns)}
+    for route in STAFF_ROUTES:
+        path = "/" + routes[route]
+        assert _client(None).get(path).status_code == 401, route
+        assert _client(alice).get(path).status_code == 403, route
+        assert _client(alice, api=True).get(path).status_code in (401, 403), route
 
 
 def _url(route: str, pattern: str, obj) -> str:
