@@ -7,17 +7,20 @@ models sends, its ingest module in `workers/datasets` and what its cache holds.
 
     form_options(kind, raw)   the web tier: form/API input -> the options stored on the Dataset
     ingest_arguments(kind, options)   the worker: stored options -> the ingest function's kwargs
+    check_field_names(names, extra)   every upload path: an unknown field is refused, never ignored
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from models_zoo.schema import ConfigError, param, validate
 
-__all__ = ["IMAGE_SIZE_RANGE", "KINDS", "Kind", "OptionsError", "form_options", "get", "ingest_arguments"]
+__all__ = ["IMAGE_SIZE_RANGE", "KINDS", "UPLOAD_FIELDS", "Kind", "OptionsError", "UnknownFields", "check_field_names",
+           "form_options", "get", "ingest_arguments", "option_names"]
 
 IMAGE_SIZE_RANGE = (8, 512)  # pixels per side; checked once, by the image Config below
 TASKS = [("auto", "Auto"), ("classification", "Classification"), ("regression", "Regression")]
@@ -31,6 +34,20 @@ VAL_MESSAGE = "validation fraction must be between 0 and 1 (exclusive)"
 
 class OptionsError(ValueError):
     """Refused ingest options, one sentence for the user."""
+
+
+class UnknownFields(OptionsError):
+    """Upload fields that no upload path knows (a typo must not be silently ignored, as job
+    settings are not): `unknown` lists them, `valid` every field the path accepts."""
+
+    def __init__(self, unknown: list[str], valid: list[str]):
+        self.unknown, self.valid = list(unknown), list(valid)
+        hints = []
+        for name in self.unknown:
+            close = difflib.get_close_matches(name, self.valid, n=1, cutoff=0.7)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        what = "unknown field" if len(hints) == 1 else "unknown fields"
+        super().__init__(f"{what} {', '.join(hints)}; the upload fields are: {', '.join(self.valid)}")
 
 
 def _val_fraction(default: float) -> Any:
@@ -149,6 +166,48 @@ def kind_of(info: dict) -> str:
     return info.get("kind", "tabular")
 
 
+# The upload's own fields besides the file and the kind's options (each path adds its transport
+# fields: the form's `file` / `upload`, tus's `filename`).
+UPLOAD_FIELDS = ("name", "description", "kind")
+
+
+def option_names() -> tuple[str, ...]:
+    """Every option some kind takes, each once, in the order the kinds declare them: the upload
+    form's, the API's and tus metadata's option fields."""
+    names: dict[str, None] = {}
+    for k in KINDS.values():
+        for f in dataclasses.fields(k.options):
+            names.setdefault(f.name, None)
+    return tuple(names)
+
+
+def check_field_names(names, extra: tuple[str, ...] = ()) -> None:
+    """Refuse (UnknownFields) any of `names` that is neither one of `extra` (the path's
+    transport fields), UPLOAD_FIELDS nor an option of some kind."""
+    valid = [*extra, *UPLOAD_FIELDS, *option_names()]
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise UnknownFields(unknown, valid)
+
+
+def _is_default_elsewhere(name: str, value: Any) -> bool:
+    """Whether `value` is the default of option `name` in the kinds that have it (the form sends
+    every kind's fields, the selects at their first choice: "auto", "char")."""
+    for k in KINDS.values():
+        for f in dataclasses.fields(k.options):
+            if f.name != name:
+                continue
+            if str(value).strip().lower() == str(f.default).lower():
+                return True
+            if isinstance(f.default, (int, float)) and not isinstance(f.default, bool):
+                try:
+                    if float(value) == float(f.default):
+                        return True
+                except (TypeError, ValueError):
+                    pass
+    return False
+
+
 def get(name: str) -> Kind:
     try:
         return KINDS[name]
@@ -180,17 +239,24 @@ def _stored(config) -> dict:
 def form_options(kind: str, raw: dict) -> dict:
     """The options to store on a new Dataset of `kind`, from form or API input; OptionsError.
 
-    The form sends every kind's fields: empty ones and another kind's are left out, text is
-    stripped and cut at 200 characters.
+    The form sends every kind's fields: empty ones are left out, and so are another kind's at
+    their default; another kind's option with a value of its own is refused (it would do
+    nothing), as is a name no kind knows. Text is stripped and cut at 200 characters.
     """
-    cls = get(kind).options
-    names = {f.name for f in dataclasses.fields(cls)}
+    entry = get(kind)
+    names = [f.name for f in dataclasses.fields(entry.options)]
     data = {}
     for key, value in raw.items():
-        if key not in names or value is None or (isinstance(value, str) and not value.strip()):
+        if value is None or (isinstance(value, str) and not value.strip()):
             continue
+        if key not in names:
+            check_field_names([key])
+            if _is_default_elsewhere(key, value):
+                continue
+            raise OptionsError(f"{key} is not an option of {entry.noun or kind} datasets; their options are: "
+                               f"{', '.join(n for n in names if n not in entry.options.FORM_ONLY)}")
         data[key] = value.strip()[:200] if isinstance(value, str) else value
-    return _stored(_validate(cls, data))
+    return _stored(_validate(entry.options, data))
 
 
 def ingest_arguments(kind: str, options: dict) -> dict:
