@@ -54,9 +54,26 @@ def _val_fraction(default: float) -> Any:
     return param(default, label="Validation fraction", min=0.0, max=1.0)
 
 
+TEST_MESSAGE = "test fraction must be at least 0 and below 1, with validation + test below 1"
+
+
+def _test_fraction() -> Any:
+    return param(0.0, label="Test fraction", min=0.0, max=1.0,
+                 help="seeded split only; default 0: no test split")
+
+
+def _split_column() -> Any:
+    return param("", label="Split column", help="default: a column named 'split' (train / val / test)")
+
+
 def _open_interval(config) -> dict[str, str]:
     # The schema's bounds are inclusive; an empty split on either side is useless.
-    return {} if 0.0 < config.val_fraction < 1.0 else {"val_fraction": VAL_MESSAGE}
+    if not 0.0 < config.val_fraction < 1.0:
+        return {"val_fraction": VAL_MESSAGE}
+    test = getattr(config, "test_fraction", 0.0)
+    if not 0.0 <= test < 1.0 or config.val_fraction + test >= 1.0:
+        return {"test_fraction": TEST_MESSAGE}
+    return {}
 
 
 class _Options:
@@ -67,6 +84,7 @@ class _Options:
     # One message per field, for any bad value of it (the schema's words name no field).
     MESSAGES: ClassVar[dict[str, str]] = {
         "val_fraction": VAL_MESSAGE,
+        "test_fraction": TEST_MESSAGE,
         "task": "task must be auto, classification or regression",
         "seed": "seed must be a whole number from 0",
     }
@@ -81,6 +99,8 @@ class TableOptions(_Options):
     label_column: str = param("", label="Label column", help="default: 'label' or the last column")
     task: str = param("auto", label="Task", choices=TASKS)
     seed: int = param(0, label="Split seed", min=0, max=2**31 - 1)
+    split_column: str = _split_column()
+    test_fraction: float = _test_fraction()
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,8 @@ class TextOptions(_Options):
     text_column: str = param("", label="Text column", help="default: 'text', 'sentence' or 'review'")
     task: str = param("auto", label="Task", choices=TASKS[:2])
     seed: int = param(0, label="Split seed", min=0, max=2**31 - 1)
+    split_column: str = _split_column()
+    test_fraction: float = _test_fraction()
 
 
 @dataclass(frozen=True)
@@ -115,6 +137,7 @@ class ImageOptions(_Options):
                                    max=IMAGE_SIZE_RANGE[1], help="default: the most common size")
     channels: str = param("auto", label="Channels", choices=CHANNELS)
     seed: int = param(0, label="Split seed", min=0, max=2**31 - 1)
+    test_fraction: float = _test_fraction()
 
 
 @dataclass(frozen=True)
@@ -270,7 +293,8 @@ def ingest_arguments(kind: str, options: dict) -> dict:
         value = getattr(config, f.name)
         if f.name == "channels":
             value = CHANNEL_MODES[value]
-        elif f.name == "task" and value == "auto" or f.name in ("label_column", "text_column") and not value:
+        elif f.name == "task" and value == "auto" or f.name in ("label_column", "text_column", "split_column") \
+                and not value:
             value = None
         kwargs[f.name] = value
     return kwargs

@@ -65,6 +65,12 @@ class DatasetUpload(serializers.Serializer):
                                           help_text="default 0.2 (corpus 0.1)")
     seed = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1,
                                     help_text="the seeded split's seed (tables, sequences, texts, images); default 0")
+    split_column = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                         help_text="tables, sequences, texts: the column whose values (train, val, "
+                                                   "test) decide the split; default: a column named 'split'")
+    test_fraction = serializers.FloatField(required=False, min_value=0.0, max_value=1.0,
+                                           help_text="seeded split: the share of rows held out as the test split, "
+                                                     "evaluated once on the final model; default 0 (none)")
 
 
 API_UPLOAD_FIELDS = ("file", "upload")  # besides kinds.UPLOAD_FIELDS and every kind's options

@@ -19,10 +19,13 @@ Scaling
     info["target_normalization"] (the training loop standardises them).
 
 Split
-    Seeded; stratified per class for classification.
+    A column named "split" (any case; the `split_column` option may name another) decides each
+    row's split (train, val / validation, test) and is not a step of the sequence. Without one:
+    seeded, stratified per class for classification, with an optional test fraction.
 
 Output (written to `<out_dir>.partial`, renamed into place; on any failure it is removed)
     X_train.npy X_val.npy  float32 [N, L, 1]    y_train.npy y_val.npy  int64 / float32 [N]   info.json
+    X_test.npy y_test.npy  the same, when there is a test split
 """
 
 from __future__ import annotations
@@ -37,10 +40,15 @@ from workers.datasets.common import (
     IngestError,
     LineNames,
     atomic_dir,
-    check_val_fraction,
+    check_fractions,
+    check_train_classes,
     encode_labels,
+    find_split_column,
     pick_column,
-    seeded_split,
+    provided_split,
+    seeded_splits,
+    split_code,
+    split_info,
     target_info,
 )
 from workers.datasets.tabular import iter_table
@@ -71,23 +79,31 @@ def _bad_cell(values: list[str], line: int, names: list[str]) -> IngestError | N
     return None
 
 
-def _read(source: Path, label_column: str | None):
+def _read(source: Path, label_column: str | None, split_column: str | None = None):
     """Stream the file: the values as float32 [N, L] (converted a block of rows at a time, so
     memory is about the float32 array, not Python strings), the label strings, the preview
-    rows, the header and the line of every row."""
+    rows, the header, the line of every row, the split column (or None) and each row's split code."""
     header, records = iter_table(source, header_row=None, max_columns=sys.maxsize)  # the step cap, below
-    if len(header) - 1 > MAX_STEPS:
-        raise IngestError(f"{len(header) - 1} steps in a row (plus the label column); sequences may have at "
+    split_col = find_split_column(header, split_column)
+    extra = 1 + (split_col is not None)
+    if len(header) - extra > MAX_STEPS:
+        raise IngestError(f"{len(header) - extra} steps in a row (plus the label column); sequences may have at "
                           f"most {MAX_STEPS} steps")
-    label = pick_column(header, label_column, ("label",), -1, "label")
+    label = pick_column(header, label_column, ("label",), -1, "label", exclude=split_col)
+    if label == split_col:
+        raise IngestError(f"the split column {split_col!r} cannot also be the label column")
     li = header.index(label)
-    steps = [c for c in range(len(header)) if c != li]
+    si = header.index(split_col) if split_col is not None else -1
+    steps = [c for c in range(len(header)) if c not in (li, si)]
+    if not steps:
+        raise IngestError(f"no steps: the file has only the label ({label!r}) and split ({split_col!r}) columns")
     blocks: list[np.ndarray] = []
     block: list[list[str]] = []
     block_lines: list[int] = []
     labels: list[str] = []
     lines: list[int] = []
     preview: list[list[str]] = []
+    codes = bytearray()
 
     def flush() -> None:
         try:
@@ -108,6 +124,8 @@ def _read(source: Path, label_column: str | None):
     for line, row in records:
         labels.append(row[li])
         lines.append(line)
+        if split_col is not None:
+            codes.append(split_code(row[si], f"line {line}", split_col))
         if len(preview) < PREVIEW_ROWS:
             preview.append(row)
         block.append([row[c] for c in steps])
@@ -116,7 +134,8 @@ def _read(source: Path, label_column: str | None):
             flush()
     if block:
         flush()
-    return header, label, li, np.concatenate(blocks), labels, lines, preview
+    return header, label, li, np.concatenate(blocks), labels, lines, preview, split_col, \
+        np.frombuffer(bytes(codes), dtype=np.uint8)
 
 
 def _preview_picks(task: str, y: np.ndarray, classes: list[str], labels: list[str]) -> list[tuple[str, int]]:
@@ -140,13 +159,27 @@ def ingest_sequences(
     task: str | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    split_column: str | None = None,
+    test_fraction: float = 0.0,
 ) -> dict:
     """Validate `source` and write the cache into `out_dir` (which must not exist). Returns info."""
-    val_fraction = check_val_fraction(val_fraction)
-    header, label, li, X, labels, lines, preview = _read(Path(source), label_column)
+    val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
+    header, label, li, X, labels, lines, preview, split_col, codes = _read(Path(source), label_column, split_column)
+    if split_col is not None and test_fraction:
+        raise IngestError(f"the test fraction is for the seeded split; this file's split column {split_col!r} "
+                          f"says which rows are test")
     task, y, classes = encode_labels(labels, LineNames(lines), label, task)
     n, length = X.shape
-    train_idx, val_idx = seeded_split(n, val_fraction, seed, y if task == "classification" else None)
+    if split_col is not None:
+        train_idx, val_idx, test_idx = provided_split(codes, split_col)
+        if task == "classification":
+            check_train_classes(y, classes, train_idx, split_col)
+        split = split_info("provided", (len(train_idx), len(val_idx), len(test_idx)), column=split_col)
+    else:
+        train_idx, val_idx, test_idx = seeded_splits(n, val_fraction, test_fraction, seed,
+                                                     y if task == "classification" else None)
+        split = split_info("seeded", (len(train_idx), len(val_idx), len(test_idx)), val_fraction=val_fraction,
+                           test_fraction=test_fraction, seed=seed)
 
     train_values = X[train_idx]
     mean = float(train_values.mean(dtype=np.float64))
@@ -159,7 +192,8 @@ def ingest_sequences(
     X /= np.float32(std)
     Xn = X[:, :, None]
 
-    preview_cols = [c for c in range(len(header)) if c != li][:PREVIEW_COLUMNS] + [li]
+    si = header.index(split_col) if split_col is not None else -1
+    preview_cols = [c for c in range(len(header)) if c not in (li, si)][:PREVIEW_COLUMNS] + [li] + ([si] if si >= 0 else [])
     info: dict = {
         "kind": "sequence",
         "task": task,
@@ -170,11 +204,7 @@ def ingest_sequences(
         "seq_len": length,
         "channels": 1,
         "num_rows": n,
-        "num_train": len(train_idx),
-        "num_val": len(val_idx),
-        "val_fraction": val_fraction,
-        "split": "seeded",
-        "split_seed": seed,
+        **split,
         "normalization": {"mean": [mean], "std": [std], "scope": "all values of the training rows"},
         "value_range": [round(float(X.min()), 6), round(float(X.max()), 6)],
         "preview": {
@@ -187,10 +217,11 @@ def ingest_sequences(
     if len(header) <= COLUMNS_LISTED:
         info["columns"] = header
     info.update(target_info(task, y, train_idx, classes))
+    parts = [("train", train_idx), ("val", val_idx)] + ([("test", test_idx)] if len(test_idx) else [])
     with atomic_dir(out_dir) as tmp:
-        for name, arr in {"X_train": Xn[train_idx], "X_val": Xn[val_idx],
-                          "y_train": y[train_idx], "y_val": y[val_idx]}.items():
-            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+        for part, idx in parts:
+            np.save(tmp / f"X_{part}.npy", Xn[idx], allow_pickle=False)
+            np.save(tmp / f"y_{part}.npy", y[idx], allow_pickle=False)
         (tmp / "info.json").write_text(json.dumps(info))
     return info
 

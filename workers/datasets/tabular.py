@@ -5,9 +5,13 @@ Pure Python + numpy (no Django, no torch). Output directory layout:
 Everything is written to a temporary sibling directory and renamed into place (common.atomic_dir),
 so a failure leaves nothing behind.
 
-Split: seeded. A classification table is stratified like the other kinds (every class with at
-least two rows in both splits), holding out max(1, round(rows × val_fraction)) rows in all as an
-unstratified split would; a regression table gets a seeded permutation of its rows.
+Split: a column named "split" (any case; the `split_column` option may name another) decides each
+row's split (train, val / validation, test) and is never a feature. Without one: seeded. A
+classification table is stratified like the other kinds (every class with at least two rows in
+both splits), holding out max(1, round(rows × val_fraction)) rows in all as an unstratified split
+would; a regression table gets a seeded permutation of its rows. `test_fraction` holds out test
+rows first, the same way (common.seeded_splits). The test split, when there is one, is written as
+X_test.npy / y_test.npy.
 """
 
 from __future__ import annotations
@@ -24,10 +28,16 @@ from workers.datasets.common import (
     IngestError,
     LineNames,
     atomic_dir,
+    check_fractions,
     check_labels,
+    check_train_classes,
+    find_split_column,
     is_number,
     label_targets,
-    seeded_split,
+    provided_split,
+    seeded_splits,
+    split_code,
+    split_info,
     target_info,
 )
 
@@ -212,29 +222,45 @@ def ingest_csv(
     task: str | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    split_column: str | None = None,
+    test_fraction: float = 0.0,
 ) -> dict:
     """Validate `source` and write the cache into `out_dir` (which must not exist). Returns info."""
     # Pass 1 streams the rows and keeps what decides each column (numeric, or its categories) and
     # the labels; pass 2 parses the cells straight into the float matrix. The rows themselves are
     # never all held as Python strings (many times the file's size).
     source = Path(source)
+    val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
     header, records = iter_table(source)
-    label = _label_column(header, label_column)
-    feature_cols = [h for h in header if h != label]
-    scan = _scan_rows(records, header, label, feature_cols)
+    split_col = find_split_column(header, split_column)
+    label = _label_column(header, label_column, split_col)
+    if split_col is not None and test_fraction:
+        raise IngestError(f"the test fraction is for the seeded split; this file's split column {split_col!r} "
+                          f"says which rows are test")
+    feature_cols = [h for h in header if h not in (label, split_col)]
+    if not feature_cols:
+        raise IngestError(f"no feature columns: the table has only the label ({label!r}) and split "
+                          f"({split_col!r}) columns")
+    scan = _scan_rows(records, header, label, feature_cols, split_col)
     task, numeric_label = check_labels(scan.labels, LineNames(scan.lines), label, task)
     feature_names, categorical = _feature_layout(feature_cols, scan.stats)
     X = _feature_matrix(source, header, feature_cols, categorical, scan.n, len(feature_names))
     y, class_names = label_targets(scan.labels, label, task, numeric_label)
-    n, preview_rows = scan.n, scan.preview_rows
+    n, preview_rows, codes = scan.n, scan.preview_rows, scan.split_codes()
     del scan  # the per-row label strings and line numbers: from here on y is all that is needed
 
-    if not 0.0 < val_fraction < 1.0:
-        raise IngestError("the validation fraction must be between 0 and 1")
-    # Classification tables split stratified, like every other kind, with as many validation rows
-    # in all as an unstratified split would hold out; regression targets keep a seeded permutation.
-    train_idx, val_idx = seeded_split(n, val_fraction, seed, y if task == "classification" else None,
-                                      exact_total=True)
+    if split_col is not None:
+        train_idx, val_idx, test_idx = provided_split(codes, split_col)
+        if task == "classification":
+            check_train_classes(y, class_names, train_idx, split_col)
+        split = split_info("provided", (len(train_idx), len(val_idx), len(test_idx)), column=split_col)
+    else:
+        # Classification tables split stratified, like every other kind, with as many validation
+        # rows in all as an unstratified split would hold out; regression keeps a seeded permutation.
+        train_idx, val_idx, test_idx = seeded_splits(n, val_fraction, test_fraction, seed,
+                                                     y if task == "classification" else None, exact_total=True)
+        split = split_info("seeded", (len(train_idx), len(val_idx), len(test_idx)), val_fraction=val_fraction,
+                           test_fraction=test_fraction, seed=seed)
     X, mean, std = _standardise(X, train_idx)  # rebinding X frees the float64 matrix
 
     info: dict = {
@@ -247,10 +273,7 @@ def ingest_csv(
         "input_shape": [len(feature_names)],
         "num_rows": n,
         "num_columns": len(header),
-        "num_train": int(len(train_idx)),
-        "num_val": int(len(val_idx)),
-        "val_fraction": val_fraction,
-        "split_seed": seed,
+        **split,
         "normalization": {"mean": mean.tolist(), "std": std.tolist()},
         "preview": {"header": header, "rows": preview_rows},
     }
@@ -258,19 +281,22 @@ def ingest_csv(
 
     with atomic_dir(out_dir) as tmp:
         # One split at a time: each fancy-indexed copy is freed before the next is made.
-        for name, data, idx in (("X_train", X, train_idx), ("X_val", X, val_idx),
-                                ("y_train", y, train_idx), ("y_val", y, val_idx)):
-            np.save(tmp / f"{name}.npy", data[idx], allow_pickle=False)
+        parts = [("train", train_idx), ("val", val_idx)] + ([("test", test_idx)] if len(test_idx) else [])
+        for (part, idx), (prefix, data) in ((p, d) for p in parts for d in (("X", X), ("y", y))):
+            np.save(tmp / f"{prefix}_{part}.npy", data[idx], allow_pickle=False)
         (tmp / "info.json").write_text(json.dumps(info))
     return info
 
 
-def _label_column(header: list[str], wanted: str | None) -> str:
-    """The user's label column (it must exist), else the first named "label" (any case), else the last."""
+def _label_column(header: list[str], wanted: str | None, split_col: str | None = None) -> str:
+    """The user's label column (it must exist), else the first named "label" (any case), else the
+    last that is not the split column."""
     named = [h for h in header if h.lower() == "label"]
-    label = wanted or (named[0] if named else header[-1])
+    label = wanted or (named[0] if named else [h for h in header if h != split_col][-1])
     if label not in header:
         raise IngestError(f"label column {label!r} does not exist; columns are: {', '.join(header)}")
+    if label == split_col:
+        raise IngestError(f"the split column {split_col!r} cannot also be the label column")
     return label
 
 
@@ -283,19 +309,26 @@ class _Scan:
     labels: list[str] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     preview_rows: list[list[str]] = field(default_factory=list)
+    splits: bytearray = field(default_factory=bytearray)  # each row's split code, with a split column
 
     @property
     def n(self) -> int:
         return len(self.labels)
 
+    def split_codes(self) -> np.ndarray:
+        return np.frombuffer(bytes(self.splits), dtype=np.uint8)
 
-def _scan_rows(records, header: list[str], label: str, feature_cols: list[str]) -> _Scan:
+
+def _scan_rows(records, header: list[str], label: str, feature_cols: list[str], split_col: str | None = None) -> _Scan:
     li = header.index(label)
+    si = header.index(split_col) if split_col is not None else None
     feature_idx = [header.index(name) for name in feature_cols]
     scan = _Scan([_ColumnStats() for _ in feature_cols])
     for line, row in records:
         scan.labels.append(row[li])
         scan.lines.append(line)
+        if si is not None:
+            scan.splits.append(split_code(row[si], f"line {line}", split_col))
         if len(scan.preview_rows) < PREVIEW_ROWS:
             scan.preview_rows.append(row)
         for st, ci in zip(scan.stats, feature_idx):

@@ -59,8 +59,9 @@ def raw_texts(dataset_dir: Path, info: dict) -> tuple[list[str], list[str]]:
     from workers.datasets.common import encode_labels, seeded_split
     from workers.datasets.text import _records
 
-    _fmt, _cols, _text_col, label_col, texts, labels, where = _records(
-        sources[0], info.get("text_column"), info.get("label_column"))
+    # Caches without train_texts.json predate split columns: their split was the seeded one.
+    _fmt, _cols, _text_col, label_col, _split, texts, labels, _codes, where = _records(
+        sources[0], info.get("text_column"), info.get("label_column"), info.get("split_column"))
     _task, y, classes = encode_labels(labels, where, label_col, "classification", ("classification",))
     train_idx, val_idx = seeded_split(len(texts), float(info["val_fraction"]), int(info.get("split_seed", 0)), y)
     if (classes != info.get("classes") or not np.array_equal(y[train_idx], y_train)
