@@ -30,6 +30,9 @@ CHANNEL_MODES = {"auto": None, "grayscale": "L", "rgb": "RGB"}
 CHANNEL_ALIASES = {"l": "grayscale", "gray": "grayscale"}  # stored options hold the mode ("L")
 
 VAL_MESSAGE = "validation fraction must be between 0 and 1 (exclusive)"
+# Empty cells of tables and sequences: refused (the default), or imputed from the training rows.
+MISSING = [("refuse", "Refuse empty cells"),
+           ("impute", "Impute: median / most frequent of the training rows, plus a missing indicator")]
 
 
 class OptionsError(ValueError):
@@ -85,6 +88,7 @@ class _Options:
     MESSAGES: ClassVar[dict[str, str]] = {
         "val_fraction": VAL_MESSAGE,
         "test_fraction": TEST_MESSAGE,
+        "missing": "missing must be refuse or impute",
         "task": "task must be auto, classification or regression",
         "seed": "seed must be a whole number from 0",
     }
@@ -101,6 +105,7 @@ class TableOptions(_Options):
     seed: int = param(0, label="Split seed", min=0, max=2**31 - 1)
     split_column: str = _split_column()
     test_fraction: float = _test_fraction()
+    missing: str = param("refuse", label="Missing values", choices=MISSING)
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,9 @@ class DatasetUpload(serializers.Serializer):
     split_column = serializers.CharField(required=False, allow_blank=True, max_length=200,
                                          help_text="tables, sequences, texts: the column whose values (train, val, "
                                                    "test) decide the split; default: a column named 'split'")
+    missing = serializers.ChoiceField(choices=[c for c, _ in kinds.MISSING], required=False,
+                                      help_text="tables, sequences: empty cells are refused (default) or imputed "
+                                                "(training median / most frequent, plus a missing indicator)")
     test_fraction = serializers.FloatField(required=False, min_value=0.0, max_value=1.0,
                                            help_text="seeded split: the share of rows held out as the test split, "
                                                      "evaluated once on the final model; default 0 (none)")

@@ -230,7 +230,7 @@ def _generated_samples(model, data: TensorData, block: int, seed: int, n: int = 
 
 DATASET_KEYS = ("kind", "task", "input_shape", "num_outputs", "classes", "feature_names", "label_column",
                 "categorical", "normalization", "target_normalization", "vocab_size", "max_len", "level",
-                "image_size", "channels", "tokenizer", "text_column")
+                "image_size", "channels", "tokenizer", "text_column", "missing")
 
 
 def _plain(metrics: dict) -> dict:
