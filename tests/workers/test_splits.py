@@ -170,7 +170,7 @@ def test_sequence_bad_split_value(tmp_path):
 
 def test_sequence_seeded_test_fraction(tmp_path):
     src = datagen.sequence_csv(tmp_path / "s.csv", n=90, length=8)
-    info = ingest(kinds.get("sequence").name, src, tmp_path / "out", {"val_fraction": 0.2, "test_fraction": 0.2})
+    info = ingest("sequence", src, tmp_path / "out", {"val_fraction": 0.2, "test_fraction": 0.2})
     assert info["num_test"] == 18 and info["num_val"] == 18 and info["num_train"] == 54
 
 
@@ -252,7 +252,7 @@ def test_image_split_problems(tmp_path, folders, options, words):
 
 def test_image_seeded_test_fraction(tmp_path):
     src = datagen.digits_png_zip(tmp_path / "d.zip", limit=300)
-    info = ingest(kinds.get("image").name, src, tmp_path / "out", {"test_fraction": 0.1})
+    info = ingest("image", src, tmp_path / "out", {"test_fraction": 0.1})
     assert info["split"] == "seeded" and info["test_fraction"] == 0.1
     assert info["num_train"] + info["num_val"] + info["num_test"] == 300
     assert 25 <= info["num_test"] <= 35 and 55 <= info["num_val"] <= 65

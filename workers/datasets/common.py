@@ -158,6 +158,26 @@ def split_info(source: str, sizes: tuple[int, int, int], *, column: str | None =
     }
 
 
+def split_rows(n: int, codes: np.ndarray, column: str | None, *, val_fraction: float, test_fraction: float,
+               seed: int, y: np.ndarray | None = None, classes: list[str] | None = None,
+               exact_total: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(train, validation, test indices, the split's info.json entries) of a kind whose rows may
+    carry a split `column` (each row's code in `codes`): the provided split then, else the
+    seeded one. `y`: class indices (classification only) — the seeded split is stratified by
+    them, and a provided split must give each of `classes` training rows."""
+    if column is not None:
+        if test_fraction:
+            raise IngestError(f"the test fraction is for the seeded split; this file's split column {column!r} "
+                              f"says which rows are test")
+        train, val, test = provided_split(codes, column)
+        if y is not None and classes is not None:
+            check_train_classes(y, classes, train, column)
+        return train, val, test, split_info("provided", (len(train), len(val), len(test)), column=column)
+    train, val, test = seeded_splits(n, val_fraction, test_fraction, seed, y, exact_total=exact_total)
+    return train, val, test, split_info("seeded", (len(train), len(val), len(test)), val_fraction=val_fraction,
+                                        test_fraction=test_fraction, seed=seed)
+
+
 def check_val_fraction(val_fraction) -> float:
     try:
         value = float(val_fraction)

@@ -48,14 +48,11 @@ from workers.datasets.common import (
     LineNames,
     atomic_dir,
     check_fractions,
-    check_train_classes,
     encode_labels,
     find_split_column,
     pick_column,
-    provided_split,
-    seeded_splits,
     split_code,
-    split_info,
+    split_rows,
     target_info,
 )
 from workers.datasets.tabular import iter_table
@@ -185,21 +182,12 @@ def ingest_sequences(
         raise IngestError(f"missing must be refuse or impute, not {missing!r}")
     header, label, li, X, labels, lines, preview, split_col, codes = _read(Path(source), label_column, split_column,
                                                                            impute=missing == "impute")
-    if split_col is not None and test_fraction:
-        raise IngestError(f"the test fraction is for the seeded split; this file's split column {split_col!r} "
-                          f"says which rows are test")
     task, y, classes = encode_labels(labels, LineNames(lines), label, task)
     n, length = X.shape
-    if split_col is not None:
-        train_idx, val_idx, test_idx = provided_split(codes, split_col)
-        if task == "classification":
-            check_train_classes(y, classes, train_idx, split_col)
-        split = split_info("provided", (len(train_idx), len(val_idx), len(test_idx)), column=split_col)
-    else:
-        train_idx, val_idx, test_idx = seeded_splits(n, val_fraction, test_fraction, seed,
-                                                     y if task == "classification" else None)
-        split = split_info("seeded", (len(train_idx), len(val_idx), len(test_idx)), val_fraction=val_fraction,
-                           test_fraction=test_fraction, seed=seed)
+    classification = task == "classification"
+    train_idx, val_idx, test_idx, split = split_rows(
+        n, codes, split_col, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+        y=y if classification else None, classes=classes if classification else None)
 
     si = header.index(split_col) if split_col is not None else -1
     step_names = [header[c] for c in range(len(header)) if c not in (li, si)]
@@ -217,7 +205,8 @@ def ingest_sequences(
     Xn = X[:, :, None] if empty is None or not empty.any() else np.stack([X, empty.astype(np.float32)], axis=-1)
     channels = int(Xn.shape[2])
 
-    preview_cols = [c for c in range(len(header)) if c not in (li, si)][:PREVIEW_COLUMNS] + [li] + ([si] if si >= 0 else [])
+    preview_cols = ([c for c in range(len(header)) if c not in (li, si)][:PREVIEW_COLUMNS] + [li]
+                    + ([si] if si >= 0 else []))
     info: dict = {
         "kind": "sequence",
         "task": task,

@@ -38,14 +38,11 @@ from workers.datasets.common import (
     atomic_dir,
     check_fractions,
     check_labels,
-    check_train_classes,
     find_split_column,
     is_number,
     label_targets,
-    provided_split,
-    seeded_splits,
     split_code,
-    split_info,
+    split_rows,
     target_info,
 )
 
@@ -249,9 +246,6 @@ def ingest_csv(
     header, records = iter_table(source)
     split_col = find_split_column(header, split_column)
     label = _label_column(header, label_column, split_col)
-    if split_col is not None and test_fraction:
-        raise IngestError(f"the test fraction is for the seeded split; this file's split column {split_col!r} "
-                          f"says which rows are test")
     feature_cols = [h for h in header if h not in (label, split_col)]
     if not feature_cols:
         raise IngestError(f"no feature columns: the table has only the label ({label!r}) and split "
@@ -264,18 +258,12 @@ def ingest_csv(
     n, preview_rows, codes, stats = scan.n, scan.preview_rows, scan.split_codes(), scan.stats
     del scan  # the per-row label strings and line numbers: from here on y is all that is needed
 
-    if split_col is not None:
-        train_idx, val_idx, test_idx = provided_split(codes, split_col)
-        if task == "classification":
-            check_train_classes(y, class_names, train_idx, split_col)
-        split = split_info("provided", (len(train_idx), len(val_idx), len(test_idx)), column=split_col)
-    else:
-        # Classification tables split stratified, like every other kind, with as many validation
-        # rows in all as an unstratified split would hold out; regression keeps a seeded permutation.
-        train_idx, val_idx, test_idx = seeded_splits(n, val_fraction, test_fraction, seed,
-                                                     y if task == "classification" else None, exact_total=True)
-        split = split_info("seeded", (len(train_idx), len(val_idx), len(test_idx)), val_fraction=val_fraction,
-                           test_fraction=test_fraction, seed=seed)
+    # A seeded split of a classification table is stratified, like every other kind's, with as many
+    # validation rows in all as an unstratified split would hold out; regression keeps a permutation.
+    classification = task == "classification"
+    train_idx, val_idx, test_idx, split = split_rows(
+        n, codes, split_col, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+        y=y if classification else None, classes=class_names if classification else None, exact_total=True)
     # Imputed before standardising (the mean and std then include the filled cells, as inference sees them).
     imputed = _impute(X, feature_cols, categorical, stats, feature_names, train_idx) if missing == "impute" else None
     X, mean, std = _standardise(X, train_idx)  # rebinding X frees the float64 matrix

@@ -47,15 +47,12 @@ from workers.datasets.common import (
     IngestError,
     atomic_dir,
     check_fractions,
-    check_train_classes,
     class_info,
     encode_labels,
     find_split_column,
     pick_column,
-    provided_split,
-    seeded_splits,
     split_code,
-    split_info,
+    split_rows,
 )
 from workers.datasets.tabular import (
     _decoded_lines,
@@ -224,9 +221,6 @@ def ingest_text(
     val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
     fmt, columns, text_col, label_col, split_col, texts, labels, codes, where = _records(
         source, text_column, label_column, split_column)
-    if split_col is not None and test_fraction:
-        raise IngestError(f"the test fraction is for the seeded split; this file's split column {split_col!r} "
-                          f"says which rows are test")
     # Token lists are not kept (they would cost many times the file's size): each text is
     # tokenized once for the vocabulary (training rows only) and once to encode it.
     for i, t in enumerate(texts):
@@ -234,14 +228,8 @@ def ingest_text(
             raise IngestError(f"{where[i]}: the text ({text_col!r}) is empty")
     task, y, classes = encode_labels(labels, where, label_col, "classification", ("classification",))
     n = len(texts)
-    if split_col is not None:
-        train_idx, val_idx, test_idx = provided_split(codes, split_col)
-        check_train_classes(y, classes, train_idx, split_col)
-        split = split_info("provided", (len(train_idx), len(val_idx), len(test_idx)), column=split_col)
-    else:
-        train_idx, val_idx, test_idx = seeded_splits(n, val_fraction, test_fraction, seed, y)
-        split = split_info("seeded", (len(train_idx), len(val_idx), len(test_idx)), val_fraction=val_fraction,
-                           test_fraction=test_fraction, seed=seed)
+    train_idx, val_idx, test_idx, split = split_rows(n, codes, split_col, val_fraction=val_fraction,
+                                                     test_fraction=test_fraction, seed=seed, y=y, classes=classes)
 
     counts: Counter = Counter()
     train_lengths = np.empty(len(train_idx), dtype=np.int64)
