@@ -8,6 +8,7 @@ imports only `models_zoo` contracts. Nothing here imports torch, Django, webapp 
     input limits           MAX_IMAGE_BYTES, MAX_TEXT_CHARS, MAX_GENERATE (try the model)
     ONNX support table     onnx_unsupported(config)
     raw columns            raw_columns(info)  (a table's feature columns before one-hot)
+    imputation             fill_values(info)  (what an empty input field becomes, ingest's imputation)
     HF folder checks       check_folder(folder, label), ModelSourceError, PICKLE_SUFFIXES
     a full disk            is_disk_full(exc), disk_full_message(worker, writing) (one wording everywhere)
 """
@@ -20,7 +21,7 @@ import json
 from pathlib import Path
 
 __all__ = ["MAX_GENERATE", "MAX_IMAGE_BYTES", "MAX_TEXT_CHARS", "PICKLE_SUFFIXES", "ModelSourceError",
-           "check_folder", "has_safetensors", "onnx_unsupported", "raw_columns"]
+           "check_folder", "fill_values", "has_safetensors", "onnx_unsupported", "raw_columns"]
 
 # -- input limits of a try ------------------------------------------------------------------
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -44,19 +45,34 @@ def onnx_unsupported(config: dict) -> str:
 
 # -- raw columns of a table -------------------------------------------------------------------
 def raw_columns(info: dict) -> list[str]:
-    """The table's feature columns in file order (numeric ones, and string ones before one-hot).
+    """The table's feature columns in file order (numeric ones, and string ones before one-hot;
+    not the missing indicators an imputing ingest appended).
 
     `info` is the dataset block of config.json; the try form asks one value per raw column and
     the worker encodes them the way the ingest did.
     """
     categorical = info.get("categorical") or {}
+    indicators = set((info.get("missing") or {}).get("indicators") or ())
     names, seen = [], set()
     for name in info["feature_names"]:
+        if name in indicators:
+            continue
         column = name.split("=", 1)[0] if "=" in name and name.split("=", 1)[0] in categorical else name
         if column not in seen:
             seen.add(column)
             names.append(column)
     return names
+
+
+def fill_values(info: dict) -> dict:
+    """{column: the value an empty input field gets} for a dataset ingested with missing=impute
+    (the training rows' median / most frequent value; sequences: one per step, keyed by index),
+    {} otherwise: then an empty field is refused, as the ingest refused empty cells."""
+    missing = info.get("missing") or {}
+    if missing.get("strategy") != "impute":
+        return {}
+    fill = missing.get("fill") or {}
+    return dict(enumerate(fill)) if isinstance(fill, list) else dict(fill)
 
 
 # -- Hugging Face folder checks ---------------------------------------------------------------

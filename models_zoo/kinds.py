@@ -7,17 +7,20 @@ models sends, its ingest module in `workers/datasets` and what its cache holds.
 
     form_options(kind, raw)   the web tier: form/API input -> the options stored on the Dataset
     ingest_arguments(kind, options)   the worker: stored options -> the ingest function's kwargs
+    check_field_names(names, extra)   every upload path: an unknown field is refused, never ignored
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from models_zoo.schema import ConfigError, param, validate
 
-__all__ = ["IMAGE_SIZE_RANGE", "KINDS", "Kind", "OptionsError", "form_options", "get", "ingest_arguments"]
+__all__ = ["IMAGE_SIZE_RANGE", "KINDS", "UPLOAD_FIELDS", "Kind", "OptionsError", "UnknownFields", "check_field_names",
+           "form_options", "get", "ingest_arguments", "option_names"]
 
 IMAGE_SIZE_RANGE = (8, 512)  # pixels per side; checked once, by the image Config below
 TASKS = [("auto", "Auto"), ("classification", "Classification"), ("regression", "Regression")]
@@ -27,19 +30,53 @@ CHANNEL_MODES = {"auto": None, "grayscale": "L", "rgb": "RGB"}
 CHANNEL_ALIASES = {"l": "grayscale", "gray": "grayscale"}  # stored options hold the mode ("L")
 
 VAL_MESSAGE = "validation fraction must be between 0 and 1 (exclusive)"
+# Empty cells of tables and sequences: refused (the default), or imputed from the training rows.
+MISSING = [("refuse", "Refuse empty cells"),
+           ("impute", "Impute: median / most frequent of the training rows, plus a missing indicator")]
 
 
 class OptionsError(ValueError):
     """Refused ingest options, one sentence for the user."""
 
 
+class UnknownFields(OptionsError):
+    """Upload fields that no upload path knows (a typo must not be silently ignored, as job
+    settings are not): `unknown` lists them, `valid` every field the path accepts."""
+
+    def __init__(self, unknown: list[str], valid: list[str]):
+        self.unknown, self.valid = list(unknown), list(valid)
+        hints = []
+        for name in self.unknown:
+            close = difflib.get_close_matches(name, self.valid, n=1, cutoff=0.7)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        what = "unknown field" if len(hints) == 1 else "unknown fields"
+        super().__init__(f"{what} {', '.join(hints)}; the upload fields are: {', '.join(self.valid)}")
+
+
 def _val_fraction(default: float) -> Any:
     return param(default, label="Validation fraction", min=0.0, max=1.0)
 
 
+TEST_MESSAGE = "test fraction must be at least 0 and below 1, with validation + test below 1"
+
+
+def _test_fraction() -> Any:
+    return param(0.0, label="Test fraction", min=0.0, max=1.0,
+                 help="seeded split only; default 0: no test split")
+
+
+def _split_column() -> Any:
+    return param("", label="Split column", help="default: a column named 'split' (train / val / test)")
+
+
 def _open_interval(config) -> dict[str, str]:
     # The schema's bounds are inclusive; an empty split on either side is useless.
-    return {} if 0.0 < config.val_fraction < 1.0 else {"val_fraction": VAL_MESSAGE}
+    if not 0.0 < config.val_fraction < 1.0:
+        return {"val_fraction": VAL_MESSAGE}
+    test = getattr(config, "test_fraction", 0.0)
+    if not 0.0 <= test < 1.0 or config.val_fraction + test >= 1.0:
+        return {"test_fraction": TEST_MESSAGE}
+    return {}
 
 
 class _Options:
@@ -50,6 +87,8 @@ class _Options:
     # One message per field, for any bad value of it (the schema's words name no field).
     MESSAGES: ClassVar[dict[str, str]] = {
         "val_fraction": VAL_MESSAGE,
+        "test_fraction": TEST_MESSAGE,
+        "missing": "missing must be refuse or impute",
         "task": "task must be auto, classification or regression",
         "seed": "seed must be a whole number from 0",
     }
@@ -64,6 +103,9 @@ class TableOptions(_Options):
     label_column: str = param("", label="Label column", help="default: 'label' or the last column")
     task: str = param("auto", label="Task", choices=TASKS)
     seed: int = param(0, label="Split seed", min=0, max=2**31 - 1)
+    split_column: str = _split_column()
+    test_fraction: float = _test_fraction()
+    missing: str = param("refuse", label="Missing values", choices=MISSING)
 
 
 @dataclass(frozen=True)
@@ -83,6 +125,8 @@ class TextOptions(_Options):
     text_column: str = param("", label="Text column", help="default: 'text', 'sentence' or 'review'")
     task: str = param("auto", label="Task", choices=TASKS[:2])
     seed: int = param(0, label="Split seed", min=0, max=2**31 - 1)
+    split_column: str = _split_column()
+    test_fraction: float = _test_fraction()
 
 
 @dataclass(frozen=True)
@@ -98,6 +142,7 @@ class ImageOptions(_Options):
                                    max=IMAGE_SIZE_RANGE[1], help="default: the most common size")
     channels: str = param("auto", label="Channels", choices=CHANNELS)
     seed: int = param(0, label="Split seed", min=0, max=2**31 - 1)
+    test_fraction: float = _test_fraction()
 
 
 @dataclass(frozen=True)
@@ -149,6 +194,48 @@ def kind_of(info: dict) -> str:
     return info.get("kind", "tabular")
 
 
+# The upload's own fields besides the file and the kind's options (each path adds its transport
+# fields: the form's `file` / `upload`, tus's `filename`).
+UPLOAD_FIELDS = ("name", "description", "kind")
+
+
+def option_names() -> tuple[str, ...]:
+    """Every option some kind takes, each once, in the order the kinds declare them: the upload
+    form's, the API's and tus metadata's option fields."""
+    names: dict[str, None] = {}
+    for k in KINDS.values():
+        for f in dataclasses.fields(k.options):
+            names.setdefault(f.name, None)
+    return tuple(names)
+
+
+def check_field_names(names, extra: tuple[str, ...] = ()) -> None:
+    """Refuse (UnknownFields) any of `names` that is neither one of `extra` (the path's
+    transport fields), UPLOAD_FIELDS nor an option of some kind."""
+    valid = [*extra, *UPLOAD_FIELDS, *option_names()]
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise UnknownFields(unknown, valid)
+
+
+def _is_default_elsewhere(name: str, value: Any) -> bool:
+    """Whether `value` is the default of option `name` in the kinds that have it (the form sends
+    every kind's fields, the selects at their first choice: "auto", "char")."""
+    for k in KINDS.values():
+        for f in dataclasses.fields(k.options):
+            if f.name != name:
+                continue
+            if str(value).strip().lower() == str(f.default).lower():
+                return True
+            if isinstance(f.default, (int, float)) and not isinstance(f.default, bool):
+                try:
+                    if float(value) == float(f.default):
+                        return True
+                except (TypeError, ValueError):
+                    pass
+    return False
+
+
 def get(name: str) -> Kind:
     try:
         return KINDS[name]
@@ -180,17 +267,24 @@ def _stored(config) -> dict:
 def form_options(kind: str, raw: dict) -> dict:
     """The options to store on a new Dataset of `kind`, from form or API input; OptionsError.
 
-    The form sends every kind's fields: empty ones and another kind's are left out, text is
-    stripped and cut at 200 characters.
+    The form sends every kind's fields: empty ones are left out, and so are another kind's at
+    their default; another kind's option with a value of its own is refused (it would do
+    nothing), as is a name no kind knows. Text is stripped and cut at 200 characters.
     """
-    cls = get(kind).options
-    names = {f.name for f in dataclasses.fields(cls)}
+    entry = get(kind)
+    names = [f.name for f in dataclasses.fields(entry.options)]
     data = {}
     for key, value in raw.items():
-        if key not in names or value is None or (isinstance(value, str) and not value.strip()):
+        if value is None or (isinstance(value, str) and not value.strip()):
             continue
+        if key not in names:
+            check_field_names([key])
+            if _is_default_elsewhere(key, value):
+                continue
+            raise OptionsError(f"{key} is not an option of {entry.noun or kind} datasets; their options are: "
+                               f"{', '.join(n for n in names if n not in entry.options.FORM_ONLY)}")
         data[key] = value.strip()[:200] if isinstance(value, str) else value
-    return _stored(_validate(cls, data))
+    return _stored(_validate(entry.options, data))
 
 
 def ingest_arguments(kind: str, options: dict) -> dict:
@@ -204,7 +298,8 @@ def ingest_arguments(kind: str, options: dict) -> dict:
         value = getattr(config, f.name)
         if f.name == "channels":
             value = CHANNEL_MODES[value]
-        elif f.name == "task" and value == "auto" or f.name in ("label_column", "text_column") and not value:
+        elif f.name == "task" and value == "auto" or f.name in ("label_column", "text_column", "split_column") \
+                and not value:
             value = None
         kwargs[f.name] = value
     return kwargs

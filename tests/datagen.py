@@ -10,20 +10,51 @@ from pathlib import Path
 
 import numpy as np
 
+# Row i's split when a generator is asked for a split column / split folders: 7 in 10 train,
+# 2 validation, 1 test (the words are the ones users write; the ingest accepts any case).
+SPLIT_CYCLE = ("train",) * 7 + ("val", "val", "test")
 
-def digits_png_zip(path: Path, limit: int | None = None) -> Path:
-    """scikit-learn's bundled 8×8 digits as a ZIP of class folders of PNGs (1797 images)."""
+
+def split_of(i: int, names: tuple[str, str, str] = ("train", "val", "test")) -> str:
+    return names[("train", "val", "test").index(SPLIT_CYCLE[i % len(SPLIT_CYCLE)])]
+
+
+def digits_png_zip(path: Path, limit: int | None = None, splits: bool = False) -> Path:
+    """scikit-learn's bundled 8×8 digits as a ZIP of class folders of PNGs (1797 images); with
+    `splits`, the class folders sit in train/, val/ and test/ (the k-th image of each class goes
+    to split_of(k), so every class is in every split)."""
     from PIL import Image
     from sklearn.datasets import load_digits
 
     digits = load_digits()
+    seen: dict[int, int] = {}
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for i, (img, label) in enumerate(zip(digits.images, digits.target)):
             if limit is not None and i >= limit:
                 break
             buf = io.BytesIO()
             Image.fromarray((img * 255 / 16).astype(np.uint8), mode="L").save(buf, format="PNG")
-            zf.writestr(f"digits/{label}/{i:04d}.png", buf.getvalue())
+            k = seen[label] = seen.get(label, -1) + 1
+            folder = f"digits/{split_of(k)}" if splits else "digits"
+            zf.writestr(f"{folder}/{label}/{i:04d}.png", buf.getvalue())
+    return path
+
+
+def table_csv(path: Path, n: int = 300, seed: int = 0, split: bool = False, missing: float = 0.0) -> Path:
+    """A learnable table: numeric x1, x2, a categorical colour, and a label that depends on all
+    three. `split`: a `split` column (split_of); `missing`: that share of the feature cells left
+    empty (never the label's or the split's)."""
+    rng = np.random.default_rng(seed)
+    colours = ["red", "green", "blue"]
+    with open(path, "w") as f:
+        f.write("x1,x2,colour,label" + (",split" if split else "") + "\n")
+        for i in range(n):
+            x1, x2 = rng.normal(size=2)
+            colour = colours[i % 3]
+            label = "hi" if x1 + x2 + (0.8 if colour == "red" else 0.0) > 0.4 else "lo"
+            cells = [f"{x1:.4f}", f"{x2:.4f}", colour]
+            cells = ["" if rng.random() < missing else c for c in cells]
+            f.write(",".join([*cells, label] + ([split_of(i)] if split else [])) + "\n")
     return path
 
 
@@ -43,18 +74,18 @@ def sentiment_rows(n: int = 400, seed: int = 0) -> list[tuple[str, str]]:
     return rows
 
 
-def sentiment_csv(path: Path, n: int = 400, seed: int = 0) -> Path:
+def sentiment_csv(path: Path, n: int = 400, seed: int = 0, split: bool = False) -> Path:
     with open(path, "w") as f:
-        f.write("text,label\n")
-        for text, label in sentiment_rows(n, seed):
-            f.write(f'"{text}",{label}\n')
+        f.write("text,label" + (",split" if split else "") + "\n")
+        for i, (text, label) in enumerate(sentiment_rows(n, seed)):
+            f.write(f'"{text}",{label}' + (f",{split_of(i)}" if split else "") + "\n")
     return path
 
 
-def sentiment_jsonl(path: Path, n: int = 400, seed: int = 0) -> Path:
+def sentiment_jsonl(path: Path, n: int = 400, seed: int = 0, split: bool = False) -> Path:
     with open(path, "w") as f:
-        for text, label in sentiment_rows(n, seed):
-            f.write(json.dumps({"text": text, "label": label}) + "\n")
+        for i, (text, label) in enumerate(sentiment_rows(n, seed)):
+            f.write(json.dumps({"text": text, "label": label, **({"split": split_of(i)} if split else {})}) + "\n")
     return path
 
 
@@ -65,16 +96,19 @@ def repetitive_corpus(path: Path, repeats: int = 300) -> Path:
     return path
 
 
-def sequence_csv(path: Path, n: int = 600, length: int = 24, seed: int = 0) -> Path:
-    """Learnable sequence classes: rising, falling, or a bump in the middle, with noise."""
+def sequence_csv(path: Path, n: int = 600, length: int = 24, seed: int = 0, split: bool = False,
+                 missing: float = 0.0) -> Path:
+    """Learnable sequence classes: rising, falling, or a bump in the middle, with noise. `split`:
+    a `split` column (split_of); `missing`: that share of the steps left empty."""
     rng = np.random.default_rng(seed)
     t = np.linspace(0, 1, length)
     shapes = {"rise": t, "fall": 1 - t, "bump": np.exp(-((t - 0.5) ** 2) / 0.02)}
     names = list(shapes)
     with open(path, "w") as f:
-        f.write(",".join(f"t{i}" for i in range(length)) + ",label\n")
+        f.write(",".join(f"t{i}" for i in range(length)) + ",label" + (",split" if split else "") + "\n")
         for i in range(n):
             name = names[i % 3]
             seq = shapes[name] * rng.uniform(0.5, 2.0) + rng.normal(0, 0.15, length) + rng.uniform(-1, 1)
-            f.write(",".join(f"{v:.4f}" for v in seq) + f",{name}\n")
+            cells = ["" if missing and rng.random() < missing else f"{v:.4f}" for v in seq]
+            f.write(",".join(cells) + f",{name}" + (f",{split_of(i)}" if split else "") + "\n")
     return path

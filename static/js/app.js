@@ -13,6 +13,8 @@
     const syncKind = () => {
       for (const label of document.querySelectorAll("#upload-form [data-kinds]")) {
         label.hidden = kind.value !== "auto" && !label.dataset.kinds.split(" ").includes(kind.value);
+        // A hidden field is not sent: the server refuses another kind's option that has a value.
+        for (const input of label.querySelectorAll("input, select")) input.disabled = label.hidden;
       }
     };
     kind.addEventListener("change", syncKind);

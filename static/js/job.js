@@ -147,6 +147,7 @@
 
   function onMetric(ev) {
     const v = ev.values || {};
+    if (ev.split === "test") { renderTest(v); return; } // one final evaluation: a table, not a curve
     const split = ev.split === "val" ? "val" : "train";
     for (const [k, y] of Object.entries(v)) {
       if (typeof y === "number" && Number.isFinite(y)) series(split, k).push({ x: ev.step, y: y });
@@ -178,6 +179,19 @@
       tr.append(Object.assign(document.createElement("th"), { textContent: k }), Object.assign(document.createElement("td"), { textContent: fmt(val) }));
       body.append(tr);
     }
+  }
+
+  function renderTest(values) {
+    const body = document.querySelector("#test-metrics-table tbody");
+    if (!body) return;
+    body.replaceChildren();
+    for (const [k, val] of Object.entries(values)) {
+      if (typeof val !== "number") continue;
+      const tr = document.createElement("tr");
+      tr.append(Object.assign(document.createElement("th"), { textContent: k }), Object.assign(document.createElement("td"), { textContent: fmt(val) }));
+      body.append(tr);
+    }
+    document.getElementById("test-card").hidden = false;
   }
 
   function fmtSeconds(s) {

@@ -448,3 +448,33 @@ def test_warmup_weight_decay_and_schedule_reach_the_training_arguments(tmp_path)
     args, _ = _training_args(TrainConfig(), tmp_path / "ck", cpu, 10, "causal_lm")
     assert args.lr_scheduler_type == SchedulerType.CONSTANT and args.get_warmup_steps(100) == 0
     assert args.weight_decay == 0.0
+
+
+@pytest.mark.parametrize("kind", ["text", "image"])
+def test_hf_evaluates_the_test_split_once_on_the_final_model(kind, tmp_path):
+    """A dataset with a test split (a split column, test/ folders): after training, one test
+    evaluation of the exported model, reported as its own group (never on_eval), in the result
+    and the model card."""
+    from workers.datasets import ingest
+    from workers.hf import run
+    from workers.hf.data import load_info, raw_texts
+
+    ds = tmp_path / "ds"
+    if kind == "text":
+        ingest("text", datagen.sentiment_csv(tmp_path / "r.csv", n=60, split=True), ds, {})
+        folder = tiny_bert(tmp_path / "bert", raw_texts(ds, load_info(ds))[0])
+        arch, model_config, batch = "hf_text_classification", {"model": "local:bert", "max_length": 32}, 16
+    else:
+        ingest("image", datagen.digits_png_zip(tmp_path / "d.zip", limit=120, splits=True), ds, {})
+        folder = hfmodels.tiny_vit(tmp_path / "vit", image_size=8, channels=1)
+        arch, model_config, batch = "hf_image_classification", {"model": "local:vit"}, 40
+    assert load_info(ds)["num_test"] > 0
+    spec = TrainSpec(arch, model_config, {"epochs": 1, "learning_rate": 1e-3, "batch_size": batch}, str(ds),
+                     str(tmp_path / "job"), device="cpu", log_interval=3600.0, extra={"model_path": str(folder)})
+    rec = Recorder()
+    result = run(spec, [rec])
+    assert result.status == "succeeded"
+    assert [h for h in rec.hooks if h == "on_log:test"] == ["on_log:test"]
+    assert rec.hooks.index("on_log:test") > max(i for i, h in enumerate(rec.hooks) if h in ("on_eval", "on_log:val"))
+    assert {"loss", "accuracy"} <= set(result.test_metrics) and math.isfinite(result.test_metrics["loss"])
+    assert "## Test metrics" in (tmp_path / "job" / "artifacts" / "MODEL_CARD.md").read_text()

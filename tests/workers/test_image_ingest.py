@@ -574,9 +574,10 @@ def test_provided_split_with_mismatched_classes(tmp_path):
     refused(tmp_path, entries, ["'c'", "train/", "none in val/"])
 
 
-def test_provided_split_with_a_third_folder(tmp_path):
-    entries = {f"{s}/{c}/1.png": png() for s in ("train", "val", "test") for c in "ab"}
-    refused(tmp_path, entries, ["'test'", "train/ and val/"])
+def test_provided_split_with_a_foreign_folder(tmp_path):
+    # test/ is the third split (tests/workers/test_splits.py); anything else beside them is refused.
+    entries = {f"{s}/{c}/1.png": png() for s in ("train", "val", "extra") for c in "ab"}
+    refused(tmp_path, entries, ["'extra'", "train/, val/ (and test/)"])
 
 
 def test_too_many_unreadable_images(tmp_path):

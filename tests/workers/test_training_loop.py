@@ -367,9 +367,9 @@ def test_exported_artifacts_predict_like_the_trained_model(cls_ds, reg_ds, tmp_p
     captured = {}
     real_export = loop_mod.export_model
 
-    def spy(output_dir, spec, model, info, tc, metrics):
+    def spy(output_dir, spec, model, info, tc, metrics, *rest):
         captured["model"] = model
-        return real_export(output_dir, spec, model, info, tc, metrics)
+        return real_export(output_dir, spec, model, info, tc, metrics, *rest)
 
     monkeypatch.setattr(loop_mod, "export_model", spy)
     model_cfg = {"hidden_sizes": "16,8", "activation": "tanh", "norm": "batch", "dropout": 0.1}

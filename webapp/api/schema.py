@@ -89,7 +89,9 @@ class Dataset(serializers.Serializer):
     error = serializers.CharField(allow_blank=True)
     original_filename = serializers.CharField(allow_blank=True)
     size_bytes = serializers.IntegerField()
-    info = _obj(help_text="what ingest found: classes, shapes, vocabulary size, ...")
+    info = _obj(help_text="what ingest found: classes, shapes, vocabulary size, ...; `splits` (source: provided or "
+                          "seeded, column, train / val / test row counts) and, with missing=impute, `missing` "
+                          "(the fill value of every column, and per imputed column how many cells)")
     owner = serializers.CharField()
     options = _obj(help_text="the ingest options")
     created_at = serializers.DateTimeField()
@@ -164,7 +166,9 @@ class Job(serializers.Serializer):
     step = serializers.IntegerField(allow_null=True)
     total_steps = serializers.IntegerField(allow_null=True)
     eta_seconds = serializers.FloatField(allow_null=True)
-    metrics = _obj(allow_null=True)
+    metrics = _obj(allow_null=True, help_text="the validation metrics of the final model")
+    test_metrics = _obj(help_text="the dataset's test split, evaluated once on the final model after training "
+                                  "(never used for early stopping or keep-best); {} without a test split")
     last_seq = serializers.IntegerField()
     queue_position = serializers.IntegerField(allow_null=True)
     wait_reason = serializers.CharField(allow_blank=True)

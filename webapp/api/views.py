@@ -68,6 +68,20 @@ class DatasetUpload(serializers.Serializer):
     level = serializers.ChoiceField(choices=["char", "byte"], required=False, help_text="corpus tokens")
     val_fraction = serializers.FloatField(required=False, min_value=0.0, max_value=1.0,
                                           help_text="default 0.2 (corpus 0.1)")
+    seed = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1,
+                                    help_text="the seeded split's seed (tables, sequences, texts, images); default 0")
+    split_column = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                         help_text="tables, sequences, texts: the column whose values (train, val, "
+                                                   "test) decide the split; default: a column named 'split'")
+    missing = serializers.ChoiceField(choices=[c for c, _ in kinds.MISSING], required=False,
+                                      help_text="tables, sequences: empty cells are refused (default) or imputed "
+                                                "(training median / most frequent, plus a missing indicator)")
+    test_fraction = serializers.FloatField(required=False, min_value=0.0, max_value=1.0,
+                                           help_text="seeded split: the share of rows held out as the test split, "
+                                                     "evaluated once on the final model; default 0 (none)")
+
+
+API_UPLOAD_FIELDS = ("file", "upload")  # besides kinds.UPLOAD_FIELDS and every kind's options
 
 
 class DatasetFromUpload(DatasetUpload):
@@ -134,12 +148,18 @@ class DatasetList(Api):
         responses=docs.responses({201: docs.Dataset}, *docs.BODY, 404, 413, 503),
         description="Upload a dataset: send `file` (multipart), or the `upload` id of a completed chunked "
                     "upload (see /api/uploads/). The file is checked at once (its kind, format, your quota); "
-                    "a refused file gets 400 and is not kept. The dataset is then `ingesting` until a worker "
+                    "a refused file gets 400 and is not kept. A field that is not listed here is refused "
+                    "(400, `errors` names it, `fields` lists the valid names), as is an option of another kind "
+                    "than the file's. The dataset is then `ingesting` until a worker "
                     "has read it: poll GET /api/datasets/{id}/.")
     def post(self, request):
         d = request.data  # parses the body; the size check runs while streaming
         if getattr(request._request, "upload_too_large", False):
             return _error(upload_too_large_message(), status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        try:  # a typo is refused like job settings' (DRF would ignore it)
+            dataset_services.check_upload_fields(d.keys(), API_UPLOAD_FIELDS)
+        except dataset_services.UnknownUploadFields as exc:
+            return _error(str(exc), errors={name: "unknown field" for name in exc.unknown}, fields=exc.valid)
         v = validated(DatasetUpload, d)
         upload = _own_upload(request.user, v["upload"]) if v.get("upload") else None
         try:

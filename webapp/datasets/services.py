@@ -23,12 +23,38 @@ from webapp.datasets.validation import DatasetError, detect_kind, sniff_upload
 
 
 
+class UnknownUploadFields(DatasetError):
+    """Fields no upload path knows (400 with the list of valid names); nothing is stored."""
+
+    def __init__(self, exc: kinds.UnknownFields):
+        super().__init__(str(exc))
+        self.unknown, self.valid = exc.unknown, exc.valid
+
+
+def check_upload_fields(names, extra: tuple[str, ...] = ()) -> None:
+    """Refuse a field that no kind and no upload path knows, before anything is stored: a typo
+    (`split_colum`) or an option this version lacks must not be silently ignored. `extra`: the
+    path's own fields (the form's file and upload id, tus's filename)."""
+    try:
+        kinds.check_field_names(list(names), extra)
+    except kinds.UnknownFields as exc:
+        raise UnknownUploadFields(exc) from None
+
+
 def _options(kind: str, raw: dict) -> dict:
     """The ingest options for `kind`, checked by the kind's options Config (models_zoo.kinds)."""
     try:
         return kinds.form_options(kind, raw)
     except kinds.OptionsError as exc:
         raise DatasetError(str(exc)) from None
+
+
+def check_options(kind: str, raw: dict) -> dict:
+    """`raw` checked as the options of a `kind` dataset (DatasetError), e.g. before an upload
+    that will become one starts."""
+    if kind not in kinds.KINDS:
+        raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {', '.join(kinds.KINDS)}")
+    return _options(kind, raw)
 
 
 def create_dataset(user, uploaded=None, *, upload: UploadSession | None = None, name: str = "",

@@ -19,6 +19,10 @@ The metadata may carry the dataset's settings (`name`, `description`, `kind` and
 options, as in the upload form); with `create_dataset` set (any value but "0"/"false") the PATCH that
 completes the upload creates the dataset and answers its id in `Trainyard-Dataset`. Otherwise the
 client POSTs `/api/datasets/` (or the page's form) with `upload=<id>` as for a chunked upload.
+With `create_dataset`, the POST refuses (400, before any byte is sent) a metadata key that is
+neither a dataset field nor a transport key (`filename`, `filetype`), and, when `kind` is given,
+any option the kind refuses; without it the metadata is only kept (the dataset's fields come
+with the later POST).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ METADATA_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 MAX_METADATA_PAIRS = 50
 MAX_METADATA_VALUE = 10_000
 DATASET_FIELDS = ("name", "description", "kind", *UPLOAD_OPTIONS)
+# Metadata keys that describe the transfer, not the dataset (tus-js-client sends filetype).
+TRANSPORT_KEYS = ("filename", "filetype", "create_dataset")
 
 
 class TusError(Exception):
@@ -151,6 +157,8 @@ class TusCreate(TusBase):
             meta = parse_metadata(request.headers.get("Upload-Metadata", ""))
             if not meta.get("filename", "").strip():
                 raise TusError("Upload-Metadata needs the file's name: filename <base64>")
+            if _wants_dataset(meta):
+                _check_dataset_metadata(meta)
             try:
                 session = services.start_upload(request.user, meta["filename"], size)
             except DatasetError as exc:
@@ -241,6 +249,18 @@ class TusUpload(TusBase):
         except TusError as exc:
             return _error(exc)
         return HttpResponse(status=204)
+
+
+def _check_dataset_metadata(meta: dict) -> None:
+    """The dataset the finished upload will become, checked before a byte arrives: every key is
+    known, and with an explicit kind its options are valid for it."""
+    try:
+        services.check_upload_fields(meta, TRANSPORT_KEYS)
+        kind = meta.get("kind", "").strip()
+        if kind and kind != "auto":
+            services.check_options(kind, {k: meta[k] for k in UPLOAD_OPTIONS if k in meta})
+    except DatasetError as exc:
+        raise TusError(f"Upload-Metadata: {exc}") from None
 
 
 def _wants_dataset(meta: dict) -> bool:

@@ -14,7 +14,9 @@ from webapp.datasets.uploads import upload_too_large_message
 from webapp.datasets.validation import DatasetError
 from webapp.jobs.access import datasets_for, get_dataset_for_user, may_write
 
-UPLOAD_OPTIONS = ("label_column", "text_column", "task", "image_size", "channels", "level", "val_fraction")
+UPLOAD_OPTIONS = kinds.option_names()  # every kind's options, from the kinds registry
+# The form's own fields besides UPLOAD_FIELDS and the options (upload: a finished tus upload's id).
+FORM_FIELDS = ("csrfmiddlewaretoken", "file", "upload")
 
 
 def _list_context(request, **extra) -> dict:
@@ -32,6 +34,7 @@ def dataset_list(request):
             uploaded = request.FILES.get("file")  # parses the body; the size check runs while streaming
             if getattr(request, "upload_too_large", False):
                 raise DatasetError(upload_too_large_message())
+            services.check_upload_fields([*request.POST, *request.FILES], FORM_FIELDS)
             if request.POST.get("upload"):  # the page sent the file in chunks first
                 upload = services.upload_for(request.user, request.POST["upload"])
             ds = services.create_dataset(

@@ -7,7 +7,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from models_zoo.contracts import raw_columns
+from models_zoo.contracts import fill_values, raw_columns
 from webapp.inference import services
 from webapp.inference.models import OnnxExport, Prediction
 from webapp.jobs.access import get_job_for_user
@@ -20,9 +20,11 @@ def _form_context(job) -> dict:
     if kind is None:
         return ctx
     info = services.model_config(job)["dataset"]
+    fills = fill_values(info)  # the ingest imputed: an empty field gets the same value
+    ctx["imputes"] = bool(fills)
     if kind == "tabular":
         categorical = info.get("categorical") or {}
-        ctx["columns"] = [{"name": c, "choices": categorical.get(c)} for c in raw_columns(info)]
+        ctx["columns"] = [{"name": c, "choices": categorical.get(c), "fill": fills.get(c)} for c in raw_columns(info)]
     elif kind == "sequence":
         ctx["length"] = int(info["input_shape"][0])
     elif kind == "image":

@@ -135,7 +135,7 @@ def _check_still_allowed(job: Job) -> None:
 
 
 def end_run(start: RunStart, status: str | None, *, error: str = "", metrics: dict | None = None,
-            artifacts: list[str] = (), requeue: bool = False) -> str | None:
+            artifacts: list[str] = (), requeue: bool = False, test_metrics: dict | None = None) -> str | None:
     """Record the end of a run; returns "requeued" or the final status.
 
     `requeue`: the worker stopped the run for its shutdown (the run ends "cancelled"). The job
@@ -146,11 +146,12 @@ def end_run(start: RunStart, status: str | None, *, error: str = "", metrics: di
     A dropped database connection is reconnected and the writes retried (retry_db): the end of a
     job is not lost to one broken connection.
     """
-    return retry_db(_end_run, start, status, error=error, metrics=metrics, artifacts=artifacts, requeue=requeue)
+    return retry_db(_end_run, start, status, error=error, metrics=metrics, artifacts=artifacts, requeue=requeue,
+                    test_metrics=test_metrics)
 
 
 def _end_run(start: RunStart, status: str | None, *, error: str, metrics: dict | None,
-             artifacts: list[str], requeue: bool) -> str | None:
+             artifacts: list[str], requeue: bool, test_metrics: dict | None = None) -> str | None:
     scheduler.set_current_job(start.worker, None, only=start.job_id)
     if status is None:
         return None
@@ -160,7 +161,8 @@ def _end_run(start: RunStart, status: str | None, *, error: str, metrics: dict |
             if requeue_stopped_job(start.job_id, start.worker, token=start.token):
                 return "requeued"
             raise Fenced(start.job_id, start.token)
-        finish_job(start.job_id, status, error=error, metrics=metrics, artifacts=artifacts, token=start.token)
+        finish_job(start.job_id, status, error=error, metrics=metrics, artifacts=artifacts, token=start.token,
+                   test_metrics=test_metrics)
     except Fenced as exc:
         log.warning("%s; its end (%s) is discarded", exc, status)
         return "fenced"
@@ -324,8 +326,9 @@ def file_sha256(path) -> str:
 
 
 def finish_job(job_id, status: str, *, error: str = "", metrics: dict | None = None,
-               artifacts: list[str] = (), token: int | None = None) -> None:
-    """Record the end of a run: final status, metrics, artifacts (with sha256), one status event.
+               artifacts: list[str] = (), token: int | None = None, test_metrics: dict | None = None) -> None:
+    """Record the end of a run: final status, metrics (validation, and the test split's apart),
+    artifacts (with sha256), one status event.
     With `token` (a worker's run), only while that run owns the job; `Fenced` otherwise, and
     nothing is written."""
     directory = Job(pk=job_id).directory / "artifacts"
@@ -336,7 +339,8 @@ def finish_job(job_id, status: str, *, error: str = "", metrics: dict | None = N
         path = directory / name
         rows.append(Artifact(job_id=job_id, name=name, size_bytes=path.stat().st_size, sha256=file_sha256(path)))
     with transaction.atomic():
-        _finish_in_transaction(job_id, status, error=error, metrics=metrics, rows=rows, token=token)
+        _finish_in_transaction(job_id, status, error=error, metrics=metrics, rows=rows, token=token,
+                               test_metrics=test_metrics)
 
 
 def fenced_replace(job_id, token: int, moves: list[tuple[str, str]]) -> bool:
@@ -362,7 +366,7 @@ def add_artifacts(job_id, names: list[str]) -> None:
 
 
 def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | None, rows: list,
-                           lost: str = "", token: int | None = None) -> None:
+                           lost: str = "", token: int | None = None, test_metrics: dict | None = None) -> None:
     if token is not None and owned(job_id, token).select_for_update().first() is None:
         raise Fenced(job_id, token)  # checked (and locked) before the artifact rows change
     Artifact.objects.filter(job_id=job_id).delete()
@@ -374,6 +378,8 @@ def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | N
     updates = {"status": status, "error": error[:10_000], "finished_at": timezone.now(), "eta_seconds": None}
     if metrics:
         updates["metrics"] = dict(metrics)
+    if test_metrics:
+        updates["test_metrics"] = dict(test_metrics)
     event = {"status": status}
     if error:
         event["error"] = error[:10_000]

@@ -53,6 +53,8 @@ class Job(models.Model):
     total_steps = models.PositiveIntegerField(default=0)
     eta_seconds = models.FloatField(null=True, blank=True)
     metrics = models.JSONField(default=dict, blank=True, help_text="latest validation metrics")
+    # The held-out test split's, evaluated once on the final model (never used to pick it).
+    test_metrics = models.JSONField(default=dict, blank=True, help_text="the test split's metrics, final model")
     last_seq = models.PositiveIntegerField(default=0, help_text="number of the last stored event")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -108,6 +110,7 @@ class Job(models.Model):
             "total_steps": self.total_steps,
             "eta_seconds": self.eta_seconds,
             "metrics": self.metrics,
+            "test_metrics": self.test_metrics,
             "last_seq": self.last_seq,
             "queue_position": queue_position,
             "wait_reason": self.wait_reason if self.status == self.Status.QUEUED else "",

@@ -61,6 +61,8 @@ class Reporter(Callback):
         self._replay_until = int(last["metric"]["step"]) if last["metric"] else -1
         # ... nor the confusion matrix and samples of an epoch evaluated before the crash.
         self._replay_epochs = {kind: int(d["epoch"]) if d else -1 for kind, d in last.items() if kind != "metric"}
+        # The test split is reported once, after the last epoch (its step is the last val point's).
+        self._test_sent = JobEvent.objects.filter(job_id=job_id, kind="metric", data__split="test").exists()
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> Reporter:
@@ -182,7 +184,7 @@ class Reporter(Callback):
             self._set_progress(state)
 
     def on_log(self, state, control, split, values):
-        if state.step <= self._replay_until:
+        if self._test_sent if split == "test" else state.step <= self._replay_until:
             return
         self.emit("metric", {"split": split, "step": state.step,
                              "epoch": round(state.step / max(state.steps_per_epoch, 1), 4), "values": values})

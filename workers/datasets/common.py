@@ -52,6 +52,132 @@ def atomic_dir(out_dir: Path) -> Iterator[Path]:
         raise
 
 
+# -- splits -------------------------------------------------------------------------------------
+# A split column's values (any case, stripped) -> 0 train, 1 validation, 2 test.
+SPLIT_CODES = {"train": 0, "val": 1, "valid": 1, "validation": 1, "test": 2}
+SPLIT_NAMES = ("train", "val", "test")
+SPLIT_COLUMN = "split"  # the column that decides the split unless the `split_column` option names another
+
+
+def find_split_column(header: list[str], wanted: str | None, label: str | None = None) -> str | None:
+    """The column that decides each row's split: the one the user named (it must exist), else the
+    first named "split" (any case), else None (the seeded split)."""
+    if wanted:
+        if wanted not in header:
+            raise IngestError(f"split column {wanted!r} does not exist; columns are: {', '.join(header)}")
+        column = wanted
+    else:
+        column = next((h for h in header if h.lower() == SPLIT_COLUMN), None)
+    if column is not None and column == label:
+        raise IngestError(f"the split column {column!r} cannot also be the label column")
+    return column
+
+
+def split_code(value: str, where: str, column: str) -> int:
+    """0 train, 1 validation, 2 test for one row's split value; a line-numbered IngestError otherwise."""
+    code = SPLIT_CODES.get(value.strip().lower())
+    if code is None:
+        if not value.strip():
+            raise IngestError(f"{where}: the split ({column!r}) is empty; every row needs train, val or test")
+        raise IngestError(f"{where}: split {value[:40]!r} (column {column!r}) is not train, val (validation) or test")
+    return code
+
+
+def provided_split(codes: np.ndarray, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, validation, test indices) from each row's split code; training and validation
+    rows must both exist (every epoch is evaluated on the validation rows)."""
+    codes = np.asarray(codes)
+    train, val, test = (np.flatnonzero(codes == k) for k in range(3))
+    if not len(train):
+        raise IngestError(f"the split column {column!r} marks no row as train; the model needs training rows")
+    if not len(val):
+        raise IngestError(f"the split column {column!r} marks no row as val: every epoch is evaluated on the "
+                          f"validation rows (mark some rows val, or drop the column for a seeded split)")
+    return train, val, test
+
+
+def check_train_classes(y: np.ndarray, classes: list[str], train_idx: np.ndarray, column: str) -> None:
+    """A provided split must give every class training rows: a model cannot learn a class it never sees."""
+    present = np.bincount(y[train_idx], minlength=len(classes))
+    missing = [c for c, k in zip(classes, present) if k == 0]
+    if missing:
+        raise IngestError(f"class {missing[0]!r} has no train rows (split column {column!r}); "
+                          f"every class needs training rows")
+
+
+def check_fractions(val_fraction, test_fraction) -> tuple[float, float]:
+    val_fraction = check_val_fraction(val_fraction)
+    try:
+        test_fraction = float(test_fraction)
+    except (TypeError, ValueError):
+        raise IngestError(f"the test fraction must be a number from 0 to 1, not {test_fraction!r}") from None
+    if not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 1.0:
+        raise IngestError("the test fraction must be at least 0, and the validation and test fractions together "
+                          "below 1")
+    return val_fraction, test_fraction
+
+
+def seeded_splits(n: int, val_fraction: float, test_fraction: float, seed: int, y: np.ndarray | None = None, *,
+                  exact_total: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, validation, test indices), each sorted. Without a test fraction exactly
+    `seeded_split` (so existing splits stay as they were); with one, the test rows are drawn
+    first the same way, then validation from the rest, both fractions being shares of all rows."""
+    if not test_fraction:
+        train, val = seeded_split(n, val_fraction, seed, y, exact_total=exact_total)
+        return train, val, np.zeros(0, dtype=np.int64)
+    try:
+        rest, test = seeded_split(n, test_fraction, seed, y, exact_total=exact_total)
+        sub_train, sub_val = seeded_split(len(rest), val_fraction / (1.0 - test_fraction), seed,
+                                          None if y is None else y[rest], exact_total=exact_total)
+    except IngestError:
+        raise IngestError(f"only {n} rows: too few to split into training, validation and test "
+                          f"(lower the test fraction, or upload more rows)") from None
+    return rest[sub_train], rest[sub_val], test
+
+
+def split_info(source: str, sizes: tuple[int, int, int], *, column: str | None = None,
+               val_fraction: float | None = None, test_fraction: float | None = None,
+               seed: int | None = None) -> dict:
+    """The info.json entries that say how the rows were split and how many went where."""
+    n_train, n_val, n_test = (int(k) for k in sizes)
+    splits: dict = {"source": source, "train": n_train, "val": n_val, "test": n_test}
+    if column is not None:
+        splits["column"] = column
+    if source == "seeded":
+        splits.update(val_fraction=val_fraction, test_fraction=test_fraction or 0.0, seed=seed)
+    return {
+        "split": source,
+        "split_column": column,
+        "num_train": n_train,
+        "num_val": n_val,
+        "num_test": n_test,
+        "val_fraction": val_fraction if source == "seeded" else None,
+        "test_fraction": (test_fraction or 0.0) if source == "seeded" else None,
+        "split_seed": seed if source == "seeded" else None,
+        "splits": splits,
+    }
+
+
+def split_rows(n: int, codes: np.ndarray, column: str | None, *, val_fraction: float, test_fraction: float,
+               seed: int, y: np.ndarray | None = None, classes: list[str] | None = None,
+               exact_total: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(train, validation, test indices, the split's info.json entries) of a kind whose rows may
+    carry a split `column` (each row's code in `codes`): the provided split then, else the
+    seeded one. `y`: class indices (classification only) — the seeded split is stratified by
+    them, and a provided split must give each of `classes` training rows."""
+    if column is not None:
+        if test_fraction:
+            raise IngestError(f"the test fraction is for the seeded split; this file's split column {column!r} "
+                              f"says which rows are test")
+        train, val, test = provided_split(codes, column)
+        if y is not None and classes is not None:
+            check_train_classes(y, classes, train, column)
+        return train, val, test, split_info("provided", (len(train), len(val), len(test)), column=column)
+    train, val, test = seeded_splits(n, val_fraction, test_fraction, seed, y, exact_total=exact_total)
+    return train, val, test, split_info("seeded", (len(train), len(val), len(test)), val_fraction=val_fraction,
+                                        test_fraction=test_fraction, seed=seed)
+
+
 def check_val_fraction(val_fraction) -> float:
     try:
         value = float(val_fraction)
@@ -210,16 +336,18 @@ def class_info(y: np.ndarray, classes: list[str]) -> dict:
 
 
 def pick_column(header: list[str], wanted: str | None, default_names: tuple[str, ...], fallback: int,
-                role: str, exclude: str | None = None) -> str:
+                role: str, exclude: str | tuple[str | None, ...] | None = None) -> str:
     """The column to use for `role` ("label", "text"): the one the user named (it must exist),
-    else the first column named like `default_names` (any case), else header[fallback]."""
+    else the first column named like `default_names` (any case), else header[fallback]; a
+    default is never one of `exclude` (another role's column)."""
     if wanted:
         if wanted not in header:
             raise IngestError(f"{role} column {wanted!r} does not exist; columns are: {', '.join(header)}")
         return wanted
+    excluded = set(exclude) if isinstance(exclude, tuple) else {exclude}
     lowered = {h.lower(): h for h in reversed(header)}
     for name in default_names:
-        if name in lowered and lowered[name] != exclude:
+        if name in lowered and lowered[name] not in excluded:
             return lowered[name]
-    candidates = [h for h in header if h != exclude]
+    candidates = [h for h in header if h not in excluded]
     return candidates[fallback] if candidates else header[fallback]

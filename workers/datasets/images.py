@@ -7,6 +7,7 @@ Input layout
     pets/cat/001.png, pets/dog/x.jpg       the same under one common top folder (stripped)
     train/cat/..., val/cat/...             a provided split (also `valid/` or `validation/`, any
                                            case); the classes are the union and must match
+    train/..., val/..., test/cat/...       with a test split: its classes must be training classes
 Subfolders inside a class folder belong to that class. Images directly at the top level (not in a
 class folder) are an error; a class folder with no usable images is an error.
 
@@ -38,12 +39,15 @@ Conversion
 
 Split
     Without train/ and val/ folders: a seeded split stratified per class (each class with at
-    least two images puts round(n × val_fraction), clamped to 1..n-1, images into validation).
-    With them: the provided split (info["val_fraction"] is None, info["split"] == "provided").
+    least two images puts round(n × val_fraction), clamped to 1..n-1, images into validation;
+    with `test_fraction`, the test images are drawn first the same way).
+    With them: the provided split (info["val_fraction"] is None, info["split"] == "provided"),
+    with a test split when there is a test/ folder beside them.
     Rows are ordered by class, then entry name.
 
 Output (written to `<out_dir>.partial`, renamed into place; on any failure it is removed)
     X_train.npy X_val.npy   uint8 [N, C, H, W]         y_train.npy y_val.npy   int64 [N]
+    X_test.npy y_test.npy   the same, when there is a test split
     previews/<class_index>_<k>.png   up to PREVIEWS_PER_CLASS 64 px thumbnails per class
     info.json
 Memory stays bounded whatever the archive's size: once the number of readable images is known
@@ -104,6 +108,8 @@ from workers.datasets.common import (
     MAX_CLASSES,
     IngestError,
     atomic_dir,
+    check_fractions,
+    split_info,
     stratified_val_mask,
 )
 
@@ -115,6 +121,9 @@ ARCHIVE_EXTENSIONS = frozenset({
 })
 TRAIN_DIRS = frozenset({"train"})
 VAL_DIRS = frozenset({"val", "valid", "validation"})
+TEST_DIRS = frozenset({"test"})
+SPLIT_DIRS = TRAIN_DIRS | VAL_DIRS | TEST_DIRS
+PARTS = ("train", "val", "test")
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 SUPPORTED_COMPRESSION = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 
@@ -141,12 +150,12 @@ class _Entry(Member):
     """An image candidate (archive.Member: info, name) and what the ingest learns about it."""
 
     cls: str = ""
-    split: str | None = None  # "train" / "val" for a provided split
+    split: str | None = None  # "train" / "val" / "test" for a provided split
     ci: int = -1  # class index
     size: tuple[int, int] | None = None  # from the header pass
     gray: bool = True
     ok: bool = True  # readable in the header pass
-    val: bool = False  # destination: X_val (else X_train) ...
+    dest: str = "train"  # destination: X_train, X_val or X_test ...
     row: int = -1  # ... at this row
 
 
@@ -257,17 +266,21 @@ def _wrapper_depth(paths: list[list[str]]) -> int:
 
 
 def _is_provided_split(tops: set[str]) -> bool:
-    """Whether the folders under the wrappers are train/ and val/ (refusing anything beside them)."""
+    """Whether the folders under the wrappers are train/ and val/ (and maybe test/), refusing
+    anything beside them."""
     lowered = {t.lower() for t in tops}
+    if lowered & TRAIN_DIRS and lowered & TEST_DIRS and not lowered & VAL_DIRS:
+        raise IngestError("found train/ and test/ folders but no val/ folder: every epoch is evaluated on "
+                          "the validation images; add val/ (with the same class folders as train/)")
     if not (lowered & TRAIN_DIRS and lowered & VAL_DIRS):
         return False
-    extra = sorted(t for t in tops if t.lower() not in TRAIN_DIRS | VAL_DIRS)
+    extra = sorted(t for t in tops if t.lower() not in SPLIT_DIRS)
     if extra:
         raise IngestError(f"found train/ and val/ folders, but also {extra[0]!r} next to them; "
-                          f"put every class folder inside train/ and val/")
-    vals = {t for t in tops if t.lower() in VAL_DIRS}
-    if len(vals) > 1 or len({t for t in tops if t.lower() in TRAIN_DIRS}) > 1:
-        raise IngestError(f"more than one training or validation folder: {', '.join(sorted(tops))}")
+                          f"put every class folder inside train/, val/ (and test/)")
+    for dirs in (TRAIN_DIRS, VAL_DIRS, TEST_DIRS):
+        if len({t for t in tops if t.lower() in dirs}) > 1:
+            raise IngestError(f"more than one training, validation or test folder: {', '.join(sorted(tops))}")
     return True
 
 
@@ -289,7 +302,8 @@ def _assign_classes(images: list[tuple[_Entry, list[str]]], depth: int, level: i
                               f"folders (like {'/'.join(p[:level] + ['cat', '001.png'])})")
         entry.cls = p[level]
         if provided:
-            entry.split = "train" if p[depth].lower() in TRAIN_DIRS else "val"
+            top = p[depth].lower()
+            entry.split = "train" if top in TRAIN_DIRS else "val" if top in VAL_DIRS else "test"
 
 
 def _check_folders_without_images(others: list[tuple[list[str], bool]], classes: list[str], prefix: list[str],
@@ -301,7 +315,7 @@ def _check_folders_without_images(others: list[tuple[list[str], bool]], classes:
         # A directory entry at class level or below, or a file inside a class folder.
         if p[:depth] != prefix or len(p) - level < (1 if is_dir else 2):
             continue
-        if provided and p[depth].lower() not in TRAIN_DIRS | VAL_DIRS:
+        if provided and p[depth].lower() not in SPLIT_DIRS:
             continue
         if is_dir:
             folders.setdefault(p[level], None)
@@ -316,6 +330,10 @@ def _check_folders_without_images(others: list[tuple[list[str], bool]], classes:
 def _check_provided_classes(entries: list[_Entry]) -> None:
     train = {e.cls for e in entries if e.split == "train"}
     val = {e.cls for e in entries if e.split == "val"}
+    test = {e.cls for e in entries if e.split == "test"}
+    if test - train:
+        raise IngestError(f"class {sorted(test - train)[0]!r} has images in test/ but none in train/; "
+                          f"every test class needs training images")
     if train != val:
         missing = sorted(train - val)
         if missing:
@@ -543,6 +561,7 @@ def ingest_image_zip(
     channels: str | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    test_fraction: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
     max_entries: int = MAX_ENTRIES,
     max_total_bytes: int = MAX_TOTAL_BYTES,
@@ -565,8 +584,7 @@ def ingest_image_zip(
         image_size = int(image_size)
     if channels not in (None, "L", "RGB"):
         raise IngestError(f"channels must be 'L' (grayscale) or 'RGB', not {channels!r}")
-    if not 0.0 < val_fraction < 1.0:
-        raise IngestError("the validation fraction must be between 0 and 1")
+    val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
     limits = {"max_entries": max_entries, "max_total_bytes": max_total_bytes, "max_entry_bytes": max_entry_bytes,
               "max_ratio": max_ratio, "ratio_min_bytes": ratio_min_bytes, "max_cache_bytes": max_cache_bytes}
 
@@ -576,7 +594,7 @@ def ingest_image_zip(
             with open(source, "rb") as f, open_zip(f, limits) as zf, warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 info = _ingest(zf, tmp, files, limits, image_size=image_size, channels=channels,
-                               val_fraction=val_fraction, seed=seed, progress=progress)
+                               fractions=(val_fraction, test_fraction), seed=seed, progress=progress)
             for rf in files.values():
                 rf.close()  # fsync before the rename publishes the cache
     except BaseException:
@@ -588,10 +606,13 @@ def ingest_image_zip(
     return info
 
 
-def _ingest(zf, tmp: Path, files: dict, limits: dict, *, image_size, channels, val_fraction, seed,
+def _ingest(zf, tmp: Path, files: dict, limits: dict, *, image_size, channels, fractions, seed,
             progress) -> dict:
     candidates, others = _scan(zf, limits)
     entries, classes, split_kind, ignored = _layout(candidates, others)
+    if split_kind == "provided" and fractions[1]:
+        raise IngestError("the test fraction is for the seeded split; this archive's train/ and val/ folders "
+                          "decide the split (add a test/ folder for test images)")
     del candidates, others
     class_index = {c: i for i, c in enumerate(classes)}
     n_candidates = len(entries)
@@ -609,25 +630,25 @@ def _ingest(zf, tmp: Path, files: dict, limits: dict, *, image_size, channels, v
         _check_classes_present(entries, classes, split_kind)
     channels, image_size = _output_format(entries, channels, image_size)
     C = 1 if channels == "L" else 3
-    n_train, n_val = _assign_rows(entries, split_kind, val_fraction, seed)
-    y = {"train": np.asarray([e.ci for e in entries if not e.val], dtype=np.int64),
-         "val": np.asarray([e.ci for e in entries if e.val], dtype=np.int64)}
-    keep = {"train": np.ones(n_train, dtype=bool), "val": np.ones(n_val, dtype=bool)}
+    sizes = _assign_rows(entries, split_kind, fractions, seed)
+    parts = [part for part in PARTS if sizes[part]]  # test only when there is one
+    y = {part: np.asarray([e.ci for e in entries if e.dest == part], dtype=np.int64) for part in parts}
+    keep = {part: np.ones(sizes[part], dtype=bool) for part in parts}
 
     shape = (C, image_size, image_size)
-    _check_cache_size((n_train + n_val) * C * image_size * image_size, limits, image_size)
-    files["train"] = _RowFile(tmp / "X_train.npy", n_train, shape)
-    files["val"] = _RowFile(tmp / "X_val.npy", n_val, shape)
+    _check_cache_size(sum(sizes.values()) * C * image_size * image_size, limits, image_size)
+    for part in parts:
+        files[part] = _RowFile(tmp / f"X_{part}.npy", sizes[part], shape)
     formats = _decode_all(zf, entries, files, keep, skipped, limits, channels, image_size, prog, n_candidates)
-    for split in ("train", "val"):
-        if not keep[split].all():
-            files[split] = files[split].compact(keep[split])
-            y[split] = y[split][keep[split]]
+    for part in parts:
+        if not keep[part].all():
+            files[part] = files[part].compact(keep[part])
+            y[part] = y[part][keep[part]]
     counts = _check_readable(y, classes, split_kind)
 
-    np.save(tmp / "y_train.npy", y["train"], allow_pickle=False)
-    np.save(tmp / "y_val.npy", y["val"], allow_pickle=False)
-    previews = _previews(tmp, classes, [(files["train"], y["train"]), (files["val"], y["val"])])
+    for part in parts:
+        np.save(tmp / f"y_{part}.npy", y[part], allow_pickle=False)
+    previews = _previews(tmp, classes, [(files[part], y[part]) for part in parts])
     info = {
         "kind": "image",
         "task": "classification",
@@ -639,12 +660,9 @@ def _ingest(zf, tmp: Path, files: dict, limits: dict, *, image_size, channels, v
         "image_size": image_size,
         "channels": channels,
         "resize": "squash",
-        "num_rows": int(len(y["train"]) + len(y["val"])),
-        "num_train": int(len(y["train"])),
-        "num_val": int(len(y["val"])),
-        "val_fraction": val_fraction if split_kind == "seeded" else None,
-        "split": split_kind,
-        "split_seed": seed if split_kind == "seeded" else None,
+        "num_rows": int(sum(len(v) for v in y.values())),
+        **split_info(split_kind, tuple(len(y.get(part, ())) for part in PARTS), val_fraction=fractions[0],
+                     test_fraction=fractions[1], seed=seed),
         "normalization": _normalization(files["train"]),
         "formats": dict(sorted(formats.items())),
         "skipped": skipped,
@@ -669,24 +687,31 @@ def _output_format(entries: list[_Entry], channels: str | None, image_size: int 
     return channels, image_size
 
 
-def _assign_rows(entries: list[_Entry], split_kind: str, val_fraction: float, seed: int) -> tuple[int, int]:
-    """Each entry's destination (e.val) and row in it (e.row): the provided split, or common's
-    seeded stratified one. Returns (n_train, n_val)."""
+def _assign_rows(entries: list[_Entry], split_kind: str, fractions: tuple[float, float], seed: int) -> dict:
+    """Each entry's destination (e.dest) and row in it (e.row): the provided split, or common's
+    seeded stratified one (the test images drawn first, then validation from the rest). Returns
+    the number of images per part."""
     if split_kind == "provided":
-        is_val = np.asarray([e.split == "val" for e in entries], dtype=bool)
+        code = np.asarray([PARTS.index(e.split) for e in entries], dtype=np.int64)
     else:
-        is_val = stratified_val_mask(np.asarray([e.ci for e in entries], dtype=np.int64), val_fraction, seed)
-    n_val = int(is_val.sum())
-    n_train = len(entries) - n_val
-    if n_val == 0 or n_train == 0:
-        raise IngestError(f"only {len(entries)} readable images: too few to split into training and validation "
+        val_fraction, test_fraction = fractions
+        y = np.asarray([e.ci for e in entries], dtype=np.int64)
+        code = np.zeros(len(entries), dtype=np.int64)
+        if test_fraction:
+            code[stratified_val_mask(y, test_fraction, seed)] = 2
+        rest = np.flatnonzero(code == 0)
+        code[rest[stratified_val_mask(y[rest], val_fraction / (1.0 - test_fraction), seed)]] = 1
+    sizes = {part: int((code == k).sum()) for k, part in enumerate(PARTS)}
+    if sizes["val"] == 0 or sizes["train"] == 0:
+        what = "training, validation and test" if sizes["test"] else "training and validation"
+        raise IngestError(f"only {len(entries)} readable images: too few to split into {what} "
                           f"(need at least two images in a class)")
     rows = np.empty(len(entries), dtype=np.int64)
-    rows[~is_val] = np.arange(n_train)
-    rows[is_val] = np.arange(n_val)
-    for e, v, r in zip(entries, is_val.tolist(), rows.tolist()):
-        e.val, e.row = v, r
-    return n_train, n_val
+    for k, part in enumerate(PARTS):
+        rows[code == k] = np.arange(sizes[part])
+    for e, k, r in zip(entries, code.tolist(), rows.tolist()):
+        e.dest, e.row = PARTS[k], r
+    return sizes
 
 
 def _decode_all(zf, entries: list[_Entry], files: dict, keep: dict, skipped: list[dict], limits: dict,
@@ -696,7 +721,7 @@ def _decode_all(zf, entries: list[_Entry], files: dict, keep: dict, skipped: lis
     formats: Counter = Counter()
     budget = Budget(limits["max_total_bytes"], "the images in the ZIP")
     for entry in sorted(entries, key=lambda e: e.info.header_offset):
-        split = "val" if entry.val else "train"
+        split = entry.dest
         data = read_entry(zf, entry, budget, limits)
         try:
             with _open_image(BytesIO(data)) as im:
@@ -720,7 +745,7 @@ def _decode_all(zf, entries: list[_Entry], files: dict, keep: dict, skipped: lis
 def _check_readable(y: dict, classes: list[str], split_kind: str) -> np.ndarray:
     """After the decode pass: every class (in each provided split) still has images, and both
     splits are non-empty. Returns the images per class."""
-    counts = np.bincount(np.concatenate([y["train"], y["val"]]), minlength=len(classes))
+    counts = np.bincount(np.concatenate(list(y.values())), minlength=len(classes))
     for c, name in enumerate(classes):
         if counts[c] == 0:
             raise IngestError(f"class folder {name!r} has no readable images")

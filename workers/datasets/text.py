@@ -11,6 +11,9 @@ Input
     Columns: `text_column` / `label_column` when given (they must exist), else a column named
     "text" (then "sentence", "review", "content") and one named "label" (then "class",
     "category", "target", "sentiment"), else the first and the last column.
+    Split: a column (a field, in JSON) named "split" (any case; the `split_column` option may name
+    another) says each row's split (train, val / validation, test); without one the split is
+    seeded, stratified per class, with an optional test fraction.
 
 Tokenizer (built here, from the training split only; written as vocab.json)
     lower-cased, regex `\\w+(?:'\\w+)*|[^\\w\\s]` (words, with inner apostrophes, and single
@@ -27,6 +30,7 @@ Output (written to `<out_dir>.partial`, renamed into place; on any failure it is
     vocab.json   the token of each id
     train_texts.json val_texts.json   the raw texts in X_train's / X_val's row order (sample
     predictions show them; models with their own tokenizer train on them)      info.json
+    X_test.npy len_test.npy y_test.npy test_texts.json   the same, when there is a test split
 """
 
 from __future__ import annotations
@@ -42,11 +46,13 @@ from workers.datasets import tabular
 from workers.datasets.common import (
     IngestError,
     atomic_dir,
-    check_val_fraction,
+    check_fractions,
     class_info,
     encode_labels,
+    find_split_column,
     pick_column,
-    seeded_split,
+    split_code,
+    split_rows,
 )
 from workers.datasets.tabular import (
     _decoded_lines,
@@ -158,33 +164,45 @@ def _json_value(value, w: str, column: str, role: str) -> str:
     raise IngestError(f"{w}: the {role} ({column!r}) must be a string or a number, not {type(value).__name__}")
 
 
-def _records(path: Path, text_column: str | None, label_column: str | None):
-    """(format, columns, text column, label column, texts, labels, where each row is)."""
+def _records(path: Path, text_column: str | None, label_column: str | None, split_column: str | None = None):
+    """(format, columns, text column, label column, split column or None, texts, labels, each
+    row's split code (empty without a split column), where each row is)."""
     fmt = _format(path)
     if fmt == "csv":
         header, records = iter_table(path, max_rows=MAX_ROWS)
     else:
         header, items, where = _read_json(path)
-    label = pick_column(header, label_column, LABEL_NAMES, -1, "label")
-    text = pick_column(header, text_column, TEXT_NAMES, 0, "text", exclude=label)
+    split = find_split_column(header, split_column)
+    label = pick_column(header, label_column, LABEL_NAMES, -1, "label", exclude=split)
+    text = pick_column(header, text_column, TEXT_NAMES, 0, "text", exclude=(label, split))
     if text == label:
         raise IngestError(f"the text and the label cannot be the same column ({text!r})")
+    if split is not None and split in (text, label):
+        role = "text" if split == text else "label"
+        raise IngestError(f"the split column {split!r} cannot also be the {role} column")
+    codes = bytearray()
     if fmt == "csv":
         ti, li = header.index(text), header.index(label)
+        si = header.index(split) if split is not None else None
         texts, labels, where = [], [], []
-        for line, row in records:  # only the two columns are kept
+        for line, row in records:  # only these columns are kept
             texts.append(row[ti])
             labels.append(row[li])
             where.append(f"line {line}")
+            if si is not None:
+                codes.append(split_code(row[si], where[-1], split))
     else:
         texts, labels = [], []
+        roles = ((text, "text"), (label, "label")) + (((split, "split"),) if split is not None else ())
         for obj, w in zip(items, where):
-            for col, role in ((text, "text"), (label, "label")):
+            for col, role in roles:
                 if col not in obj:
                     raise IngestError(f"{w}: no {col!r} field (the {role}); every record needs one")
             texts.append(_json_value(obj[text], w, text, "text"))
             labels.append(_json_value(obj[label], w, label, "label"))
-    return fmt, header, text, label, texts, labels, where
+            if split is not None:
+                codes.append(split_code(_json_value(obj[split], w, split, "split"), w, split))
+    return fmt, header, text, label, split, texts, labels, np.frombuffer(bytes(codes), dtype=np.uint8), where
 
 
 def ingest_text(
@@ -195,11 +213,14 @@ def ingest_text(
     label_column: str | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    split_column: str | None = None,
+    test_fraction: float = 0.0,
 ) -> dict:
     """Validate `source` and write the cache into `out_dir` (which must not exist). Returns info."""
     source = Path(source)
-    val_fraction = check_val_fraction(val_fraction)
-    fmt, columns, text_col, label_col, texts, labels, where = _records(source, text_column, label_column)
+    val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
+    fmt, columns, text_col, label_col, split_col, texts, labels, codes, where = _records(
+        source, text_column, label_column, split_column)
     # Token lists are not kept (they would cost many times the file's size): each text is
     # tokenized once for the vocabulary (training rows only) and once to encode it.
     for i, t in enumerate(texts):
@@ -207,7 +228,8 @@ def ingest_text(
             raise IngestError(f"{where[i]}: the text ({text_col!r}) is empty")
     task, y, classes = encode_labels(labels, where, label_col, "classification", ("classification",))
     n = len(texts)
-    train_idx, val_idx = seeded_split(n, val_fraction, seed, y)
+    train_idx, val_idx, test_idx, split = split_rows(n, codes, split_col, val_fraction=val_fraction,
+                                                     test_fraction=test_fraction, seed=seed, y=y, classes=classes)
 
     counts: Counter = Counter()
     train_lengths = np.empty(len(train_idx), dtype=np.int64)
@@ -239,6 +261,7 @@ def ingest_text(
     X_val, len_val = encode(val_idx, True)
     val_unknown = unknown[0]
     val_total = int(len_val.sum())
+    X_test, len_test = encode(test_idx, False)
     info: dict = {
         "kind": "text",
         "task": task,
@@ -252,11 +275,7 @@ def ingest_text(
         "tokenizer": {"type": "word", "lowercase": True, "pattern": TOKEN_PATTERN, "pad_id": 0, "unk_id": 1,
                       "max_len": max_len, "padding": "right", "truncation": "keep the first max_len tokens"},
         "num_rows": n,
-        "num_train": len(train_idx),
-        "num_val": len(val_idx),
-        "val_fraction": val_fraction,
-        "split": "seeded",
-        "split_seed": seed,
+        **split,
         "length_stats": {"min": int(all_lengths.min()), "mean": round(float(all_lengths.mean()), 2),
                          "max": int(all_lengths.max()), "p95_train": max_len},
         "truncated": int((all_lengths > max_len).sum()),
@@ -264,15 +283,20 @@ def ingest_text(
         "preview": {"texts": [{"text": texts[i][:PREVIEW_CHARS], "label": labels[i]} for i in range(min(n, PREVIEW_ROWS))]},
         **class_info(y, classes),
     }
+    arrays = {"X_train": X_train, "X_val": X_val, "len_train": len_train, "len_val": len_val,
+              "y_train": y[train_idx], "y_val": y[val_idx]}
+    parts = [("train", train_idx), ("val", val_idx)]
+    if len(test_idx):
+        arrays.update(X_test=X_test, len_test=len_test, y_test=y[test_idx])
+        parts.append(("test", test_idx))
     with atomic_dir(out_dir) as tmp:
-        for name, arr in {"X_train": X_train, "X_val": X_val, "len_train": len_train, "len_val": len_val,
-                          "y_train": y[train_idx], "y_val": y[val_idx]}.items():
+        for name, arr in arrays.items():
             np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
         (tmp / "vocab.json").write_text(json.dumps(vocab))
         # The raw texts too, in X's row order: sample predictions show them, and models with their
         # own tokenizer (Hugging Face) train on them, still from the cache.
-        (tmp / "train_texts.json").write_text(json.dumps([texts[i] for i in train_idx]))
-        (tmp / "val_texts.json").write_text(json.dumps([texts[i] for i in val_idx]))
+        for part, idx in parts:
+            (tmp / f"{part}_texts.json").write_text(json.dumps([texts[i] for i in idx]))
         (tmp / "info.json").write_text(json.dumps(info))
     return info
 

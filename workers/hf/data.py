@@ -59,8 +59,9 @@ def raw_texts(dataset_dir: Path, info: dict) -> tuple[list[str], list[str]]:
     from workers.datasets.common import encode_labels, seeded_split
     from workers.datasets.text import _records
 
-    _fmt, _cols, _text_col, label_col, texts, labels, where = _records(
-        sources[0], info.get("text_column"), info.get("label_column"))
+    # Caches without train_texts.json predate split columns: their split was the seeded one.
+    _fmt, _cols, _text_col, label_col, _split, texts, labels, _codes, where = _records(
+        sources[0], info.get("text_column"), info.get("label_column"), info.get("split_column"))
     _task, y, classes = encode_labels(labels, where, label_col, "classification", ("classification",))
     train_idx, val_idx = seeded_split(len(texts), float(info["val_fraction"]), int(info.get("split_seed", 0)), y)
     if (classes != info.get("classes") or not np.array_equal(y[train_idx], y_train)
@@ -80,6 +81,20 @@ def text_classification(dataset_dir: Path, info: dict, tokenizer, max_length: in
                              "labels": int(y[i])} for i in range(len(texts))])
 
     return encode(train_texts, y_train), encode(val_texts, y_val), val_texts
+
+
+def text_test_split(dataset_dir: Path, tokenizer, max_length: int) -> ListDataset | None:
+    """The test split of a text cache (its raw texts, tokenized by the model's tokenizer), or None."""
+    d = Path(dataset_dir)
+    if not (d / "test_texts.json").is_file() or not (d / "y_test.npy").is_file():
+        return None
+    texts = json.loads((d / "test_texts.json").read_text())
+    y = np.load(d / "y_test.npy", allow_pickle=False).astype(np.int64)
+    if not texts or len(texts) != len(y):
+        return None
+    enc = tokenizer(texts, truncation=True, max_length=max_length)
+    return ListDataset([{"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i],
+                         "labels": int(y[i])} for i in range(len(texts))])
 
 
 def corpus_text(dataset_dir: Path, info: dict) -> tuple[str, str]:
@@ -140,6 +155,15 @@ def image_classification(dataset_dir: Path, info: dict):
     X_train = np.load(d / "X_train.npy", mmap_mode="r", allow_pickle=False)
     X_val = np.load(d / "X_val.npy", mmap_mode="r", allow_pickle=False)
     return ImageArrays(X_train, y_train), ImageArrays(X_val, y_val)
+
+
+def image_test_split(dataset_dir: Path) -> ImageArrays | None:
+    """The test split of an image cache, or None."""
+    d = Path(dataset_dir)
+    if not (d / "X_test.npy").is_file():
+        return None
+    y = np.load(d / "y_test.npy", allow_pickle=False).astype(np.int64)
+    return ImageArrays(np.load(d / "X_test.npy", mmap_mode="r", allow_pickle=False), y) if len(y) else None
 
 
 class ImageCollator:

@@ -365,7 +365,7 @@ def _generate(model, tokenizer, cfg, val_text: str, seed: int, device: torch.dev
 
 # -- export -----------------------------------------------------------------------------------------
 def export(output_dir: Path, trainer, processor, spec: TrainSpec, tc: TrainConfig, info: dict, metrics: dict,
-           predictions: list[dict] | None) -> list[str]:
+           predictions: list[dict] | None, test_metrics: dict | None = None) -> list[str]:
     """model.zip (save_pretrained: safetensors, config, tokenizer/processor), MODEL_CARD.md and,
     for classifiers, val_predictions.json (what the final evaluation predicted)."""
     import transformers
@@ -380,7 +380,8 @@ def export(output_dir: Path, trainer, processor, spec: TrainSpec, tc: TrainConfi
         f"{spec.architecture} from {spec.model_config.get('model')}", spec, info, tc, metrics,
         versions=[f"transformers {transformers.__version__}", f"torch {torch.__version__}"],
         usage="Unzip, then load the `model/` folder with `from_pretrained` (AutoModelFor... and "
-              "AutoTokenizer / AutoImageProcessor); weights are safetensors.")
+              "AutoTokenizer / AutoImageProcessor); weights are safetensors.",
+        test_metrics={k: v for k, v in (test_metrics or {}).items() if k != "confusion"})
     (folder / "README.md").write_text(card)
     tmp = temp_path(art / MODEL_ZIP)
     try:
@@ -410,6 +411,7 @@ class Datasets:
     val_items: list | np.ndarray = ()  # per validation row: its text or image (classification)
     y_val: np.ndarray | None = None
     val_text: str = ""  # causal LM: the validation text, for the generation prompt
+    test: object | None = None  # the test split, evaluated once after training (texts, images)
 
 
 def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None = None) -> TrainResult:
@@ -471,15 +473,21 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
 
     status = "cancelled" if bridge.cancelled else "succeeded"
     metrics: dict = {}
+    test_metrics: dict = {}
     artifacts: list[str] = []
     if status == "succeeded":
         trained = (state.step - state.start_step) * samples_per_step
-        metrics, artifacts = _finish(spec, tc, info, trainer, processor, data, task, metrics_fn, classes,
-                                     trained, bridge.train_seconds())
+        metrics, test_metrics, artifacts = _finish(spec, tc, info, trainer, processor, data, task, metrics_fn,
+                                                   classes, trained, bridge.train_seconds())
+        if test_metrics:  # a group of its own, like the zoo loop's: never on_eval (the policies)
+            cbs.fire("on_log", state, control, "test", test_metrics)
+            cbs.fire("on_message", state, control, "info", f"test split ({len(data.test)} rows), evaluated once "
+                     f"on the final model")
         cbs.fire("on_message", state, control, "info", "saved the fine-tuned model (save_pretrained folder, "
                  "safetensors) as model.zip")
     cbs.fire("on_train_end", state, control, status)
-    return TrainResult(status=status, metrics=metrics, artifacts=artifacts, epochs_completed=state.epoch)
+    return TrainResult(status=status, metrics=metrics, artifacts=artifacts, epochs_completed=state.epoch,
+                       test_metrics=test_metrics)
 
 
 def _validated(spec: TrainSpec):
@@ -532,7 +540,8 @@ def _datasets(task: str, dataset_dir: Path, info: dict, model, processor, cfg) -
             model.config.pad_token_id = processor.pad_token_id
         train_ds, val_ds, val_items = hfdata.text_classification(dataset_dir, info, processor, cfg.max_length)
         return Datasets(train_ds, val_ds, DataCollatorWithPadding(processor), val_items,
-                        np.load(dataset_dir / "y_val.npy", allow_pickle=False))
+                        np.load(dataset_dir / "y_val.npy", allow_pickle=False),
+                        test=hfdata.text_test_split(dataset_dir, processor, cfg.max_length))
     if task == "causal_lm":
         if processor.pad_token is None:
             processor.pad_token = processor.eos_token or processor.unk_token
@@ -543,26 +552,31 @@ def _datasets(task: str, dataset_dir: Path, info: dict, model, processor, cfg) -
         return Datasets(train_ds, val_ds, default_data_collator, val_text=val_text)
     train_ds, val_ds = hfdata.image_classification(dataset_dir, info)
     collator = hfdata.ImageCollator(processor, int(getattr(model.config, "num_channels", 3)))
-    return Datasets(train_ds, val_ds, collator, val_ds.X, val_ds.y)
+    return Datasets(train_ds, val_ds, collator, val_ds.X, val_ds.y, test=hfdata.image_test_split(dataset_dir))
 
 
 def _finish(spec: TrainSpec, tc: TrainConfig, info: dict, trainer, processor, data: Datasets, task: str,
             metrics_fn: ClassificationMetrics | None, classes: list[str], trained: int,
-            seconds: float) -> tuple[dict, list[str]]:
-    """The final evaluation of the model that is exported (the best epoch's with keep=best),
-    then the export; (metrics, artifact names)."""
+            seconds: float) -> tuple[dict, dict, list[str]]:
+    """The final evaluation of the model that is exported (the best epoch's with keep=best), the
+    test split's (once, on that model, when there is one), then the export; (metrics, test
+    metrics, artifact names)."""
     output = trainer.predict(data.val, metric_key_prefix="eval")
     metrics = reported_metrics(output.metrics, task)
     metrics.update(samples_per_s=trained / seconds if trained else 0.0, train_seconds=seconds)
     predictions = None
     if metrics_fn is not None and metrics_fn.pred is not None:
         predictions = val_predictions(metrics_fn.pred, metrics_fn.conf, classes)
+    test_metrics: dict = {}
+    if data.test is not None:  # after the validation predictions were read: metrics_fn keeps the last ones
+        test_metrics = _with_perplexity(_strip(trainer.predict(data.test, metric_key_prefix="test").metrics,
+                                               "test_"), task)
     output_dir = Path(spec.output_dir)
-    artifacts = export(output_dir, trainer, processor, spec, tc, info, metrics, predictions)
+    artifacts = export(output_dir, trainer, processor, spec, tc, info, metrics, predictions, test_metrics)
     # Trainer checkpoints hold the optimizer state too (three times the model): a finished
     # job resumes nothing, so they go (a re-run after a crash here starts over, correctly).
     shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
-    return metrics, artifacts
+    return metrics, test_metrics, artifacts
 
 
 def cfg_freeze(cfg) -> bool:

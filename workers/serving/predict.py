@@ -17,8 +17,12 @@ Preprocessing, per dataset kind (the statistics come from config.json's "dataset
               words → <unk>), the first max_len tokens, right-padded with <pad>.
     tabular   one value per raw column: numbers for numeric columns, one of the training
               categories for string columns (one-hot in the training order), then the training
-              mean/std.
-    sequence  exactly L comma-separated numbers, then the training mean/std (one scalar).
+              mean/std. A model of a dataset ingested with missing=impute takes an empty field:
+              it gets the ingest's fill value (training median / most frequent) and its missing
+              indicator is set, as the ingest did; otherwise an empty field is refused.
+    sequence  exactly L comma-separated numbers, then the training mean/std (one scalar); with
+              missing=impute an empty value gets its step's training median, and the missing
+              channel (when the dataset has one) marks it.
     corpus    the prompt as character ids (training vocabulary) or UTF-8 bytes; generation with
               temperature / top-k / length.
 
@@ -41,6 +45,7 @@ from models_zoo.contracts import (
     MAX_GENERATE,
     MAX_IMAGE_BYTES,
     MAX_TEXT_CHARS,
+    fill_values,
     raw_columns,
 )
 from models_zoo.kinds import kind_of
@@ -178,18 +183,26 @@ def prepare_features(values, info: dict):
 
     categorical = info.get("categorical") or {}
     columns = raw_columns(info)
+    fills = fill_values(info)
+    indicators = {c: spec["indicator"] for c, spec in ((info.get("missing") or {}).get("columns") or {}).items()}
     if isinstance(values, str):
         values = [v.strip() for v in values.split(",")] if values.strip() else []
     if isinstance(values, dict):
-        missing = [c for c in columns if str(values.get(c, "")).strip() == ""]
+        missing = [c for c in columns if str(values.get(c, "")).strip() == "" and c not in fills]
         if missing:
             raise InputError(f"missing value for {', '.join(repr(c) for c in missing[:10])}")
-        values = [values[c] for c in columns]
+        values = [values.get(c, "") for c in columns]
     if not isinstance(values, list) or len(values) != len(columns):
         got = len(values) if isinstance(values, list) else 0
         raise InputError(f"expected {len(columns)} feature values ({', '.join(columns[:20])}), got {got}")
     row: list[float] = []
+    empty: set[str] = set()
     for column, value in zip(columns, values):
+        if str(value).strip() == "":
+            if column not in fills:
+                raise InputError(f"missing value for {column!r}")
+            value = fills[column]  # the ingest's imputation of an empty cell
+            empty.add(column)
         if column in categorical:
             cats = categorical[column]
             value = str(value).strip()
@@ -199,6 +212,8 @@ def prepare_features(values, info: dict):
             row.extend(1.0 if c == value else 0.0 for c in cats)
         else:
             row.append(_number(value, repr(column)))
+    # The missing indicators come after every other feature, in the ingest's order.
+    row.extend(1.0 if column in empty else 0.0 for column in indicators)
     norm = info["normalization"]
     x = torch.tensor([row], dtype=torch.float32)
     return (x - torch.tensor(norm["mean"], dtype=torch.float32)) / torch.tensor(norm["std"], dtype=torch.float32)
@@ -208,17 +223,27 @@ def prepare_sequence(values, info: dict):
     """Comma-separated numbers (or a list) → [1, L, 1] scaled by the training mean/std."""
     import torch
 
-    if isinstance(values, str):
-        values = [v for v in values.replace("\n", ",").split(",") if v.strip()]
     length = int(info["input_shape"][0])
+    fills = fill_values(info)  # {step index: training median} when the ingest imputed
+    if isinstance(values, str):
+        fields = [v.strip() for v in values.replace("\n", ",").split(",")]
+        if fills:  # an empty field is a missing value; a trailing comma is not
+            values = fields[:-1] if len(fields) == length + 1 and not fields[-1] else fields
+            values = [] if not any(values) else values
+        else:
+            values = [v for v in fields if v]
     if not values:
         raise InputError(f"enter {length} comma-separated numbers")
     if len(values) != length:
         raise InputError(f"expected {length} numbers (the training sequences' length), got {len(values)}")
-    nums = [_number(v, f"value {i + 1}") for i, v in enumerate(values)]
+    empty = [str(v).strip() == "" for v in values]
+    nums = [fills[i] if e else _number(v, f"value {i + 1}") for i, (v, e) in enumerate(zip(values, empty))]
     norm = info["normalization"]
     x = torch.tensor(nums, dtype=torch.float32).view(1, length, 1)
-    return (x - float(norm["mean"][0])) / max(float(norm["std"][0]), 1e-12)
+    x = (x - float(norm["mean"][0])) / max(float(norm["std"][0]), 1e-12)
+    if len(info["input_shape"]) > 1 and int(info["input_shape"][1]) == 2:  # the missing-indicator channel
+        x = torch.cat([x, torch.tensor(empty, dtype=torch.float32).view(1, length, 1)], dim=-1)
+    return x
 
 
 def encode_prompt(prompt: str, loaded: Loaded) -> tuple[list[int], list[str]]:

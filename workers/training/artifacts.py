@@ -119,17 +119,30 @@ def thumbnail(image: torch.Tensor | np.ndarray) -> str:
 
 def _split(info: dict) -> str:
     if info.get("split") == "provided":
+        if info.get("split_column"):
+            return f" (the file's {info['split_column']!r} column)"
         return " (the archive's own train/ and val/ folders)"
-    if "val_fraction" in info:
-        return f" (seeded random split, {info.get('val_fraction')} validation, seed {info.get('split_seed', 0)})"
+    if info.get("val_fraction") is not None:
+        test = f", {info['test_fraction']} test" if info.get("test_fraction") else ""
+        return (f" (seeded random split, {info.get('val_fraction')} validation{test}, "
+                f"seed {info.get('split_seed', 0)})")
     return ""
 
 
-def model_card(title: str, spec, info: dict, tc, metrics: dict, versions: list[str], usage: str) -> str:
+def _sizes(info: dict) -> str:
+    train, val = info.get("num_train", info.get("num_train_tokens")), info.get("num_val", info.get("num_val_tokens"))
+    if info.get("num_test"):
+        return f"- training / validation / test: {train} / {val} / {info['num_test']}{_split(info)}"
+    return f"- training / validation: {train} / {val}{_split(info)}"
+
+
+def model_card(title: str, spec, info: dict, tc, metrics: dict, versions: list[str], usage: str,
+               test_metrics: dict | None = None) -> str:
     """A short, human-readable record of what was trained on what, and how well it did.
 
     `spec` is the run's TrainSpec, `tc` its TrainConfig; `versions` are the libraries that made
-    the model ("torch 2.5.1"; Python is added), `usage` the closing line on how to load it."""
+    the model ("torch 2.5.1"; Python is added), `usage` the closing line on how to load it;
+    `test_metrics` the test split's, evaluated once on this model (a section of their own)."""
     shape = f", input shape: {info['input_shape']}" if info.get("input_shape") is not None else ""
     lines = [
         f"# Model card: {title}",
@@ -137,8 +150,7 @@ def model_card(title: str, spec, info: dict, tc, metrics: dict, versions: list[s
         "## Data",
         *([f"- dataset: {spec.extra['dataset_name']}"] if spec.extra.get("dataset_name") else []),
         f"- kind: {info.get('kind')}, task: {info.get('task')}{shape}",
-        f"- training / validation: {info.get('num_train', info.get('num_train_tokens'))} / "
-        f"{info.get('num_val', info.get('num_val_tokens'))}{_split(info)}",
+        _sizes(info),
     ]
     if info.get("classes"):
         lines.append(f"- classes ({len(info['classes'])}): {', '.join(map(str, info['classes'][:50]))}")
@@ -146,6 +158,10 @@ def model_card(title: str, spec, info: dict, tc, metrics: dict, versions: list[s
               "", "## Training", *(f"- {k}: {v}" for k, v in to_json(tc).items()),
               "", "## Validation metrics",
               *(f"- {k}: {v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))),
+              *(["", "## Test metrics", "The held-out test split, evaluated once on this model after training "
+                 "(never used for early stopping or to pick the epoch).",
+                 *(f"- {k}: {v:.6g}" for k, v in test_metrics.items() if isinstance(v, (int, float)))]
+                if test_metrics else []),
               "", "## Versions", f"- {', '.join([*versions, f'Python {platform.python_version()}'])}",
               "", usage, ""]
     return "\n".join(lines)

@@ -25,6 +25,9 @@ class TensorData:
     y_train: torch.Tensor | None = None
     X_val: torch.Tensor | None = None
     y_val: torch.Tensor | None = None
+    # The test split, when the dataset has one: evaluated once, at the end, on the final model.
+    X_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
     # Language modelling: one token stream per split.
     train_stream: torch.Tensor | None = None
     val_stream: torch.Tensor | None = None
@@ -38,6 +41,7 @@ class TensorData:
     # pack by length and need it on the host; reading it from the device would sync every step.
     lengths_train: torch.Tensor | None = None
     lengths_val: torch.Tensor | None = None
+    lengths_test: torch.Tensor | None = None
 
     @property
     def task(self) -> str:
@@ -46,6 +50,10 @@ class TensorData:
     @property
     def kind(self) -> str:
         return kind_of(self.info)
+
+    @property
+    def has_test(self) -> bool:
+        return self.X_test is not None and len(self.X_test) > 0
 
     @property
     def n_train(self) -> int:
@@ -96,12 +104,14 @@ def load_cache(dataset_dir: str | Path, device: torch.device) -> TensorData:
     data = TensorData(info, device=device)
     # The arrays the kind's cache holds (models_zoo.kinds); a corpus is two token streams.
     names = [f[: -len(".npy")] for f in get_kind(kind).cache_files if f.endswith(".npy")]
+    if (d / "X_test.npy").is_file():  # a test split (tables, sequences, texts, images)
+        names += ["X_test", "y_test"]
     arrays = {STREAMS.get(name, name): array(name) for name in names}
     # Small datasets live on the device for the whole run; large ones stay in (pinned) host
     # memory and move one batch at a time.
     home = device if _fits_on_device(sum(a.nbytes for a in arrays.values()), device) else torch.device("cpu")
     if kind == "text":
-        for split in ("train", "val"):
+        for split in ("train", "val", "test")[: 3 if "X_test" in arrays else 2]:
             lengths = torch.from_numpy((arrays[f"X_{split}"] != 0).sum(1)).long().clamp(min=1)
             setattr(data, f"lengths_{split}", lengths)
     for name, arr in arrays.items():
@@ -124,4 +134,6 @@ def load_cache(dataset_dir: str | Path, device: torch.device) -> TensorData:
         # Train on standardised targets; metrics are reported in the original units.
         data.y_train = (data.y_train.float() - norm["mean"]) / norm["std"]
         data.y_val = (data.y_val.float() - norm["mean"]) / norm["std"]
+        if data.y_test is not None:
+            data.y_test = (data.y_test.float() - norm["mean"]) / norm["std"]
     return data

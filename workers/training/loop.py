@@ -1,5 +1,5 @@
 """The training loop, read top-down in `run()`: setup → resume → for each epoch: train one epoch,
-evaluate, checkpoint, report → export.
+evaluate, checkpoint, report → the test split, once, on the final model → export.
 
 No Django here. `run()` trains from a plain TrainSpec and tells its callbacks what happens; its
 own policies (keep the best epoch, early stopping) are callbacks too (workers/training/callbacks.py).
@@ -140,21 +140,23 @@ def _loss(task: str, out: torch.Tensor, y: torch.Tensor, tc: TrainConfig) -> tor
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: TensorData, batch_size: int, block: int = 128,
-             amp: bool = False) -> tuple[dict, torch.Tensor | None]:
-    """Validation metrics (one host sync at the end) and the raw outputs."""
+             amp: bool = False, split: str = "val") -> tuple[dict, torch.Tensor | None]:
+    """Metrics on the validation (or, `split="test"`, the test) rows — one host sync at the end
+    — and the raw outputs."""
     model.eval()
-    lengths = data.lengths_val if getattr(model, "takes_lengths", False) else None
+    X = getattr(data, f"X_{split}")
+    lengths = getattr(data, f"lengths_{split}") if getattr(model, "takes_lengths", False) else None
     with torch.autocast(device_type=data.device.type, dtype=torch.bfloat16, enabled=amp):
         if data.task == "lm":
             metrics = _evaluate_lm(model, data, batch_size, block)
             model.train()
             return metrics, None
-        outs = [model(data.prepare(data.X_val[i : i + batch_size]),
+        outs = [model(data.prepare(X[i : i + batch_size]),
                       **({} if lengths is None else {"lengths": lengths[i : i + batch_size]})).float()
-                for i in range(0, len(data.X_val), batch_size)]
+                for i in range(0, len(X), batch_size)]
     model.train()
     out = torch.cat(outs)
-    y = data.y_val.to(data.device)
+    y = getattr(data, f"y_{split}").to(data.device)
     if data.task == "classification":
         return classification_metrics(out, y), out
     return regression_metrics(out, y, data.info["target_normalization"]), out
@@ -228,11 +230,15 @@ def _generated_samples(model, data: TensorData, block: int, seed: int, n: int = 
 
 DATASET_KEYS = ("kind", "task", "input_shape", "num_outputs", "classes", "feature_names", "label_column",
                 "categorical", "normalization", "target_normalization", "vocab_size", "max_len", "level",
-                "image_size", "channels", "tokenizer", "text_column")
+                "image_size", "channels", "tokenizer", "text_column", "missing")
+
+
+def _plain(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "confusion"}
 
 
 def export_model(output_dir: Path, spec: TrainSpec, model: torch.nn.Module, data: TensorData,
-                 tc: TrainConfig, metrics: dict) -> list[str]:
+                 tc: TrainConfig, metrics: dict, test_metrics: dict | None = None) -> list[str]:
     """Write model.safetensors + config.json (+ vocab.json): enough to rebuild the model and
     prepare its inputs without the web app."""
     info = data.info
@@ -251,7 +257,9 @@ def export_model(output_dir: Path, spec: TrainSpec, model: torch.nn.Module, data
         "dataset": {k: info[k] for k in DATASET_KEYS if k in info},
         "input_shape": info["input_shape"],
         "class_names": info.get("classes"),
-        "metrics": {k: v for k, v in metrics.items() if k != "confusion"},
+        "metrics": _plain(metrics),
+        # The held-out test split, evaluated once on this model (never used to pick it).
+        "test_metrics": _plain(test_metrics or {}),
         "torch_version": torch.__version__,
     }
     if data.vocab is not None:
@@ -260,7 +268,8 @@ def export_model(output_dir: Path, spec: TrainSpec, model: torch.nn.Module, data
     write_atomic(art / "config.json", json.dumps(config, indent=2))
     write_atomic(art / MODEL_CARD, model_card(
         spec.architecture, spec, info, tc, metrics, versions=[f"torch {torch.__version__}", "format trainyard-model/1"],
-        usage="Load with `models_zoo.loading.load_model(folder)` (config.json + model.safetensors)."))
+        usage="Load with `models_zoo.loading.load_model(folder)` (config.json + model.safetensors).",
+        test_metrics=_plain(test_metrics or {})))
     names.append(MODEL_CARD)
     return sorted(names)
 
@@ -330,13 +339,16 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     seconds = time.perf_counter() - started
     status = "cancelled" if stopped else "succeeded"
     artifacts: list[str] = []
+    test_metrics: dict = {}
     if status == "succeeded":
         metrics = final_metrics(s, cbs, control, best, metrics)
+        test_metrics = evaluate_test(s, cbs, control)
         trained = s.state.samples_seen - start_samples
         metrics.update(samples_per_s=trained / seconds if seconds > 0 else 0.0, train_seconds=seconds)
-        artifacts = export_model(Path(spec.output_dir), spec, s.model, s.data, s.tc, metrics)
+        artifacts = export_model(Path(spec.output_dir), spec, s.model, s.data, s.tc, metrics, test_metrics)
     cbs.fire("on_train_end", s.state, control, status)
-    return TrainResult(status=status, metrics=metrics, artifacts=artifacts, epochs_completed=s.state.epoch)
+    return TrainResult(status=status, metrics=metrics, artifacts=artifacts, epochs_completed=s.state.epoch,
+                       test_metrics=test_metrics)
 
 
 def setup(spec: TrainSpec, tc: TrainConfig) -> Setup:
@@ -489,6 +501,21 @@ def final_metrics(s: Setup, cbs: CallbackList, control: Control, best: KeepBest,
                  f"{s.state.best_metric:.4g})")
     if not metrics:  # resumed after the last epoch had already finished
         metrics, _ = evaluate(s.model, s.data, s.eval_batch, s.block, s.use_amp)
+    return dict(metrics)
+
+
+def evaluate_test(s: Setup, cbs: CallbackList, control: Control) -> dict:
+    """The test split, when the dataset has one: evaluated once, after training, on the model that
+    is exported (the best epoch's with keep=best). Reported as the "test" metric group through
+    `on_log` only — never `on_eval`, so keep-best and early stopping never see it."""
+    if not s.data.has_test:
+        return {}
+    metrics, _ = evaluate(s.model, s.data, s.eval_batch, s.block, s.use_amp, split="test")
+    cbs.fire("on_log", s.state, control, "test", _plain(metrics))
+    monitor, _ = s.tc.monitored(s.data.task)
+    value = metrics.get(monitor)
+    cbs.fire("on_message", s.state, control, "info", f"test split ({len(s.data.X_test)} rows), evaluated once on "
+             f"the final model" + (f": {monitor} {value:.4g}" if isinstance(value, (int, float)) else ""))
     return dict(metrics)
 
 

@@ -24,3 +24,5 @@ class TrainResult:
     metrics: dict
     artifacts: list[str]  # file names under output_dir/artifacts
     epochs_completed: int = 0
+    # The test split's metrics (evaluated once, on the exported model); empty without a test split.
+    test_metrics: dict = field(default_factory=dict)

@@ -102,12 +102,18 @@ def datasets_upload(
     channels: Optional[str] = typer.Option(None, help="image: auto, 1 or 3"),
     level: Optional[str] = typer.Option(None, help="corpus: char or byte"),
     val_fraction: Optional[float] = typer.Option(None, help="validation share"),
+    test_fraction: Optional[float] = typer.Option(None, help="seeded split: test share (default 0: no test split)"),
+    split_column: Optional[str] = typer.Option(None, help="tabular/sequence/text: the train/val/test column "
+                                                          "(default: a column named 'split')"),
+    seed: Optional[int] = typer.Option(None, help="the seeded split's seed"),
+    missing: Optional[str] = typer.Option(None, help="tabular/sequence: refuse or impute empty cells"),
     chunk_mb: int = typer.Option(8, min=1, help="PATCH size (keep below the server's TRAINYARD_MAX_REQUEST_MB)"),
     as_json: bool = JsonFlag,
 ) -> None:
     """Upload FILE resumably (tus): run the same command again after an interruption to go on."""
     options = {"label_column": label_column, "text_column": text_column, "task": task, "image_size": image_size,
-               "channels": channels, "level": level, "val_fraction": val_fraction}
+               "channels": channels, "level": level, "val_fraction": val_fraction, "test_fraction": test_fraction,
+               "split_column": split_column, "seed": seed, "missing": missing}
     c = _client(as_json)
     with typer.progressbar(length=file.stat().st_size, label=file.name, file=sys.stderr) as bar:
         def progress(done: int, total: int) -> None:

@@ -193,8 +193,8 @@ def test_dataset_page_shows_the_schema_and_the_split(client_alice, alice, sent_t
     assert "<tr><th>Input shape</th><td>[2]</td></tr>" in html
     assert "<tr><th>Label column</th><td><code>kind</code></td></tr>" in html
     assert "<tr><th>Features</th><td>height, width</td></tr>" in html
-    assert ("<tr><th>Split</th><td>seeded random split, stratified by class (0.25 validation, seed 0)</td></tr>"
-            in html)
+    assert ('<tr><th>Split</th><td id="split-source">seeded random split, stratified by class (0.25 validation, '
+            'seed 0) — 15 train, 5 validation, no test split</td></tr>' in html)
     assert '<span class="big">15</span> train / <span class="big">5</span> validation' in html
 
     # An archive with its own train/ and val/ folders keeps that split, and says so.
@@ -203,7 +203,8 @@ def test_dataset_page_shows_the_schema_and_the_split(client_alice, alice, sent_t
     img = Dataset.objects.get(kind="image")
     assert ingest_dataset(str(img.pk)) == "ready"
     html = client_alice.get(f"/datasets/{img.pk}/").content.decode()
-    assert "<tr><th>Split</th><td>the archive's own train/ and val/ folders</td></tr>" in html
+    assert ('<tr><th>Split</th><td id="split-source">provided: the archive\'s own train/, val/ folders — 10 train, '
+            '10 validation, no test split</td></tr>' in html)
     assert "<tr><th>Input shape</th><td>[1, 8, 8]</td></tr>" in html
     assert "8×8 px, grayscale" in html
     assert '<span class="big">10</span> train / <span class="big">10</span> validation' in html
