@@ -29,6 +29,8 @@ OBJECT_ROUTES = {
     "jobs:cancel": "job",
     "jobs:retry": "job",
     "api:job-retry": "job",
+    "jobs:continue": "job",
+    "api:job-continue": "job",
     "jobs:delete": "job",
     "jobs:artifact": "job",
     "jobs:try": "job",

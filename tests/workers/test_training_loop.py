@@ -324,6 +324,31 @@ def test_resume_matches_an_uninterrupted_run(cls_ds, tmp_path):
         torch.testing.assert_close(v2, v1, atol=1e-5, rtol=1e-5, msg=k)
 
 
+@pytest.mark.parametrize("schedule", [{}, {"lr_schedule": "cosine"}, {"lr_schedule": "step", "step_epochs": 1}])
+def test_a_continuation_trains_at_its_new_learning_rate_from_where_the_schedule_stood(cls_ds, tmp_path, schedule):
+    """Continue training with a new learning rate (webapp continue_job copies the checkpoint):
+    the job's configured rate wins over the checkpoint's, at the schedule position reached."""
+    import shutil
+
+    run(make_spec(cls_ds, tmp_path / "a", epochs=2, learning_rate=0.01, **schedule))
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "a" / "checkpoints" / "ckpt-000002.pt", tmp_path / "b" / "checkpoints")
+    rec = Recorder()
+    result = run(make_spec(cls_ds, tmp_path / "b", log_interval=0, epochs=4, learning_rate=0.001, **schedule), [rec])
+    assert result.status == "succeeded" and any("resumed" in t and "epoch 2" in t for _, t in rec.messages)
+    lrs = [v["lr"] for split, step, v in rec.logs if split == "train" and "lr" in v]
+    assert lrs and max(lrs) <= 0.001 * (1 + 1e-6)  # never the old 0.01
+    if not schedule:  # constant: exactly the new rate
+        assert all(lr == pytest.approx(0.001) for lr in lrs)
+    # The same job resumed with its own rate follows its schedule exactly (the rule is idempotent).
+    again, straight = Recorder(), Recorder()
+    run(make_spec(cls_ds, tmp_path / "a", log_interval=0, epochs=3, learning_rate=0.01, **schedule), [again])
+    run(make_spec(cls_ds, tmp_path / "c", log_interval=0, epochs=3, learning_rate=0.01, **schedule), [straight])
+    tail = {step: v["lr"] for split, step, v in straight.logs if split == "train" and "lr" in v}
+    resumed = {step: v["lr"] for split, step, v in again.logs if split == "train" and "lr" in v}
+    assert resumed and resumed == {step: tail[step] for step in resumed}
+
+
 def test_resume_falls_back_past_a_corrupt_checkpoint(cls_ds, tmp_path):
     run(make_spec(cls_ds, tmp_path / "job", epochs=5), [StopAtEpoch(3)])
     ck = Checkpointer(tmp_path / "job" / "checkpoints")

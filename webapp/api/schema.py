@@ -169,6 +169,8 @@ class Job(serializers.Serializer):
     metrics = _obj(allow_null=True, help_text="the validation metrics of the final model")
     test_metrics = _obj(help_text="the dataset's test split, evaluated once on the final model after training "
                                   "(never used for early stopping or keep-best); {} without a test split")
+    lineage = _obj(help_text="continued training: {job, name, checkpoint, epoch} of the job whose checkpoint this "
+                             "one started from; {} otherwise")
     last_seq = serializers.IntegerField()
     queue_position = serializers.IntegerField(allow_null=True)
     wait_reason = serializers.CharField(allow_blank=True)

@@ -26,6 +26,7 @@ urlpatterns = [
     path("jobs/<uuid:pk>/", views.JobDetail.as_view(), name="job"),
     path("jobs/<uuid:pk>/cancel/", views.JobCancel.as_view(), name="job-cancel"),
     path("jobs/<uuid:pk>/retry/", views.JobRetry.as_view(), name="job-retry"),
+    path("jobs/<uuid:pk>/continue/", views.JobContinue.as_view(), name="job-continue"),
     path("jobs/<uuid:pk>/events/", views.JobEvents.as_view(), name="job-events"),
     path("jobs/<uuid:pk>/predictions/", views.JobPredictions.as_view(), name="job-predictions"),
     path("jobs/<uuid:pk>/predictions/<uuid:prediction>/", views.JobPrediction.as_view(), name="job-prediction"),

@@ -401,6 +401,32 @@ class JobRetry(Api):
         return Response(job.to_dict())
 
 
+class ContinueRequest(serializers.Serializer):
+    epochs = serializers.IntegerField(min_value=1, max_value=10_000, help_text="epochs to add to the ones done")
+    learning_rate = serializers.FloatField(required=False, allow_null=True, min_value=1e-12, max_value=10,
+                                           help_text="a new learning rate (default: the job's)")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
+class JobContinue(Api):
+    throttle_scope = "submit"
+
+    @extend_schema(request=ContinueRequest, responses=docs.responses({201: docs.Job}, 400, 403, 404, 409),
+                   description="Continue a succeeded or cancelled job's training as a new job: from its last "
+                               "checkpoint (weights, optimizer, schedule position, random state) for `epochs` "
+                               "more epochs, optionally at a new learning rate. The new job's `lineage` names "
+                               "the source. 409 when the job has no checkpoint or is not finished, 429 at the "
+                               "active-job limit.")
+    def post(self, request, pk):
+        job = get_job_for_user(request.user, pk, write=True)
+        v = validated(ContinueRequest, request.data)
+        try:
+            new = services.continue_job(job, request.user, v["epochs"], v.get("learning_rate"), v.get("name", ""))
+        except services.SubmitError as exc:
+            return api_errors.error(" ".join(exc.errors.values()), exc.status, exc.errors)
+        return Response(new.to_dict(), status=status.HTTP_201_CREATED)
+
+
 class EventsQuery(serializers.Serializer):
     after = serializers.IntegerField(required=False, default=0, min_value=0,
                                      help_text="return events numbered above this")

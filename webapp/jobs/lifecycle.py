@@ -112,6 +112,8 @@ def _run_start(job: Job, worker_name: str) -> RunStart:
         _check_still_allowed(job)
         dataset_dir = str(job.dataset.directory)
         extra["dataset_name"] = job.dataset.name  # for the model card
+        if job.lineage:
+            extra["lineage"] = job.lineage  # continued from another job's checkpoint (model card)
         if is_hf(job.architecture):
             from webapp.hub.services import local_path
 

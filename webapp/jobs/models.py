@@ -55,6 +55,9 @@ class Job(models.Model):
     metrics = models.JSONField(default=dict, blank=True, help_text="latest validation metrics")
     # The held-out test split's, evaluated once on the final model (never used to pick it).
     test_metrics = models.JSONField(default=dict, blank=True, help_text="the test split's metrics, final model")
+    # Continued training (services.continue_job): the job and checkpoint it started from, kept
+    # as data so the record outlives the other job: {"job", "name", "checkpoint", "epoch"}.
+    lineage = models.JSONField(default=dict, blank=True, help_text="the job whose checkpoint this one continues")
     last_seq = models.PositiveIntegerField(default=0, help_text="number of the last stored event")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -111,6 +114,7 @@ class Job(models.Model):
             "eta_seconds": self.eta_seconds,
             "metrics": self.metrics,
             "test_metrics": self.test_metrics,
+            "lineage": self.lineage,
             "last_seq": self.last_seq,
             "queue_position": queue_position,
             "wait_reason": self.wait_reason if self.status == self.Status.QUEUED else "",

@@ -7,8 +7,10 @@ worker has it (claim, finish, requeue, the lost-job watchdog) is the lifecycle's
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.db import transaction
 from django.utils import timezone
@@ -19,6 +21,7 @@ from models_zoo._checks import kind_error
 from models_zoo.hparams import TrainConfig
 from models_zoo.schema import ConfigError, to_json, validate
 from webapp.accounts import audit
+from webapp.accounts import storage
 from webapp.accounts.storage import user_lock
 from webapp.datasets.models import Dataset
 from webapp.jobs import scheduler
@@ -80,7 +83,11 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
 
 def submit_job(user, dataset: Dataset | None, architecture: str, model_config: dict | None = None,
                train_config: dict | None = None, name: str = "", priority: int = 0,
-               min_gpu_memory_gb: int | None = None, gpu_type: str = "") -> Job:
+               min_gpu_memory_gb: int | None = None, gpu_type: str = "", *,
+               lineage: dict | None = None, seed_checkpoint: Path | None = None) -> Job:
+    """Queue a job. `seed_checkpoint` (continue_job): a checkpoint copied into the new job's
+    checkpoint folder before it can be claimed, counted against the quota; the runtime resumes
+    from it as from one of its own, and `lineage` records where it came from."""
     clean_model, clean_train = validate_job_request(dataset, architecture, model_config, train_config)
     sched_errors = {}
     if priority > 0 and not user.is_staff:
@@ -108,13 +115,78 @@ def submit_job(user, dataset: Dataset | None, architecture: str, model_config: d
         if active >= limit:
             raise SubmitError({"jobs": f"you have {active} queued or running jobs, the limit is {limit}; "
                                        "wait for some to finish or cancel them"}, status=429)
+        if seed_checkpoint is not None:
+            try:
+                storage.check(user, seed_checkpoint.stat().st_size, "the checkpoint to continue from")
+            except storage.QuotaExceeded as exc:
+                raise SubmitError({"quota": str(exc)}, status=exc.status) from None
         job = Job.objects.create(owner=user, dataset=dataset, name=name, architecture=architecture,
                                  model_config=clean_model, train_config=clean_train, priority=priority,
-                                 min_gpu_memory_gb=min_gpu_memory_gb or None, gpu_type=gpu_type)
+                                 min_gpu_memory_gb=min_gpu_memory_gb or None, gpu_type=gpu_type,
+                                 lineage=lineage or {})
+        if seed_checkpoint is not None:
+            # Copied before the commit (the dispatch runs after it): no worker sees the job first.
+            folder = job.directory / "checkpoints"
+            try:
+                folder.mkdir(parents=True)
+                shutil.copyfile(seed_checkpoint, folder / seed_checkpoint.name)
+            except BaseException:
+                shutil.rmtree(job.directory, ignore_errors=True)
+                raise
         append_events(job.pk, [("status", {"status": Job.Status.QUEUED})])
         audit.record(user, "job.submit", job, architecture=architecture, dataset=str(dataset.pk))
         scheduler.dispatch_soon()  # released to a worker when one is free
     return job
+
+
+CHECKPOINT_NAME = re.compile(r"ckpt-(\d{6})\.pt")
+
+
+def latest_checkpoint(job: Job) -> tuple[Path, int] | None:
+    """(path, epochs it holds) of the job's newest zoo checkpoint (workers/training/checkpoint.py
+    names them ckpt-<epoch>.pt), or None."""
+    folder = job.directory / "checkpoints"
+    found = sorted((p for p in folder.glob("ckpt-*.pt") if CHECKPOINT_NAME.fullmatch(p.name)), reverse=True) \
+        if folder.is_dir() else []
+    return (found[0], int(CHECKPOINT_NAME.fullmatch(found[0].name).group(1))) if found else None
+
+
+def continue_job(source: Job, user, epochs: int, learning_rate: float | None = None, name: str = "") -> Job:
+    """A new job that continues `source`'s training from its last checkpoint for `epochs` more
+    epochs (optionally at a new learning rate): weights, optimizer state, schedule position and
+    random state come from the checkpoint, so 5 epochs continued by 5 train as 10 would. The
+    source stays as it is; the new job's `lineage` (and model card) names it."""
+    errors: dict[str, str] = {}
+    if source.owner_id != user.pk:
+        errors["owner"] = "only the job's owner can continue it (the new job uses their dataset and quota)"
+    elif source.status not in (Job.Status.SUCCEEDED, Job.Status.CANCELLED):
+        errors["status"] = f"only a succeeded or cancelled job can be continued; this one is {source.status}"
+    elif hf.is_hf(source.architecture):
+        errors["architecture"] = ("continuing is for the zoo's architectures; a Hugging Face job keeps no "
+                                  "checkpoint after it ends: fine-tune its exported model instead")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or not 1 <= epochs <= 10_000:
+        errors["epochs"] = "give the number of epochs to add, a whole number from 1 to 10000"
+    if learning_rate is not None and (isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float))
+                                      or not 0 < learning_rate <= 10):
+        errors["learning_rate"] = "give a learning rate above 0 and at most 10, or leave it empty"
+    if (source.train_config or {}).get("lr_schedule") == "onecycle":
+        errors["lr_schedule"] = ("a one-cycle schedule ends with its run and cannot be extended; submit a "
+                                 "new job instead")
+    found = latest_checkpoint(source) if not errors else None
+    if not errors and found is None:
+        errors["checkpoint"] = "this job has no checkpoint to continue from (it stopped before its first epoch ended)"
+    if errors:
+        status = 403 if "owner" in errors else 409 if set(errors) & {"status", "checkpoint"} else 400
+        raise SubmitError(errors, status=status)
+    path, done = found
+    train_config = dict(source.train_config or {}, epochs=done + epochs)
+    if learning_rate is not None:
+        train_config["learning_rate"] = float(learning_rate)
+    lineage = {"job": str(source.pk), "name": source.name, "checkpoint": path.name, "epoch": done}
+    return submit_job(user, source.dataset, source.architecture, source.model_config, train_config,
+                      name=name or f"{source.name} (continued)"[:200], priority=min(source.priority, 0),
+                      min_gpu_memory_gb=source.min_gpu_memory_gb, gpu_type=source.gpu_type,
+                      lineage=lineage, seed_checkpoint=path)
 
 
 class RetryError(SubmitError):

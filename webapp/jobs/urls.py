@@ -11,6 +11,7 @@ urlpatterns = [
     path("<uuid:pk>/", views.job_detail, name="detail"),
     path("<uuid:pk>/cancel/", views.job_cancel, name="cancel"),
     path("<uuid:pk>/retry/", views.job_retry, name="retry"),
+    path("<uuid:pk>/continue/", views.job_continue, name="continue"),
     path("<uuid:pk>/delete/", views.job_delete, name="delete"),
     path("<uuid:pk>/artifacts/<str:name>", views.artifact_download, name="artifact"),
     path("<uuid:pk>/try/", inference_views.try_page, name="try"),

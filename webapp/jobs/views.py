@@ -19,6 +19,7 @@ from webapp.accounts import audit
 from webapp.jobs import lifecycle, services
 from webapp.jobs.access import datasets_for, get_job_for_user, jobs_for
 from webapp.jobs.models import Job, JobEvent, queue_positions
+from webapp.throttles import throttled_page
 
 
 LIST_LIMIT = 500
@@ -206,8 +207,13 @@ def job_detail(request, pk):
     from webapp.exports.services import file_root
     from webapp.inference.services import job_page_context
 
+    found = (services.latest_checkpoint(job) if job.status in (Job.Status.SUCCEEDED, Job.Status.CANCELLED)
+             and not is_hf(job.architecture) and job.owner_id == request.user.pk
+             and job.train_config.get("lr_schedule") != "onecycle" else None)
     return render(request, "jobs/detail.html", {"job": job, "job_json": job.to_dict(), "monitor": monitor,
                                                 "monitor_mode": mode, "mlflow_file_root": file_root(),
+                                                "can_continue": found is not None,
+                                                "continue_from": {"epochs": found[1]} if found else None,
                                                 **job_page_context(job)})
 
 
@@ -234,6 +240,36 @@ def job_retry(request, pk):
     else:
         messages.info(request, "Job queued again; it resumes from its last checkpoint.")
     return redirect("jobs:detail", pk=job.pk)
+
+
+@require_POST
+@throttled_page("submit")
+def job_continue(request, pk):
+    """The job page's "Continue training" form: more epochs (and optionally a new learning
+    rate) from the job's last checkpoint, as a new job."""
+    job = get_job_for_user(request.user, pk, write=True)
+    epochs, lr, errors = _int_or_none(request.POST.get("epochs")), request.POST.get("learning_rate", "").strip(), []
+    try:
+        learning_rate = float(lr) if lr else None
+    except ValueError:
+        learning_rate, errors = None, ["learning rate: give a number such as 0.001, or leave it empty"]
+    if not errors:
+        try:
+            new = services.continue_job(job, request.user, epochs if epochs is not None else 0, learning_rate)
+        except services.SubmitError as exc:
+            errors = list(exc.errors.values())
+        else:
+            messages.success(request, f"Queued “{new.name}”: it continues from {new.lineage['checkpoint']}.")
+            return redirect("jobs:detail", pk=new.pk)
+    messages.error(request, " ".join(errors))
+    return redirect("jobs:detail", pk=job.pk)
+
+
+def _int_or_none(value):
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
 
 
 @require_POST

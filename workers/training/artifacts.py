@@ -154,6 +154,9 @@ def model_card(title: str, spec, info: dict, tc, metrics: dict, versions: list[s
     ]
     if info.get("classes"):
         lines.append(f"- classes ({len(info['classes'])}): {', '.join(map(str, info['classes'][:50]))}")
+    if lineage := spec.extra.get("lineage"):
+        lines += ["", "## Lineage", f"- continued from job {lineage.get('name', '')!s} ({lineage.get('job')}), "
+                                    f"checkpoint {lineage.get('checkpoint')} after epoch {lineage.get('epoch')}"]
     lines += ["", "## Architecture", *(f"- {k}: {v}" for k, v in spec.model_config.items()),
               "", "## Training", *(f"- {k}: {v}" for k, v in to_json(tc).items()),
               "", "## Validation metrics",

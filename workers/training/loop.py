@@ -395,11 +395,27 @@ def resume(s: Setup, policies: list) -> bool:
         state.epoch, state.step = int(ckpt["epoch"]), int(ckpt["step"])
         state.best_metric = ckpt.get("best_metric")
         state.samples_seen = int(ckpt.get("samples_seen", 0))
-        state.learning_rate = s.optimizer.param_groups[0]["lr"]
         for policy in policies:
             policy.load_state_dict(ckpt, s.device)
+        _configured_learning_rate(s)
+        state.learning_rate = s.optimizer.param_groups[0]["lr"]
     state.start_step = state.step
     return ckpt is not None
+
+
+def _configured_learning_rate(s: Setup) -> None:
+    """The job's configured learning rate wins over the checkpoint's: the same value on a resume
+    of the same job; a new one when the job continues another job's training with a new rate
+    (webapp/jobs/services.py continue_job). The schedule goes on from the step it had reached."""
+    lr = s.tc.learning_rate
+    if isinstance(s.scheduler, torch.optim.lr_scheduler.LambdaLR):
+        s.scheduler.base_lrs = [lr for _ in s.optimizer.param_groups]
+        factor = s.scheduler.lr_lambdas[0](s.scheduler.last_epoch)
+        for group in s.optimizer.param_groups:
+            group["initial_lr"], group["lr"] = lr, lr * factor
+    elif s.scheduler is None:
+        for group in s.optimizer.param_groups:
+            group["lr"] = lr
 
 
 def announce(s: Setup, cbs: CallbackList, control: Control, resumed: bool) -> None:
