@@ -411,7 +411,7 @@ class ContinueRequest(serializers.Serializer):
 class JobContinue(Api):
     throttle_scope = "submit"
 
-    @extend_schema(request=ContinueRequest, responses=docs.responses({201: docs.Job}, 400, 403, 404, 409),
+    @extend_schema(request=ContinueRequest, responses=docs.responses({201: docs.Job}, 400, 403, 404, 409, 413),
                    description="Continue a succeeded or cancelled job's training as a new job: from its last "
                                "checkpoint (weights, optimizer, schedule position, random state) for `epochs` "
                                "more epochs, optionally at a new learning rate. The new job's `lineage` names "
