@@ -478,3 +478,21 @@ def test_hf_evaluates_the_test_split_once_on_the_final_model(kind, tmp_path):
     assert rec.hooks.index("on_log:test") > max(i for i, h in enumerate(rec.hooks) if h in ("on_eval", "on_log:val"))
     assert {"loss", "accuracy"} <= set(result.test_metrics) and math.isfinite(result.test_metrics["loss"])
     assert "## Test metrics" in (tmp_path / "job" / "artifacts" / "MODEL_CARD.md").read_text()
+
+
+def test_a_half_precision_checkpoint_is_trained_with_float32_weights(sentiment_ds, bert_dir, tmp_path):
+    """Hub checkpoints are often saved in fp16/bf16; transformers would load them as such, and
+    AdamW on half weights loses the updates. Mixed precision is autocast's job, not the weights'."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from workers.hf.data import load_info
+    from workers.hf.runner import _load
+
+    half = tmp_path / "half"
+    shutil.copytree(bert_dir, half)
+    AutoModelForSequenceClassification.from_pretrained(bert_dir, num_labels=2).to(torch.float16).save_pretrained(half)
+    model, _ = _load("text_classification", half, True, load_info(sentiment_ds))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}

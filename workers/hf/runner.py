@@ -272,8 +272,10 @@ def _load(task: str, folder: Path, has_weights: bool, info: dict):
                   "label2id": {c: i for i, c in enumerate(classes)}}
     try:
         if has_weights:
+            # float32 master weights whatever the checkpoint's dtype (transformers loads a half-precision
+            # file as half by default): mixed precision is the Trainer's autocast, not half weights.
             model = auto.from_pretrained(str(folder), use_safetensors=True, ignore_mismatched_sizes=True,
-                                         **kwargs, **common)
+                                         dtype=torch.float32, **kwargs, **common)
         else:
             config = tf.AutoConfig.from_pretrained(str(folder), **kwargs, **common)
             model = auto.from_config(config, **common)
