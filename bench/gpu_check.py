@@ -207,11 +207,11 @@ class Check:
             raise RuntimeError((r.stderr or r.stdout)[-400:])
         return r.stdout
 
-    def overhead(self, model: str) -> str:
+    def overhead(self, model: str, *extra: str) -> str:
         images = "64" if self.dry else "50000"
         argv = ["bench/train_overhead.py", "--data", "cifar", "--model", model, "--images", images,
-                "--epochs", "1" if self.dry else "3", "--rounds", "1" if self.dry else "2",
-                "--device", self.device, "--batch-size", "64" if self.dry else "512"]
+                "--epochs", "1" if self.dry else "6", "--rounds", "1" if self.dry else "2",
+                "--device", self.device, "--batch-size", "64" if self.dry else "512", *extra]
         if self.dry:
             argv.append("--skip-full")  # the real stack's run is covered by the suite; keep the dry run short
         elif not _stack_importable():
@@ -245,6 +245,10 @@ class Check:
         self.step("NVML telemetry", self.telemetry)
         self.step("overhead CNN preset", lambda: self.overhead("cnn"))
         self.step("overhead ResNet-18", lambda: self.overhead("resnet18"))
+        # The runtime with torch.compile, and with the default augmentation, against the same bare
+        # eager loop: what each costs or gains (the compile time itself is in the job log).
+        self.step("torch.compile ResNet-18", lambda: self.overhead("cnn" if self.dry else "resnet18", "--compile", "on"))
+        self.step("augmentation ResNet-18", lambda: self.overhead("resnet18", "--augment", "auto"))
         self.step("MiniLM fine-tuning", self.minilm)
 
         def several():

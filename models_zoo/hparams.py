@@ -23,6 +23,15 @@ TASK_METRICS = {
     "lm": {"loss": "min"},
 }
 
+AUGMENTS = [
+    ("auto", "Auto: random crop, plus horizontal flip for colour images"),
+    ("off", "Off"),
+    ("crop", "Random crop"),
+    ("crop_flip", "Random crop + horizontal flip"),
+    ("flip", "Horizontal flip"),
+]
+COMPILE = [("off", "Off (eager)"), ("on", "On")]
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -45,11 +54,35 @@ class TrainConfig:
     keep: str = param("last", label="Final model", choices=[("last", "Last epoch"), ("best", "Best epoch")])
     mixed_precision: str = param("auto", label="Mixed precision", choices=[("auto", "bf16 on CUDA"), ("off", "Off")])
     seed: int = param(0, label="Seed", min=0, max=2**31 - 1)
+    # Image jobs: augmentation of the training batches on the device (workers/training/augment.py).
+    augment: str = param("auto", label="Image augmentation", choices=AUGMENTS,
+                         help="image jobs; training batches only, never validation or test")
+    crop_padding: int = param(0, label="Random-crop padding (px, 0 = auto: 1/8 of the side)", min=0, max=64,
+                              help="image jobs with random crop")
+    cutout: int = param(0, label="Cutout square (px, 0 = off)", min=0, max=1024, help="image jobs")
+    mixup_alpha: float = param(0.0, label="Mixup α (0 = off)", min=0.0, max=10.0,
+                               help="image classification; 0.2–0.4 is usual")
+    compile: str = param("off", label="torch.compile", choices=COMPILE,
+                         help="compiles the model before the first step; falls back to eager if it fails")
 
     def check(self) -> dict[str, str]:
         if self.lr_schedule == "onecycle" and self.warmup_epochs:
             return {"warmup_epochs": "one-cycle has its own warm-up; set this to 0"}
         return {}
+
+    def check_for_kind(self, kind: str, task: str) -> dict[str, str]:
+        """Augmentation belongs to image jobs (mixup to image classification): refused elsewhere
+        rather than silently ignored."""
+        errors = {}
+        if kind != "image":
+            if self.augment not in ("auto", "off"):
+                errors["augment"] = f"augmentation applies to image datasets; this one holds {kind} data"
+            for name in ("crop_padding", "cutout", "mixup_alpha"):
+                if getattr(self, name):
+                    errors[name] = f"applies to image datasets; this one holds {kind} data"
+        elif self.mixup_alpha and task != "classification":
+            errors["mixup_alpha"] = "mixup mixes class labels: image classification only"
+        return errors
 
     def monitored(self, task: str) -> tuple[str, str]:
         """The metric that picks the best epoch for `task`, and "max" or "min"."""

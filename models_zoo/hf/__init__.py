@@ -77,6 +77,12 @@ def train_errors(tc) -> dict[str, str]:
         errors["early_stopping_patience"] = "not available for Hugging Face fine-tuning; use Final model = best epoch"
     if tc.monitor in ("r2", "mae"):
         errors["monitor"] = "Hugging Face fine-tuning reports loss, accuracy and F1"
+    if tc.augment not in ("auto", "off") or tc.crop_padding or tc.cutout or tc.mixup_alpha:
+        errors["augment" if tc.augment not in ("auto", "off") else
+               next(n for n in ("crop_padding", "cutout", "mixup_alpha") if getattr(tc, n))] = (
+            "augmentation is for the zoo's image models, not Hugging Face fine-tuning")
+    if tc.compile != "off":
+        errors["compile"] = "not available for Hugging Face fine-tuning"
     return errors
 
 

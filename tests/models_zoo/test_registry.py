@@ -253,6 +253,11 @@ def test_describe_train_config_kinds():
         "keep": "choice",
         "mixed_precision": "choice",
         "seed": "int",
+        "augment": "choice",
+        "crop_padding": "int",
+        "cutout": "int",
+        "mixup_alpha": "float",
+        "compile": "choice",
     }
     # The form defaults validate back to the config defaults.
     form = {f["name"]: str(f["default"]) for f in describe(TrainConfig)}

@@ -18,6 +18,7 @@ from django.utils import timezone
 import models_zoo
 from models_zoo import hf
 from models_zoo._checks import kind_error
+from models_zoo.kinds import kind_of
 from models_zoo.hparams import TrainConfig
 from models_zoo.schema import ConfigError, to_json, validate
 from webapp.accounts import audit
@@ -72,6 +73,8 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
         clean_train = to_json(tc)
         if dataset is not None and dataset.is_ready:
             errors.update({f"train_config.{k}": v for k, v in tc.check_for_task(dataset.info["task"]).items()})
+            errors.update({f"train_config.{k}": v for k, v in tc.check_for_kind(
+                kind_of(dataset.info), dataset.info["task"]).items()})
         if hf.is_hf(architecture):  # settings transformers.Trainer does not honour
             errors.update({f"train_config.{k}": v for k, v in hf.train_errors(tc).items()})
     except ConfigError as exc:

@@ -13,6 +13,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from safetensors.torch import save_file
 import models_zoo
 from models_zoo.hparams import TrainConfig
 from models_zoo.schema import to_json, validate
+from workers.training.augment import Augmenter, plan_for
 from workers.training.artifacts import (MODEL_CARD, make_dir, model_card, move_into_place, temp_path, thumbnail,
                                         write_atomic)
 from workers.training.callbacks import Callback, CallbackList, Control, EarlyStopping, KeepBest, TrainState
@@ -294,6 +296,11 @@ class Setup:
     block: int
     use_amp: bool
     sample_idx: list[int]
+    augmenter: Augmenter | None = None
+    # What the training steps call: the model, or its torch.compile'd wrapper (tc.compile). The
+    # model itself is what is checkpointed, evaluated and exported.
+    forward: Callable | None = None
+    compile_note: str = ""
 
     @property
     def eval_batch(self) -> int:
@@ -372,9 +379,12 @@ def setup(spec: TrainSpec, tc: TrainConfig) -> Setup:
                        learning_rate=optimizer.param_groups[0]["lr"])
     n_val = len(data.val_stream) if data.task == "lm" else len(data.X_val)
     sample_idx = torch.randperm(n_val, generator=torch.Generator().manual_seed(tc.seed + 1))[: spec.num_samples]
+    plan = plan_for(tc, data.info)
+    augmenter = Augmenter(plan, tc.seed, device, data.channels_last) if plan.active else None
     return Setup(spec, tc, device, data, model, batches, optimizer, scheduler, state,
                  Checkpointer(Path(spec.output_dir) / "checkpoints"), block,
-                 use_amp=device.type == "cuda" and tc.mixed_precision == "auto", sample_idx=sample_idx.tolist())
+                 use_amp=device.type == "cuda" and tc.mixed_precision == "auto", sample_idx=sample_idx.tolist(),
+                 augmenter=augmenter, forward=model)
 
 
 def resume(s: Setup, policies: list) -> bool:
@@ -426,6 +436,9 @@ def announce(s: Setup, cbs: CallbackList, control: Control, resumed: bool) -> No
     cbs.fire("on_message", s.state, control, "info",
              f"training on {s.device} ({describe(s.device)}), {s.data.n_train} training {unit}, "
              f"{s.batches.steps} steps per epoch" + (", bf16 autocast" if s.use_amp else ""))
+    if s.augmenter is not None:
+        cbs.fire("on_message", s.state, control, "info",
+                 f"augmenting training batches on {s.device.type}: {s.augmenter.plan.describe()}")
 
 
 def train_one_epoch(s: Setup, epoch: int, cbs: CallbackList, control: Control) -> dict | None:
@@ -440,12 +453,30 @@ def train_one_epoch(s: Setup, epoch: int, cbs: CallbackList, control: Control) -
     run_n = 0
     last_log = time.monotonic()
     model.train()
+    aug = s.augmenter
+    if aug is not None:
+        aug.start_epoch(epoch)
     for i, (xb, yb, kwargs) in enumerate(s.batches.epoch(epoch)):
-        with torch.autocast(device_type=s.device.type, dtype=torch.bfloat16, enabled=s.use_amp):
-            out = model(xb, **kwargs)
-        loss = _loss(task, out, yb, tc)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        mix = None
+        if aug is not None:
+            xb, mix = aug(xb, yb)
+
+        def forward_backward(forward):
+            with torch.autocast(device_type=s.device.type, dtype=torch.bfloat16, enabled=s.use_amp):
+                out = forward(xb, **kwargs)
+            if mix is None:
+                loss = _loss(task, out, yb, tc)
+            else:  # mixup: the loss against both label sets, weighted like the inputs
+                lam, perm = mix
+                loss = lam * _loss(task, out, yb, tc) + (1.0 - lam) * _loss(task, out, yb[perm], tc)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            return out, loss
+
+        if tc.compile == "on" and state.step == state.start_step:
+            out, loss = compiled_first_step(s, cbs, control, forward_backward)
+        else:
+            out, loss = forward_backward(s.forward)
         if tc.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
         optimizer.step()
@@ -470,6 +501,34 @@ def train_one_epoch(s: Setup, epoch: int, cbs: CallbackList, control: Control) -
             run_n, last_log = 0, time.monotonic()
     # Read now: the epoch's samples/s without the evaluation.
     return _train_values(task, run_loss, run_correct, run_n, state, last_log) if run_n else None
+
+
+def compiled_first_step(s: Setup, cbs: CallbackList, control: Control, forward_backward) -> tuple:
+    """The first step with torch.compile (tc.compile): compile, say how long it took, and on any
+    failure say why and train on eagerly (the step is redone without compiling). A later
+    recompile (e.g. the epoch's shorter last batch) that fails runs that frame eagerly
+    (dynamo's suppress_errors)."""
+    started = time.perf_counter()
+    try:
+        torch._dynamo.config.suppress_errors = True
+        compiled = torch.compile(s.model)
+        out, loss = forward_backward(compiled)
+        if s.device.type == "cuda":
+            torch.cuda.synchronize(s.device)
+    except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager mode
+        torch._dynamo.reset()
+        s.forward = s.model
+        why = (str(exc).strip().splitlines() or [""])[0][:200]
+        s.compile_note = f"failed ({type(exc).__name__}), eager mode"
+        cbs.fire("on_message", s.state, control, "warning",
+                 f"torch.compile failed after {time.perf_counter() - started:.1f} s ({type(exc).__name__}: {why}); "
+                 "training on in eager mode")
+        return forward_backward(s.model)
+    s.forward = compiled
+    s.compile_note = f"compiled in {time.perf_counter() - started:.1f} s"
+    cbs.fire("on_message", s.state, control, "info",
+             f"torch.compile: the first step, compiling forward and backward, took {time.perf_counter() - started:.1f} s")
+    return out, loss
 
 
 def evaluate_epoch(s: Setup, epoch: int, cbs: CallbackList, control: Control, train_tail: dict | None) -> dict:
