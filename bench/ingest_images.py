@@ -1,12 +1,14 @@
 """Image ZIP ingest throughput and memory: MNIST-sized synthetic digits.
 
-    .venv/bin/python bench/ingest_images.py [--images 60000] [--size 28] [--workers N] [--keep DIR]
+    .venv/bin/python bench/ingest_images.py [--images 60000] [--size 28] [--workers N] [--processes 1,2] [--keep DIR]
 
 Builds a ZIP of 10 class folders of grayscale PNGs (noise plus a class-dependent pattern,
 generated in worker processes) in a temporary directory, then ingests it in a fresh Python
 process, so that the building's memory does not count, and prints the build time, the ingest
 time, images per second and the ingest process's peak RSS (ru_maxrss), next to that process's
-RSS just before ingesting (the interpreter plus numpy and Pillow).
+RSS just before ingesting (the interpreter plus numpy and Pillow). The ingest runs once per
+`--processes` value per round, interleaved, and the summary gives each one's best images/s and its
+ratio to the first (decoding in 1 process against 2, by default).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import io
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,7 +80,7 @@ def ingest_child(source: str, out: str) -> None:
 
     before = _peak_rss_mib()
     t = time.perf_counter()
-    info = ingest_image_zip(Path(source), Path(out))
+    info = ingest_image_zip(Path(source), Path(out), processes=int(os.environ.get("BENCH_PROCESSES", "1")))
     seconds = time.perf_counter() - t
     print(json.dumps({"seconds": seconds, "num_rows": info["num_rows"], "input_shape": info["input_shape"],
                       "channels": info["channels"], "rss_before_mib": before, "peak_rss_mib": _peak_rss_mib(),
@@ -89,6 +92,9 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=60_000)
     ap.add_argument("--size", type=int, default=28)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--processes", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2],
+                    help="decoding processes to compare, e.g. 1,2 (the ingest's `processes`)")
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--keep", type=Path, help="build the ZIP and the cache here instead of a temp dir")
     ap.add_argument("--ingest-child", nargs=2, metavar=("ZIP", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -105,18 +111,26 @@ def main() -> None:
         build_s = time.perf_counter() - t
         print(f"build:   {args.images} PNGs {args.size}x{args.size} L, {source.stat().st_size / 2**20:.1f} MiB ZIP, "
               f"{build_s:.1f} s ({args.workers} processes)")
-        child = subprocess.run([sys.executable, __file__, "--ingest-child", str(source), str(out)],
-                               capture_output=True, text=True, cwd=ROOT)
-        if child.returncode:
-            sys.exit(child.stderr)
-        r = json.loads(child.stdout.strip().splitlines()[-1])
-        cache = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-        print(f"ingest:  {r['num_rows']} images → {r['input_shape']} {r['channels']}, {r['skipped']} skipped, "
-              f"{cache / 2**20:.1f} MiB cache")
-        print(f"ingest seconds: {r['seconds']:.2f}")
-        print(f"images/s:       {r['num_rows'] / r['seconds']:.0f}")
-        print(f"peak RSS:       {r['peak_rss_mib']:.1f} MiB (ingest process; {r['rss_before_mib']:.1f} MiB "
-              f"before ingesting)")
+        rates: dict[int, list[float]] = {p: [] for p in args.processes}
+        for round_ in range(args.rounds):  # interleaved, so a noisy neighbour slows each alike
+            for processes in args.processes:
+                shutil.rmtree(out, ignore_errors=True)
+                child = subprocess.run([sys.executable, __file__, "--ingest-child", str(source), str(out)],
+                                       capture_output=True, text=True, cwd=ROOT,
+                                       env={**os.environ, "BENCH_PROCESSES": str(processes)})
+                if child.returncode:
+                    sys.exit(child.stderr)
+                r = json.loads(child.stdout.strip().splitlines()[-1])
+                rates[processes].append(r["num_rows"] / r["seconds"])
+                cache = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+                print(f"round {round_ + 1}, {processes} process(es): {r['num_rows']} images → {r['input_shape']} "
+                      f"{r['channels']}, {r['skipped']} skipped, {cache / 2**20:.1f} MiB cache; {r['seconds']:.2f} s, "
+                      f"{r['num_rows'] / r['seconds']:.0f} images/s, peak RSS {r['peak_rss_mib']:.1f} MiB "
+                      f"(parent process; {r['rss_before_mib']:.1f} MiB before ingesting)")
+        base = max(rates[args.processes[0]])
+        for processes, seen in rates.items():
+            print(f"{processes} process(es): {max(seen):.0f} images/s best of {len(seen)}, "
+                  f"{max(seen) / base:.2f}× {args.processes[0]}")
 
 
 if __name__ == "__main__":

@@ -216,6 +216,8 @@ WHITENOISE_USE_FINDERS = True
 # on the stream, before Django buffers anything. Larger files go through the chunked upload API
 # (the web page always uses it), TRAINYARD_MAX_UPLOAD_MB caps the whole file.
 MAX_UPLOAD_BYTES = env_int("TRAINYARD_MAX_UPLOAD_MB", 4096) * 1024 * 1024
+# Processes an ingest worker decodes images with (0 = the CPUs it may run on, at most 8).
+TRAINYARD_INGEST_PROCESSES = env_int("TRAINYARD_INGEST_PROCESSES", 0)
 MAX_REQUEST_BYTES = env_int("TRAINYARD_MAX_REQUEST_MB", 64) * 1024 * 1024
 UPLOAD_CHUNK_BYTES = env_int("TRAINYARD_UPLOAD_CHUNK_MB", 8) * 1024 * 1024
 TRAINYARD_USER_QUOTA_MB = env_int("TRAINYARD_USER_QUOTA_MB", 20 * 1024)  # per user: every byte (accounts/storage.py)

@@ -710,3 +710,39 @@ def test_bomb_warning_does_not_leak_into_the_callers_filters(tmp_path):
     before = list(warnings.filters)
     ingest(tmp_path, two_classes(3))
     assert warnings.filters == before
+
+
+# -- decoding over a process pool -----------------------------------------------------------------
+def _many(n: int, bad: tuple[int, ...] = ()) -> dict[str, bytes]:
+    entries = {f"{cls}/{i:04d}.png": png((10, 10), seed=k * 10_000 + i)
+               for k, cls in enumerate(["cat", "dog", "owl"]) for i in range(n)}
+    names = sorted(entries)
+    for i in bad:
+        entries[names[i]] = b"\x89PNG\r\n\x1a\n" + b"broken" * 10  # a PNG signature, then garbage
+    return entries
+
+
+def test_two_processes_write_the_same_cache_and_skip_the_same_images(tmp_path, monkeypatch):
+    monkeypatch.setattr(images_mod, "PARALLEL_MIN_IMAGES", 100)
+    entries = _many(200, bad=(3, 250, 599))
+    write_zip(tmp_path / "d.zip", entries)
+    one = ingest_image_zip(tmp_path / "d.zip", tmp_path / "one", processes=1)
+    two = ingest_image_zip(tmp_path / "d.zip", tmp_path / "two", processes=2)
+    assert one == two and len(one["skipped"]) == 3 and one["num_rows"] == 597
+    for name in ARRAYS:
+        assert np.array_equal(np.load(tmp_path / "one" / f"{name}.npy"), np.load(tmp_path / "two" / f"{name}.npy"))
+
+
+def test_a_bomb_found_by_a_decoding_process_refuses_the_archive(tmp_path, monkeypatch):
+    monkeypatch.setattr(images_mod, "PARALLEL_MIN_IMAGES", 100)
+    entries = _many(100)
+    entries["owl/9999.png"] = big_png_header(10_000, 9_000)  # the warning-level bomb: an error there too
+    refused(tmp_path, entries, ["'owl/9999.png'", "too large to decode safely"], image_size=8, channels="L",
+            processes=2)
+
+
+def test_decode_processes_default_to_the_cpus_this_process_may_use(monkeypatch):
+    monkeypatch.setattr(images_mod.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert images_mod.decode_processes() == 3 and images_mod.decode_processes(1) == 1
+    monkeypatch.setattr(images_mod.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert images_mod.decode_processes() == images_mod.MAX_PROCESSES

@@ -12,6 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 
 from webapp.accounts import storage
@@ -136,7 +137,8 @@ def ingest_dataset(dataset_id: str) -> str:
 
     try:
         budget = storage.remaining_bytes(ds.owner)  # the upload itself is counted already
-        info = ingest(ds.kind, ds.upload_path, ds.directory, ds.options or {}, progress, max_cache_bytes=budget)
+        info = ingest(ds.kind, ds.upload_path, ds.directory, ds.options or {}, progress, max_cache_bytes=budget,
+                      processes=settings.TRAINYARD_INGEST_PROCESSES or None)
         cache = sum(p.stat().st_size for p in ds.directory.rglob("*") if p.is_file())
         if cache > budget:  # kinds whose cache size is only known once written
             raise IngestError(f"its cache takes {cache / 2**20:.1f} MB, more than the {budget / 2**20:.1f} MB "

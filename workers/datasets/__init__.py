@@ -20,7 +20,8 @@ __all__ = ["IngestError", "ingest"]
 
 
 def ingest(kind: str, source: Path, out_dir: Path, options: dict,
-           progress: Callable[[int, int], None] | None = None, max_cache_bytes: int | None = None) -> dict:
+           progress: Callable[[int, int], None] | None = None, max_cache_bytes: int | None = None,
+           processes: int | None = None) -> dict:
     """`max_cache_bytes`: what the owner may still store; kinds that know their cache's size
     before writing it (images: N × C × H × W) refuse beforehand, the caller checks the others'
     (which grow with the file already counted) once written."""
@@ -32,5 +33,6 @@ def ingest(kind: str, source: Path, out_dir: Path, options: dict,
     if kind == "image":
         kwargs["progress"] = progress
         kwargs["max_cache_bytes"] = max_cache_bytes
+        kwargs["processes"] = processes  # decoding processes (the worker's setting; None = its CPUs)
     function = getattr(importlib.import_module(f"workers.datasets.{entry.ingest_module}"), entry.ingest_function)
     return function(source, out_dir, **kwargs)

@@ -569,8 +569,11 @@ def ingest_image_zip(
     max_ratio: float = MAX_RATIO,
     ratio_min_bytes: int = RATIO_MIN_BYTES,
     max_cache_bytes: int | None = None,
+    processes: int | None = None,
 ) -> dict:
     """Validate the ZIP `source` and write the cache into `out_dir` (which must not exist).
+    `processes`: how many processes decode the images (default: the CPUs this process may use,
+    at most MAX_PROCESSES; 1 decodes in this process; small archives always do).
     Returns the info dict (also written as info.json). `progress(done, total)` is called at the
     start, at most every PROGRESS_EVERY seconds, and at the end (done counts images per pass:
     total is twice the number of images when the header pass runs); if it raises, the ingest
@@ -594,7 +597,8 @@ def ingest_image_zip(
             with open(source, "rb") as f, open_zip(f, limits) as zf, warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 info = _ingest(zf, tmp, files, limits, image_size=image_size, channels=channels,
-                               fractions=(val_fraction, test_fraction), seed=seed, progress=progress)
+                               fractions=(val_fraction, test_fraction), seed=seed, progress=progress,
+                               processes=processes)
             for rf in files.values():
                 rf.close()  # fsync before the rename publishes the cache
     except BaseException:
@@ -607,7 +611,7 @@ def ingest_image_zip(
 
 
 def _ingest(zf, tmp: Path, files: dict, limits: dict, *, image_size, channels, fractions, seed,
-            progress) -> dict:
+            progress, processes=None) -> dict:
     candidates, others = _scan(zf, limits)
     entries, classes, split_kind, ignored = _layout(candidates, others)
     if split_kind == "provided" and fractions[1]:
@@ -639,7 +643,8 @@ def _ingest(zf, tmp: Path, files: dict, limits: dict, *, image_size, channels, f
     _check_cache_size(sum(sizes.values()) * C * image_size * image_size, limits, image_size)
     for part in parts:
         files[part] = _RowFile(tmp / f"X_{part}.npy", sizes[part], shape)
-    formats = _decode_all(zf, entries, files, keep, skipped, limits, channels, image_size, prog, n_candidates)
+    formats = _decode_all(zf, entries, files, keep, skipped, limits, channels, image_size, prog, n_candidates,
+                          processes)
     for part in parts:
         if not keep[part].all():
             files[part] = files[part].compact(keep[part])
@@ -714,31 +719,120 @@ def _assign_rows(entries: list[_Entry], split_kind: str, fractions: tuple[float,
     return sizes
 
 
+# Pass 2 over a process pool: the main process reads the archive in order (every size, ratio and
+# total check stays there, streaming), worker processes decode chunks of images and send back
+# their uint8 rows, and the main process writes them in submission order, so the cache, the
+# skipped list and every error are the same whatever the number of processes.
+PARALLEL_MIN_IMAGES = 512  # below this a pool's start-up costs more than it saves
+CHUNK_IMAGES = 64  # images per task: one round trip per chunk, not per image
+MAX_PROCESSES = 8
+
+
+def decode_processes(requested: int | None = None) -> int:
+    """Processes for decoding: `requested` (≥ 1), else the CPUs this process may run on, at most
+    MAX_PROCESSES."""
+    if requested:
+        return max(1, int(requested))
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_PROCESSES, cpus))
+
+
+def _decode(data: bytes, channels: str, image_size: int) -> tuple:
+    """One image's bytes → ("ok", format, row) | ("bomb", message) | ("os", errno, text) |
+    ("bad", exception): what happened, as data, so that a worker process can send it back."""
+    try:
+        with _open_image(BytesIO(data)) as im:
+            fmt = im.format
+            return "ok", fmt, _convert(im, channels, image_size)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return "bomb", str(exc)
+    except OSError as exc:
+        if exc.errno is not None:  # the machine, not the image (ENOMEM, EIO)
+            return "os", exc.errno, str(exc)
+        return "bad", exc
+    except Exception as exc:  # noqa: BLE001 - any decoder failure on user data: the image is unreadable
+        return "bad", exc
+
+
+def _decode_chunk(datas: list[bytes], channels: str, image_size: int) -> list[tuple]:
+    results = []
+    for d in datas:
+        r = _decode(d, channels, image_size)
+        if r[0] == "bad":  # exceptions travel as their type name and text (any may not pickle)
+            r = ("bad", _unreadable_reason(r[1]))
+        results.append(r)
+    return results
+
+
+def _init_decoder(max_pixels) -> None:
+    """A decoding process: the parent's bomb limit, its warning an error, one thread."""
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 def _decode_all(zf, entries: list[_Entry], files: dict, keep: dict, skipped: list[dict], limits: dict,
-                channels: str, image_size: int, prog: _Progress, n_candidates: int) -> Counter:
+                channels: str, image_size: int, prog: _Progress, n_candidates: int,
+                processes: int | None = None) -> Counter:
     """Pass 2: decode every image straight into its row; marks unreadable ones in `keep`.
     Returns the count of each format decoded."""
     formats: Counter = Counter()
     budget = Budget(limits["max_total_bytes"], "the images in the ZIP")
-    for entry in sorted(entries, key=lambda e: e.info.header_offset):
+    order = sorted(entries, key=lambda e: e.info.header_offset)
+
+    def record(entry: _Entry, result: tuple) -> None:
         split = entry.dest
-        data = read_entry(zf, entry, budget, limits)
-        try:
-            with _open_image(BytesIO(data)) as im:
-                fmt = im.format
-                row = _convert(im, channels, image_size)
-            files[split].write(entry.row, row)
-            formats[fmt] += 1
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise _bomb(entry, exc) from None
-        except OSError as exc:
-            if exc.errno is not None:  # the disk, not the image (ENOSPC, EIO)
-                raise
-            _unreadable(entry, exc, keep[split], skipped, n_candidates)
-        except Exception as exc:  # any decoder failure on user data: the image is unreadable
-            _unreadable(entry, exc, keep[split], skipped, n_candidates)
-        del data
+        if result[0] == "ok":
+            files[split].write(entry.row, result[2])
+            formats[result[1]] += 1
+        elif result[0] == "bomb":
+            raise _bomb(entry, result[1])
+        elif result[0] == "os":
+            raise OSError(result[1], result[2])
+        else:
+            reason = result[1] if isinstance(result[1], str) else _unreadable_reason(result[1])
+            keep[split][entry.row] = False
+            skipped.append({"file": entry.name, "reason": reason})
+            _check_skipped(skipped, n_candidates)
         prog.step()
+
+    n = decode_processes(processes)
+    if n == 1 or len(order) < PARALLEL_MIN_IMAGES:
+        for entry in order:
+            record(entry, _decode(read_entry(zf, entry, budget, limits), channels, image_size))
+        return formats
+
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    # forkserver: children start from a clean server process, not a fork of this one (a Celery
+    # worker with threads and open database connections).
+    context = multiprocessing.get_context("forkserver")
+    pending: deque = deque()
+    with ProcessPoolExecutor(n, mp_context=context, initializer=_init_decoder,
+                             initargs=(Image.MAX_IMAGE_PIXELS,)) as pool:
+        try:
+            for start in range(0, len(order), CHUNK_IMAGES):
+                chunk = order[start : start + CHUNK_IMAGES]
+                datas = [read_entry(zf, e, budget, limits) for e in chunk]
+                pending.append((chunk, pool.submit(_decode_chunk, datas, channels, image_size)))
+                del datas
+                while len(pending) > 2 * n:  # bounded: at most ~2 chunks per process in flight
+                    done, future = pending.popleft()
+                    for entry, result in zip(done, future.result()):
+                        record(entry, result)
+            while pending:
+                done, future = pending.popleft()
+                for entry, result in zip(done, future.result()):
+                    record(entry, result)
+        except BaseException:
+            for _, future in pending:
+                future.cancel()
+            raise
     return formats
 
 
@@ -759,12 +853,6 @@ def _check_readable(y: dict, classes: list[str], split_kind: str) -> np.ndarray:
     if len(y["train"]) == 0 or len(y["val"]) == 0:
         raise IngestError("too few readable images to split into training and validation")
     return counts
-
-
-def _unreadable(entry: _Entry, exc: Exception, keep: np.ndarray, skipped: list[dict], n_candidates: int) -> None:
-    keep[entry.row] = False
-    skipped.append({"file": entry.name, "reason": _unreadable_reason(exc)})
-    _check_skipped(skipped, n_candidates)
 
 
 def _check_classes_present(ok: list[_Entry], classes: list[str], split_kind: str) -> None:
