@@ -86,7 +86,8 @@ def _within(field: dict, v: float) -> None:
 def _check_range(field: dict, spec: dict) -> dict:
     kind = field["kind"]
     if spec["type"] != kind:
-        raise ValueError(f"a {kind} setting takes type {kind!r} or 'choice', not {spec['type']!r}")
+        raise ValueError(f"{'an' if kind == 'int' else 'a'} {kind} setting takes type {kind!r} or 'choice', "
+                         f"not {spec['type']!r}")
     extra = set(spec) - {"type", "low", "high", "log", "step"}
     if extra:
         raise ValueError(f"unknown keys {', '.join(sorted(extra))} (a range has low, high, log, step)")

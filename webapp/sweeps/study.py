@@ -30,7 +30,7 @@ PRUNERS = [("median", "Median (stop a trial worse than the median of finished on
            ("halving", "Successive halving (keep the best third at epochs 1, 3, 9, …)"),
            ("none", "None (every trial runs all its epochs)")]
 MEDIAN_STARTUP_TRIALS = 2  # finished trials before the median pruner judges anyone
-MEDIAN_WARMUP_EPOCHS = 1  # epochs a trial always gets (its first judgement is after epoch 2)
+MEDIAN_FIRST_EPOCH = 2  # the first epoch at which the median pruner judges a trial (epoch 1 is free)
 
 STATES = {"running": TrialState.RUNNING, "complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
           "failed": TrialState.FAIL, "cancelled": TrialState.FAIL}
@@ -75,7 +75,7 @@ def _decode(space: dict, params: dict) -> dict:
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS, n_warmup_steps=MEDIAN_WARMUP_EPOCHS)
+        return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS, n_warmup_steps=MEDIAN_FIRST_EPOCH)
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     return optuna.pruners.NopPruner()
@@ -87,11 +87,14 @@ def startup_trials(budget: int) -> int:
 
 
 def build(space: dict, direction: str, trials: list[TrialData], *, seed: int = 0, number: int = 0,
-          budget: int = 20, pruner: str = "none") -> optuna.Study:
+          budget: int = 20, pruner: str = "none") -> tuple[optuna.Study, dict[int, int]]:
+    """The in-memory study of these trials, and each trial's Optuna id by its number (Optuna
+    numbers the trials it is given in order; ours may have gaps in a test)."""
     sampler = optuna.samplers.TPESampler(seed=(seed * 1_000_003 + number) % 2**32,
                                          n_startup_trials=startup_trials(budget), constant_liar=True)
     study = optuna.create_study(direction=direction, sampler=sampler, pruner=make_pruner(pruner))
     dists = distributions(space)
+    ids: dict[int, int] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for t in sorted(trials, key=lambda t: t.number):
@@ -103,14 +106,15 @@ def build(space: dict, direction: str, trials: list[TrialData], *, seed: int = 0
                 state=state, value=t.value if state == TrialState.COMPLETE else None, params=params,
                 distributions={k: dists[k] for k in params}, system_attrs=dict(t.system_attrs),
                 intermediate_values={int(k): float(v) for k, v in t.intermediate.items()}))
-    return study
+            ids[t.number] = study.get_trials(deepcopy=False)[-1]._trial_id
+    return study, ids
 
 
 def suggest(space: dict, direction: str, trials: list[TrialData], *, seed: int, budget: int) -> dict:
     """The next trial's parameters given every trial so far (running ones included: the TPE's
     constant liar keeps concurrent trials apart)."""
     number = len(trials)
-    study = build(space, direction, trials, seed=seed, number=number, budget=budget)
+    study, _ = build(space, direction, trials, seed=seed, number=number, budget=budget)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trial = study.ask(distributions(space))
@@ -130,8 +134,8 @@ def prune_decision(space: dict, direction: str, pruner: str, trials: list[TrialD
     known = {e: v for e, v in current.intermediate.items() if e not in new_epochs}
     others = [t for t in trials if t.number != number]
     me = TrialData(number, "running", current.params, None, known, dict(current.system_attrs))
-    study = build(space, direction, [*others, me], pruner=pruner)
-    frozen_id = next(t._trial_id for t in study.get_trials(deepcopy=False) if t.number == number)
+    study, ids = build(space, direction, [*others, me], pruner=pruner)
+    frozen_id = ids[number]
     storage = study._storage
     for epoch in sorted(new_epochs):
         storage.set_trial_intermediate_value(frozen_id, epoch, float(current.intermediate[epoch]))
@@ -147,7 +151,7 @@ def importances(space: dict, direction: str, trials: list[TrialData]) -> dict[st
         return f"parameter importances need at least 3 complete trials; this sweep has {len(done)}"
     if len(space) < 2:
         return "parameter importances compare two or more searched settings; this sweep searches one"
-    study = build(space, direction, done)
+    study, _ = build(space, direction, done)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
