@@ -192,7 +192,9 @@ def advance_sweep(sweep_id) -> None:
             if t.state != Trial.State.RUNNING:
                 continue
             if t.job is not None:
-                fresh[t.number] = _read_epochs(sweep, t)
+                # The last epoch is never judged: the run is over by then, stopping it saves nothing.
+                last = (t.job.train_config or {}).get("epochs") or 0
+                fresh[t.number] = [e for e in _read_epochs(sweep, t) if e < last]
             if t.job is None or t.job.is_final:
                 _finish_trial(sweep, t, t.job)
             Trial.objects.filter(pk=t.pk).update(intermediate_values=t.intermediate_values,
