@@ -179,6 +179,38 @@ def _end_sweep(sweep: Sweep, status: str, error: str = "") -> None:
     sweep.status, sweep.error, sweep.finished_at = status, error[:10_000], timezone.now()
 
 
+def _sync_trials(sweep: Sweep, trials: list[Trial]) -> dict[int, list[int]]:
+    """Read the running trials' new validation epochs and record those whose job ended; the
+    epochs the pruner may judge, by trial number."""
+    fresh: dict[int, list[int]] = {}
+    for t in trials:
+        if t.state != Trial.State.RUNNING:
+            continue
+        if t.job is not None:
+            # The last epoch is never judged: the run is over by then, stopping it saves nothing.
+            last = (t.job.train_config or {}).get("epochs") or 0
+            fresh[t.number] = [e for e in _read_epochs(sweep, t) if e < last]
+        if t.job is None or t.job.is_final:
+            _finish_trial(sweep, t, t.job)
+        Trial.objects.filter(pk=t.pk).update(intermediate_values=t.intermediate_values,
+                                             last_event_seq=t.last_event_seq)
+    return fresh
+
+
+def _prune_running(sweep: Sweep, trials: list[Trial], fresh: dict[int, list[int]]) -> None:
+    if sweep.pruner == Sweep.Pruner.NONE:
+        return
+    data = [_trial_data(t) for t in trials]
+    for t in trials:
+        if t.state == Trial.State.RUNNING and fresh.get(t.number):
+            epoch, t.system_attrs = study.prune_decision(sweep.space, sweep.direction, sweep.pruner, data,
+                                                         t.number, fresh[t.number])
+            Trial.objects.filter(pk=t.pk).update(system_attrs=t.system_attrs)
+            if epoch is not None:
+                _prune(sweep, t, epoch)
+                data = [_trial_data(x) for x in trials]
+
+
 def advance_sweep(sweep_id) -> None:
     """Move the sweep one step (see the module doc); safe to call at any time, from any process."""
     with transaction.atomic():
@@ -187,27 +219,7 @@ def advance_sweep(sweep_id) -> None:
             return
         before = (sweep.status, sweep.wait_reason)
         trials = list(sweep.trials.select_related("job").order_by("number"))
-        fresh: dict[int, list[int]] = {}
-        for t in trials:
-            if t.state != Trial.State.RUNNING:
-                continue
-            if t.job is not None:
-                # The last epoch is never judged: the run is over by then, stopping it saves nothing.
-                last = (t.job.train_config or {}).get("epochs") or 0
-                fresh[t.number] = [e for e in _read_epochs(sweep, t) if e < last]
-            if t.job is None or t.job.is_final:
-                _finish_trial(sweep, t, t.job)
-            Trial.objects.filter(pk=t.pk).update(intermediate_values=t.intermediate_values,
-                                                 last_event_seq=t.last_event_seq)
-        data = [_trial_data(t) for t in trials]
-        for t in trials:
-            if t.state == Trial.State.RUNNING and fresh.get(t.number) and sweep.pruner != Sweep.Pruner.NONE:
-                epoch, t.system_attrs = study.prune_decision(sweep.space, sweep.direction, sweep.pruner, data,
-                                                             t.number, fresh[t.number])
-                Trial.objects.filter(pk=t.pk).update(system_attrs=t.system_attrs)
-                if epoch is not None:
-                    _prune(sweep, t, epoch)
-                    data = [_trial_data(x) for x in trials]
+        _prune_running(sweep, trials, _sync_trials(sweep, trials))
         while sweep.status == Sweep.Status.RUNNING and len(trials) < sweep.budget:
             unfinished = sum(1 for t in trials if t.job is not None and not t.job.is_final)
             if unfinished >= sweep.concurrency or not _submit_trial(sweep, trials):
