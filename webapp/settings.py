@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "webapp.hub",
     "webapp.inference",
     "webapp.exports",
+    "webapp.sweeps",
     "webapp.api",
 ]
 

@@ -11,6 +11,7 @@ urlpatterns = [
     path("account/", include("webapp.accounts.urls")),
     path("datasets/", include("webapp.datasets.urls")),
     path("jobs/", include("webapp.jobs.urls")),
+    path("sweeps/", include("webapp.sweeps.urls")),
     path("models/", include("webapp.hub.urls")),
     path("api/", include("webapp.api.urls")),
     path("admin/", admin.site.urls),

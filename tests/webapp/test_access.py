@@ -49,11 +49,18 @@ OBJECT_ROUTES = {
     "api:job-export-mlflow": "job",
     "api:job-export-mlflow-result": "job",
     "hub:delete": "model",
+    "sweeps:detail": "sweep",
+    "sweeps:cancel": "sweep",
+    "sweeps:promote": "sweep",
+    "api:sweep": "sweep",
+    "api:sweep-cancel": "sweep",
+    "api:sweep-promote": "sweep",
 }
 # Routes without an object id: must require login (pages redirect, API answers 401/403).
 LIST_ROUTES = {
     "home", "accounts:profile", "accounts:token", "accounts:revoke_token", "password_change", "password_change_done", "accounts:notifications", "accounts:webhook_secret", "datasets:list", "jobs:list", "jobs:new", "jobs:compare",
     "api:architectures", "api:datasets", "api:jobs", "api:uploads", "api:tus", "hub:list", "api:models",
+    "sweeps:list", "sweeps:new", "api:sweeps",
 }
 PUBLIC_ROUTES = {"login", "logout", "api:schema"}
 # Operators only (a metrics token or a staff session): everyone else is refused, never redirected.
@@ -106,8 +113,15 @@ def objects(alice):
                                       owner=alice)
     failure = IngestFailure.objects.create(id=uuid.uuid4(), owner=alice, name="bad", kind="tabular",
                                            original_filename="bad.csv", error="bad.csv: line 3: 1 fields")
+    from webapp.sweeps.models import Sweep, Trial
+
+    sweep = Sweep.objects.create(owner=alice, name="alices-sweep", dataset=job.dataset, architecture="mlp",
+                                 space={"train.learning_rate": {"type": "float", "low": 1e-4, "high": 0.1, "log": True}},
+                                 metric="loss", direction="minimize", budget=3, concurrency=1)
+    Trial.objects.create(sweep=sweep, number=0, job=job, params={"train.learning_rate": 0.01}, state="complete",
+                         value=0.5)
     return {"job": job, "dataset": job.dataset, "upload": start_upload(alice, "big.zip", 1000), "model": model,
-            "ingest_failure": failure}
+            "ingest_failure": failure, "sweep": sweep}
 
 
 def _client(user, api=False):
@@ -140,6 +154,8 @@ def test_other_users_get_404_on_every_object_route(alice, bob, charlie, objects,
     assert objects["job"].status == "succeeded" and not objects["job"].cancel_requested
     assert type(objects["model"]).objects.filter(pk=objects["model"].pk).exists()
     assert type(objects["ingest_failure"]).objects.filter(pk=objects["ingest_failure"].pk).exists()
+    objects["sweep"].refresh_from_db()
+    assert objects["sweep"].status == "running" and objects["job"].__class__.objects.count() == 1  # none promoted
 
 
 @pytest.mark.django_db
@@ -160,7 +176,8 @@ def test_anonymous_is_sent_to_login_or_refused(objects):
 def test_owner_and_staff_can_read_every_object_route(alice, staff, objects):
     routes = {name: pat for name, pat in walk(get_resolver().url_patterns)}
     read_routes = ["datasets:detail", "jobs:detail", "jobs:artifact", "jobs:try", "jobs:onnx", "api:dataset", "api:job", "api:job-events",
-                   "api:artifact", "api:upload", "api:job-export-tensorboard", "api:job-export-mlflow"]
+                   "api:artifact", "api:upload", "api:job-export-tensorboard", "api:job-export-mlflow",
+                   "sweeps:detail", "api:sweep"]
     for user in (alice, staff):
         for name in read_routes:
             if name == "api:upload" and user is staff:
@@ -174,7 +191,11 @@ def test_owner_and_staff_can_read_every_object_route(alice, staff, objects):
 @pytest.mark.django_db
 def test_lists_show_only_own_objects_but_staff_sees_all(alice, bob, staff):
     job = finished_job(alice)
-    for api_url, key in (("/api/jobs/", "jobs"), ("/api/datasets/", "datasets")):
+    from webapp.sweeps.models import Sweep
+
+    Sweep.objects.create(owner=alice, name="s", dataset=job.dataset, architecture="mlp", space={}, metric="loss",
+                         direction="minimize", budget=1, concurrency=1, status="succeeded")
+    for api_url, key in (("/api/jobs/", "jobs"), ("/api/datasets/", "datasets"), ("/api/sweeps/", "sweeps")):
         assert _client(bob, api=True).get(api_url).json()[key] == []
         assert len(_client(alice, api=True).get(api_url).json()[key]) == 1
         assert len(_client(staff, api=True).get(api_url).json()[key]) == 1

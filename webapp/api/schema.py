@@ -183,6 +183,45 @@ class Job(serializers.Serializer):
 
 JobListBody = inline_serializer("JobList", {"jobs": Job(many=True)})
 
+
+class Trial(serializers.Serializer):
+    number = serializers.IntegerField()
+    job = serializers.UUIDField(allow_null=True, help_text="the trial's ordinary job (null: refused before it ran)")
+    job_status = serializers.CharField(allow_null=True)
+    params = _obj(help_text="the searched settings' values, by key (train.<name>, model.<name>)")
+    state = serializers.ChoiceField(choices=["running", "complete", "pruned", "failed", "cancelled"])
+    value = serializers.FloatField(allow_null=True, help_text="the metric of the trial's final model")
+    intermediate_values = _obj(help_text="epoch -> the validation metric stored for it")
+    pruned_at_epoch = serializers.IntegerField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+
+
+class Sweep(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    owner = serializers.CharField()
+    dataset = serializers.UUIDField(allow_null=True)
+    architecture = serializers.CharField()
+    base_model_config = _obj()
+    base_train_config = _obj()
+    space = _obj(help_text="the validated search space")
+    metric = serializers.CharField()
+    direction = serializers.ChoiceField(choices=["minimize", "maximize"])
+    budget = serializers.IntegerField()
+    concurrency = serializers.IntegerField()
+    seed = serializers.IntegerField()
+    pruner = serializers.ChoiceField(choices=["median", "halving", "none"])
+    status = serializers.ChoiceField(choices=["running", "succeeded", "cancelled", "failed"])
+    error = serializers.CharField(allow_blank=True)
+    wait_reason = serializers.CharField(allow_blank=True)
+    best = Trial(allow_null=True)
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    trials = Trial(many=True, required=False)
+
+
+SweepListBody = inline_serializer("SweepList", {"sweeps": Sweep(many=True)})
+
 EVENT_KINDS = ["status", "progress", "metric", "samples", "confusion", "log"]
 FIELD_KINDS = ["int", "float", "str", "bool", "choice", "ints"]
 

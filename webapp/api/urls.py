@@ -6,6 +6,7 @@ from webapp.api import views
 from webapp.datasets import tus
 from webapp.api.schema import settings as schema_settings
 from webapp.hub.api import ModelList
+from webapp.sweeps import api as sweeps
 
 # The schema's description carries what OpenAPI cannot: the websockets (webapp/api/schema.py).
 SCHEMA_SETTINGS = schema_settings()
@@ -36,4 +37,8 @@ urlpatterns = [
     path("jobs/<uuid:pk>/exports/mlflow/", views.JobMlflowExports.as_view(), name="job-export-mlflow"),
     path("jobs/<uuid:pk>/exports/mlflow/<uuid:export>/", views.JobMlflowExport.as_view(),
          name="job-export-mlflow-result"),
+    path("sweeps/", sweeps.SweepList.as_view(), name="sweeps"),
+    path("sweeps/<uuid:pk>/", sweeps.SweepDetail.as_view(), name="sweep"),
+    path("sweeps/<uuid:pk>/cancel/", sweeps.SweepCancel.as_view(), name="sweep-cancel"),
+    path("sweeps/<uuid:pk>/promote/", sweeps.SweepPromote.as_view(), name="sweep-promote"),
 ]

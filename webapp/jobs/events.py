@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import F
 
 from webapp.jobs.models import Job, JobEvent
+from webapp.jobs.signals import job_progressed
 from webapp.monitoring import recorder
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,18 @@ def append_events(job_id, events: list[tuple[str, dict]], *, token: int | None =
         if any(kind == "status" for kind, _ in events):
             owner_id = Job.objects.values_list("owner_id", flat=True).get(pk=job_id)
             transaction.on_commit(lambda: publish_to_user(owner_id, job_id))
+        final = any(kind == "status" and data.get("status") in Job.FINAL for kind, data in events)
+        if final or any(kind == "metric" and data.get("split") == "val" for kind, data in events):
+            transaction.on_commit(lambda: _progressed(job_id, final))
     return payload
+
+
+def _progressed(job_id, final: bool) -> None:
+    """Tell the receivers of signals.job_progressed (a sweep's advance); never raises: the events
+    are stored, and the receivers' periodic pass catches up."""
+    for receiver, result in job_progressed.send_robust(sender=Job, job_id=job_id, final=final):
+        if isinstance(result, Exception):
+            log.error("%s failed on job %s: %r", receiver, job_id, result, exc_info=result)
 
 
 def publish(job_id, events: list[dict]) -> None:

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from webapp.cluster.models import Worker
 from webapp.jobs import lifecycle, scheduler
+from webapp.sweeps import services as sweeps
 from workers.adapters import gpu
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ class Heartbeat(threading.Thread):
                         log.warning("requeued lost job %s", job_id)
                     # The periodic dispatcher pass: frees slots of vanished workers, releases queued jobs.
                     scheduler.dispatch()
+                    # The sweeps' periodic advance: catches up on anything a job's hook missed.
+                    sweeps.advance_all()
             except Exception:  # noqa: BLE001 - a missed beat is not fatal
                 log.exception("heartbeat failed")
         connection.close()
