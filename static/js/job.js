@@ -250,7 +250,7 @@
       if (lastProgress) onProgress(lastProgress); // drop the ETA
       if (live) setConn("finished");
     }
-    if (status === "succeeded" && live) loadArtifacts();
+    if (final && live) loadOutputs();
   }
 
   function el(tag, props, ...children) {
@@ -361,7 +361,7 @@
     for (const ev of body.events) dispatch(ev, false);
     lastSeq = body.last_seq;
     page.dataset.lastSeq = String(lastSeq);
-    if (FINAL.includes(status) && !FINAL.includes(job.status)) loadArtifacts(); // finished since the page was rendered
+    if (FINAL.includes(status) && !FINAL.includes(job.status)) loadOutputs(); // finished since the page was rendered
     if (body.downsampled) {
       const note = document.getElementById("history-note");
       note.textContent = "History of " + body.metric_events.toLocaleString("en") + " points: drawing " + points.toLocaleString("en") + " of them, chosen to keep each curve's shape; new points are exact.";
@@ -388,19 +388,29 @@
     try { await fetchAfter(); } catch (e) { console.warn(e); } finally { resyncing = false; }
   }
 
-  async function loadArtifacts() {
-    const r = await fetch(page.dataset.jobUrl, { credentials: "same-origin" });
-    if (!r.ok) return;
-    const data = await r.json();
-    if (data.finished_at) { finishedAt = Date.parse(data.finished_at); tickDuration(); }
-    const ul = document.getElementById("artifacts");
-    ul.replaceChildren();
-    for (const a of data.artifacts) {
-      const link = el("a", { href: page.dataset.artifactBase + encodeURIComponent(a.name), textContent: a.name });
-      link.setAttribute("download", "");
-      ul.append(el("li", null, link, " ", el("span", { className: "muted", textContent: (a.size_bytes / 1024).toFixed(1) + " KB" })));
+  // The job has ended: the server renders what it now offers (try the model, continue training,
+  // ONNX export, the model files, a cancelled job's checkpoint) with the same access rules as the
+  // page, and each [data-outputs] element is swapped for the new one with its id.
+  let outputsLoading = null;
+  function loadOutputs() {
+    if (!outputsLoading) outputsLoading = fetchOutputs().catch((e) => console.warn(e)).finally(() => { outputsLoading = null; });
+    return outputsLoading;
+  }
+  async function fetchOutputs() {
+    const [fragment, data] = await Promise.all([
+      fetch(page.dataset.outputsUrl, { credentials: "same-origin" }).then((r) => (r.ok ? r.text() : null)),
+      fetch(page.dataset.jobUrl, { credentials: "same-origin" }).then((r) => (r.ok ? r.json() : null)),
+    ]);
+    if (data && data.finished_at) { finishedAt = Date.parse(data.finished_at); tickDuration(); }
+    if (fragment !== null) {
+      const doc = new DOMParser().parseFromString(fragment, "text/html");
+      for (const fresh of doc.querySelectorAll("[data-outputs][id]")) {
+        const old = document.getElementById(fresh.id);
+        if (old) old.replaceWith(document.importNode(fresh, true));
+      }
+      page.dataset.outputs = "loaded";
     }
-    document.dispatchEvent(new CustomEvent("trainyard:artifacts", { detail: data }));
+    document.dispatchEvent(new CustomEvent("trainyard:outputs", { detail: data }));
   }
 
   function setConn(text) { document.getElementById("conn-state").textContent = text; }

@@ -205,16 +205,51 @@ def job_detail(request, pk):
     job = get_job_for_user(request.user, pk)
     monitor, mode = monitored(job)
     from webapp.exports.services import file_root
-    from webapp.inference.services import job_page_context
 
-    found = (services.latest_checkpoint(job) if job.status in (Job.Status.SUCCEEDED, Job.Status.CANCELLED)
-             and not is_hf(job.architecture) and job.owner_id == request.user.pk
-             and job.train_config.get("lr_schedule") != "onecycle" else None)
     return render(request, "jobs/detail.html", {"job": job, "job_json": job.to_dict(), "monitor": monitor,
                                                 "monitor_mode": mode, "mlflow_file_root": file_root(),
-                                                "can_continue": found is not None,
-                                                "continue_from": {"epochs": found[1]} if found else None,
-                                                **job_page_context(job)})
+                                                **outputs_context(job, request.user)})
+
+
+def job_outputs(request, pk):
+    """The job page's outputs (try, continue, checkpoint, model files, ONNX) as an HTML fragment,
+    which the live page fetches when the job ends, so they appear without a reload."""
+    job = get_job_for_user(request.user, pk)
+    response = render(request, "jobs/outputs.html", {"job": job, **outputs_context(job, request.user)})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def outputs_context(job: Job, user) -> dict:
+    """What the job page offers once the job has ended, for `user` (who may see the job)."""
+    from webapp.inference.services import job_page_context
+
+    owner = job.owner_id == user.pk
+    zoo = not is_hf(job.architecture)
+    found = services.latest_checkpoint(job) if owner and zoo and job.is_final else None
+    can_continue = (found is not None and job.status in (Job.Status.SUCCEEDED, Job.Status.CANCELLED)
+                    and job.train_config.get("lr_schedule") != "onecycle")
+    offer_checkpoint = found is not None and job.status in (Job.Status.CANCELLED, Job.Status.FAILED)
+    return {"can_continue": can_continue, "continue_from": {"epochs": found[1]} if can_continue else None,
+            "checkpoint": {"epochs": found[1], "size": found[0].stat().st_size} if offer_checkpoint else None,
+            **job_page_context(job)}
+
+
+def checkpoint_download(request, pk):
+    """The last checkpoint of the user's own cancelled or failed job (weights, optimizer and
+    random state), streamed; 404 for anyone else, staff included, and for other states."""
+    job = get_job_for_user(request.user, pk)
+    found = services.latest_checkpoint(job) if (
+        job.owner_id == request.user.pk and not is_hf(job.architecture)
+        and job.status in (Job.Status.CANCELLED, Job.Status.FAILED)) else None
+    if found is None:
+        raise Http404
+    path, epochs = found
+    audit.record(request.user, "checkpoint.download", job, file=path.name)
+    response = FileResponse(open(path, "rb"), as_attachment=True, filename=f"{job.pk}-epoch{epochs}.pt",
+                            content_type="application/octet-stream")
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @require_POST
