@@ -38,7 +38,15 @@
       const meta = document.createElement("span");
       meta.className = "muted";
       meta.textContent = " " + (a.size_bytes / 1024).toFixed(1) + " KB · sha256 " + a.sha256.slice(0, 13) + "…";
-      li.append(link, meta);
+      li.append(link);
+      if (a.name === "MODEL_CARD.md" && page.dataset.modelCardUrl) {
+        const read = document.createElement("a");
+        read.href = page.dataset.modelCardUrl;
+        read.id = "model-card-link";
+        read.textContent = "read it";
+        li.append(" ", read);
+      }
+      li.append(meta);
       list.append(li);
     });
   }

@@ -34,6 +34,7 @@ OBJECT_ROUTES = {
     "jobs:delete": "job",
     "jobs:artifact": "job",
     "jobs:outputs": "job",
+    "jobs:model-card": "job",
     "jobs:checkpoint": "job",
     "jobs:try": "job",
     "jobs:predict": "job",

@@ -55,6 +55,18 @@ class Dataset(models.Model):
         return Path(settings.DATA_DIR) / "uploads" / f"{self.id}.upload"
 
     @property
+    def size_label(self) -> str:
+        """How much data it holds, in its kind's unit: rows, images, a corpus' tokens."""
+        info = self.info or {}
+        if self.kind == "corpus":
+            n, unit = info.get("num_tokens", info.get("num_rows")), "byte" if info.get("level") == "byte" else "character"
+        else:
+            n, unit = info.get("num_rows"), "image" if self.kind == "image" else "sequence" if self.kind == "sequence" else "row"
+        if not isinstance(n, int):
+            return ""
+        return f"{n:,} {unit}{'' if n == 1 else 's'}"
+
+    @property
     def is_ready(self) -> bool:
         return self.status == self.Status.READY
 

@@ -14,6 +14,7 @@ urlpatterns = [
     path("<uuid:pk>/continue/", views.job_continue, name="continue"),
     path("<uuid:pk>/delete/", views.job_delete, name="delete"),
     path("<uuid:pk>/outputs/", views.job_outputs, name="outputs"),
+    path("<uuid:pk>/model-card/", views.model_card, name="model-card"),
     path("<uuid:pk>/checkpoint/", views.checkpoint_download, name="checkpoint"),
     path("<uuid:pk>/artifacts/<str:name>", views.artifact_download, name="artifact"),
     path("<uuid:pk>/try/", inference_views.try_page, name="try"),

@@ -95,6 +95,7 @@ def job_rows(jobs: list[Job]) -> list[dict]:
             "cancel_requested": j.cancel_requested and not j.is_final,
             "queue_position": positions.get(j.pk),
             "wait_reason": j.wait_reason if j.status == Job.Status.QUEUED else "",
+            "queue_note": j.queue_note(positions.get(j.pk)),
             "worker": j.worker_name, "epoch": j.epoch, "epochs": (j.train_config or {}).get("epochs"),
             "step": j.step, "total_steps": j.total_steps,
             "progress": 1.0 if j.status == Job.Status.SUCCEEDED else round(j.progress_fraction, 4),
@@ -207,6 +208,7 @@ def job_detail(request, pk):
     from webapp.exports.services import file_root
 
     return render(request, "jobs/detail.html", {"job": job, "job_json": job.to_dict(), "monitor": monitor,
+                                                "queue_note": job.queue_note(job.queue_position),
                                                 "monitor_mode": mode, "mlflow_file_root": file_root(),
                                                 **outputs_context(job, request.user)})
 
@@ -315,6 +317,24 @@ def job_delete(request, pk):
         return redirect("jobs:list")
     messages.error(request, "Cancel the job before deleting it.")
     return redirect("jobs:detail", pk=job.pk)
+
+
+MODEL_CARD = "MODEL_CARD.md"
+MODEL_CARD_MAX_BYTES = 1_000_000
+
+
+def model_card(request, pk):
+    """The job's MODEL_CARD.md as a page (Markdown rendered with raw HTML escaped); the file
+    itself stays a download at its artifact URL."""
+    job = get_job_for_user(request.user, pk)
+    artifact = job.artifacts.filter(name=MODEL_CARD).first()
+    if artifact is None or not artifact.path.is_file() or lifecycle.file_sha256(artifact.path) != artifact.sha256:
+        raise Http404
+    from webapp.jobs import markdown
+
+    with open(artifact.path, "rb") as f:
+        text = f.read(MODEL_CARD_MAX_BYTES).decode("utf-8", errors="replace")
+    return render(request, "jobs/model_card.html", {"job": job, "card_html": markdown.render(text)})
 
 
 def artifact_download(request, pk, name):
