@@ -58,10 +58,11 @@ class Dataset(models.Model):
     def size_label(self) -> str:
         """How much data it holds, in its kind's unit: rows, images, a corpus' tokens."""
         info = self.info or {}
+        n = info.get("num_rows")
         if self.kind == "corpus":
-            n, unit = info.get("num_tokens", info.get("num_rows")), "byte" if info.get("level") == "byte" else "character"
+            n, unit = info.get("num_tokens", n), "byte" if info.get("level") == "byte" else "character"
         else:
-            n, unit = info.get("num_rows"), "image" if self.kind == "image" else "sequence" if self.kind == "sequence" else "row"
+            unit = {"image": "image", "sequence": "sequence"}.get(self.kind, "row")
         if not isinstance(n, int):
             return ""
         return f"{n:,} {unit}{'' if n == 1 else 's'}"
