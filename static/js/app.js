@@ -188,8 +188,7 @@
       const badge = tr.querySelector('[data-field="status"]');
       badge.textContent = j.status_label;
       badge.className = "badge " + j.status;
-      tr.querySelector('[data-field="queue"]').textContent = j.wait_reason ? j.wait_reason : j.queue_position != null
-        ? "waiting for a worker, " + j.queue_position + " ahead" : (j.cancel_requested ? "stopping…" : "");
+      tr.querySelector('[data-field="queue"]').textContent = j.queue_note || (j.cancel_requested ? "stopping…" : "");
       tr.querySelector('[data-field="progress"]').value = j.progress;
       let text = j.total_steps ? "epoch " + j.epoch + "/" + j.epochs : "";
       if (j.eta_seconds != null) text += " · ETA " + fmtSeconds(j.eta_seconds);

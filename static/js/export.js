@@ -2,12 +2,10 @@
 // socket ("trainyard:onnx", from notify.js) with polling as a fallback, and lists the new files.
 (function () {
   "use strict";
-  const box = document.getElementById("onnx-export");
-  if (!box) return;
-  const button = document.getElementById("onnx-button");
-  const state = document.getElementById("onnx-state");
-  const list = document.getElementById("artifacts");
   const page = document.getElementById("job-page");
+  if (!page) return;
+  // (Re)bound when the live page swaps in its outputs at the job's end (job.js, "trainyard:outputs").
+  let box = null, button = null, state = null, list = null;
   let timer = null;
 
   function csrf() {
@@ -15,6 +13,17 @@
     if (m) return decodeURIComponent(m[1]);
     const input = document.querySelector("input[name=csrfmiddlewaretoken]");
     return input ? input.value : "";
+  }
+
+  function init() {
+    clearTimeout(timer);
+    box = document.getElementById("onnx-export");
+    list = document.getElementById("artifacts");
+    if (!box) return;
+    button = document.getElementById("onnx-button");
+    state = document.getElementById("onnx-state");
+    button.addEventListener("click", start);
+    if (box.dataset.status === "pending") poll(1000);
   }
 
   function showArtifacts(artifacts) {
@@ -29,13 +38,21 @@
       const meta = document.createElement("span");
       meta.className = "muted";
       meta.textContent = " " + (a.size_bytes / 1024).toFixed(1) + " KB · sha256 " + a.sha256.slice(0, 13) + "…";
-      li.append(link, meta);
+      li.append(link);
+      if (a.name === "MODEL_CARD.md" && page.dataset.modelCardUrl) {
+        const read = document.createElement("a");
+        read.href = page.dataset.modelCardUrl;
+        read.id = "model-card-link";
+        read.textContent = "read it";
+        li.append(" ", read);
+      }
+      li.append(meta);
       list.append(li);
     });
   }
 
   function show(onnx, artifacts) {
-    if (!onnx) return;
+    if (!onnx || !box) return;
     box.dataset.status = onnx.status;
     if (onnx.status === "pending") {
       state.textContent = "Exporting to ONNX…";
@@ -71,7 +88,7 @@
     if (e.detail.job === page.dataset.job) show(e.detail, e.detail.artifacts);
   });
 
-  button.addEventListener("click", async () => {
+  async function start() {
     button.disabled = true;
     try {
       const resp = await fetch(box.dataset.url, { method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrf() } });
@@ -84,6 +101,7 @@
     } finally {
       button.disabled = false;
     }
-  });
-  if (box.dataset.status === "pending") poll(1000);
+  }
+  document.addEventListener("trainyard:outputs", init);
+  init();
 })();

@@ -27,31 +27,93 @@
   const textColor = color("--muted", "#6b7280");
 
   // -- charts ---------------------------------------------------------------------------------
-  // Raw points per split and value name; a chart shows one value name for each split.
+  // Raw points ({step, epoch, t, y}) per split and value name; a chart shows one value name for
+  // each split, against the x axis picked (step, epoch or wall time since the start).
+  const K = window.ChartKit;
   const raw = { train: {}, val: {} };
-  const smoothed = new Map(); // raw array -> {alpha, data, ema, n}
+  const shown = new Map(); // raw array -> {alpha, axis, t0, data, ema, n, i}
   let alpha = 0;
+  let axis = "step";
   let metricName = null;
+  let view = null; // the x range all charts show, {min, max}; null: everything
   const chartKeys = { loss: () => "loss", metric: () => metricName, lr: () => "lr", speed: () => "samples_per_s" };
+
+  function t0() {
+    if (startedAt) return startedAt / 1000;
+    let first = Infinity;
+    for (const bySplit of Object.values(raw)) for (const data of Object.values(bySplit)) if (data.length && data[0].t < first) first = data[0].t;
+    return Number.isFinite(first) ? first : 0;
+  }
+
+  // Every visible series at the hovered x: each dataset's point nearest to the pointer.
+  if (typeof Chart !== "undefined") {
+    Chart.Interaction.modes.eachSeries = function (chart, e) {
+      const items = [];
+      const area = chart.chartArea;
+      if (!area || e.x < area.left || e.x > area.right) return items;
+      chart.data.datasets.forEach((_, i) => {
+        const meta = chart.getDatasetMeta(i);
+        if (!chart.isDatasetVisible(i) || !meta.data.length) return;
+        const index = K.nearestIndex(meta.data.map((el) => el.x), e.x);
+        if (index >= 0) items.push({ element: meta.data[index], datasetIndex: i, index: index });
+      });
+      return items;
+    };
+  }
+
+  // The drag-to-zoom band, drawn over the chart while the pointer is down.
+  const bandPlugin = {
+    id: "zoomBand",
+    afterDraw(chart) {
+      const band = chart.$band;
+      if (!band) return;
+      const { top, bottom } = chart.chartArea;
+      const ctx = chart.ctx;
+      ctx.save();
+      ctx.fillStyle = "rgba(37, 99, 235, 0.15)";
+      ctx.strokeStyle = colors.train;
+      ctx.fillRect(Math.min(band.from, band.to), top, Math.abs(band.to - band.from), bottom - top);
+      ctx.strokeRect(Math.min(band.from, band.to), top, Math.abs(band.to - band.from), bottom - top);
+      ctx.restore();
+    },
+  };
+
+  let hoverX = null;
+  function xLabel(v) { return axis === "time" ? K.formatDuration(v, Math.abs(v) < 10 ? 1 : 0) : fmt(v); }
 
   function makeChart(canvasId) {
     if (typeof Chart === "undefined") return null;
     return new Chart(document.getElementById(canvasId), {
       type: "line",
       data: { datasets: [] },
+      plugins: [bandPlugin],
       options: {
         animation: false, parsing: false, normalized: true, responsive: true, maintainAspectRatio: false,
-        interaction: { mode: "nearest", axis: "x", intersect: false },
+        interaction: { mode: "eachSeries", intersect: false },
         scales: {
-          x: { type: "linear", title: { display: true, text: "step", color: textColor }, grid: { color: gridColor }, ticks: { color: textColor } },
-          y: { type: "linear", grid: { color: gridColor }, ticks: { color: textColor, maxTicksLimit: 7, callback: tick } },
+          x: { type: "linear", title: { display: true, text: "step", color: textColor }, grid: { color: gridColor },
+               ticks: { color: textColor, maxTicksLimit: 8, callback: xTick } },
+          y: { type: "linear", grid: { color: gridColor }, ticks: { color: textColor, maxTicksLimit: 7, callback: yTick } },
         },
-        plugins: { decimation: { enabled: true, algorithm: "lttb", samples: 800 }, legend: { position: "bottom", labels: { color: textColor } } },
+        plugins: {
+          decimation: { enabled: true, algorithm: "lttb", samples: 800 },
+          legend: { position: "bottom", labels: { color: textColor } },
+          tooltip: { callbacks: {
+            title: (items) => { hoverX = items.length ? items[0].parsed.x : null; return items.length ? K.AXES[axis].title + " " + xLabel(hoverX) : ""; },
+            // A series without a point at exactly that x (validation every epoch) says where its nearest is.
+            label: (item) => item.dataset.label + ": " + fmt(item.parsed.y) + (item.parsed.x !== hoverX ? " (at " + xLabel(item.parsed.x) + ")" : ""),
+          } },
+        },
         elements: { point: { radius: 0, hitRadius: 4 }, line: { borderWidth: 1.5 } },
       },
     });
   }
-  function tick(v) { return Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-2) ? Number(v).toExponential(1) : String(Number(Number(v).toPrecision(3))); }
+  // Chart.js passes every tick of the axis: the labels are chosen together, so neighbours differ.
+  function yTick(v, i, ticks) { return K.tickLabels(ticks.map((t) => t.value))[i]; }
+  function xTick(v, i, ticks) {
+    const values = ticks.map((t) => t.value);
+    return (axis === "time" ? K.durationLabels(values) : K.tickLabels(values))[i];
+  }
   const charts = {};
   for (const name of Object.keys(chartKeys)) charts[name] = makeChart("chart-" + name);
 
@@ -60,33 +122,50 @@
     return bySplit[key] || (bySplit[key] = []);
   }
 
-  // Debiased exponential moving average (as TensorBoard does), computed incrementally.
+  // The points as drawn: x on the chosen axis, train curves smoothed by a debiased exponential
+  // moving average (as TensorBoard does; the LR schedule is exact, not noisy), incrementally.
   function display(split, key, data) {
-    if (!alpha || split !== "train" || key === "lr") return data; // the schedule is exact, not noisy
-    let s = smoothed.get(data);
-    if (!s || s.alpha !== alpha) { s = { alpha: alpha, data: [], ema: 0, n: 0 }; smoothed.set(data, s); }
-    for (let i = s.data.length; i < data.length; i++) {
-      s.n += 1;
-      s.ema = alpha * s.ema + (1 - alpha) * data[i].y;
-      s.data.push({ x: data[i].x, y: s.ema / (1 - Math.pow(alpha, s.n)) });
+    const a = split === "train" && key !== "lr" ? alpha : 0;
+    const origin = axis === "time" ? t0() : 0;
+    let s = shown.get(data);
+    if (!s || s.alpha !== a || s.axis !== axis || s.t0 !== origin) {
+      s = { alpha: a, axis: axis, t0: origin, data: [], ema: 0, n: 0, i: 0 };
+      shown.set(data, s);
+    }
+    for (; s.i < data.length; s.i++) {
+      const p = data[s.i];
+      const x = K.xOf(p, axis, origin);
+      if (x === null) continue;
+      let y = p.y;
+      if (a) {
+        s.n += 1;
+        s.ema = a * s.ema + (1 - a) * p.y;
+        y = s.ema / (1 - Math.pow(a, s.n));
+      }
+      s.data.push({ x: x, y: y });
     }
     return s.data;
   }
 
   function syncChart(name) {
     const chart = charts[name];
-    if (!chart) return;
     const key = chartKeys[name]();
     const wanted = [];
     for (const split of ["train", "val"]) {
       const data = key && raw[split] && raw[split][key];
       if (data && data.length) wanted.push({ split: split, data: data });
     }
+    const figure = document.getElementById("figure-" + name);
+    if (figure) figure.dataset.empty = wanted.length ? "false" : "true";
+    if (!chart) return;
     chart.data.datasets = wanted.map((w) => {
       const label = w.split + " " + label_(key) + (alpha && w.split === "train" && key !== "lr" ? " (smoothed)" : "");
       return { label: label, data: display(w.split, key, w.data), borderColor: colors[w.split], backgroundColor: colors[w.split],
                pointRadius: w.split === "val" && w.data.length < 60 ? 2 : 0 };
     });
+    chart.options.scales.x.title.text = K.AXES[axis].title;
+    chart.options.scales.x.min = view ? view.min : undefined;
+    chart.options.scales.x.max = view ? view.max : undefined;
   }
   function label_(key) { return key === "r2" ? "R²" : key === "samples_per_s" ? "throughput" : key === "lr" ? "lr" : key; }
 
@@ -104,11 +183,159 @@
     });
   }
 
+  // -- zoom and pan: one x range for all four charts ------------------------------------------
+  function extent() {
+    let min = Infinity, max = -Infinity;
+    for (const chart of Object.values(charts)) {
+      if (!chart) continue;
+      for (const d of chart.data.datasets) {
+        if (!d.data.length) continue;
+        min = Math.min(min, d.data[0].x);
+        max = Math.max(max, d.data[d.data.length - 1].x);
+      }
+    }
+    return min < max ? { min: min, max: max } : null;
+  }
+  function setView(range) {
+    const bounds = extent();
+    if (range && bounds && (range.min <= bounds.min && range.max >= bounds.max)) range = null; // all of it
+    if (range && !(range.max > range.min)) return;
+    view = range;
+    document.getElementById("charts").dataset.zoomed = view ? "true" : "false";
+    for (const b of document.querySelectorAll("#charts [data-reset]")) b.hidden = !view;
+    redraw();
+  }
+  function current(chart) { return view || { min: chart.scales.x.min, max: chart.scales.x.max }; }
+  function zoomBy(chart, factor, centerPx) {
+    const r = current(chart);
+    const center = centerPx === undefined ? (r.min + r.max) / 2 : chart.scales.x.getValueForPixel(centerPx);
+    setView(K.zoomRange(r.min, r.max, center, factor, extent()));
+  }
+  function panBy(chart, delta) {
+    const r = current(chart);
+    setView(K.panRange(r.min, r.max, delta, extent()));
+  }
+
+  function bindZoom(name) {
+    const chart = charts[name];
+    if (!chart) return;
+    const canvas = chart.canvas;
+    let drag = null;
+    canvas.addEventListener("pointerdown", (e) => {
+      if (e.button !== 0) return;
+      const x = e.offsetX;
+      const area = chart.chartArea;
+      if (x < area.left || x > area.right || e.offsetY < area.top || e.offsetY > area.bottom) return;
+      drag = { from: x, pan: e.shiftKey, range: current(chart), value: chart.scales.x.getValueForPixel(x) };
+      canvas.setPointerCapture(e.pointerId);
+    });
+    canvas.addEventListener("pointermove", (e) => {
+      if (!drag) return;
+      const area = chart.chartArea;
+      const x = Math.min(area.right, Math.max(area.left, e.offsetX));
+      if (drag.pan) {
+        const r = drag.range;
+        const perPx = (r.max - r.min) / (area.right - area.left);
+        setView(K.panRange(r.min, r.max, (drag.from - x) * perPx, extent()));
+      } else {
+        chart.$band = { from: drag.from, to: x };
+        chart.draw();
+      }
+    });
+    const end = (e) => {
+      if (!drag) return;
+      const band = chart.$band;
+      chart.$band = null;
+      const wasPan = drag.pan;
+      drag = null;
+      if (!wasPan && band && Math.abs(band.to - band.from) > 4) {
+        const a = chart.scales.x.getValueForPixel(band.from), b = chart.scales.x.getValueForPixel(band.to);
+        setView({ min: Math.min(a, b), max: Math.max(a, b) });
+      } else chart.draw();
+      if (e && e.pointerId !== undefined && canvas.hasPointerCapture(e.pointerId)) canvas.releasePointerCapture(e.pointerId);
+    };
+    canvas.addEventListener("pointerup", end);
+    canvas.addEventListener("pointercancel", end);
+    canvas.addEventListener("dblclick", () => setView(null));
+    // Ctrl (or ⌘) + wheel zooms, as maps do; a plain wheel keeps scrolling the page.
+    canvas.addEventListener("wheel", (e) => {
+      if (!e.ctrlKey && !e.metaKey) return;
+      e.preventDefault();
+      zoomBy(chart, Math.exp(Math.max(-1, Math.min(1, e.deltaY / 300))), e.offsetX);
+    }, { passive: false });
+    canvas.addEventListener("keydown", (e) => {
+      const r = current(chart);
+      const step = (r.max - r.min) / 10;
+      if (e.key === "+" || e.key === "=") zoomBy(chart, 0.8);
+      else if (e.key === "-" || e.key === "_") zoomBy(chart, 1.25);
+      else if (e.key === "ArrowLeft") panBy(chart, -step);
+      else if (e.key === "ArrowRight") panBy(chart, step);
+      else if (e.key === "0" || e.key === "Escape") setView(null);
+      else return;
+      e.preventDefault();
+    });
+  }
+  for (const name of Object.keys(charts)) bindZoom(name);
+  for (const b of document.querySelectorAll("#charts [data-reset]")) b.addEventListener("click", () => setView(null));
+  document.getElementById("x-axis").addEventListener("change", (e) => {
+    axis = e.target.value in K.AXES ? e.target.value : "step";
+    view = null;
+    setView(null);
+  });
+
+  // -- export: a chart's whole stored history as CSV (not the drawn, downsampled points), or
+  // the chart as drawn as PNG.
+  function saveBlob(blob, filename) {
+    const url = URL.createObjectURL(blob);
+    const a = el("a", { href: url, download: filename });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }
+  function fileStem(name) { return (job.name || "job").replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^-+|-+$/g, "") + "-" + name; }
+  async function allEvents() {
+    const events = [];
+    let after = 0;
+    for (;;) {
+      const r = await fetch(page.dataset.eventsUrl + "?after=" + after, { credentials: "same-origin" });
+      if (!r.ok) throw new Error("events: HTTP " + r.status);
+      const body = await r.json();
+      events.push(...body.events);
+      if (!body.events.length) return events;
+      after = body.events[body.events.length - 1].seq;
+      if (after >= body.last_seq) return events;
+    }
+  }
+  for (const b of document.querySelectorAll("#charts [data-csv]")) {
+    b.addEventListener("click", async () => {
+      const key = chartKeys[b.dataset.csv]();
+      if (!key) return;
+      b.disabled = true;
+      try { saveBlob(new Blob([K.metricCSV(await allEvents(), key)], { type: "text/csv" }), fileStem(key) + ".csv"); }
+      catch (e) { console.warn(e); }
+      finally { b.disabled = false; }
+    });
+  }
+  for (const b of document.querySelectorAll("#charts [data-png]")) {
+    b.addEventListener("click", () => {
+      const chart = charts[b.dataset.png];
+      if (!chart) return;
+      const src = chart.canvas;
+      const out = el("canvas", { width: src.width, height: src.height });
+      const ctx = out.getContext("2d");
+      ctx.fillStyle = color("--card", "#ffffff"); // the page's card colour, not a transparent PNG
+      ctx.fillRect(0, 0, out.width, out.height);
+      ctx.drawImage(src, 0, 0);
+      out.toBlob((blob) => blob && saveBlob(blob, fileStem(chartKeys[b.dataset.png]() || b.dataset.png) + ".png"), "image/png");
+    });
+  }
+
   // Controls: smoothing, the metric shown, log scales (all keyboard operable native inputs).
   const smoothing = document.getElementById("smoothing");
   smoothing.addEventListener("input", () => {
     alpha = Number(smoothing.value);
-    smoothed.clear();
+    shown.clear();
     document.getElementById("smoothing-value").textContent = alpha ? alpha.toFixed(2) : "off";
     redraw();
   });
@@ -150,7 +377,7 @@
     if (ev.split === "test") { renderTest(v); return; } // one final evaluation: a table, not a curve
     const split = ev.split === "val" ? "val" : "train";
     for (const [k, y] of Object.entries(v)) {
-      if (typeof y === "number" && Number.isFinite(y)) series(split, k).push({ x: ev.step, y: y });
+      if (typeof y === "number" && Number.isFinite(y)) series(split, k).push({ step: ev.step, epoch: ev.epoch, t: ev.t, y: y });
     }
     offerMetrics(v);
     if (v.perplexity !== undefined) document.getElementById("speed-caption").textContent = "Throughput (tokens/s)";
@@ -250,7 +477,7 @@
       if (lastProgress) onProgress(lastProgress); // drop the ETA
       if (live) setConn("finished");
     }
-    if (status === "succeeded" && live) loadArtifacts();
+    if (final && live) loadOutputs();
   }
 
   function el(tag, props, ...children) {
@@ -361,7 +588,7 @@
     for (const ev of body.events) dispatch(ev, false);
     lastSeq = body.last_seq;
     page.dataset.lastSeq = String(lastSeq);
-    if (FINAL.includes(status) && !FINAL.includes(job.status)) loadArtifacts(); // finished since the page was rendered
+    if (FINAL.includes(status) && !FINAL.includes(job.status)) loadOutputs(); // finished since the page was rendered
     if (body.downsampled) {
       const note = document.getElementById("history-note");
       note.textContent = "History of " + body.metric_events.toLocaleString("en") + " points: drawing " + points.toLocaleString("en") + " of them, chosen to keep each curve's shape; new points are exact.";
@@ -388,19 +615,29 @@
     try { await fetchAfter(); } catch (e) { console.warn(e); } finally { resyncing = false; }
   }
 
-  async function loadArtifacts() {
-    const r = await fetch(page.dataset.jobUrl, { credentials: "same-origin" });
-    if (!r.ok) return;
-    const data = await r.json();
-    if (data.finished_at) { finishedAt = Date.parse(data.finished_at); tickDuration(); }
-    const ul = document.getElementById("artifacts");
-    ul.replaceChildren();
-    for (const a of data.artifacts) {
-      const link = el("a", { href: page.dataset.artifactBase + encodeURIComponent(a.name), textContent: a.name });
-      link.setAttribute("download", "");
-      ul.append(el("li", null, link, " ", el("span", { className: "muted", textContent: (a.size_bytes / 1024).toFixed(1) + " KB" })));
+  // The job has ended: the server renders what it now offers (try the model, continue training,
+  // ONNX export, the model files, a cancelled job's checkpoint) with the same access rules as the
+  // page, and each [data-outputs] element is swapped for the new one with its id.
+  let outputsLoading = null;
+  function loadOutputs() {
+    if (!outputsLoading) outputsLoading = fetchOutputs().catch((e) => console.warn(e)).finally(() => { outputsLoading = null; });
+    return outputsLoading;
+  }
+  async function fetchOutputs() {
+    const [fragment, data] = await Promise.all([
+      fetch(page.dataset.outputsUrl, { credentials: "same-origin" }).then((r) => (r.ok ? r.text() : null)),
+      fetch(page.dataset.jobUrl, { credentials: "same-origin" }).then((r) => (r.ok ? r.json() : null)),
+    ]);
+    if (data && data.finished_at) { finishedAt = Date.parse(data.finished_at); tickDuration(); }
+    if (fragment !== null) {
+      const doc = new DOMParser().parseFromString(fragment, "text/html");
+      for (const fresh of doc.querySelectorAll("[data-outputs][id]")) {
+        const old = document.getElementById(fresh.id);
+        if (old) old.replaceWith(document.importNode(fresh, true));
+      }
+      page.dataset.outputs = "loaded";
     }
-    document.dispatchEvent(new CustomEvent("trainyard:artifacts", { detail: data }));
+    document.dispatchEvent(new CustomEvent("trainyard:outputs", { detail: data }));
   }
 
   function setConn(text) { document.getElementById("conn-state").textContent = text; }

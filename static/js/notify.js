@@ -1,8 +1,18 @@
 // Every signed-in page: a socket for the user's own job changes. Shows a toast when a job
 // finishes or fails, and keeps the jobs list (when open) up to date without reloading.
+"use strict";
+// At most `n` characters, cut at a word boundary (never mid-word), with an ellipsis.
+function shorten(text, n) {
+  if (text.length <= n) return text;
+  const cut = text.slice(0, n - 1);
+  const space = cut.search(/\s\S*$/);
+  return (space > n * 0.6 ? cut.slice(0, space) : cut).replace(/[\s,;:.]+$/, "") + "…";
+}
+
+if (typeof module === "object" && module.exports) module.exports = { shorten };
+
 (function () {
-  "use strict";
-  if (!document.body.dataset.user) return;
+  if (typeof document === "undefined" || !document.body.dataset.user) return;
   const FINAL = { succeeded: "finished", failed: "failed", cancelled: "was cancelled" };
   const labels = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled" };
   let retries = 0;
@@ -22,7 +32,9 @@
     const a = document.createElement("a");
     a.href = "/jobs/" + job.id + "/";
     a.className = "toast " + job.status;
-    a.textContent = "Job “" + job.name + "” " + FINAL[job.status] + (job.error ? ": " + job.error.slice(0, 120) : "");
+    const full = "Job “" + job.name + "” " + FINAL[job.status] + (job.error ? ": " + job.error : "");
+    a.textContent = shorten(full, 160);
+    if (a.textContent !== full) a.title = full;  // the whole message on hover; the job page has it too
     region.append(a);
     setTimeout(() => a.remove(), 8000);
   }

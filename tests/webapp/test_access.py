@@ -33,6 +33,9 @@ OBJECT_ROUTES = {
     "api:job-continue": "job",
     "jobs:delete": "job",
     "jobs:artifact": "job",
+    "jobs:outputs": "job",
+    "jobs:model-card": "job",
+    "jobs:checkpoint": "job",
     "jobs:try": "job",
     "jobs:predict": "job",
     "jobs:prediction": "job",
@@ -175,8 +178,8 @@ def test_anonymous_is_sent_to_login_or_refused(objects):
 @pytest.mark.django_db
 def test_owner_and_staff_can_read_every_object_route(alice, staff, objects):
     routes = {name: pat for name, pat in walk(get_resolver().url_patterns)}
-    read_routes = ["datasets:detail", "jobs:detail", "jobs:artifact", "jobs:try", "jobs:onnx", "api:dataset", "api:job", "api:job-events",
-                   "api:artifact", "api:upload", "api:job-export-tensorboard", "api:job-export-mlflow",
+    read_routes = ["datasets:detail", "jobs:detail", "jobs:outputs", "jobs:artifact", "jobs:try", "jobs:onnx", "api:dataset", "api:job",
+                   "api:job-events", "api:artifact", "api:upload", "api:job-export-tensorboard", "api:job-export-mlflow",
                    "sweeps:detail", "api:sweep"]
     for user in (alice, staff):
         for name in read_routes:

@@ -68,7 +68,7 @@ def test_list_rows_tell_status_queue_worker_progress_best_duration(client_alice,
     # Queue position counts every queued job ahead (bob's was queued first).
     assert rows["waiting-1"]["queue_position"] == 1 and rows["waiting-2"]["queue_position"] == 2
     html = client_alice.get("/jobs/").content.decode()
-    assert "waiting for a worker, 2 ahead" in html and "gpu0@box" in html and "accuracy 0.9300" in html
+    assert "waiting for a worker, 2 jobs ahead in the queue" in html and "gpu0@box" in html and "accuracy 0.9300" in html
 
 
 def test_list_filters_and_search(client_alice, jobs):

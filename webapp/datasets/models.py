@@ -55,6 +55,19 @@ class Dataset(models.Model):
         return Path(settings.DATA_DIR) / "uploads" / f"{self.id}.upload"
 
     @property
+    def size_label(self) -> str:
+        """How much data it holds, in its kind's unit: rows, images, a corpus' tokens."""
+        info = self.info or {}
+        n = info.get("num_rows")
+        if self.kind == "corpus":
+            n, unit = info.get("num_tokens", n), "byte" if info.get("level") == "byte" else "character"
+        else:
+            unit = {"image": "image", "sequence": "sequence"}.get(self.kind, "row")
+        if not isinstance(n, int):
+            return ""
+        return f"{n:,} {unit}{'' if n == 1 else 's'}"
+
+    @property
     def is_ready(self) -> bool:
         return self.status == self.Status.READY
 

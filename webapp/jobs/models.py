@@ -83,6 +83,17 @@ class Job(models.Model):
         """How many queued jobs were submitted before this one (queue_positions() below)."""
         return queue_positions([self]).get(self.pk)
 
+    def queue_note(self, position: int | None) -> str:
+        """What the pages say about a queued job's wait, given its queue position."""
+        if self.status != self.Status.QUEUED:
+            return ""
+        if self.worker_name:  # dispatched: the worker has it, or will in a moment
+            return f"sent to worker {self.worker_name}, starting" + (f"; {self.wait_reason}" if self.wait_reason else "")
+        before = f"{position} job{'' if position == 1 else 's'}" if position else ""
+        if self.wait_reason:
+            return self.wait_reason + (f" ({before} queued before it)" if before else "")
+        return f"waiting for a worker, {before} ahead in the queue" if before else "waiting for a worker, next in line"
+
     @property
     def progress_fraction(self) -> float:
         return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0

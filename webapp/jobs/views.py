@@ -95,6 +95,7 @@ def job_rows(jobs: list[Job]) -> list[dict]:
             "cancel_requested": j.cancel_requested and not j.is_final,
             "queue_position": positions.get(j.pk),
             "wait_reason": j.wait_reason if j.status == Job.Status.QUEUED else "",
+            "queue_note": j.queue_note(positions.get(j.pk)),
             "worker": j.worker_name, "epoch": j.epoch, "epochs": (j.train_config or {}).get("epochs"),
             "step": j.step, "total_steps": j.total_steps,
             "progress": 1.0 if j.status == Job.Status.SUCCEEDED else round(j.progress_fraction, 4),
@@ -205,16 +206,52 @@ def job_detail(request, pk):
     job = get_job_for_user(request.user, pk)
     monitor, mode = monitored(job)
     from webapp.exports.services import file_root
+
+    return render(request, "jobs/detail.html", {"job": job, "job_json": job.to_dict(), "monitor": monitor,
+                                                "queue_note": job.queue_note(job.queue_position),
+                                                "monitor_mode": mode, "mlflow_file_root": file_root(),
+                                                **outputs_context(job, request.user)})
+
+
+def job_outputs(request, pk):
+    """The job page's outputs (try, continue, checkpoint, model files, ONNX) as an HTML fragment,
+    which the live page fetches when the job ends, so they appear without a reload."""
+    job = get_job_for_user(request.user, pk)
+    response = render(request, "jobs/outputs.html", {"job": job, **outputs_context(job, request.user)})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def outputs_context(job: Job, user) -> dict:
+    """What the job page offers once the job has ended, for `user` (who may see the job)."""
     from webapp.inference.services import job_page_context
 
-    found = (services.latest_checkpoint(job) if job.status in (Job.Status.SUCCEEDED, Job.Status.CANCELLED)
-             and not is_hf(job.architecture) and job.owner_id == request.user.pk
-             and job.train_config.get("lr_schedule") != "onecycle" else None)
-    return render(request, "jobs/detail.html", {"job": job, "job_json": job.to_dict(), "monitor": monitor,
-                                                "monitor_mode": mode, "mlflow_file_root": file_root(),
-                                                "can_continue": found is not None,
-                                                "continue_from": {"epochs": found[1]} if found else None,
-                                                **job_page_context(job)})
+    owner = job.owner_id == user.pk
+    zoo = not is_hf(job.architecture)
+    found = services.latest_checkpoint(job) if owner and zoo and job.is_final else None
+    can_continue = (found is not None and job.status in (Job.Status.SUCCEEDED, Job.Status.CANCELLED)
+                    and job.train_config.get("lr_schedule") != "onecycle")
+    offer_checkpoint = found is not None and job.status in (Job.Status.CANCELLED, Job.Status.FAILED)
+    return {"can_continue": can_continue, "continue_from": {"epochs": found[1]} if can_continue else None,
+            "checkpoint": {"epochs": found[1], "size": found[0].stat().st_size} if offer_checkpoint else None,
+            **job_page_context(job)}
+
+
+def checkpoint_download(request, pk):
+    """The last checkpoint of the user's own cancelled or failed job (weights, optimizer and
+    random state), streamed; 404 for anyone else, staff included, and for other states."""
+    job = get_job_for_user(request.user, pk)
+    found = services.latest_checkpoint(job) if (
+        job.owner_id == request.user.pk and not is_hf(job.architecture)
+        and job.status in (Job.Status.CANCELLED, Job.Status.FAILED)) else None
+    if found is None:
+        raise Http404
+    path, epochs = found
+    audit.record(request.user, "checkpoint.download", job, file=path.name)
+    response = FileResponse(open(path, "rb"), as_attachment=True, filename=f"{job.pk}-epoch{epochs}.pt",
+                            content_type="application/octet-stream")
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @require_POST
@@ -280,6 +317,24 @@ def job_delete(request, pk):
         return redirect("jobs:list")
     messages.error(request, "Cancel the job before deleting it.")
     return redirect("jobs:detail", pk=job.pk)
+
+
+MODEL_CARD = "MODEL_CARD.md"
+MODEL_CARD_MAX_BYTES = 1_000_000
+
+
+def model_card(request, pk):
+    """The job's MODEL_CARD.md as a page (Markdown rendered with raw HTML escaped); the file
+    itself stays a download at its artifact URL."""
+    job = get_job_for_user(request.user, pk)
+    artifact = job.artifacts.filter(name=MODEL_CARD).first()
+    if artifact is None or not artifact.path.is_file() or lifecycle.file_sha256(artifact.path) != artifact.sha256:
+        raise Http404
+    from webapp.jobs import markdown
+
+    with open(artifact.path, "rb") as f:
+        text = f.read(MODEL_CARD_MAX_BYTES).decode("utf-8", errors="replace")
+    return render(request, "jobs/model_card.html", {"job": job, "card_html": markdown.render(text)})
 
 
 def artifact_download(request, pk, name):

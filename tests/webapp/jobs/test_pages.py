@@ -189,7 +189,7 @@ def test_queue_position_is_shown_for_queued_jobs(client_alice, alice, bob):
     mine = Job.objects.create(owner=alice, dataset=ds, name="a1", architecture="mlp")
     assert first.queue_position == 0 and mine.queue_position == 1
     assert "1 job ahead in the queue" in client_alice.get(f"/jobs/{mine.pk}/").content.decode()
-    assert "1 ahead" in client_alice.get("/jobs/").content.decode()
+    assert "1 job ahead in the queue" in client_alice.get("/jobs/").content.decode()
     api = Client()
     api.force_login(alice)
     assert api.get(f"/api/jobs/{mine.pk}/").json()["queue_position"] == 1
