@@ -100,7 +100,7 @@ def test_a_lowered_cap_through_the_whole_path(alice, sent_tasks, monkeypatch):
 
 
 def test_an_internal_error_also_leaves_nothing_but_the_reason(alice, sent_tasks, monkeypatch):
-    def broken(kind, source, out_dir, options, progress, max_cache_bytes=None):
+    def broken(kind, source, out_dir, options, progress, max_cache_bytes=None, processes=None):
         (Path(str(out_dir) + ".partial")).mkdir(parents=True)
         (Path(str(out_dir) + ".partial") / "half.npy").write_bytes(b"x")
         raise RuntimeError("disk on fire")
@@ -120,7 +120,7 @@ def test_a_dataset_deleted_while_ingesting_leaves_no_notice(alice, sent_tasks, m
     c.post("/datasets/", {"file": SimpleUploadedFile("d.csv", RAGGED)})
     ds = Dataset.objects.get()
 
-    def deleted_meanwhile(kind, source, out_dir, options, progress, max_cache_bytes=None):
+    def deleted_meanwhile(kind, source, out_dir, options, progress, max_cache_bytes=None, processes=None):
         services.delete_dataset(Dataset.objects.get(pk=ds.pk))
         Path(str(out_dir) + ".partial").mkdir(parents=True)
         raise services.DatasetError("too late")  # any failure
