@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 import models_zoo
-from models_zoo.hf import is_hf
+from models_zoo.hf import DEFAULTS_RULE, METHODS, fine_tune_defaults, is_hf
 from models_zoo.hparams import TASK_METRICS, TrainConfig
 from models_zoo.schema import describe
 from webapp.datasets.models import Dataset
@@ -116,8 +116,13 @@ def _form_context(request, values: dict, errors: dict) -> dict:
         {"name": e.name, "label": e.label, "kinds": list(e.kinds), "fields": _fields(request.user, e)}
         for e in models_zoo.REGISTRY.values()
     ]
+    # The training fields the page swaps when an HF architecture or its method is chosen (fields
+    # the user has not edited): fine-tuning defaults, not training from scratch's.
+    train_defaults = {"zoo": {f["name"]: f["default"] for f in describe(TrainConfig)},
+                      "hf": {m: fine_tune_defaults(m) for m, _ in METHODS}}
     return {"datasets": datasets, "architectures": architectures, "train_fields": describe(TrainConfig),
-            "values": values, "errors": errors}
+            "values": values, "errors": errors, "train_defaults": train_defaults,
+            "fine_tune_rule": DEFAULTS_RULE, "fresh_form": not values.get("architecture")}
 
 
 def _fields(user, entry) -> list[dict]:

@@ -68,3 +68,19 @@ def test_qlora_is_refused_while_every_live_worker_is_cpu_only(alice, sent_tasks)
     job = Job.objects.get(pk=r.json()["id"])
     assert not scheduler.fits(job, []) and scheduler.fits(job, [{"name": "NVIDIA H100"}])
     assert not scheduler.worker_fits("cpu@a", job.pk) and scheduler.worker_fits("gpu@b", job.pk)
+
+
+@pytest.mark.django_db
+def test_the_form_offers_the_methods_and_the_fine_tuning_defaults(client_alice):
+    import json
+    import re
+
+    html = client_alice.get("/jobs/new/").content.decode()
+    assert 'name="m_hf_causal_lm__method"' in html and '<option value="qlora"' in html
+    assert 'name="m_hf_text_classification__grad_accumulation"' in html
+    assert "effective batch size = batch size × this" in html
+    assert "learning rate 2e-5 (full)" in html  # the rule, written on the page
+    defaults = json.loads(re.search(r'<script id="train-defaults" type="application/json">(.*?)</script>',
+                                    html, re.S).group(1))
+    assert defaults["zoo"]["epochs"] == 20 and defaults["hf"]["full"]["learning_rate"] == 2e-5
+    assert defaults["hf"]["lora"]["epochs"] == 3 and 'data-fresh="1"' in html
