@@ -277,3 +277,47 @@ def test_method_settings_are_validated_and_freeze_encoder_is_kept(tmp_path):
         models_zoo.get("hf_causal_lm").validate({"method": "freeze_encoder"})
     image = models_zoo.get("hf_image_classification").validate({"method": "lora", "lora_target_modules": "query,value"})
     assert image.lora_target_modules == "query,value"
+
+
+def test_collapse_warnings_name_what_went_wrong():
+    import numpy as np
+
+    from workers.training.metrics import collapse_warnings
+
+    one = collapse_warnings(np.zeros(10), ["neg", "pos"], np.array([0, 1] * 5))
+    assert [w["code"] for w in one] == ["one_class"] and "class 'neg' (10 rows)" in one[0]["text"]
+    assert collapse_warnings(np.zeros(10), ["neg", "pos"], np.zeros(10)) == []  # the truth is one class too
+    assert collapse_warnings(np.array([0, 1, 0]), ["a", "b"], np.array([0, 1, 1])) == []
+    flat = collapse_warnings(train_losses=[0.6931, 0.6932, 0.6929, 0.6935])
+    assert [w["code"] for w in flat] == ["loss_flat"] and "0.6931" in flat[0]["text"]
+    assert collapse_warnings(train_losses=[0.69, 0.6, 0.5]) == []
+    assert collapse_warnings(train_losses=[0.69, 0.69]) == []  # too few points to say
+
+
+def test_a_collapsed_classifier_is_flagged_on_the_result(tmp_path):
+    import shutil
+
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from tests.workers.test_hf import tiny_bert
+    from workers.datasets import ingest
+    from workers.hf import run
+    from workers.hf.data import load_info, raw_texts
+
+    ingest("text", datagen.sentiment_csv(tmp_path / "r.csv", n=40), tmp_path / "ds", {})
+    folder = tiny_bert(tmp_path / "bert", raw_texts(tmp_path / "ds", load_info(tmp_path / "ds"))[0])
+    stuck = tmp_path / "stuck"
+    shutil.copytree(folder, stuck)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    with torch.no_grad():  # a head that always says the first class, and a rate too small to change it
+        model.classifier.bias.copy_(torch.tensor([50.0, -50.0]))
+    model.save_pretrained(stuck)
+    spec = TrainSpec("hf_text_classification", {"model": "local:stuck", "max_length": 32, "method": "freeze_encoder"},
+                     {"epochs": 1, "batch_size": 8, "learning_rate": 1e-7}, str(tmp_path / "ds"), str(tmp_path / "job"),
+                     device="cpu", log_interval=0.0, extra={"model_path": str(stuck)})
+    rec = Recorder()
+    result = run(spec, [rec])
+    assert result.status == "succeeded"
+    assert {w["code"] for w in result.warnings} == {"one_class", "loss_flat"}, result.warnings
+    assert all(w["text"] in rec.messages for w in result.warnings)  # in the job log too

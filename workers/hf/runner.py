@@ -43,7 +43,7 @@ from workers.training.artifacts import (MODEL_CARD, Fenced, fence_tag, fenced_re
                                         write_val_predictions)
 from workers.training.callbacks import Callback, CallbackList, Control, TrainState
 from workers.training.device import describe, pick_device, tune_cpu
-from workers.training.metrics import classification_metrics, perplexity
+from workers.training.metrics import classification_metrics, collapse_warnings, perplexity
 from workers.training.spec import TrainResult, TrainSpec
 
 CHECKPOINTS = "hf-checkpoints"
@@ -166,6 +166,7 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
             self.last_log_samples = 0
             self.eval_seconds = 0.0
             self.eval_started = 0.0
+            self.train_losses: list[float] = []  # this run's train points (the flat-loss warning)
             self.train_started = time.perf_counter()
 
         def on_train_begin(self, args, hf_state, hf_control, **kw):
@@ -199,6 +200,7 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
                 return
             now = time.monotonic()
             values = {"loss": float(logs["loss"])}
+            self.train_losses.append(values["loss"])
             if task == "causal_lm":
                 values["perplexity"] = perplexity(values["loss"])
             lr = logs.get("learning_rate")
@@ -589,10 +591,14 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     metrics: dict = {}
     test_metrics: dict = {}
     artifacts: list[str] = []
+    warnings: list[dict] = []
     if status == "succeeded":
         trained = (state.step - state.start_step) * samples_per_step
-        metrics, test_metrics, artifacts = _finish(spec, tc, info, trainer, processor, data, task, metrics_fn,
-                                                   classes, trained, bridge.train_seconds())
+        metrics, test_metrics, artifacts, val_pred = _finish(spec, tc, info, trainer, processor, data, task,
+                                                             metrics_fn, classes, trained, bridge.train_seconds())
+        warnings = collapse_warnings(val_pred, classes, data.y_val, bridge.train_losses)
+        for w in warnings:  # in the log too, besides the job's flag
+            cbs.fire("on_message", state, control, "warning", w["text"])
         if test_metrics:  # a group of its own, like the zoo loop's: never on_eval (the policies)
             cbs.fire("on_log", state, control, "test", test_metrics)
             cbs.fire("on_message", state, control, "info", f"test split ({len(data.test)} rows), evaluated once "
@@ -602,7 +608,7 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
         cbs.fire("on_message", state, control, "info", f"saved {saved}, safetensors, as model.zip")
     cbs.fire("on_train_end", state, control, status)
     return TrainResult(status=status, metrics=metrics, artifacts=artifacts, epochs_completed=state.epoch,
-                       test_metrics=test_metrics)
+                       test_metrics=test_metrics, warnings=warnings)
 
 
 def _validated(spec: TrainSpec):
@@ -684,15 +690,16 @@ def _datasets(task: str, dataset_dir: Path, info: dict, model, processor, cfg) -
 
 def _finish(spec: TrainSpec, tc: TrainConfig, info: dict, trainer, processor, data: Datasets, task: str,
             metrics_fn: ClassificationMetrics | None, classes: list[str], trained: int,
-            seconds: float) -> tuple[dict, dict, list[str]]:
+            seconds: float) -> tuple[dict, dict, list[str], np.ndarray | None]:
     """The final evaluation of the model that is exported (the best epoch's with keep=best), the
     test split's (once, on that model, when there is one), then the export; (metrics, test
-    metrics, artifact names)."""
+    metrics, artifact names, the validation predictions)."""
     output = trainer.predict(data.val, metric_key_prefix="eval")
     metrics = reported_metrics(output.metrics, task)
     metrics.update(samples_per_s=trained / seconds if trained else 0.0, train_seconds=seconds)
-    predictions = None
+    predictions, val_pred = None, None
     if metrics_fn is not None and metrics_fn.pred is not None:
+        val_pred = metrics_fn.pred.copy()
         predictions = val_predictions(metrics_fn.pred, metrics_fn.conf, classes)
     test_metrics: dict = {}
     if data.test is not None:  # after the validation predictions were read: metrics_fn keeps the last ones
@@ -703,7 +710,7 @@ def _finish(spec: TrainSpec, tc: TrainConfig, info: dict, trainer, processor, da
     # Trainer checkpoints hold the optimizer state too (three times the model): a finished
     # job resumes nothing, so they go (a re-run after a crash here starts over, correctly).
     shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
-    return metrics, test_metrics, artifacts
+    return metrics, test_metrics, artifacts, val_pred
 
 
 __all__ = ["HFJobError", "ModelSourceError", "run"]
