@@ -381,11 +381,21 @@ def _training_args(tc: TrainConfig, ckpt_dir: Path, device: torch.device, steps_
         # Explicit: a PEFT-wrapped model's forward(*args, **kwargs) does not name its labels.
         label_names=["labels"],
         gradient_accumulation_steps=getattr(cfg, "grad_accumulation", 1),
-        # (transformers 5 names gradient checkpointing "activation checkpointing".) Non-reentrant:
-        # works with frozen embeddings (LoRA) without enable_input_require_grads.
-        activation_checkpointing=bool(getattr(cfg, "gradient_checkpointing", False)),
-        activation_checkpointing_kwargs={"use_reentrant": False},
+        **_checkpointing(bool(getattr(cfg, "gradient_checkpointing", False))),
     ), bf16
+
+
+def _checkpointing(on: bool) -> dict:
+    """TrainingArguments for gradient checkpointing, by the name this transformers knows (newer 5.x
+    releases call it activation checkpointing and warn on the old name). Non-reentrant: works with
+    frozen embeddings (LoRA) without enable_input_require_grads."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    name = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {name: on, f"{name}_kwargs": {"use_reentrant": False}}
 
 
 # -- samples ----------------------------------------------------------------------------------------
