@@ -171,7 +171,15 @@ def _form_value(value) -> str:
 def _clone_values(job) -> dict:
     """The new-job form filled in from an earlier job, to edit and queue again."""
     values = {"name": f"{job.name} (copy)", "dataset": str(job.dataset_id or ""), "architecture": job.architecture}
-    values.update({f"m_{job.architecture}__{k}": _form_value(v) for k, v in job.model_config.items()})
+    model_config = dict(job.model_config)
+    if is_hf(job.architecture):
+        from models_zoo.hf import upgrade
+
+        try:  # settings stored before `method` (freeze_encoder=true) show as the method they meant
+            model_config = upgrade(model_config)
+        except ValueError:
+            pass
+    values.update({f"m_{job.architecture}__{k}": _form_value(v) for k, v in model_config.items()})
     values.update({f"tc_{k}": _form_value(v) for k, v in job.train_config.items()})
     return values
 

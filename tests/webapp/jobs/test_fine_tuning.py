@@ -84,3 +84,14 @@ def test_the_form_offers_the_methods_and_the_fine_tuning_defaults(client_alice):
                                     html, re.S).group(1))
     assert defaults["zoo"]["epochs"] == 20 and defaults["hf"]["full"]["learning_rate"] == 2e-5
     assert defaults["hf"]["lora"]["epochs"] == 3 and 'data-fresh="1"' in html
+
+
+@pytest.mark.django_db
+def test_cloning_a_job_stored_before_method_shows_freeze_encoder_as_the_method(alice, client_alice):
+    old = Job.objects.create(owner=alice, dataset=_text_dataset(alice), name="old", architecture="hf_text_classification",
+                             model_config={"model": "org/m", "max_length": 64, "freeze_encoder": True},
+                             train_config={"epochs": 2}, status=Job.Status.SUCCEEDED)
+    html = client_alice.get(f"/jobs/new/?clone={old.pk}").content.decode()
+    select = html[html.index('name="m_hf_text_classification__method"'):]
+    select = select[:select.index("</select>")]
+    assert '<option value="freeze_encoder" selected>' in select and 'data-fresh="1"' not in html
