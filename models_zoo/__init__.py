@@ -42,7 +42,9 @@ class Entry:
         return describe(self.config_cls)
 
     def validate(self, data: dict | None) -> Any:
-        return validate(self.config_cls, data)
+        # A module may rename settings that earlier versions stored (`upgrade(data) -> data`).
+        upgrade = getattr(self.module, "upgrade", None)
+        return validate(self.config_cls, upgrade(dict(data or {})) if upgrade else data)
 
 
 REGISTRY: dict[str, Entry] = {

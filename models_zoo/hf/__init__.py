@@ -8,6 +8,12 @@ form), the checks run before a job is queued, and the names shared with the work
 Model source (the `model` setting): a Hugging Face Hub id ("org/name" or "name"; the worker
 downloads it when the job starts, so it needs internet or a cached copy), or "local:<name>" for
 a model the admin registered on the server or the user uploaded as a ZIP (webapp.hub).
+
+Fine-tuning method (the `method` setting, shared by the three tasks): full (every weight),
+freeze_encoder (the classification head only), lora (low-rank adapters on the linear layers,
+PEFT; the head trains in full as `modules_to_save`), qlora (the same on a 4-bit NF4 base,
+bitsandbytes, CUDA only). `fine_tune_defaults(method)` gives the training settings a job gets
+when it does not set them (TrainConfig's defaults are for training from scratch).
 """
 
 from __future__ import annotations
@@ -38,6 +44,96 @@ SUPPORTED_SCHEDULES = ("constant", "cosine")
 MODEL_HELP = ("a Hugging Face Hub id such as org/name (downloaded when the job starts: the worker needs "
               "internet or a cached copy), or local:NAME for a model registered on this server or uploaded "
               "on the Models page")
+
+
+METHODS = [("full", "Full fine-tuning"), ("freeze_encoder", "Freeze the encoder (train the head)"),
+           ("lora", "LoRA (adapters, PEFT)"), ("qlora", "QLoRA (4-bit base + LoRA, CUDA only)")]
+ADAPTER_METHODS = ("lora", "qlora")
+QLORA_NEEDS_CUDA = ("4-bit QLoRA needs a CUDA GPU (bitsandbytes NF4 kernels); choose method = lora "
+                    "to fine-tune adapters on CPU")
+_TARGETS = re.compile(r"^[A-Za-z0-9_.]+(\s*,\s*[A-Za-z0-9_.]+)*$")
+
+# Training settings an HF job gets unless it sets them: a pretrained transformer is fine-tuned
+# for a few epochs at a small learning rate after a short warm-up; adapters take a learning
+# rate about ten times higher than full fine-tuning (only the low-rank matrices and the head move).
+WARMUP_RATIO = 0.06
+_DEFAULT_LR = {"full": 2e-5, "freeze_encoder": 1e-3, "lora": 2e-4, "qlora": 2e-4}
+DEFAULTS_RULE = ("unset training settings default to 3 epochs, batch size 16, AdamW, weight decay 0.01, "
+                 "linear warm-up over the first 6% of the steps, and learning rate 2e-5 (full), "
+                 "1e-3 (freeze_encoder: the head alone), 2e-4 (lora, qlora)")
+
+
+def fine_tune_defaults(method: str, epochs: int | None = None) -> dict:
+    """The TrainConfig values an HF job of `method` gets for the settings it leaves out.
+    The warm-up is a ratio of the run (WARMUP_RATIO), stored as epochs (TrainConfig's unit)."""
+    epochs = epochs or 3
+    return {"epochs": 3, "batch_size": 16, "learning_rate": _DEFAULT_LR.get(method, 2e-5), "optimizer": "adamw",
+            "weight_decay": 0.01, "warmup_epochs": round(WARMUP_RATIO * epochs, 4)}
+
+
+def with_fine_tune_defaults(train_config: dict | None, model_config: dict | None) -> dict:
+    """`train_config` with the method's defaults for the keys it does not have."""
+    given = dict(train_config or {})
+    method = str((model_config or {}).get("method") or "full")
+    if (model_config or {}).get("freeze_encoder") in (True, "true", "on", "1") and method == "full":
+        method = "freeze_encoder"
+    try:
+        epochs = int(given.get("epochs") or 3)
+    except (TypeError, ValueError):
+        epochs = 3
+    defaults = fine_tune_defaults(method, epochs)
+    return {**{k: v for k, v in defaults.items() if k not in given}, **given}
+
+
+def upgrade(data: dict) -> dict:
+    """Settings stored before `method` existed: freeze_encoder=true is method=freeze_encoder."""
+    data = dict(data)
+    if "freeze_encoder" in data:
+        raw = data.pop("freeze_encoder")
+        if raw in (True, "true", "on", "1", "True"):
+            if data.get("method", "freeze_encoder") != "freeze_encoder":
+                from models_zoo.schema import ConfigError
+
+                raise ConfigError({"method": f"freeze_encoder=true contradicts method={data['method']}; "
+                                             "set method alone"})
+            data["method"] = "freeze_encoder"
+    return data
+
+
+def method_params() -> dict:
+    """The fine-tuning fields every HF task's Config declares (fresh dataclass fields per call)."""
+    from models_zoo.schema import param
+
+    return {
+        "method": param("full", label="Fine-tuning method", choices=METHODS,
+                        help="lora / qlora train small adapters (and the head): far less memory; qlora needs CUDA"),
+        "lora_rank": param(8, label="LoRA rank (r)", min=1, max=1024, help="lora / qlora"),
+        "lora_alpha": param(16, label="LoRA alpha", min=1, max=4096, help="scale = alpha / rank"),
+        "lora_dropout": param(0.05, label="LoRA dropout", min=0.0, max=0.9),
+        "lora_target_modules": param("all-linear", label="LoRA target modules", kind="str",
+                                     help='"all-linear" (every linear layer but the output head) or names, '
+                                          'e.g. "q_proj,v_proj"'),
+        "merge_adapter": param(False, label="Also export the merged model",
+                               help="lora: model.zip holds the adapter and, with this, the adapter merged into "
+                                    "the base (a plain save_pretrained model)"),
+        "gradient_checkpointing": param(False, label="Gradient checkpointing",
+                                        help="recompute activations in the backward pass: less memory, ~30% slower"),
+        "grad_accumulation": param(1, label="Gradient accumulation steps", min=1, max=1024,
+                                   help="effective batch size = batch size × this"),
+    }
+
+
+def method_fields_errors(config) -> dict[str, str]:
+    """The fine-tuning fields' cross-checks (each task's Config.check calls it)."""
+    errors = {}
+    targets = config.lora_target_modules.strip()
+    if config.method in ADAPTER_METHODS and targets != "all-linear" and not _TARGETS.match(targets):
+        errors["lora_target_modules"] = ('"all-linear", or module names separated by commas '
+                                         '(e.g. "q_proj,v_proj" or "query,value")')
+    if config.merge_adapter and config.method == "qlora":
+        errors["merge_adapter"] = ("a 4-bit base cannot be merged exactly; download the adapter and merge it "
+                                   "into the full-precision base model")
+    return errors
 
 
 def is_hf(name: str) -> bool:

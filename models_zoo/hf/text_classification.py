@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models_zoo.hf import MODEL_HELP, build, common_errors  # noqa: F401 - build is the registry's contract
+# build and upgrade are the registry's contract (upgrade: settings stored by earlier versions)
+from models_zoo.hf import (MODEL_HELP, build, common_errors, method_fields_errors, method_params,  # noqa: F401
+                           upgrade)
 from models_zoo.schema import param
 
+_FT = method_params()
 KINDS = ("text",)
 LABEL = "Hugging Face text classifier"
 
@@ -18,7 +21,17 @@ class Config:
                        help=MODEL_HELP)
     max_length: int = param(128, label="Max length (tokens)", min=8, max=4096,
                             help="longer texts are truncated; shorter batches are padded to their longest text")
-    freeze_encoder: bool = param(False, label="Freeze the encoder", help="train the classification head only")
+    method: str = _FT["method"]
+    lora_rank: int = _FT["lora_rank"]
+    lora_alpha: int = _FT["lora_alpha"]
+    lora_dropout: float = _FT["lora_dropout"]
+    lora_target_modules: str = _FT["lora_target_modules"]
+    merge_adapter: bool = _FT["merge_adapter"]
+    gradient_checkpointing: bool = _FT["gradient_checkpointing"]
+    grad_accumulation: int = _FT["grad_accumulation"]
+
+    def check(self) -> dict[str, str]:
+        return method_fields_errors(self)
 
 
 def validate_for(config: Config, info: dict) -> dict[str, str]:

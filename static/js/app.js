@@ -115,6 +115,30 @@
     sync();
   }
 
+  // New job: an HF architecture (and its method) brings the fine-tuning defaults into the
+  // training fields the user has not edited; a zoo architecture brings the zoo's back.
+  const defaultsEl = document.getElementById("train-defaults");
+  const jobForm = document.getElementById("job-form");
+  if (arch && defaultsEl && jobForm) {
+    const defaults = JSON.parse(defaultsEl.textContent);
+    const edited = new Set();
+    jobForm.addEventListener("input", (e) => { if (e.target.name && e.target.name.startsWith("tc_")) edited.add(e.target.name); });
+    const applyDefaults = () => {
+      let values = defaults.zoo;
+      if (arch.value.startsWith("hf_")) {
+        const method = jobForm.querySelector(`[name="m_${arch.value}__method"]`);
+        values = Object.assign({}, defaults.zoo, defaults.hf[method ? method.value : "full"]);
+      }
+      for (const [name, value] of Object.entries(values)) {
+        const input = jobForm.querySelector(`[name="tc_${name}"]`);
+        if (input && !edited.has(input.name) && input.type !== "checkbox") input.value = value;
+      }
+    };
+    arch.addEventListener("change", applyDefaults);
+    jobForm.addEventListener("change", (e) => { if (e.target.name && e.target.name.endsWith("__method")) applyDefaults(); });
+    if (jobForm.dataset.fresh) applyDefaults();  // never over a clone's or a refused form's values
+  }
+
   // Dataset page: reload when ingest finishes.
   const dsStatus = document.getElementById("dataset-status");
   if (dsStatus && dsStatus.dataset.status === "ingesting") {

@@ -454,6 +454,11 @@
     badge.className = "badge " + status;
     if (ev.lost) document.getElementById("job-worker").textContent = "lost by worker " + ev.lost;
     if (ev.worker) document.getElementById("job-worker").textContent = "worker " + ev.worker;
+    if (ev.warnings && ev.warnings.length) {  // the run's warnings about its model (a collapsed classifier...)
+      const list = document.getElementById("job-warnings");
+      list.replaceChildren(...ev.warnings.map((w) => { const li = document.createElement("li"); li.textContent = w.text; return li; }));
+      document.getElementById("warnings-card").hidden = false;
+    }
     if (status === "running" && !startedAt) {
       startedAt = ev.t ? ev.t * 1000 : Date.now();
       tickDuration();  // at once, not at the next second's tick

@@ -229,3 +229,56 @@ def test_a_hub_id_on_an_offline_server_fails_at_start_with_the_reason(hf_stack, 
     assert done["status"] == "failed"
     assert "offline (HF_HUB_OFFLINE=1)" in done["error"] and "someone/not-cached-model" in done["error"]
     assert done["artifacts"] == []
+
+
+def test_lora_job_survives_sigkill_and_its_adapter_and_merged_model_predict_what_the_job_did(hf_stack, sentiment,
+                                                                                             tmp_path):
+    """LoRA (issue "Fine-tune large language models on modest GPUs") through the real stack: the
+    worker is killed after the first adapter checkpoint, another resumes it; the download's
+    adapter (on the pretrained base) and merged model give the job's validation predictions."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    s, api = hf_stack, hf_stack.api("alice")
+    job = _submit(s, api, sentiment, "hf_text_classification",
+                  {"model": "local:minilm", "max_length": 32, "method": "lora", "merge_adapter": True},
+                  {"epochs": 3, "batch_size": 16, "learning_rate": 5e-4, "seed": 1})
+    assert job["train_config"]["warmup_epochs"] == 0.18  # the fine-tuning defaults fill what was not given
+
+    def past_first_checkpoint():
+        return any(e["kind"] == "metric" and e["split"] == "train" and e["epoch"] > 1.05
+                   for e in _events(s, api, job["id"]))
+    wait_for(past_first_checkpoint, 240, "epoch 2 to start", interval=0.2)
+    s.stop("worker", sig=signal.SIGKILL)
+    s.start_worker("worker2", queues="train,ingest")
+    try:
+        done = s.wait_job(api, job["id"], timeout=300)
+    finally:
+        s.stop("worker2")
+        s.start_worker("worker", queues="train,ingest")
+    assert done["status"] == "succeeded", (done["error"], s.logs())
+    assert done["attempts"] == 2 and done["metrics"]["accuracy"] >= 0.75 and done["warnings"] == []
+    logs = " | ".join(e["text"] for e in _events(s, api, job["id"]) if e["kind"] == "log")
+    assert "resumed from the checkpoint after epoch" in logs and "LORA (rank 8, alpha 16" in logs
+
+    r = api.get(s.url(f"/api/jobs/{job['id']}/artifacts/model.zip"))
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        zf.extractall(tmp_path)
+    expected = json.loads(api.get(s.url(f"/api/jobs/{job['id']}/artifacts/val_predictions.json")).content)
+    expected = expected["predictions"] if isinstance(expected, dict) else expected
+    texts = json.loads((s.data_dir / "datasets" / sentiment["id"] / "val_texts.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "adapter")
+    classes = sentiment["info"]["classes"]
+    base = AutoModelForSequenceClassification.from_pretrained(
+        hfmodels.minilm_dir(), num_labels=len(classes), id2label=dict(enumerate(classes)),
+        label2id={c: i for i, c in enumerate(classes)})
+    adapted = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+    merged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model", use_safetensors=True).eval()
+    enc = tokenizer(texts, truncation=True, max_length=32, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        prob = adapted(**enc).logits.softmax(-1)
+        torch.testing.assert_close(merged(**enc).logits.softmax(-1), prob, rtol=0, atol=1e-5)
+    conf, pred = prob.max(-1)
+    assert [row["prediction"] for row in expected] == [classes[int(i)] for i in pred]
+    assert max(abs(row["confidence"] - float(c)) for row, c in zip(expected, conf)) < 1e-4

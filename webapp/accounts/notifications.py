@@ -68,7 +68,7 @@ def payload(job) -> dict:
         "event": f"job.{job.status}",
         "job": {"id": str(job.pk), "name": job.name, "status": job.status, "error": job.error,
                 "architecture": job.architecture, "dataset": job.dataset.name if job.dataset_id else None,
-                "metrics": job.metrics, "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+                "metrics": job.metrics, "warnings": job.warnings, "finished_at": job.finished_at.isoformat() if job.finished_at else None,
                 "url": f"{settings.TRAINYARD_BASE_URL.rstrip('/')}/jobs/{job.pk}/"},
         "owner": job.owner.get_username(),
     }
@@ -79,6 +79,8 @@ def send_email(job) -> None:
     lines = [f"Your job “{job.name}” {FINAL[job.status]}.", ""]
     if job.error:
         lines += [f"Error: {job.error[:2000]}", ""]
+    if job.warnings:
+        lines += [*(f"Warning: {w.get('text', '')}" for w in job.warnings), ""]
     lines += [f"{k}: {v:.6g}" for k, v in (job.metrics or {}).items() if isinstance(v, (int, float))]
     lines += ["", body["job"]["url"]]
     send_mail(f"[Trainyard] {job.name} {FINAL[job.status]}", "\n".join(lines), settings.DEFAULT_FROM_EMAIL,

@@ -137,7 +137,8 @@ def _check_still_allowed(job: Job) -> None:
 
 
 def end_run(start: RunStart, status: str | None, *, error: str = "", metrics: dict | None = None,
-            artifacts: list[str] = (), requeue: bool = False, test_metrics: dict | None = None) -> str | None:
+            artifacts: list[str] = (), requeue: bool = False, test_metrics: dict | None = None,
+            warnings: list[dict] | None = None) -> str | None:
     """Record the end of a run; returns "requeued" or the final status.
 
     `requeue`: the worker stopped the run for its shutdown (the run ends "cancelled"). The job
@@ -149,11 +150,12 @@ def end_run(start: RunStart, status: str | None, *, error: str = "", metrics: di
     job is not lost to one broken connection.
     """
     return retry_db(_end_run, start, status, error=error, metrics=metrics, artifacts=artifacts, requeue=requeue,
-                    test_metrics=test_metrics)
+                    test_metrics=test_metrics, warnings=warnings)
 
 
 def _end_run(start: RunStart, status: str | None, *, error: str, metrics: dict | None,
-             artifacts: list[str], requeue: bool, test_metrics: dict | None = None) -> str | None:
+             artifacts: list[str], requeue: bool, test_metrics: dict | None = None,
+             warnings: list[dict] | None = None) -> str | None:
     scheduler.set_current_job(start.worker, None, only=start.job_id)
     if status is None:
         return None
@@ -164,7 +166,7 @@ def _end_run(start: RunStart, status: str | None, *, error: str, metrics: dict |
                 return "requeued"
             raise Fenced(start.job_id, start.token)
         finish_job(start.job_id, status, error=error, metrics=metrics, artifacts=artifacts, token=start.token,
-                   test_metrics=test_metrics)
+                   test_metrics=test_metrics, warnings=warnings)
     except Fenced as exc:
         log.warning("%s; its end (%s) is discarded", exc, status)
         return "fenced"
@@ -328,9 +330,11 @@ def file_sha256(path) -> str:
 
 
 def finish_job(job_id, status: str, *, error: str = "", metrics: dict | None = None,
-               artifacts: list[str] = (), token: int | None = None, test_metrics: dict | None = None) -> None:
+               artifacts: list[str] = (), token: int | None = None, test_metrics: dict | None = None,
+               warnings: list[dict] | None = None) -> None:
     """Record the end of a run: final status, metrics (validation, and the test split's apart),
-    artifacts (with sha256), one status event.
+    the run's warnings about its model, artifacts (with sha256), one status event (which carries
+    the warnings too).
     With `token` (a worker's run), only while that run owns the job; `Fenced` otherwise, and
     nothing is written."""
     directory = Job(pk=job_id).directory / "artifacts"
@@ -342,7 +346,7 @@ def finish_job(job_id, status: str, *, error: str = "", metrics: dict | None = N
         rows.append(Artifact(job_id=job_id, name=name, size_bytes=path.stat().st_size, sha256=file_sha256(path)))
     with transaction.atomic():
         _finish_in_transaction(job_id, status, error=error, metrics=metrics, rows=rows, token=token,
-                               test_metrics=test_metrics)
+                               test_metrics=test_metrics, warnings=warnings)
 
 
 def fenced_replace(job_id, token: int, moves: list[tuple[str, str]]) -> bool:
@@ -368,7 +372,8 @@ def add_artifacts(job_id, names: list[str]) -> None:
 
 
 def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | None, rows: list,
-                           lost: str = "", token: int | None = None, test_metrics: dict | None = None) -> None:
+                           lost: str = "", token: int | None = None, test_metrics: dict | None = None,
+                           warnings: list[dict] | None = None) -> None:
     if token is not None and owned(job_id, token).select_for_update().first() is None:
         raise Fenced(job_id, token)  # checked (and locked) before the artifact rows change
     Artifact.objects.filter(job_id=job_id).delete()
@@ -383,6 +388,9 @@ def _finish_in_transaction(job_id, status: str, *, error: str, metrics: dict | N
     if test_metrics:
         updates["test_metrics"] = dict(test_metrics)
     event = {"status": status}
+    updates["warnings"] = [dict(w) for w in warnings or ()]  # this run's: a retried job's old ones go
+    if warnings:
+        event["warnings"] = updates["warnings"]
     if error:
         event["error"] = error[:10_000]
     if lost:

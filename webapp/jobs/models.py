@@ -58,6 +58,9 @@ class Job(models.Model):
     # Continued training (services.continue_job): the job and checkpoint it started from, kept
     # as data so the record outlives the other job: {"job", "name", "checkpoint", "epoch"}.
     lineage = models.JSONField(default=dict, blank=True, help_text="the job whose checkpoint this one continues")
+    # What the run flagged about the model it made ({"code", "text"}: a classifier that predicts one
+    # class only, a training loss that never moved): a succeeded job is not always a good one.
+    warnings = models.JSONField(default=list, blank=True, help_text="the run's warnings about its model")
     last_seq = models.PositiveIntegerField(default=0, help_text="number of the last stored event")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -125,6 +128,7 @@ class Job(models.Model):
             "eta_seconds": self.eta_seconds,
             "metrics": self.metrics,
             "test_metrics": self.test_metrics,
+            "warnings": self.warnings,
             "lineage": self.lineage,
             "last_seq": self.last_seq,
             "queue_position": queue_position,

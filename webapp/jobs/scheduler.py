@@ -35,6 +35,7 @@ from django.db import transaction
 from django.db.models import Subquery
 from django.utils import timezone
 
+from models_zoo.hf import QLORA_NEEDS_CUDA, is_hf
 from webapp import celery
 from webapp.cluster.models import Worker
 from webapp.jobs.models import Job, UserLimits
@@ -115,8 +116,24 @@ def heal_current_job(name: str) -> None:
 
 # --- fit --------------------------------------------------------------------------------------------
 
+def needs_cuda(architecture: str, model_config: dict | None) -> bool:
+    """A job only a CUDA worker can run: 4-bit QLoRA (bitsandbytes)."""
+    return is_hf(architecture) and (model_config or {}).get("method") == "qlora"
+
+
+def cuda_refusal() -> str:
+    """Why a CUDA-only job is refused now ("" when it may queue): every live training worker is
+    CPU only. With no live worker the devices are unknown, and the job waits for one."""
+    workers = live_workers()
+    if workers and not any(w.gpus for w in workers):
+        return f"{QLORA_NEEDS_CUDA}; every live worker is CPU only ({', '.join(sorted(w.name for w in workers))})"
+    return ""
+
+
 def fits(job: Job, gpus: list[dict]) -> bool:
     """Whether a worker with these GPUs can run the job (a CPU worker fits only jobs without needs)."""
+    if needs_cuda(job.architecture, job.model_config) and not gpus:
+        return False
     if not job.min_gpu_memory_gb and not job.gpu_type:
         return True
     for g in gpus:
@@ -130,8 +147,9 @@ def fits(job: Job, gpus: list[dict]) -> bool:
 
 def worker_fits(name: str, job_id) -> bool:
     """Whether this worker's GPUs meet the job's requirements (no requirements: any worker)."""
-    job = Job.objects.filter(pk=job_id).only("min_gpu_memory_gb", "gpu_type").first()
-    if job is None or (not job.min_gpu_memory_gb and not job.gpu_type):
+    job = Job.objects.filter(pk=job_id).only("min_gpu_memory_gb", "gpu_type", "architecture", "model_config").first()
+    if job is None or (not job.min_gpu_memory_gb and not job.gpu_type
+                       and not needs_cuda(job.architecture, job.model_config)):
         return True
     gpus = Worker.objects.filter(name=name).values_list("gpus", flat=True).first() or []
     return fits(job, gpus)
@@ -145,6 +163,8 @@ def need_text(job: Job) -> str:
         parts.append("a GPU")
     if job.min_gpu_memory_gb:
         parts.append(f"with ≥ {job.min_gpu_memory_gb} GB")
+    if needs_cuda(job.architecture, job.model_config):
+        parts.append("(CUDA, for 4-bit QLoRA)")
     return " ".join(parts)
 
 

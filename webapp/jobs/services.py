@@ -68,6 +68,9 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
                 # enough for the pooling, a first layer that fits... checked before queueing.
                 for k, v in models_zoo.check_for_dataset(architecture, config, dataset.info).items():
                     errors[k if k == "architecture" else f"model_config.{k}"] = v
+    if hf.is_hf(architecture):  # fine-tuning defaults (hf.DEFAULTS_RULE), not training from scratch's
+        train_config = hf.with_fine_tune_defaults(train_config if isinstance(train_config, dict) else {},
+                                                  model_config if isinstance(model_config, dict) else {})
     try:
         tc = validate(TrainConfig, train_config)
         clean_train = to_json(tc)
@@ -104,6 +107,8 @@ def submit_job(user, dataset: Dataset | None, architecture: str, model_config: d
         sched_errors["gpu_type"] = "at most 100 characters"
     if sched_errors:
         raise SubmitError(sched_errors)
+    if scheduler.needs_cuda(architecture, clean_model) and (reason := scheduler.cuda_refusal()):
+        raise SubmitError({"model_config.method": reason})
     if hf.is_hf(architecture):  # a local:<name> model must exist for this user and fit the task
         from webapp.hub.services import check_job_model
 

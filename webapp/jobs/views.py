@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 import models_zoo
-from models_zoo.hf import is_hf
+from models_zoo.hf import DEFAULTS_RULE, METHODS, fine_tune_defaults, is_hf
 from models_zoo.hparams import TASK_METRICS, TrainConfig
 from models_zoo.schema import describe
 from webapp.datasets.models import Dataset
@@ -117,8 +117,13 @@ def _form_context(request, values: dict, errors: dict) -> dict:
         {"name": e.name, "label": e.label, "kinds": list(e.kinds), "fields": _fields(request.user, e)}
         for e in models_zoo.REGISTRY.values()
     ]
+    # The training fields the page swaps when an HF architecture or its method is chosen (fields
+    # the user has not edited): fine-tuning defaults, not training from scratch's.
+    train_defaults = {"zoo": {f["name"]: f["default"] for f in describe(TrainConfig)},
+                      "hf": {m: fine_tune_defaults(m) for m, _ in METHODS}}
     return {"datasets": datasets, "architectures": architectures, "train_fields": describe(TrainConfig),
-            "values": values, "errors": errors}
+            "values": values, "errors": errors, "train_defaults": train_defaults,
+            "fine_tune_rule": DEFAULTS_RULE, "fresh_form": not values.get("architecture")}
 
 
 def _fields(user, entry) -> list[dict]:
@@ -167,7 +172,15 @@ def _form_value(value) -> str:
 def _clone_values(job) -> dict:
     """The new-job form filled in from an earlier job, to edit and queue again."""
     values = {"name": f"{job.name} (copy)", "dataset": str(job.dataset_id or ""), "architecture": job.architecture}
-    values.update({f"m_{job.architecture}__{k}": _form_value(v) for k, v in job.model_config.items()})
+    model_config = dict(job.model_config)
+    if is_hf(job.architecture):
+        from models_zoo.hf import upgrade
+
+        try:  # settings stored before `method` (freeze_encoder=true) show as the method they meant
+            model_config = upgrade(model_config)
+        except ValueError:
+            pass
+    values.update({f"m_{job.architecture}__{k}": _form_value(v) for k, v in model_config.items()})
     values.update({f"tc_{k}": _form_value(v) for k, v in job.train_config.items()})
     return values
 

@@ -102,7 +102,8 @@ def _end(start, reporter, status, error, result, *, fenced: bool) -> str | None:
     requeue = reporter.control.stop_reason == "requeue"
     return lifecycle.end_run(start, status, error=error, metrics=result.metrics if result else None,
                              artifacts=result.artifacts if result else [], requeue=requeue,
-                             test_metrics=getattr(result, "test_metrics", None))
+                             test_metrics=getattr(result, "test_metrics", None),
+                             warnings=getattr(result, "warnings", None))
 
 
 def _fenced_move(start, moves: list[tuple[str, str]]) -> bool:

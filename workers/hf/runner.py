@@ -19,6 +19,8 @@ run resumes from the newest complete checkpoint of any attempt and drops torn on
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import re
 import shutil
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 
 import models_zoo
-from models_zoo.hf import TASKS, train_errors
+from models_zoo.hf import ADAPTER_METHODS, QLORA_NEEDS_CUDA, TASKS, train_errors, with_fine_tune_defaults
 from models_zoo.hparams import TrainConfig
 from models_zoo.schema import validate
 from workers.hf import data as hfdata
@@ -41,7 +43,7 @@ from workers.training.artifacts import (MODEL_CARD, Fenced, fence_tag, fenced_re
                                         write_val_predictions)
 from workers.training.callbacks import Callback, CallbackList, Control, TrainState
 from workers.training.device import describe, pick_device, tune_cpu
-from workers.training.metrics import classification_metrics, perplexity
+from workers.training.metrics import classification_metrics, collapse_warnings, perplexity
 from workers.training.spec import TrainResult, TrainSpec
 
 CHECKPOINTS = "hf-checkpoints"
@@ -49,6 +51,9 @@ COMPLETE = ".trainyard-complete"
 MODEL_ZIP = "model.zip"
 NUM_SAMPLES_LM = 2
 HIGH_LR = 1e-3
+# Where the classification models of transformers keep their head (BERT, RoBERTa, ViT, ConvNeXt:
+# classifier; GPT-2 and Llama as classifiers: score).
+HEAD_NAMES = ("classifier", "score")
 
 
 class HFJobError(ValueError):
@@ -161,6 +166,7 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
             self.last_log_samples = 0
             self.eval_seconds = 0.0
             self.eval_started = 0.0
+            self.train_losses: list[float] = []  # this run's train points (the flat-loss warning)
             self.train_started = time.perf_counter()
 
         def on_train_begin(self, args, hf_state, hf_control, **kw):
@@ -194,6 +200,7 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
                 return
             now = time.monotonic()
             values = {"loss": float(logs["loss"])}
+            self.train_losses.append(values["loss"])
             if task == "causal_lm":
                 values["perplexity"] = perplexity(values["loss"])
             lr = logs.get("learning_rate")
@@ -249,8 +256,9 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
 
 
 # -- models -----------------------------------------------------------------------------------------
-def _load(task: str, folder: Path, has_weights: bool, info: dict):
-    """(model, tokenizer or image processor)."""
+def _load(task: str, folder: Path, has_weights: bool, info: dict, quantized: dict | None = None):
+    """(model, tokenizer or image processor). `quantized`: from_pretrained's arguments for a 4-bit
+    base (QLoRA) instead of float32 weights."""
     import transformers as tf
 
     common = {"trust_remote_code": False}
@@ -274,14 +282,67 @@ def _load(task: str, folder: Path, has_weights: bool, info: dict):
         if has_weights:
             # float32 master weights whatever the checkpoint's dtype (transformers loads a half-precision
             # file as half by default): mixed precision is the Trainer's autocast, not half weights.
+            weights = quantized or {"dtype": torch.float32}
             model = auto.from_pretrained(str(folder), use_safetensors=True, ignore_mismatched_sizes=True,
-                                         dtype=torch.float32, **kwargs, **common)
+                                         **weights, **kwargs, **common)
         else:
             config = tf.AutoConfig.from_pretrained(str(folder), **kwargs, **common)
             model = auto.from_config(config, **common)
     except ValueError as exc:  # e.g. a causal LM folder chosen for classification
         raise ModelSourceError(f"the model cannot be loaded for {task.replace('_', ' ')}: {exc}") from None
     return model, processor
+
+
+def _quantization(task: str, device: torch.device) -> dict:
+    """from_pretrained's arguments for QLoRA's 4-bit NF4 base, or HFJobError saying why this worker
+    cannot run it (checked before anything is loaded)."""
+    if device.type != "cuda":
+        raise HFJobError(f"{QLORA_NEEDS_CUDA}; this worker trains on {device.type}")
+    try:
+        import bitsandbytes  # noqa: F401 - imported lazily: only CUDA workers need it
+    except ImportError:
+        raise HFJobError("4-bit QLoRA needs bitsandbytes on this worker (pip install bitsandbytes)") from None
+    from transformers import BitsAndBytesConfig
+
+    compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=compute,
+                               # the head is trained in full (modules_to_save): never quantized
+                               llm_int8_skip_modules=list(HEAD_NAMES) if task != "causal_lm" else None)
+    return {"quantization_config": quant, "device_map": {"": device.index or 0}}
+
+
+def _head_names(model) -> list[str]:
+    return [n for n in HEAD_NAMES if isinstance(getattr(model, n, None), torch.nn.Module)]
+
+
+def _add_adapters(model, task: str, cfg) -> tuple[object, int]:
+    """The model wrapped by PEFT with LoRA adapters (on a 4-bit base for qlora), and the number of
+    trainable parameters. A classifier's head trains in full (modules_to_save): it is new."""
+    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
+
+    heads = _head_names(model) if task != "causal_lm" else []
+    if task != "causal_lm" and not heads:
+        raise HFJobError(f"LoRA: {type(model).__name__} has no classification head named "
+                         f"{' or '.join(HEAD_NAMES)} to train beside the adapters")
+    if cfg.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    targets = cfg.lora_target_modules.strip()
+    if targets != "all-linear":
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    # "all-linear" leaves a language model's output layer out; the head of every classifier (and
+    # the layers inside it, RoBERTa's) is left out here: it is trained in full, not adapted.
+    excluded = [name for name, _ in model.named_modules() for h in heads if name == h or name.startswith(h + ".")]
+    task_type = {"text_classification": TaskType.SEQ_CLS, "causal_lm": TaskType.CAUSAL_LM}.get(task)
+    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, exclude_modules=excluded or None, modules_to_save=heads or None,
+                      task_type=task_type, bias="none")
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as exc:  # no module matched the target names
+        raise HFJobError(f"LoRA target modules: {exc}") from None
+    return model, sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def _freeze_encoder(model) -> int:
@@ -293,7 +354,8 @@ def _freeze_encoder(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _training_args(tc: TrainConfig, ckpt_dir: Path, device: torch.device, steps_per_epoch: int, task: str):
+def _training_args(tc: TrainConfig, ckpt_dir: Path, device: torch.device, steps_per_epoch: int, task: str,
+                   cfg=None):
     from transformers import TrainingArguments
 
     monitor, mode = tc.monitored("lm" if task == "causal_lm" else "classification")
@@ -316,7 +378,24 @@ def _training_args(tc: TrainConfig, ckpt_dir: Path, device: torch.device, steps_
         seed=tc.seed, data_seed=tc.seed, report_to="none", disable_tqdm=True, use_cpu=device.type == "cpu",
         bf16=bf16, dataloader_num_workers=0, remove_unused_columns=False,
         prediction_loss_only=task == "causal_lm", log_level="warning",
+        # Explicit: a PEFT-wrapped model's forward(*args, **kwargs) does not name its labels.
+        label_names=["labels"],
+        gradient_accumulation_steps=getattr(cfg, "grad_accumulation", 1),
+        **_checkpointing(bool(getattr(cfg, "gradient_checkpointing", False))),
     ), bf16
+
+
+def _checkpointing(on: bool) -> dict:
+    """TrainingArguments for gradient checkpointing, by the name this transformers knows (newer 5.x
+    releases call it activation checkpointing and warn on the old name). Non-reentrant: works with
+    frozen embeddings (LoRA) without enable_input_require_grads."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    name = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {name: on, f"{name}_kwargs": {"use_reentrant": False}}
 
 
 # -- samples ----------------------------------------------------------------------------------------
@@ -368,30 +447,61 @@ def _generate(model, tokenizer, cfg, val_text: str, seed: int, device: torch.dev
 # -- export -----------------------------------------------------------------------------------------
 def export(output_dir: Path, trainer, processor, spec: TrainSpec, tc: TrainConfig, info: dict, metrics: dict,
            predictions: list[dict] | None, test_metrics: dict | None = None) -> list[str]:
-    """model.zip (save_pretrained: safetensors, config, tokenizer/processor), MODEL_CARD.md and,
-    for classifiers, val_predictions.json (what the final evaluation predicted)."""
+    """model.zip, MODEL_CARD.md and, for classifiers, val_predictions.json (what the final
+    evaluation predicted). model.zip holds `model/`, a save_pretrained folder (safetensors, config,
+    tokenizer/processor); for LoRA jobs `adapter/` (PEFT's adapter and the trained head, for
+    PeftModel.from_pretrained on the base) and `model/` only with merge_adapter (the adapter
+    merged into the base: a plain model again)."""
     import transformers
 
     art = output_dir / "artifacts"
     make_dir(art)
     folder = temp_path(output_dir / "export")  # private to this attempt: a stale run never shares it
     shutil.rmtree(folder, ignore_errors=True)
-    trainer.save_model(str(folder))  # safetensors (save_pretrained)
-    processor.save_pretrained(str(folder))
+    model = trainer.model
+    base, method = spec.model_config.get("model"), spec.model_config.get("method", "full")
+    adapter = hasattr(model, "peft_config")
+    parts = []
+    if adapter:
+        trainer.save_model(str(folder / "adapter"))  # adapter_model.safetensors + adapter_config.json
+        # The adapter names its base as the job did (the Hub id, local:NAME), not the server's folder.
+        config_file = folder / "adapter" / "adapter_config.json"
+        config_file.write_text(json.dumps({**json.loads(config_file.read_text()),
+                                           "base_model_name_or_path": base}, indent=2))
+        parts.append("adapter")
+        if spec.model_config.get("merge_adapter"):
+            merged = copy.deepcopy(model).merge_and_unload()  # a copy: the trained model stays as it is
+            merged.save_pretrained(str(folder / "model"))
+            del merged
+            parts.append("model")
+    else:
+        trainer.save_model(str(folder / "model"))  # safetensors (save_pretrained)
+        parts.append("model")
+    if adapter:
+        usage = (f"Unzip. `adapter/` is a PEFT {method.upper()} adapter of the base model {base} (the "
+                 "classification head, trained in full, is in it): load the base with `from_pretrained` "
+                 "(AutoModelFor...), then `peft.PeftModel.from_pretrained(base, 'adapter')`"
+                 + ("; `model/` is the adapter merged into the base (`merge_and_unload`), a plain "
+                    "`from_pretrained` folder" if "model" in parts else "")
+                 + ". Weights are safetensors; the tokenizer / image processor is in each folder.")
+    else:
+        usage = ("Unzip, then load the `model/` folder with `from_pretrained` (AutoModelFor... and "
+                 "AutoTokenizer / AutoImageProcessor); weights are safetensors.")
     card = model_card(
-        f"{spec.architecture} from {spec.model_config.get('model')}", spec, info, tc, metrics,
-        versions=[f"transformers {transformers.__version__}", f"torch {torch.__version__}"],
-        usage="Unzip, then load the `model/` folder with `from_pretrained` (AutoModelFor... and "
-              "AutoTokenizer / AutoImageProcessor); weights are safetensors.",
-        test_metrics={k: v for k, v in (test_metrics or {}).items() if k != "confusion"})
-    (folder / "README.md").write_text(card)
+        f"{spec.architecture} from {base}, method {method}", spec, info, tc, metrics,
+        versions=[f"transformers {transformers.__version__}", f"torch {torch.__version__}"]
+        + ([f"peft {_peft_version()}"] if adapter else []),
+        usage=usage, test_metrics={k: v for k, v in (test_metrics or {}).items() if k != "confusion"})
+    for part in parts:
+        processor.save_pretrained(str(folder / part))
+        (folder / part / "README.md").write_text(card)
     tmp = temp_path(art / MODEL_ZIP)
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             for p in sorted(folder.rglob("*")):
                 # training_args.bin is a pickle the Trainer writes beside the model: not part of it.
                 if p.is_file() and not p.name.lower().endswith(PICKLE_SUFFIXES):
-                    zf.write(p, f"model/{p.relative_to(folder).as_posix()}")
+                    zf.write(p, p.relative_to(folder).as_posix())
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     move_into_place(tmp, art / MODEL_ZIP)  # under the fence: a fenced run's model is discarded
@@ -400,6 +510,12 @@ def export(output_dir: Path, trainer, processor, spec: TrainSpec, tc: TrainConfi
     if predictions is not None:
         names.append(write_val_predictions(art, predictions))
     return sorted(names)
+
+
+def _peft_version() -> str:
+    import peft
+
+    return peft.__version__
 
 
 # -- run --------------------------------------------------------------------------------------------
@@ -425,25 +541,34 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     cbs = CallbackList(callbacks)
     task, cfg, tc, info = _validated(spec)
     device = pick_device(spec.device)
+    quantized = _quantization(task, device) if cfg.method == "qlora" else None  # before anything loads
     _quiet_setup()
     torch.manual_seed(tc.seed)
 
     # Model source: a registered/uploaded folder or a Hub snapshot, checked before loading.
     folder, label, has_weights = resolve(cfg.model, spec.extra.get("model_path"))
-    model, processor = _load(task, folder, has_weights, info)
+    if quantized and not has_weights:
+        raise HFJobError(f"QLoRA quantizes pretrained weights, and {label} has none (a config only); "
+                         "choose method = lora or full")
+    model, processor = _load(task, folder, has_weights, info, quantized)
     data = _datasets(task, Path(spec.dataset_dir), info, model, processor, cfg)
-    trainable = _freeze_encoder(model) if cfg_freeze(cfg) else None
-    notes = _notes(label, has_weights, trainable, tc)
+    n_params = sum(p.numel() for p in model.parameters())
+    trainable = None
+    if cfg.method == "freeze_encoder":
+        trainable = _freeze_encoder(model)
+    elif cfg.method in ADAPTER_METHODS:
+        model, trainable = _add_adapters(model, task, cfg)
+    notes = _notes(label, has_weights, trainable, tc, cfg, n_params)
 
     classes = [str(c) for c in info.get("classes") or []]
     metrics_fn = ClassificationMetrics(len(classes)) if task != "causal_lm" else None
-    steps_per_epoch = math.ceil(len(data.train) / tc.batch_size)
+    steps_per_epoch = math.ceil(math.ceil(len(data.train) / tc.batch_size) / cfg.grad_accumulation)
     ckpt_dir = Path(spec.output_dir) / CHECKPOINTS
     # Made here without parents (under a fence), not by the Trainer: a stale run of a deleted job
     # fails instead of making the job's folder again.
     make_dir(ckpt_dir)
     make_dir(run_folder(ckpt_dir))
-    args, bf16 = _training_args(tc, run_folder(ckpt_dir), device, steps_per_epoch, task)
+    args, bf16 = _training_args(tc, run_folder(ckpt_dir), device, steps_per_epoch, task, cfg)
     sample_idx = (torch.randperm(len(data.val), generator=torch.Generator().manual_seed(tc.seed + 1))
                   [: spec.num_samples].tolist())
     state = TrainState(epochs=tc.epochs, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * tc.epochs,
@@ -456,12 +581,11 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
         return extra, _classification_samples(metrics_fn, sample_idx, classes, data.val_items, data.y_val,
                                               task == "image_classification")
 
-    n_params = sum(p.numel() for p in model.parameters())
     unit = "blocks" if task == "causal_lm" else "samples"
     message = (f"fine-tuning {label} ({type(model).__name__}, {n_params / 1e6:.2f} M parameters) on {device} "
                f"({describe(device)}), {len(data.train)} training {unit}, {steps_per_epoch} steps per epoch"
-               + (", bf16" if bf16 else ""))
-    samples_per_step = tc.batch_size * (cfg.block_size if task == "causal_lm" else 1)
+               + (", bf16" if bf16 else "") + (", 4-bit NF4 base" if quantized else ""))
+    samples_per_step = tc.batch_size * cfg.grad_accumulation * (cfg.block_size if task == "causal_lm" else 1)
     bridge = make_bridge(cbs, control, state, log_interval=spec.log_interval, samples_per_step=samples_per_step,
                          task=task, on_evaluated=on_evaluated, message=message)
     trainer = Trainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.val,
@@ -477,19 +601,24 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     metrics: dict = {}
     test_metrics: dict = {}
     artifacts: list[str] = []
+    warnings: list[dict] = []
     if status == "succeeded":
         trained = (state.step - state.start_step) * samples_per_step
-        metrics, test_metrics, artifacts = _finish(spec, tc, info, trainer, processor, data, task, metrics_fn,
-                                                   classes, trained, bridge.train_seconds())
+        metrics, test_metrics, artifacts, val_pred = _finish(spec, tc, info, trainer, processor, data, task,
+                                                             metrics_fn, classes, trained, bridge.train_seconds())
+        warnings = collapse_warnings(val_pred, classes, data.y_val, bridge.train_losses)
+        for w in warnings:  # in the log too, besides the job's flag
+            cbs.fire("on_message", state, control, "warning", w["text"])
         if test_metrics:  # a group of its own, like the zoo loop's: never on_eval (the policies)
             cbs.fire("on_log", state, control, "test", test_metrics)
             cbs.fire("on_message", state, control, "info", f"test split ({len(data.test)} rows), evaluated once "
                      f"on the final model")
-        cbs.fire("on_message", state, control, "info", "saved the fine-tuned model (save_pretrained folder, "
-                 "safetensors) as model.zip")
+        saved = ("the adapter (adapter/" + (", and merged into the base: model/" if cfg.merge_adapter else "")
+                 + ")" if cfg.method in ADAPTER_METHODS else "the fine-tuned model (save_pretrained folder)")
+        cbs.fire("on_message", state, control, "info", f"saved {saved}, safetensors, as model.zip")
     cbs.fire("on_train_end", state, control, status)
     return TrainResult(status=status, metrics=metrics, artifacts=artifacts, epochs_completed=state.epoch,
-                       test_metrics=test_metrics)
+                       test_metrics=test_metrics, warnings=warnings)
 
 
 def _validated(spec: TrainSpec):
@@ -498,7 +627,8 @@ def _validated(spec: TrainSpec):
     if task is None:
         raise HFJobError(f"{spec.architecture!r} is not a Hugging Face architecture")
     cfg = models_zoo.get(spec.architecture).validate(spec.model_config)
-    tc: TrainConfig = validate(TrainConfig, spec.train_config)
+    # The fine-tuning defaults for what the spec leaves out (a job stores every value it was given).
+    tc: TrainConfig = validate(TrainConfig, with_fine_tune_defaults(spec.train_config, {"method": cfg.method}))
     errors = train_errors(tc)
     if errors:
         raise HFJobError("; ".join(f"{k}: {v}" for k, v in errors.items()))
@@ -509,16 +639,27 @@ def _validated(spec: TrainSpec):
     return task, cfg, tc, info
 
 
-def _notes(label: str, has_weights: bool, trainable: int | None, tc: TrainConfig) -> list[tuple[str, str]]:
+def _notes(label: str, has_weights: bool, trainable: int | None, tc: TrainConfig, cfg,
+           n_params: int) -> list[tuple[str, str]]:
     """(level, text) of what the user should know before the run starts."""
     notes = []
     if not has_weights:
         notes.append(("info", f"{label} has a config but no weights: it starts from a random initialisation"))
-    if trainable is not None:
+    if cfg.method == "freeze_encoder":
         notes.append(("info", f"encoder frozen: training {trainable:,} parameters (the head)"))
-    if tc.learning_rate > HIGH_LR:
+    elif cfg.method in ADAPTER_METHODS:
+        base = "a 4-bit NF4 base" if cfg.method == "qlora" else "a frozen base"
+        notes.append(("info", f"{cfg.method.upper()} (rank {cfg.lora_rank}, alpha {cfg.lora_alpha}, targets "
+                              f"{cfg.lora_target_modules}) on {base}: training {trainable:,} of {n_params:,} "
+                              f"parameters ({100 * trainable / max(1, n_params):.2f}%)"))
+    if cfg.grad_accumulation > 1:
+        notes.append(("info", f"effective batch size {tc.batch_size * cfg.grad_accumulation} (batch size "
+                              f"{tc.batch_size} × {cfg.grad_accumulation} accumulation steps)"))
+    # The head alone (freeze_encoder) takes a higher rate; everything else moves pretrained weights.
+    if tc.learning_rate >= HIGH_LR and cfg.method != "freeze_encoder":
+        usual = "1e-4 to 3e-4" if cfg.method in ADAPTER_METHODS else "2e-5 to 1e-4"
         notes.append(("warning", f"learning rate {tc.learning_rate:g} is high for fine-tuning a pretrained "
-                                 f"transformer (2e-5 to 1e-4 is usual)"))
+                                 f"transformer ({usual} is usual for {cfg.method})"))
     return notes
 
 
@@ -559,15 +700,16 @@ def _datasets(task: str, dataset_dir: Path, info: dict, model, processor, cfg) -
 
 def _finish(spec: TrainSpec, tc: TrainConfig, info: dict, trainer, processor, data: Datasets, task: str,
             metrics_fn: ClassificationMetrics | None, classes: list[str], trained: int,
-            seconds: float) -> tuple[dict, dict, list[str]]:
+            seconds: float) -> tuple[dict, dict, list[str], np.ndarray | None]:
     """The final evaluation of the model that is exported (the best epoch's with keep=best), the
     test split's (once, on that model, when there is one), then the export; (metrics, test
-    metrics, artifact names)."""
+    metrics, artifact names, the validation predictions)."""
     output = trainer.predict(data.val, metric_key_prefix="eval")
     metrics = reported_metrics(output.metrics, task)
     metrics.update(samples_per_s=trained / seconds if trained else 0.0, train_seconds=seconds)
-    predictions = None
+    predictions, val_pred = None, None
     if metrics_fn is not None and metrics_fn.pred is not None:
+        val_pred = metrics_fn.pred.copy()
         predictions = val_predictions(metrics_fn.pred, metrics_fn.conf, classes)
     test_metrics: dict = {}
     if data.test is not None:  # after the validation predictions were read: metrics_fn keeps the last ones
@@ -578,11 +720,7 @@ def _finish(spec: TrainSpec, tc: TrainConfig, info: dict, trainer, processor, da
     # Trainer checkpoints hold the optimizer state too (three times the model): a finished
     # job resumes nothing, so they go (a re-run after a crash here starts over, correctly).
     shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
-    return metrics, test_metrics, artifacts
-
-
-def cfg_freeze(cfg) -> bool:
-    return bool(getattr(cfg, "freeze_encoder", False))
+    return metrics, test_metrics, artifacts, val_pred
 
 
 __all__ = ["HFJobError", "ModelSourceError", "run"]

@@ -56,3 +56,26 @@ def regression_metrics(out: torch.Tensor, y: torch.Tensor, norm: dict) -> dict:
         "mae": (pred - truth).abs().mean().item(),
         "r2": (1 - mse / var).item(),
     }
+
+
+def collapse_warnings(pred=None, classes=None, y_true=None, train_losses=()) -> list[dict]:
+    """What a finished run must not leave silent, as [{"code", "text"}]: a classifier whose
+    validation predictions are all one class (while the truth has several), a training loss that
+    never fell below its first value (at least three points). Both runtimes call this."""
+    out = []
+    if pred is not None and len(pred) > 1:
+        predicted = {int(p) for p in pred}
+        truth = {int(t) for t in y_true} if y_true is not None else {None, -1}
+        if len(predicted) == 1 and len(truth) > 1:
+            k = predicted.pop()
+            name = classes[k] if classes is not None and k < len(classes) else k
+            out.append({"code": "one_class", "text": f"every validation prediction is class {name!r} "
+                        f"({len(pred)} rows): the classifier collapsed to one class; try a lower learning rate, "
+                        "more epochs, or check the labels and the class balance"})
+    losses = [float(v) for v in train_losses if math.isfinite(float(v))]
+    if len(losses) >= 3 and min(losses[1:]) >= losses[0] - 0.01 * max(abs(losses[0]), 1e-6):
+        out.append({"code": "loss_flat", "text": f"the training loss never fell below its start value "
+                    f"{losses[0]:.4g} ({len(losses)} points): the model did not learn; check the learning rate "
+                    "(too high diverges, too low stalls) and the data"})
+    return out
+

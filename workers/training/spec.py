@@ -26,3 +26,5 @@ class TrainResult:
     epochs_completed: int = 0
     # The test split's metrics (evaluated once, on the exported model); empty without a test split.
     test_metrics: dict = field(default_factory=dict)
+    # What the run flags about its model, [{"code", "text"}] (workers.training.metrics.collapse_warnings).
+    warnings: list = field(default_factory=list)
