@@ -199,6 +199,29 @@ def test_cut_upload_resumes_then_job_from_yaml_followed_waited_downloaded(stack,
     with torch.no_grad():
         assert model(torch.zeros(2, 3)).shape == (2, 2)
 
+    # 6. A sweep from YAML: a bad space is refused naming the key; a good one runs its trials,
+    #    waits to its end, shows the best, and promotes it into an ordinary job.
+    sweep_file = tmp_path / "sweep.yaml"
+    spec = {"dataset": "points-cli", "architecture": "mlp", "name": "lr sweep", "metric": "accuracy",
+            "budget": 2, "concurrency": 1, "pruner": "none",
+            "model_config": {"hidden_sizes": [16]}, "train_config": {"epochs": 2, "batch_size": 512},
+            "space": {"train.learning_rat": {"type": "float", "low": 0.001, "high": 0.1, "log": True}}}
+    sweep_file.write_text(yaml.safe_dump(spec))
+    r = cli(env, "sweeps", "create", "-f", str(sweep_file), "--json", check=False)
+    assert r.returncode == 2 and "space.train.learning_rat" in json.loads(r.stdout)["errors"]
+    spec["space"] = {"train.learning_rate": {"type": "float", "low": 0.001, "high": 0.1, "log": True}}
+    sweep_file.write_text(yaml.safe_dump(spec))
+    sweep = json.loads(cli(env, "sweeps", "create", "-f", str(sweep_file), "--json").stdout)
+    assert sweep["dataset"] == ds["id"] and sweep["budget"] == 2
+    r = cli(env, "sweeps", "wait", sweep["id"], "--timeout", "240", "--json", check=False)
+    done = json.loads(r.stdout)
+    assert r.returncode == 0 and done["status"] == "succeeded", (done, stack.logs())
+    assert [t["state"] for t in done["trials"]] == ["complete", "complete"] and done["best"] is not None
+    assert sweep["id"] in [x["id"] for x in json.loads(cli(env, "sweeps", "list", "--json").stdout)]
+    assert "best: trial #" in cli(env, "sweeps", "show", sweep["id"]).stdout
+    promoted = json.loads(cli(env, "sweeps", "promote", sweep["id"], "--json").stdout)
+    assert promoted["train_config"]["learning_rate"] == done["best"]["params"]["train.learning_rate"]
+
 
 def test_follow_survives_a_killed_connection_and_wait_codes(stack, env, tmp_path):
     api = stack.api("bob")

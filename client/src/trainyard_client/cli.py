@@ -20,13 +20,16 @@ from trainyard_client.client import ApiError, Client
 from trainyard_client.follow import SocketClosed
 from trainyard_client.jobspec import SpecError
 
-app = typer.Typer(help="Trainyard from the command line: datasets, jobs, live events, downloads, exports.",
+app = typer.Typer(help="Trainyard from the command line: datasets, jobs, sweeps, live events, downloads, exports.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 datasets_app = typer.Typer(help="Upload and list datasets.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Submit, list, follow, wait for and download jobs.", no_args_is_help=True)
 export_app = typer.Typer(help="Export a job to MLflow or as TensorBoard event files.", no_args_is_help=True)
+sweeps_app = typer.Typer(help="Start, watch, cancel and promote sweeps (Optuna picks each trial's settings).",
+                         no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(sweeps_app, name="sweeps")
 jobs_app.add_typer(export_app, name="export")
 
 JsonFlag = typer.Option(False, "--json", help="machine-readable JSON on stdout")
@@ -239,6 +242,82 @@ def export_tensorboard(job_id: str, directory: Path,
     """Save the job's history as TensorBoard event files into DIRECTORY (then tensorboard --logdir)."""
     path = _run(as_json, _client(as_json).export_tensorboard, job_id, directory, extract=extract)
     _emit(as_json, {"path": str(path)}, f"{path}  (tensorboard --logdir {path})")
+
+
+def _trial_line(t: dict) -> str:
+    value = "" if t.get("value") is None else f"{t['value']:.4g}"
+    params = " ".join(f"{k}={v}" for k, v in (t.get("params") or {}).items())
+    return f"  #{t['number']:<3} {t['state']:<9} {value:<10} {params}"
+
+
+def _sweep_text(sw: dict) -> str:
+    best = sw.get("best")
+    lines = [f"{sw['name']} ({sw['id']}): {sw['status']}, {sw['metric']} ({sw['direction']}), "
+             f"{len(sw.get('trials', []))}/{sw['budget']} trials" + (f"; {sw['error']}" if sw.get("error") else "")]
+    if best:
+        lines.append(f"best: trial #{best['number']} {sw['metric']}={best['value']:.4g} {best['params']}")
+    lines += [_trial_line(t) for t in sw.get("trials", [])]
+    return "\n".join(lines)
+
+
+@sweeps_app.command("create")
+def sweeps_create(file: Path = typer.Option(..., "-f", "--file", exists=True, dir_okay=False,
+                                            help="sweep YAML: dataset, architecture, space, metric, budget, ..."),
+                  as_json: bool = JsonFlag) -> None:
+    """Start a sweep from a YAML file (space keys: train.<setting> or model.<setting>)."""
+    try:
+        spec = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        _fail(as_json, f"{file} is not valid YAML: {exc}")
+    sweep = _run(as_json, _client(as_json).create_sweep, spec)
+    _emit(as_json, sweep, f"started sweep {sweep['name']} ({sweep['id']}): {sweep['budget']} trials, "
+                          f"{sweep['concurrency']} at once")
+
+
+@sweeps_app.command("list")
+def sweeps_list(as_json: bool = JsonFlag) -> None:
+    """Your sweeps, newest first."""
+    rows = _run(as_json, _client(as_json).sweeps)
+    _emit(as_json, rows, "\n".join(f"{s['id']}  {s['status']:<9} {s['architecture']:<12} {s['name']}" for s in rows)
+          or "no sweeps")
+
+
+@sweeps_app.command("show")
+def sweeps_show(sweep_id: str, as_json: bool = JsonFlag) -> None:
+    """One sweep with its trials and the best so far."""
+    sweep = _run(as_json, _client(as_json).sweep, sweep_id)
+    _emit(as_json, sweep, _sweep_text(sweep))
+
+
+@sweeps_app.command("wait")
+def sweeps_wait(sweep_id: str, timeout: Optional[float] = typer.Option(None, help="give up after this many seconds"),
+                interval: float = typer.Option(2.0, min=0.1, help="seconds between checks"),
+                as_json: bool = JsonFlag) -> None:
+    """Wait for the sweep to end; exit 0 finished, 1 failed, 3 cancelled, 4 timed out."""
+    c = _client(as_json)
+    try:
+        sweep = c.wait_sweep(sweep_id, timeout=timeout, interval=interval)
+    except TimeoutError as exc:
+        _emit(as_json, {"error": str(exc)}, str(exc))
+        raise typer.Exit(4) from None
+    except (ApiError, httpx.HTTPError) as exc:
+        _run(as_json, _reraise, exc)
+    _emit(as_json, sweep, _sweep_text(sweep))
+    raise typer.Exit(WAIT_CODES[sweep["status"]])
+
+
+@sweeps_app.command("cancel")
+def sweeps_cancel(sweep_id: str, as_json: bool = JsonFlag) -> None:
+    """Cancel the sweep and its unfinished trials."""
+    sweep = _run(as_json, _client(as_json).cancel_sweep, sweep_id)
+    _emit(as_json, sweep, f"{sweep['name']}: {sweep['status']}")
+
+
+@sweeps_app.command("promote")
+def sweeps_promote(sweep_id: str, as_json: bool = JsonFlag) -> None:
+    """Submit a new job with the best trial's settings."""
+    job = _run(as_json, _client(as_json).promote_sweep, sweep_id)
+    _emit(as_json, job, f"submitted {job['name']} ({job['id']}); status {job['status']}")
 
 
 # The same two commands by the names `jobs export-mlflow` / `jobs export-tensorboard`.

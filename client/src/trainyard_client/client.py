@@ -222,6 +222,42 @@ class Client:
     def cancel_job(self, job_id: str) -> dict:
         return self.request("POST", f"/api/jobs/{job_id}/cancel/").json()
 
+    # -- sweeps: N ordinary jobs whose settings Optuna picks (server side) ----------------------
+    def sweeps(self) -> list[dict]:
+        return self.get("/api/sweeps/")["sweeps"]
+
+    def sweep(self, sweep_id: str) -> dict:
+        return self.get(f"/api/sweeps/{sweep_id}/")
+
+    def create_sweep(self, spec: dict) -> dict:
+        """Start a sweep from `spec` (a sweep file's contents: dataset by id or name, architecture,
+        space, metric, budget, concurrency, ...); the server checks the space against the settings'
+        schema and names each refused field."""
+        if not isinstance(spec, dict):
+            raise SpecError({"file": "a sweep file is a mapping (dataset, architecture, space, metric, ...)"})
+        body = dict(spec)
+        if body.get("dataset"):
+            body["dataset"] = self._find_dataset(str(body["dataset"]))["id"]
+        return self.request("POST", "/api/sweeps/", json=body).json()
+
+    def cancel_sweep(self, sweep_id: str) -> dict:
+        return self.request("POST", f"/api/sweeps/{sweep_id}/cancel/").json()
+
+    def promote_sweep(self, sweep_id: str) -> dict:
+        """A new ordinary job with the best complete trial's settings."""
+        return self.request("POST", f"/api/sweeps/{sweep_id}/promote/").json()
+
+    def wait_sweep(self, sweep_id: str, *, timeout: float | None = None, interval: float = 2.0) -> dict:
+        """The sweep once it has ended; TimeoutError after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            sweep = self.sweep(sweep_id)
+            if sweep["status"] in TERMINAL:
+                return sweep
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"sweep {sweep_id} is still {sweep['status']} after {timeout} s")
+            time.sleep(interval)
+
     def wait(self, job_id: str, *, timeout: float | None = None, interval: float = 1.0) -> dict:
         """The job once it has finished; TimeoutError after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
