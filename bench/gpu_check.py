@@ -247,8 +247,10 @@ class Check:
         self.step("overhead ResNet-18", lambda: self.overhead("resnet18"))
         # The runtime with torch.compile, and with the default augmentation, against the same bare
         # eager loop: what each costs or gains (the compile time itself is in the job log).
-        self.step("torch.compile ResNet-18", lambda: self.overhead("cnn" if self.dry else "resnet18", "--compile", "on"))
-        self.step("augmentation ResNet-18", lambda: self.overhead("resnet18", "--augment", "auto"))
+        short = () if self.dry else ("--epochs", "4", "--rounds", "1")  # the later argparse value wins
+        self.step("torch.compile ResNet-18",
+                  lambda: self.overhead("cnn" if self.dry else "resnet18", "--compile", "on", *short))
+        self.step("augmentation ResNet-18", lambda: self.overhead("resnet18", "--augment", "auto", *short))
         self.step("MiniLM fine-tuning", self.minilm)
 
         def several():
