@@ -217,6 +217,9 @@ WHITENOISE_USE_FINDERS = True
 # on the stream, before Django buffers anything. Larger files go through the chunked upload API
 # (the web page always uses it), TRAINYARD_MAX_UPLOAD_MB caps the whole file.
 MAX_UPLOAD_BYTES = env_int("TRAINYARD_MAX_UPLOAD_MB", 4096) * 1024 * 1024
+# The dataset cache a training run may hold in memory (0 = half the machine's RAM); a larger one
+# is read from its files a few batches ahead (workers/training/filecache.py).
+TRAINYARD_CACHE_MEMORY_MB = env_int("TRAINYARD_CACHE_MEMORY_MB", 0)
 # Processes an ingest worker decodes images with (0 = the CPUs it may run on, at most 8).
 TRAINYARD_INGEST_PROCESSES = env_int("TRAINYARD_INGEST_PROCESSES", 0)
 MAX_REQUEST_BYTES = env_int("TRAINYARD_MAX_REQUEST_MB", 64) * 1024 * 1024

@@ -27,7 +27,10 @@ def _tc(**kw):
 def test_the_automatic_rule_crops_everything_and_flips_colour_images_only():
     assert plan_for(_tc(), _info(3, 32)) == Plan(pad=4, flip=True)
     assert plan_for(_tc(), _info(1, 28)) == Plan(pad=4, flip=False)  # digits, letters: a mirror changes them
-    assert plan_for(_tc(), _info(1, 8)) == Plan(pad=1)
+    assert plan_for(_tc(), _info(1, 8)) == Plan()  # too small to shift (a pixel is an eighth of it)
+    assert plan_for(_tc(), _info(3, 8)) == Plan(flip=True)
+    assert plan_for(_tc(augment="crop"), _info(1, 8)) == Plan(pad=1)  # asked for: done
+    assert plan_for(_tc(), _info(1, 16)) == Plan(pad=2)
     assert plan_for(_tc(augment="off"), _info(3, 32)) == Plan()
     assert plan_for(_tc(augment="flip"), _info(1, 32)) == Plan(flip=True)
     assert plan_for(_tc(crop_padding=2, cutout=8, mixup_alpha=0.2), _info(1, 32)) == Plan(pad=2, cutout=8, mixup=0.2)

@@ -70,7 +70,8 @@ def train_job(self, job_id: str) -> str:
         if start.is_hf:  # Hugging Face fine-tuning (transformers.Trainer)
             from workers.hf import run
         spec = TrainSpec(start.architecture, start.model_config, start.train_config,
-                         dataset_dir=start.dataset_dir, output_dir=start.output_dir, extra=start.extra)
+                         dataset_dir=start.dataset_dir, output_dir=start.output_dir, extra=start.extra,
+                         cache_memory_bytes=settings.TRAINYARD_CACHE_MEMORY_MB * 2**20 or None)
         with captured_output(lambda data: reporter.emit("log", data)), requeue_on_sigterm(reporter), \
                 fenced_by(str(start.token), lambda moves: _fenced_move(start, moves)):
             result = run(spec, [reporter], reporter.control)

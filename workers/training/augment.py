@@ -8,8 +8,9 @@ identically, and nothing is read back to the host per step (no syncs). Mixup's �
 host from its own seeded numpy generator: a host number, not a device read.
 
 `plan_for()` turns the job's settings into a Plan. The automatic rule: random crop padded by an
-eighth of the side (4 px at 32 × 32, 1 px at 8 × 8); horizontal flip only for colour images,
-since grayscale sets are usually digits, letters or symbols, which a mirror changes.
+eighth of the side (4 px at 32 × 32, 2 px at 16 × 16) for images of at least 16 px; horizontal
+flip only for colour images, since grayscale sets are usually digits, letters or symbols, which
+a mirror changes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from models_zoo.kinds import kind_of
+
+
+# The automatic rule crops images of at least this side: its padding, an eighth of the side, is
+# then 2 px or more. Smaller images (8 × 8 digits, icons) are usually centred already, and a
+# one-pixel shift moves a sixth to an eighth of them (seen on scikit-learn's 8 × 8 digits, CNN,
+# 20 epochs, seeds 0-2: 0.955-0.975 validation accuracy with 1-px crops, 0.978-0.983 without).
+AUTO_CROP_MIN_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ def plan_for(tc, info: dict) -> Plan:
     if mode == "auto":
         mode = "crop_flip" if channels == 3 else "crop"
     side = min(h, w)
+    if tc.augment == "auto" and side < AUTO_CROP_MIN_SIDE and not tc.crop_padding:
+        mode = mode.replace("crop_", "").replace("crop", "")  # too small to shift: flip at most
     pad = (tc.crop_padding or max(1, round(side / 8))) if mode.startswith("crop") else 0
     return Plan(pad=min(pad, side), flip=mode in ("crop_flip", "flip"), cutout=min(tc.cutout, side),
                 mixup=tc.mixup_alpha if info.get("task") == "classification" else 0.0)

@@ -16,6 +16,7 @@ import torch
 
 from models_zoo.kinds import get as get_kind
 from models_zoo.kinds import kind_of
+from workers.training.filecache import FileRows, default_memory_cap, npy_header
 
 
 @dataclass
@@ -42,6 +43,9 @@ class TensorData:
     lengths_train: torch.Tensor | None = None
     lengths_val: torch.Tensor | None = None
     lengths_test: torch.Tensor | None = None
+    # The cache's size, and whether its inputs stay in their files (larger than the memory cap).
+    cache_bytes: int = 0
+    file_backed: bool = False
 
     @property
     def task(self) -> str:
@@ -82,6 +86,19 @@ class TensorData:
         return [index[c] for c in text if c in index]
 
 
+def _nbytes(path: Path) -> int:
+    shape, dtype, _ = npy_header(path)
+    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
+def _lengths(X) -> torch.Tensor:
+    """Each text row's length, `(X != 0).sum(1).clamp(min=1)`, in blocks (X may be on disk)."""
+    out = []
+    for i in range(0, len(X), 65_536):
+        out.append(torch.as_tensor(np.asarray(X[i : i + 65_536]) != 0).sum(1))
+    return (torch.cat(out) if out else torch.zeros(0, dtype=torch.long)).long().clamp(min=1)
+
+
 def _fits_on_device(nbytes: int, device: torch.device) -> bool:
     if device.type != "cuda":
         return True
@@ -92,10 +109,14 @@ def _fits_on_device(nbytes: int, device: torch.device) -> bool:
 STREAMS = {"train": "train_stream", "val": "val_stream"}  # a corpus cache's arrays, by attribute
 
 
-def load_cache(dataset_dir: str | Path, device: torch.device) -> TensorData:
+def load_cache(dataset_dir: str | Path, device: torch.device, memory_cap: int | None = None) -> TensorData:
+    """The dataset cache as tensors. `memory_cap`: the bytes of cache this run may hold in memory
+    (default: half the machine's RAM); a larger cache stays in its files and its inputs are read
+    per batch (workers/training/filecache.py) — labels stay in memory either way."""
     d = Path(dataset_dir)
     info = json.loads((d / "info.json").read_text())
     kind = kind_of(info)
+    cap = default_memory_cap() if memory_cap is None else memory_cap
 
     def array(name: str) -> np.ndarray:
         # allow_pickle=False: the cache holds plain numeric arrays only.
@@ -106,17 +127,27 @@ def load_cache(dataset_dir: str | Path, device: torch.device) -> TensorData:
     names = [f[: -len(".npy")] for f in get_kind(kind).cache_files if f.endswith(".npy")]
     if (d / "X_test.npy").is_file():  # a test split (tables, sequences, texts, images)
         names += ["X_test", "y_test"]
+    sizes = {name: _nbytes(d / f"{name}.npy") for name in names}
+    data.cache_bytes = sum(sizes.values())
+    inputs = [n for n in names if not n.startswith("y_")]  # X_* and a corpus's token streams
+    data.file_backed = data.cache_bytes > cap
+    tokens = kind in ("text", "corpus")
+    if data.file_backed:
+        for name in inputs:
+            setattr(data, STREAMS.get(name, name), FileRows(d / f"{name}.npy", long=tokens, pin=device.type == "cuda"))
+        names = [n for n in names if n not in inputs]
     arrays = {STREAMS.get(name, name): array(name) for name in names}
     # Small datasets live on the device for the whole run; large ones stay in (pinned) host
-    # memory and move one batch at a time.
-    home = device if _fits_on_device(sum(a.nbytes for a in arrays.values()), device) else torch.device("cpu")
+    # memory and move one batch at a time; larger still, in their files (above).
+    home = device if not data.file_backed and _fits_on_device(data.cache_bytes, device) else torch.device("cpu")
     if kind == "text":
-        for split in ("train", "val", "test")[: 3 if "X_test" in arrays else 2]:
-            lengths = torch.from_numpy((arrays[f"X_{split}"] != 0).sum(1)).long().clamp(min=1)
-            setattr(data, f"lengths_{split}", lengths)
+        for split in ("train", "val", "test")[: 3 if "X_test" in sizes else 2]:
+            X = arrays.get(f"X_{split}")
+            X = getattr(data, f"X_{split}") if X is None else X
+            setattr(data, f"lengths_{split}", _lengths(X))
     for name, arr in arrays.items():
         t = torch.from_numpy(arr)
-        if kind in ("text", "corpus") or (name.startswith("y_") and info["task"] == "classification"):
+        if tokens or (name.startswith("y_") and info["task"] == "classification"):
             t = t.long()  # embedding and cross-entropy indices
         if home.type == "cpu" and device.type == "cuda":
             t = t.pin_memory()

@@ -29,6 +29,7 @@ from workers.training.artifacts import (MODEL_CARD, make_dir, model_card, move_i
 from workers.training.callbacks import Callback, CallbackList, Control, EarlyStopping, KeepBest, TrainState
 from workers.training.checkpoint import Checkpointer
 from workers.training.data import TensorData, load_cache
+from workers.training.filecache import FileRows, Prefetch
 from workers.training.device import describe, fit_cpu_threads, pick_device, tune_cpu
 from workers.training.metrics import classification_metrics, perplexity, regression_metrics
 from workers.training.spec import TrainResult, TrainSpec
@@ -97,6 +98,10 @@ class Batches:
     def epoch(self, epoch: int):
         d = self.data
         order = torch.randperm(d.n_train, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        if isinstance(d.X_train, FileRows):  # on disk: rows gathered a few batches ahead by a thread
+            for x, y, kwargs in Prefetch(self._host_batches(order)):
+                yield d.prepare(x), y.to(d.device, non_blocking=True), kwargs
+            return
         # One copy per epoch; `order` stays alive (and on the host, for the lengths) meanwhile.
         perm = order.to(d.X_train.device, non_blocking=True)
         for i in range(self.steps):
@@ -104,6 +109,14 @@ class Batches:
             idx = perm[rows]
             kwargs = {"lengths": d.lengths_train[order[rows]]} if self.lengths else {}
             yield d.prepare(d.X_train[idx]), d.y_train[idx].to(d.device, non_blocking=True), kwargs
+
+    def _host_batches(self, order: torch.Tensor):
+        """The same batches in the same order, read from the cache file (pinned for a GPU)."""
+        d = self.data
+        for i in range(self.steps):
+            idx = order[i * self.bs : (i + 1) * self.bs]
+            kwargs = {"lengths": d.lengths_train[idx]} if self.lengths else {}
+            yield d.X_train[idx], d.y_train[idx], kwargs
 
 
 class StreamBatches:
@@ -123,6 +136,16 @@ class StreamBatches:
         # epoch): no host-to-device copy (a stream sync on CUDA) per step. On the CPU these are
         # the same numbers as from a CPU generator; a resumed run redraws its epoch identically.
         g = torch.Generator(device=stream.device).manual_seed(self.seed * 100_003 + epoch)
+        if isinstance(stream, FileRows):  # on disk: windows read a few batches ahead by a thread
+            def host():
+                for _ in range(self.steps):
+                    starts = torch.randint(0, d.n_train - self.block - 1, (self.bs,), generator=g)
+                    yield stream.windows(starts, self.block + 1)
+
+            for window in Prefetch(host()):
+                window = window.to(d.device, non_blocking=True)
+                yield window[:, :-1], window[:, 1:], {}
+            return
         for _ in range(self.steps):
             starts = torch.randint(0, d.n_train - self.block - 1, (self.bs,), generator=g, device=stream.device)
             window = stream[starts[:, None] + self.offsets].to(d.device, non_blocking=True)
@@ -175,7 +198,10 @@ def _evaluate_lm(model, data: TensorData, batch_size: int, block: int) -> dict:
     offsets = torch.arange(block + 1, device=stream.device)
     total = torch.zeros((), device=data.device)
     for i in range(0, len(starts), batch_size):
-        w = stream[starts[i : i + batch_size, None] + offsets].to(data.device, non_blocking=True)
+        if isinstance(stream, FileRows):
+            w = stream.windows(starts[i : i + batch_size], block + 1).to(data.device, non_blocking=True)
+        else:
+            w = stream[starts[i : i + batch_size, None] + offsets].to(data.device, non_blocking=True)
         out = model(w[:, :-1]).float()
         total += F.cross_entropy(out.reshape(-1, out.shape[-1]), w[:, 1:].reshape(-1), reduction="sum")
     loss = (total / (len(starts) * block)).item()
@@ -364,7 +390,7 @@ def setup(spec: TrainSpec, tc: TrainConfig) -> Setup:
     tune_cpu()
     torch.manual_seed(tc.seed)
     # The cache is decoded once and kept as tensors (on the GPU when it fits).
-    data = load_cache(spec.dataset_dir, device)
+    data = load_cache(spec.dataset_dir, device, spec.cache_memory_bytes)
     model = models_zoo.build_model(spec.architecture, spec.model_config, data.info).to(device)
     if device.type == "cuda" and data.kind == "image":
         model = model.to(memory_format=torch.channels_last)
@@ -436,6 +462,10 @@ def announce(s: Setup, cbs: CallbackList, control: Control, resumed: bool) -> No
     cbs.fire("on_message", s.state, control, "info",
              f"training on {s.device} ({describe(s.device)}), {s.data.n_train} training {unit}, "
              f"{s.batches.steps} steps per epoch" + (", bf16 autocast" if s.use_amp else ""))
+    if s.data.file_backed:
+        cbs.fire("on_message", s.state, control, "info",
+                 f"the dataset cache ({s.data.cache_bytes / 2**20:,.1f} MiB) is larger than the memory this "
+                 f"worker gives caches; its inputs are read from disk a few batches ahead")
     if s.augmenter is not None:
         cbs.fire("on_message", s.state, control, "info",
                  f"augmenting training batches on {s.device.type}: {s.augmenter.plan.describe()}")

@@ -15,6 +15,9 @@ class TrainSpec:
     device: str = "auto"  # "auto" picks CUDA when present
     log_interval: float = 0.5  # seconds between train-metric reads (one host sync each)
     num_samples: int = 8
+    # The bytes of dataset cache the run may hold in memory (None: half the machine's RAM); a
+    # larger cache is read from its files per batch (workers/training/filecache.py).
+    cache_memory_bytes: int | None = None
     extra: dict = field(default_factory=dict)
 
 
