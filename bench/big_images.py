@@ -53,14 +53,22 @@ def one_way(upload: Path, cap_mb: int, epochs: int, batch: int) -> dict:
         stack.start_worker("ingester", "ingest,infer")
         api = stack.api("alice")
         with open(upload, "rb") as f:
-            ds = api.post(stack.url("/api/datasets/"), files={"file": (upload.name, f)}, data={"kind": "image"}).json()
+            r = api.post(stack.url("/api/datasets/"), files={"file": (upload.name, f)}, data={"kind": "image"})
+        if r.status_code != 201:
+            raise RuntimeError(f"the upload was refused: {r.status_code} {r.text[:500]}")
+        ds = r.json()
         ds = stack.wait_dataset(api, ds["id"], timeout=900)
+        if ds["status"] != "ready":
+            raise RuntimeError(f"the ingest ended {ds['status']}: {ds.get('error')}\n{stack.logs()[-3000:]}")
         cache = sum(p.stat().st_size for p in (stack.data_dir / "datasets" / ds["id"]).glob("X_*.npy"))
         pid = _pool_child(stack, "worker")
         idle = _status(pid)["VmRSS"]
         job = api.post(stack.url("/api/jobs/"), json={
             "dataset": ds["id"], "architecture": "cnn", "model_config": {},
-            "train_config": {"epochs": epochs, "batch_size": batch, "augment": "off", "seed": 0}}).json()
+            "train_config": {"epochs": epochs, "batch_size": batch, "augment": "off", "seed": 0}})
+        if job.status_code != 201:
+            raise RuntimeError(f"the job was refused: {job.status_code} {job.text[:500]}")
+        job = job.json()
         job = stack.wait_job(api, job["id"], timeout=3600, interval=2.0)
         if job["status"] != "succeeded":
             raise RuntimeError(f"the job {job['status']}: {job.get('error')}\n{stack.logs()[-3000:]}")

@@ -74,6 +74,7 @@ live in workers.datasets.archive, shared with model ZIPs)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import numbers
@@ -774,6 +775,30 @@ def _init_decoder(max_pixels) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@contextlib.contextmanager
+def _children_allowed():
+    """Celery's prefork pool runs tasks in daemonic processes, and multiprocessing refuses to
+    start children from one (they could outlive it). The decoding pool is shut down before this
+    block ends, on every path, so the flag is lifted for the block's length only (and the flags
+    are restored as they were)."""
+    import multiprocessing
+
+    from multiprocessing.process import AuthenticationString
+
+    config = multiprocessing.current_process()._config  # noqa: SLF001 - the flags Process.start reads
+    saved = dict(config)
+    config["daemon"] = False
+    # billiard (Celery's fork of multiprocessing) leaves its own AuthenticationString here, which
+    # refuses to be pickled by the standard library's spawning code: the same key, stdlib's type.
+    if config.get("authkey") is not None and not isinstance(config["authkey"], AuthenticationString):
+        config["authkey"] = AuthenticationString(bytes(config["authkey"]))
+    try:
+        yield
+    finally:
+        config.clear()
+        config.update(saved)
+
+
 def _decode_all(zf, entries: list[_Entry], files: dict, keep: dict, skipped: list[dict], limits: dict,
                 channels: str, image_size: int, prog: _Progress, n_candidates: int,
                 processes: int | None = None) -> Counter:
@@ -813,8 +838,8 @@ def _decode_all(zf, entries: list[_Entry], files: dict, keep: dict, skipped: lis
     # worker with threads and open database connections).
     context = multiprocessing.get_context("forkserver")
     pending: deque = deque()
-    with ProcessPoolExecutor(n, mp_context=context, initializer=_init_decoder,
-                             initargs=(Image.MAX_IMAGE_PIXELS,)) as pool:
+    with _children_allowed(), ProcessPoolExecutor(n, mp_context=context, initializer=_init_decoder,
+                                                  initargs=(Image.MAX_IMAGE_PIXELS,)) as pool:
         try:
             for start in range(0, len(order), CHUNK_IMAGES):
                 chunk = order[start : start + CHUNK_IMAGES]
