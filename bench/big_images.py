@@ -52,11 +52,10 @@ def one_way(upload: Path, cap_mb: int, epochs: int, batch: int) -> dict:
     try:
         stack.start_worker("ingester", "ingest,infer")
         api = stack.api("alice")
-        with open(upload, "rb") as f:
-            r = api.post(stack.url("/api/datasets/"), files={"file": (upload.name, f)}, data={"kind": "image"})
-        if r.status_code != 201:
-            raise RuntimeError(f"the upload was refused: {r.status_code} {r.text[:500]}")
-        ds = r.json()
+        from trainyard_client import Client
+
+        with Client(stack.base_url, token=stack.tokens["alice"]) as c:  # tus: larger than one request
+            ds = c.upload_dataset(upload, kind="image")
         ds = stack.wait_dataset(api, ds["id"], timeout=900)
         if ds["status"] != "ready":
             raise RuntimeError(f"the ingest ended {ds['status']}: {ds.get('error')}\n{stack.logs()[-3000:]}")
