@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 GIB = 1024**3
+GB = 1_000_000_000  # the unit of a job's minimum GPU memory (the scheduler's) and of the messages
 CUDA_CONTEXT = int(0.75 * GIB)  # the CUDA context, cuBLAS workspaces and the allocator's slack
 NF4_BYTES = 0.53  # 4 bits + the blocks' absmax constants (double-quantised)
 GATED = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "mixtral", "olmo", "smollm3")
@@ -142,7 +143,7 @@ class Estimate:
         return self.weights + self.gradients + self.optimizer + self.activations + self.context
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "total": self.total, "total_gb": round(self.total / GIB, 2)}
+        return {**asdict(self), "total": self.total, "total_gb": round(self.total / GB, 2)}
 
 
 def estimate(config: dict, *, method: str = "full", batch_size: int = 8, seq_len: int = 512,
@@ -178,6 +179,6 @@ def estimate(config: dict, *, method: str = "full", batch_size: int = 8, seq_len
 
 
 def describe(e: Estimate) -> str:
-    return (f"about {e.total / GIB:.1f} GB: weights {e.weights / GIB:.1f}, gradients {e.gradients / GIB:.1f}, "
-            f"optimizer {e.optimizer / GIB:.1f}, activations {e.activations / GIB:.1f}, CUDA context "
-            f"{e.context / GIB:.2f} ({e.params / 1e6:,.1f} M parameters, {e.trainable / 1e6:,.2f} M trained)")
+    return (f"about {e.total / GB:.1f} GB: weights {e.weights / GB:.1f}, gradients {e.gradients / GB:.1f}, "
+            f"optimizer {e.optimizer / GB:.1f}, activations {e.activations / GB:.1f}, CUDA context "
+            f"{e.context / GB:.2f} ({e.params / 1e6:,.1f} M parameters, {e.trainable / 1e6:,.2f} M trained)")
