@@ -178,7 +178,11 @@
     jobForm.addEventListener("change", later);
     refresh();
     jobForm.addEventListener("submit", (e) => {
-      if (current && current.warning && !window.confirm(current.warning + " Queue it anyway?")) e.preventDefault();
+      if (!current || !current.warning || jobForm.querySelector("[name=memory_confirmed]:checked")) return;
+      if (!window.confirm(current.warning + " Queue it anyway?")) { e.preventDefault(); return; }
+      const yes = document.createElement("input");  // asked here: the server does not ask again
+      yes.type = "hidden"; yes.name = "memory_confirmed"; yes.value = "1";
+      jobForm.append(yes);
     });
   }
 

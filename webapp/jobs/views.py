@@ -151,6 +151,11 @@ def job_new(request):
     if _is_uuid(post.get("dataset")):
         dataset = datasets_for(request.user).filter(pk=post["dataset"]).first()
     model_config, train_config = _posted_configs(post, arch)
+    if is_hf(arch) and post.get("memory_confirmed") != "1" and (warning := _memory_warning(request, arch, model_config,
+                                                                                           train_config)):
+        context = _form_context(request, dict(post.items()), {})
+        context["memory_warning"] = warning
+        return render(request, "jobs/new.html", context, status=409)
     try:
         job = services.submit_job(request.user, dataset, arch, model_config, train_config, name=post.get("name", ""),
                                   min_gpu_memory_gb=_min_gpu(post.get("min_gpu_memory_gb", "")))
@@ -179,6 +184,13 @@ def memory_estimate(request):
     arch = request.GET.get("architecture", "")
     model_config, train_config = _posted_configs(request.GET, arch)
     return JsonResponse(job_estimate(request.user, arch, model_config, train_config))
+
+
+def _memory_warning(request, arch: str, model_config: dict, train_config: dict) -> str:
+    """Why no registered GPU can hold this job ("" when one can, or nothing is known)."""
+    from webapp.jobs.memory import job_estimate
+
+    return job_estimate(request.user, arch, model_config, train_config).get("warning", "")
 
 
 def _min_gpu(value: str) -> int | None:

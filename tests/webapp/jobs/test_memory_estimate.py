@@ -63,3 +63,23 @@ def test_the_form_shows_the_estimate_box_and_sends_the_minimum_gpu_memory(alice,
     assert job is not None and job.min_gpu_memory_gb == 12, r.content.decode()[:2000]
     r = c.post("/jobs/new/", {"dataset": str(ds.pk), "architecture": "mlp", "min_gpu_memory_gb": "x"})
     assert r.status_code == 400 and "whole number of GB" in r.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_job_no_registered_gpu_can_hold_is_asked_about_before_it_is_queued(alice, sent_tasks):
+    from tests.webapp.factories import ready_dataset as _ds
+    from webapp.datasets.models import Dataset
+
+    LocalModel.objects.create(name="minilm", task="text_classification", path=str(hfmodels.minilm_dir()))
+    ds = _ds(alice)
+    Dataset.objects.filter(pk=ds.pk).update(kind="text", info={**ds.info, "kind": "text", "task": "classification"})
+    _worker("small", 0.5)
+    post = {"dataset": str(ds.pk), **QUERY}
+    c = _client(alice)
+    r = c.post("/jobs/new/", post)
+    html = r.content.decode()
+    assert r.status_code == 409 and 'id="memory-refusal"' in html and "GPU 0.5G" in html and "about " in html
+    assert 'name="memory_confirmed"' in html and not Job.objects.exists()
+    r = c.post("/jobs/new/", {**post, "memory_confirmed": "1"})
+    assert r.status_code == 302, r.content.decode()[:3000]
+    assert Job.objects.get().architecture == "hf_text_classification"
