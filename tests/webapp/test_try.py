@@ -174,3 +174,18 @@ def test_streamed_tokens_go_to_the_user_who_asked(alice, monkeypatch):
     services.push_tokens(p, 3, "abc")
     assert sent == [(f"user.{alice.pk}", {"type": "inference.update", "what": "prediction_tokens",
                                            "payload": {"id": str(p.pk), "offset": 3, "text": "abc"}})]
+
+
+@pytest.mark.django_db
+def test_the_api_tries_a_hugging_face_lm_with_its_sampling_options(alice, sent_tasks, django_capture_on_commit_callbacks):
+    from tests.webapp.factories import api_token
+
+    job = hf_job(alice)
+    c = Client(HTTP_AUTHORIZATION=f"Token {api_token(alice)}")
+    with django_capture_on_commit_callbacks(execute=True):
+        r = c.post(f"/api/jobs/{job.pk}/predictions/", {"prompt": "Once", "top_p": 0.8, "max_new_tokens": 16},
+                   content_type="application/json")
+    assert r.status_code == 202, r.content
+    assert Prediction.objects.get().inputs == {"prompt": "Once", "top_p": "0.8", "max_new_tokens": "16"}
+    r = c.post(f"/api/jobs/{job.pk}/predictions/", {"prompt": "x", "top_p": 2}, content_type="application/json")
+    assert r.status_code == 400
