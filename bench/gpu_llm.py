@@ -3,7 +3,7 @@
     .venv/bin/python bench/gpu_llm.py              # on a CUDA GPU: a config-built GPT-2 (~100 M parameters)
     .venv/bin/python bench/gpu_llm.py --dry-run    # anywhere: the tiny GPT-2 of the tests, a few steps on CPU
 
-Per case (lora, qlora) it prints the training throughput in tokens/s (the job's own
+Per case (lora, qlora; `--cases full,lora,qlora` adds full fine-tuning) it prints the training throughput in tokens/s (the job's own
 samples_per_s: tokens for a language model), the peak memory (CUDA: max allocated; CPU: the
 process's peak RSS) and the final losses, or `skip <case>: <reason>` when the case cannot run
 here (no CUDA, no bitsandbytes); never nothing. A last line is the JSON of every case.
@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from models_zoo.hf import memory  # noqa: E402
 from tests import datagen, hfmodels  # noqa: E402
 from workers.training.callbacks import Callback  # noqa: E402
 from workers.training.spec import TrainSpec  # noqa: E402
@@ -89,8 +90,13 @@ def run_case(case: str, folder: Path, ds: Path, work: Path, device: str, args) -
         peak, where = torch.cuda.max_memory_allocated() / 2**20, "CUDA max allocated"
     else:
         peak, where = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
+    # The form's estimate for the same job, less the CUDA context (max allocated does not count it).
+    est = memory.estimate(json.loads((folder / "config.json").read_text()), method=case, batch_size=args.batch_size,
+                          seq_len=args.block_size, gradient_checkpointing=args.checkpointing, lora_rank=16,
+                          params=memory.safetensors_params(folder))
     return {"case": case, "status": result.status, "tokens_per_s": round(result.metrics.get("samples_per_s", 0.0), 1),
             "peak_memory_mib": round(peak, 1), "memory": where,
+            "estimate_mib": round((est.total - est.context) / 2**20, 1),
             "first_train_loss": round(losses.train[0], 4) if losses.train else None,
             "final_train_loss": round(losses.train[-1], 4) if losses.train else None,
             "final_val_loss": round(result.metrics.get("loss", float("nan")), 4), "wall_s": round(wall, 1)}
@@ -134,7 +140,7 @@ def main(argv=None) -> int:
                 continue
             row = run_case(case, folder, work / "ds", work, device, args)
             print(f"{case}: {row['tokens_per_s']:,.0f} tokens/s, peak memory {row['peak_memory_mib']:,.0f} MiB "
-                  f"({row['memory']}), train loss {row['first_train_loss']} -> {row['final_train_loss']}, "
+                  f"({row['memory']}; estimate {row['estimate_mib']:,.0f} MiB without the CUDA context), train loss {row['first_train_loss']} -> {row['final_train_loss']}, "
                   f"final val loss {row['final_val_loss']} ({row['status']}, {row['wall_s']} s)", flush=True)
             results.append(row)
     print(json.dumps({"device": device, "dry_run": args.dry_run, "cases": results}))

@@ -61,7 +61,7 @@ REGISTRY: dict[str, Entry] = {
         Entry("hf_text_classification", "Hugging Face: text classifier (fine-tune)",
               "models_zoo.hf.text_classification", kinds=("text",), tasks=("classification",)),
         Entry("hf_causal_lm", "Hugging Face: causal LM (fine-tune)", "models_zoo.hf.causal_lm",
-              kinds=("corpus",), tasks=("lm",)),
+              kinds=("corpus", "chat"), tasks=("lm",)),
         Entry("hf_image_classification", "Hugging Face: image classifier (fine-tune)",
               "models_zoo.hf.image_classification", kinds=("image",), tasks=("classification",)),
     ]

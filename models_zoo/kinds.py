@@ -153,6 +153,12 @@ class CorpusOptions(_Options):
     level: str = param("char", label="Tokens", choices=[("char", "Characters"), ("byte", "Bytes")])
 
 
+@dataclass(frozen=True)
+class ChatOptions(_Options):
+    val_fraction: float = _val_fraction(0.1)
+    seed: int = param(0, label="Split seed", min=0, max=2**31 - 1)
+
+
 TABLE_EXTENSIONS = frozenset({".csv", ".tsv", ".tab", ".txt"})
 SUPERVISED_CACHE = ("info.json", "X_train.npy", "y_train.npy", "X_val.npy", "y_val.npy")
 
@@ -183,6 +189,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
     Kind("corpus", "Text corpus for language modelling (.txt)", frozenset({".txt", ".text", ".md"}),
          CorpusOptions, "corpus", "ingest_corpus", ("info.json", "train.npy", "val.npy", "vocab.json"),
          ("prompt", "temperature", "top_k", "length"), "text corpus"),
+    Kind("chat", "Instruction / chat (JSONL: messages or prompt/response)", frozenset({".jsonl", ".ndjson"}),
+         ChatOptions, "chat", "ingest_chat", ("info.json", "train.jsonl", "val.jsonl"), ("prompt",),
+         "instruction / chat"),
     Kind("sequence", "Numeric sequences (CSV)", TABLE_EXTENSIONS, SequenceOptions, "sequences",
          "ingest_sequences", SUPERVISED_CACHE, ("sequence",), "numeric sequence"),
 ]}

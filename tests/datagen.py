@@ -140,3 +140,20 @@ def shifted_glyphs_zip(path: Path, train_per_class: int = 24, val_per_class: int
                     Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), mode="L").save(buf, "PNG")
                     zf.writestr(f"{split}/glyph{label}/{i:03d}.png", buf.getvalue())
     return path
+
+
+def chat_jsonl(path: Path, n: int = 40, seed: int = 0) -> Path:
+    """Instruction data with a known answer: "add A and B" → "A + B = C"; every third line in the
+    prompt/response form, the others as messages (some with a system message)."""
+    rnd = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(n):
+            a, b = rnd.randint(0, 9), rnd.randint(0, 9)
+            prompt, answer = f"add {a} and {b}", f"{a} + {b} = {a + b}"
+            if i % 3 == 0:
+                row = {"prompt": prompt, "response": answer}
+            else:
+                row = {"messages": ([{"role": "system", "content": "You do sums."}] if i % 3 == 1 else [])
+                       + [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]}
+            f.write(json.dumps(row) + "\n")
+    return path

@@ -38,6 +38,9 @@ TASK_LABELS = {
     "causal_lm": "Causal language model",
     "image_classification": "Image classification",
 }
+# The try page's form for a fine-tuned model of each task, and the fields that form sends.
+TRY_FORMS = {"text_classification": "text", "image_classification": "image", "causal_lm": "lm"}
+TRY_FIELDS = {"text": ("text",), "image": (), "lm": ("prompt", "temperature", "top_k", "top_p", "max_new_tokens")}
 SUPPORTED_OPTIMIZERS = ("adam", "adamw", "sgd", "sgd_momentum")
 SUPPORTED_SCHEDULES = ("constant", "cosine")
 

@@ -1,5 +1,7 @@
 """Fine-tune a pretrained causal language model (GPT-2 style): AutoModelForCausalLM + its
-tokenizer on a text corpus cut into blocks, with generated samples after each evaluation."""
+tokenizer on a text corpus cut into blocks, or on instruction / chat conversations (the
+tokenizer's chat template, the loss on the assistant's replies only), with generated samples
+after each evaluation."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from models_zoo.hf import (MODEL_HELP, build, common_errors, method_fields_error
 from models_zoo.schema import param
 
 _FT = method_params()
-KINDS = ("corpus",)
+KINDS = ("corpus", "chat")
 LABEL = "Hugging Face causal LM"
 
 
@@ -19,7 +21,8 @@ LABEL = "Hugging Face causal LM"
 class Config:
     model: str = param("openai-community/gpt2", label="Pretrained model", kind="str", help=MODEL_HELP)
     block_size: int = param(128, label="Block size (tokens)", min=8, max=8192,
-                            help="the corpus is cut into blocks of this many tokens")
+                            help="the corpus is cut into blocks of this many tokens; a conversation is cut "
+                                 "after this many")
     prompt: str = param("", label="Prompt for generated samples", kind="str",
                         help="empty: the start of the validation text")
     max_new_tokens: int = param(64, label="Generated tokens per sample", min=1, max=1024)

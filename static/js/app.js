@@ -139,6 +139,53 @@
     if (jobForm.dataset.fresh) applyDefaults();  // never over a clone's or a refused form's values
   }
 
+  // New job: the GPU memory estimate of a Hugging Face job, re-read as the settings change; it
+  // fills the minimum GPU memory (unless the user typed one) when a registered worker has a GPU,
+  // and a job no registered GPU can hold asks before it is queued.
+  const estimateEl = document.getElementById("memory-estimate");
+  if (arch && jobForm && estimateEl) {
+    const warnEl = document.getElementById("memory-warning");
+    const minGpu = document.getElementById("min-gpu-memory");
+    let minEdited = Boolean(minGpu && minGpu.value !== "");
+    let autoFilled = false;
+    let timer = null;
+    let current = null;
+    if (minGpu) minGpu.addEventListener("input", () => { minEdited = true; });
+    const show = (d) => {
+      current = d;
+      const gpu = d.largest_gpu ? "; largest registered GPU: " + d.largest_gpu.name + ", " + (d.largest_gpu.bytes / 2 ** 30).toFixed(0) + " GB"
+                                : "; no registered worker has a GPU";
+      estimateEl.textContent = d.available ? "Estimated GPU memory " + d.text + gpu : "No memory estimate: " + d.why;
+      warnEl.textContent = d.warning || "";
+      warnEl.hidden = !d.warning;
+      if (minGpu && d.available && d.largest_gpu && !minEdited) { minGpu.value = d.min_gpu_memory_gb; autoFilled = true; }
+    };
+    const refresh = async () => {
+      if (!arch.value.startsWith("hf_")) {
+        current = null; estimateEl.textContent = ""; warnEl.hidden = true;
+        if (minGpu && autoFilled && !minEdited) { minGpu.value = ""; autoFilled = false; }
+        return;
+      }
+      const params = new URLSearchParams();
+      for (const [k, v] of new FormData(jobForm)) if (k !== "csrfmiddlewaretoken" && typeof v === "string") params.append(k, v);
+      try {
+        const r = await fetch(estimateEl.dataset.url + "?" + params.toString(), { credentials: "same-origin" });
+        if (r.ok) show(await r.json());
+      } catch (e) { /* no estimate this time */ }
+    };
+    const later = () => { clearTimeout(timer); timer = setTimeout(refresh, 300); };
+    jobForm.addEventListener("input", later);
+    jobForm.addEventListener("change", later);
+    refresh();
+    jobForm.addEventListener("submit", (e) => {
+      if (!current || !current.warning || jobForm.querySelector("[name=memory_confirmed]:checked")) return;
+      if (!window.confirm(current.warning + " Queue it anyway?")) { e.preventDefault(); return; }
+      const yes = document.createElement("input");  // asked here: the server does not ask again
+      yes.type = "hidden"; yes.name = "memory_confirmed"; yes.value = "1";
+      jobForm.append(yes);
+    });
+  }
+
   // Dataset page: reload when ingest finishes.
   const dsStatus = document.getElementById("dataset-status");
   if (dsStatus && dsStatus.dataset.status === "ingesting") {

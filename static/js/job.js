@@ -507,6 +507,7 @@
         card.append(el("figcaption", { textContent: s.item || "sample" }),
                     el("pre", { className: "generated" }, el("span", { className: "prompt", textContent: s.prompt || "" }),
                        el("span", { className: "completion", textContent: s.generated })));
+        if (s.reference !== undefined) card.append(el("p", { className: "reference muted small", textContent: "reference answer: " + s.reference }));
       } else {
         if (s.image) card.append(el("img", { src: s.image, alt: s.item, className: "sample", width: 64, height: 64 }));
         else card.append(el("blockquote", { className: "sample-text", textContent: String(s.item) }));

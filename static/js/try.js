@@ -78,7 +78,30 @@
     }, delay);
   }
 
+  // A language model's answer while it is generated: pieces of text at a character offset; a
+  // piece that does not continue what is shown (a dropped frame) is skipped, and the final
+  // answer replaces it all.
+  function streamed(t) {
+    if (t.id !== waiting) return;
+    let pre = document.getElementById("try-generated");
+    if (!pre || pre.dataset.streaming !== t.id) {
+      out.replaceChildren();
+      out.dataset.type = "streaming";
+      pre = el("pre", "generated");
+      pre.id = "try-generated";
+      pre.dataset.streaming = t.id;
+      const prompt = form.querySelector("[name=prompt]");
+      pre.append(el("span", "prompt", prompt ? prompt.value : ""), el("span", "completion", ""));
+      out.append(pre);
+      state.textContent = "generating…";
+    }
+    const completion = pre.querySelector(".completion");
+    if (t.offset !== completion.textContent.length) return;
+    completion.textContent += t.text;
+  }
+
   document.addEventListener("trainyard:prediction", (e) => render(e.detail));
+  document.addEventListener("trainyard:prediction_tokens", (e) => streamed(e.detail));
 
   form.addEventListener("submit", async (e) => {
     e.preventDefault();

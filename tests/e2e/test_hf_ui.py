@@ -1,5 +1,6 @@
 """Real Chromium: upload a save_pretrained ZIP on the Models page (sent in chunks by the page),
-pick it in the job form for a corpus, and watch generated samples arrive on the job page."""
+pick it in the job form for a corpus (with its memory estimate), and watch generated samples
+arrive on the job page."""
 
 from __future__ import annotations
 
@@ -45,6 +46,11 @@ def test_upload_a_model_and_fine_tune_it_from_the_browser(stack, page, tmp_path)
     page.fill("input[name=tc_epochs]", "3")
     page.fill("input[name=tc_batch_size]", "16")
     page.fill("input[name=tc_learning_rate]", "0.003")
+    # The form's memory estimate of this model (its safetensors); no worker here has a GPU, so the
+    # minimum GPU memory stays empty (the job must still run on the CPU worker).
+    page.wait_for_selector("#memory-estimate:has-text('Estimated GPU memory about')", timeout=10_000)
+    assert "no registered worker has a GPU" in page.inner_text("#memory-estimate")
+    assert page.input_value("#min-gpu-memory") == "" and page.is_hidden("#memory-warning")
     page.click("button:has-text('Queue job')")
     page.wait_for_selector("#job-page")
     page.wait_for_selector("#samples .generated .completion", timeout=120_000)

@@ -61,7 +61,7 @@ OBJECT_ROUTES = {
 }
 # Routes without an object id: must require login (pages redirect, API answers 401/403).
 LIST_ROUTES = {
-    "home", "accounts:profile", "accounts:token", "accounts:revoke_token", "password_change", "password_change_done", "accounts:notifications", "accounts:webhook_secret", "datasets:list", "jobs:list", "jobs:new", "jobs:compare",
+    "home", "accounts:profile", "accounts:token", "accounts:revoke_token", "password_change", "password_change_done", "accounts:notifications", "accounts:webhook_secret", "datasets:list", "jobs:list", "jobs:new", "jobs:memory", "jobs:compare",
     "api:architectures", "api:datasets", "api:jobs", "api:uploads", "api:tus", "hub:list", "api:models",
     "sweeps:list", "sweeps:new", "api:sweeps",
 }

@@ -67,6 +67,9 @@ KINDS = {
     "image": (lambda d: tiny_png_zip(d / "shades.zip", colour=True), {"channels": "grayscale", "image_size": "8"},
               ["Preview", "/previews/0_0.png", "8×8 px, grayscale"]),
     "tabular": (lambda d: d / "t.csv", {}, ["First rows"]),
+    "chat": (lambda d: datagen.chat_jsonl(d / "sums.jsonl", n=20), {},
+             ["First conversations", '<strong class="role">assistant</strong>', "add ", "conversations",
+              "the loss on the assistant's replies only"]),
 }
 
 
@@ -82,7 +85,7 @@ def test_each_kind_is_detected_ingested_and_previewed(client_alice, alice, sent_
     html = client_alice.get(f"/datasets/{ds.pk}/").content.decode()
     for text in shown:
         assert text in html, text
-    if kind != "corpus":
+    if kind not in ("corpus", "chat"):
         assert "Class balance" in html
     train = ds.info["num_train_tokens"] if kind == "corpus" else ds.info["num_train"]
     assert f"{train}</span> train" in html

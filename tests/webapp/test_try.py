@@ -120,3 +120,72 @@ def test_job_end_queues_a_notification_only_when_wanted(alice, bob, sent_tasks, 
     assert sent_tasks == [(celery.NOTIFY_TASK, str(job_a.pk), "failed")]
     notify_job_end(job_a.pk, "running")  # not an end
     assert len(sent_tasks) == 1
+
+
+def hf_job(owner, architecture="hf_causal_lm"):
+    """A succeeded Hugging Face job with its model.zip."""
+    job = finished_job(owner)
+    art = job.directory / "artifacts"
+    (art / "model.zip").write_bytes(b"PK")
+    Artifact.objects.filter(job=job).delete()
+    Artifact.objects.create(job=job, name="model.zip", size_bytes=2, sha256=file_sha256(art / "model.zip"))
+    job.architecture = architecture
+    job.model_config = {"model": "local:gpt", "method": "lora"}
+    job.save()
+    return job
+
+
+@pytest.mark.django_db
+def test_hugging_face_jobs_are_tried_with_their_own_forms(alice, bob, sent_tasks, django_capture_on_commit_callbacks):
+    lm = hf_job(alice)
+    c = client(alice)
+    page = c.get(f"/jobs/{lm.pk}/try/").content.decode()
+    for field in ('id="try-prompt"', 'name="top_p"', 'name="max_new_tokens"', 'name="top_k"', 'name="temperature"'):
+        assert field in page
+    assert 'id="try-unavailable"' not in page
+    assert 'id="try-link"' in c.get(f"/jobs/{lm.pk}/").content.decode()
+    r = c.post(f"/jobs/{lm.pk}/try/predict/", {"prompt": "  "})
+    assert r.status_code == 400 and r.json()["error"] == "give a prompt" and not Prediction.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        r = c.post(f"/jobs/{lm.pk}/try/predict/", {"prompt": "Once", "temperature": "0.7", "top_k": "40",
+                                                   "top_p": "0.9", "max_new_tokens": "32", "text": "ignored"})
+    assert r.status_code == 202
+    p = Prediction.objects.get()
+    assert p.inputs == {"prompt": "Once", "temperature": "0.7", "top_k": "40", "top_p": "0.9", "max_new_tokens": "32"}
+    assert sent_tasks == [(celery.PREDICT_TASK, str(p.pk))]
+    assert client(bob).post(f"/jobs/{lm.pk}/try/predict/", {"prompt": "hi"}).status_code == 404  # owner only
+
+    for arch, field in (("hf_text_classification", 'id="try-text"'), ("hf_image_classification", 'id="try-image"')):
+        assert field in c.get(f"/jobs/{hf_job(alice, arch).pk}/try/").content.decode()
+    # Without its model.zip an HF job cannot be tried.
+    running = running_job(alice)
+    running.architecture = "hf_causal_lm"
+    running.save()
+    assert "Only a succeeded job" in c.get(f"/jobs/{running.pk}/try/").content.decode()
+
+
+@pytest.mark.django_db
+def test_streamed_tokens_go_to_the_user_who_asked(alice, monkeypatch):
+    from webapp.inference import services
+
+    sent = []
+    monkeypatch.setattr(services, "group_send", lambda group, message: sent.append((group, message)))
+    p = Prediction.objects.create(job=hf_job(alice), user=alice, inputs={"prompt": "x"})
+    services.push_tokens(p, 3, "abc")
+    assert sent == [(f"user.{alice.pk}", {"type": "inference.update", "what": "prediction_tokens",
+                                           "payload": {"id": str(p.pk), "offset": 3, "text": "abc"}})]
+
+
+@pytest.mark.django_db
+def test_the_api_tries_a_hugging_face_lm_with_its_sampling_options(alice, sent_tasks, django_capture_on_commit_callbacks):
+    from tests.webapp.factories import api_token
+
+    job = hf_job(alice)
+    c = Client(HTTP_AUTHORIZATION=f"Token {api_token(alice)}")
+    with django_capture_on_commit_callbacks(execute=True):
+        r = c.post(f"/api/jobs/{job.pk}/predictions/", {"prompt": "Once", "top_p": 0.8, "max_new_tokens": 16},
+                   content_type="application/json")
+    assert r.status_code == 202, r.content
+    assert Prediction.objects.get().inputs == {"prompt": "Once", "top_p": "0.8", "max_new_tokens": "16"}
+    r = c.post(f"/api/jobs/{job.pk}/predictions/", {"prompt": "x", "top_p": 2}, content_type="application/json")
+    assert r.status_code == 400

@@ -485,6 +485,10 @@ class TryInput(serializers.Serializer):
     temperature = serializers.FloatField(required=False, min_value=0.0, help_text="language models")
     top_k = serializers.IntegerField(required=False, min_value=0, help_text="language models")
     length = serializers.IntegerField(required=False, min_value=1, help_text="language models: characters")
+    top_p = serializers.FloatField(required=False, min_value=0.0, max_value=1.0,
+                                   help_text="fine-tuned Hugging Face language models: nucleus sampling")
+    max_new_tokens = serializers.IntegerField(required=False, min_value=1,
+                                              help_text="fine-tuned Hugging Face language models: tokens to generate")
     features = serializers.JSONField(required=False, help_text="tabular models: {column: value}, or one "
                                                                "comma-separated line in column order")
     image = serializers.FileField(required=False, help_text="image classifiers (multipart): a PNG or JPEG")

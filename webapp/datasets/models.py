@@ -20,6 +20,7 @@ class Dataset(models.Model):
         TEXT = "text", "Text classification (CSV/TSV/JSONL)"
         CORPUS = "corpus", "Text corpus for language modelling (.txt)"
         SEQUENCE = "sequence", "Numeric sequences (CSV)"
+        CHAT = "chat", "Instruction / chat (JSONL: messages or prompt/response)"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
@@ -62,7 +63,7 @@ class Dataset(models.Model):
         if self.kind == "corpus":
             n, unit = info.get("num_tokens", n), "byte" if info.get("level") == "byte" else "character"
         else:
-            unit = {"image": "image", "sequence": "sequence"}.get(self.kind, "row")
+            unit = {"image": "image", "sequence": "sequence", "chat": "conversation"}.get(self.kind, "row")
         if not isinstance(n, int):
             return ""
         return f"{n:,} {unit}{'' if n == 1 else 's'}"

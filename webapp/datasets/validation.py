@@ -27,7 +27,7 @@ def detect_kind(path: Path, filename: str) -> str:
     if suffix == ".zip":
         return "image"
     if suffix in {".jsonl", ".ndjson", ".json"}:
-        return "text"
+        return "chat" if _looks_like_chat(head) else "text"
     if suffix in {".text", ".md"}:
         return "corpus"
     first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff").lower()
@@ -40,6 +40,18 @@ def detect_kind(path: Path, filename: str) -> str:
     if _looks_like_sequences(head, delimiter, columns):
         return "sequence"
     return "tabular"
+
+
+def _looks_like_chat(head: bytes) -> bool:
+    """JSON Lines whose first record is a conversation ("messages", or "prompt" and "response")."""
+    import json
+
+    line = head.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff")
+    try:
+        first = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(first, dict) and ("messages" in first or {"prompt", "response"} <= set(first))
 
 
 def _is_column_name(cell: str) -> bool:

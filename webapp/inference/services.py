@@ -11,6 +11,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from models_zoo.contracts import MAX_IMAGE_BYTES, MAX_TEXT_CHARS, onnx_unsupported
+from models_zoo.hf import TASKS as HF_TASKS
+from models_zoo.hf import TRY_FIELDS as HF_TRY_FIELDS
+from models_zoo.hf import TRY_FORMS, is_hf
 from models_zoo.kinds import KINDS, kind_of
 from webapp import celery
 from webapp.accounts import audit, storage
@@ -44,10 +47,17 @@ def model_config(job: Job) -> dict | None:
         return None
 
 
+def hf_model_ready(job: Job) -> bool:
+    return job.status == Job.Status.SUCCEEDED and job.artifacts.filter(name="model.zip").exists()
+
+
 def try_kind(job: Job) -> tuple[str | None, str]:
-    """The dataset kind the try form is for, or (None, why the model cannot be tried)."""
-    if job.architecture.startswith("hf_"):
-        return None, "Hugging Face models are tried with transformers from the downloaded model.zip."
+    """The try form for this job (a dataset kind for zoo models; `text`, `image` or `lm` for
+    Hugging Face models), or (None, why the model cannot be tried)."""
+    if is_hf(job.architecture):
+        if not hf_model_ready(job):
+            return None, "Only a succeeded job with an exported model can be tried."
+        return TRY_FORMS[HF_TASKS[job.architecture]], ""
     cfg = model_config(job)
     if cfg is None:
         return None, "Only a succeeded job with an exported model can be tried."
@@ -55,6 +65,10 @@ def try_kind(job: Job) -> tuple[str | None, str]:
     if kind not in KINDS:
         return None, f"Models of {kind} datasets cannot be tried here."
     return kind, ""
+
+
+def try_fields(job: Job, kind: str) -> tuple[str, ...]:
+    return HF_TRY_FIELDS[kind] if is_hf(job.architecture) else KINDS[kind].try_fields
 
 
 def _push(user_id, what: str, payload: dict) -> None:
@@ -69,13 +83,13 @@ def create_prediction(user, job: Job, data: dict, image=None) -> Prediction:
     kind, why = try_kind(job)
     if kind is None:
         raise TryError(why, 409)
-    inputs = {k: data[k] for k in KINDS[kind].try_fields if k in data}
+    inputs = {k: data[k] for k in try_fields(job, kind) if k in data}
     for k, v in inputs.items():
         if isinstance(v, str) and len(v) > MAX_TEXT_CHARS:
             raise TryError(f"{k}: longer than {MAX_TEXT_CHARS} characters")
     if kind == "text" and not str(inputs.get("text", "")).strip():
         raise TryError("type a text")
-    if kind == "corpus" and not str(inputs.get("prompt", "")):
+    if kind in ("corpus", "lm") and not str(inputs.get("prompt", "")).strip():
         raise TryError("give a prompt")
     if kind == "sequence" and not str(inputs.get("sequence", "")).strip():
         raise TryError("enter the sequence as comma-separated numbers")
@@ -121,6 +135,12 @@ def _send(task: str, pk, on_error) -> None:
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds of connection errors
         log.error("could not queue %s %s: %s", task, pk, exc)
         on_error(exc)
+
+
+def push_tokens(p: Prediction, offset: int, text: str) -> None:
+    """Part of a language model's answer while it is generated: `text` starts at character
+    `offset` of the answer. Only pushed (the page appends it); the row gets the whole answer."""
+    _push(p.user_id, "prediction_tokens", {"id": str(p.pk), "offset": offset, "text": text})
 
 
 def finish_prediction(pk, *, result: dict | None = None, error: str = "", seconds: float | None = None) -> None:

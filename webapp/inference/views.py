@@ -19,6 +19,11 @@ def _form_context(job) -> dict:
     ctx = {"job": job, "kind": kind, "why": why, "columns": [], "length": None, "classes": None}
     if kind is None:
         return ctx
+    if job.architecture.startswith("hf_"):
+        info = (job.dataset.info if job.dataset_id else {}) or {}
+        ctx.update(hf=True, classes=info.get("classes"), task="lm" if kind == "lm" else "classification",
+                   image_size=info.get("image_size"), channels=info.get("channels"), chat=info.get("kind") == "chat")
+        return ctx
     info = services.model_config(job)["dataset"]
     fills = fill_values(info)  # the ingest imputed: an empty field gets the same value
     ctx["imputes"] = bool(fills)
@@ -44,7 +49,8 @@ def try_page(request, pk):
 @throttled_page("try")
 def predict(request, pk):
     job = get_job_for_user(request.user, pk)
-    data = {k: request.POST.get(k, "") for k in ("text", "sequence", "prompt", "temperature", "top_k", "length")}
+    data = {k: request.POST.get(k, "") for k in ("text", "sequence", "prompt", "temperature", "top_k", "length", "top_p",
+                                                "max_new_tokens")}
     features = {k[len("f:"):]: v for k, v in request.POST.items() if k.startswith("f:")}
     if features:
         data["features"] = features

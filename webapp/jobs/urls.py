@@ -7,6 +7,7 @@ app_name = "jobs"
 urlpatterns = [
     path("", views.job_list, name="list"),
     path("new/", views.job_new, name="new"),
+    path("new/memory/", views.memory_estimate, name="memory"),
     path("compare/", views.job_compare, name="compare"),
     path("<uuid:pk>/", views.job_detail, name="detail"),
     path("<uuid:pk>/cancel/", views.job_cancel, name="cancel"),

@@ -150,17 +150,57 @@ def job_new(request):
     dataset = None
     if _is_uuid(post.get("dataset")):
         dataset = datasets_for(request.user).filter(pk=post["dataset"]).first()
-    prefix = f"m_{arch}__"
-    model_config = {k[len(prefix):]: v for k, v in post.items() if k.startswith(prefix)}
-    train_fields = {f["name"]: f for f in describe(TrainConfig)}
-    train_config = {k[3:]: v for k, v in post.items() if k.startswith("tc_") and k[3:] in train_fields}
+    model_config, train_config = _posted_configs(post, arch)
+    if is_hf(arch) and post.get("memory_confirmed") != "1" and (warning := _memory_warning(request, arch, model_config,
+                                                                                           train_config)):
+        context = _form_context(request, dict(post.items()), {})
+        context["memory_warning"] = warning
+        return render(request, "jobs/new.html", context, status=409)
     try:
-        job = services.submit_job(request.user, dataset, arch, model_config, train_config, name=post.get("name", ""))
+        job = services.submit_job(request.user, dataset, arch, model_config, train_config, name=post.get("name", ""),
+                                  min_gpu_memory_gb=_min_gpu(post.get("min_gpu_memory_gb", "")))
     except services.SubmitError as exc:
         return render(request, "jobs/new.html", _form_context(request, dict(post.items()), exc.errors),
                       status=exc.status)
     messages.success(request, f"Job “{job.name}” queued.")
     return redirect("jobs:detail", pk=job.pk)
+
+
+def _posted_configs(data, arch: str) -> tuple[dict, dict]:
+    prefix = f"m_{arch}__"
+    model_config = {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
+    train_fields = {f["name"]: f for f in describe(TrainConfig)}
+    train_config = {k[3:]: v for k, v in data.items() if k.startswith("tc_") and k[3:] in train_fields}
+    return model_config, train_config
+
+
+def memory_estimate(request):
+    """GET with the job form's fields: the GPU memory estimate of that Hugging Face job (the form
+    shows it, fills the minimum GPU memory from it, and warns when no registered GPU fits)."""
+    from webapp.jobs.memory import job_estimate
+
+    if request.method != "GET":
+        return JsonResponse({"error": "GET only"}, status=405)
+    arch = request.GET.get("architecture", "")
+    model_config, train_config = _posted_configs(request.GET, arch)
+    return JsonResponse(job_estimate(request.user, arch, model_config, train_config))
+
+
+def _memory_warning(request, arch: str, model_config: dict, train_config: dict) -> str:
+    """Why no registered GPU can hold this job ("" when one can, or nothing is known)."""
+    from webapp.jobs.memory import job_estimate
+
+    return job_estimate(request.user, arch, model_config, train_config).get("warning", "")
+
+
+def _min_gpu(value: str) -> int | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return 0  # refused by submit_job with its message
 
 
 def _form_value(value) -> str:

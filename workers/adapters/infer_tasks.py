@@ -14,7 +14,8 @@ from webapp.celery import NOTIFY_TASK, ONNX_TASK, PREDICT_TASK, app
 log = logging.getLogger(__name__)
 
 
-@app.task(name=PREDICT_TASK, soft_time_limit=60, time_limit=90)
+# A language model's answer of up to MAX_GENERATE tokens on a CPU worker takes more than a minute.
+@app.task(name=PREDICT_TASK, soft_time_limit=180, time_limit=240)
 def predict(prediction_id: str) -> str:
     from webapp.inference.models import Prediction
     from webapp.inference.services import finish_prediction
@@ -26,7 +27,10 @@ def predict(prediction_id: str) -> str:
     started = time.perf_counter()
     try:
         image = p.image_path.read_bytes() if p.image_name else None
-        result = run(p.job.directory / "artifacts", p.inputs, image)
+        if p.job.architecture.startswith("hf_"):
+            result = _predict_hf(p, image)
+        else:
+            result = run(p.job.directory / "artifacts", p.inputs, image)
     except InputError as exc:
         finish_prediction(p.pk, error=str(exc), seconds=time.perf_counter() - started)
         return "bad input"
@@ -37,6 +41,30 @@ def predict(prediction_id: str) -> str:
         return "failed"
     finish_prediction(p.pk, result=result, seconds=time.perf_counter() - started)
     return "done"
+
+
+def _predict_hf(p, image: bytes | None) -> dict:
+    """A fine-tuned Hugging Face model: its model.zip (or the adapter on its base), the answer of a
+    language model pushed to the user's socket while it is generated."""
+    from models_zoo.hf import TASKS
+    from webapp.hub.services import local_path
+    from webapp.inference.services import push_tokens
+    from workers.hf.source import ModelSourceError, resolve
+    from workers.serving.hf_predict import InputError, predict as run_hf
+
+    job = p.job
+    model = job.model_config.get("model", "")
+    info = (job.dataset.info if job.dataset_id and job.dataset else {}) or {}
+
+    def base():
+        try:
+            return resolve(model, local_path(job.owner, model))[0]
+        except ModelSourceError as exc:
+            raise InputError(f"the adapter's base model cannot be loaded: {exc}") from None
+
+    return run_hf(job.directory / "artifacts", TASKS[job.architecture], p.inputs, image, base=base, info=info,
+                  max_length=int(job.model_config.get("max_length") or 512), chat=info.get("kind") == "chat",
+                  on_text=lambda offset, text: push_tokens(p, offset, text))
 
 
 @app.task(name=ONNX_TASK, soft_time_limit=300, time_limit=360)

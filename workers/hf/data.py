@@ -187,3 +187,112 @@ class ImageCollator:
     def __call__(self, batch: list[dict]) -> dict:
         return {"pixel_values": self.pixels([b["image"] for b in batch]),
                 "labels": torch.tensor([b["labels"] for b in batch], dtype=torch.long)}
+
+
+# -- instruction / chat ------------------------------------------------------------------------------
+# For a tokenizer without a chat template: plain markers, the end-of-sequence token closing each
+# reply (so a fine-tuned model learns to stop). It is saved with the tokenizer in model.zip.
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
+    "{% elif m['role'] == 'user' %}### User:\n{{ m['content'] }}\n\n"
+    "{% else %}### Assistant:\n{{ m['content'] }}{{ eos_token }}\n\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}### Assistant:\n{% endif %}"
+)
+
+
+def ensure_chat_template(tokenizer) -> bool:
+    """Give the tokenizer the plain template when it has none; True when it had its own."""
+    if getattr(tokenizer, "chat_template", None):
+        return True
+    tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    return False
+
+
+def read_chat(path: Path) -> list[list[dict]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line)["messages"] for line in f if line.strip()]
+
+
+def _render(tokenizer, messages: list[dict], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def chat_segments(tokenizer, messages: list[dict]) -> list[tuple[str, bool]]:
+    """The rendered conversation as (text, is an assistant reply) pieces, in order: each reply is
+    what the template adds after the prompt for it (the reply and its end-of-turn marker)."""
+    pieces: list[tuple[str, bool]] = []
+    done = ""
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        prompt = _render(tokenizer, messages[:i], True)
+        full = _render(tokenizer, messages[: i + 1], False)
+        if not prompt.startswith(done) or not full.startswith(prompt):
+            raise DataError("the tokenizer's chat template does not render a conversation turn by turn "
+                            "(a prefix of the conversation is not a prefix of its text); it cannot be used to "
+                            "mask the prompts")
+        pieces += [(prompt[len(done):], False), (full[len(prompt):], True)]
+        done = full
+    rest = _render(tokenizer, messages, False)[len(done):]
+    if rest:
+        pieces.append((rest, False))
+    return [(t, a) for t, a in pieces if t]
+
+
+def encode_chat(tokenizer, messages: list[dict], max_length: int) -> dict:
+    """input_ids, attention_mask and labels of one conversation: labels are the token ids on the
+    assistant's replies and -100 everywhere else (no loss on the prompts), cut at max_length."""
+    ids: list[int] = []
+    labels: list[int] = []
+    for text, reply in chat_segments(tokenizer, messages):
+        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids += piece
+        labels += piece if reply else [-100] * len(piece)
+    ids, labels = ids[:max_length], labels[:max_length]
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+
+
+class ChatCollator:
+    """Pads a batch of conversations: input ids with the pad token, labels with -100."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, batch: list[dict]) -> dict:
+        n = max(len(b["input_ids"]) for b in batch)
+
+        def pad(key: str, value: int) -> torch.Tensor:
+            return torch.tensor([b[key] + [value] * (n - len(b[key])) for b in batch], dtype=torch.long)
+
+        return {"input_ids": pad("input_ids", self.pad_id), "attention_mask": pad("attention_mask", 0),
+                "labels": pad("labels", -100)}
+
+
+def chat(dataset_dir: Path, tokenizer, max_length: int):
+    """(train, validation, held-out prompts, conversations dropped) of a chat cache. A conversation
+    whose replies all fall past max_length teaches nothing and is left out (counted)."""
+    d = Path(dataset_dir)
+    dropped = 0
+
+    def encode(split: str) -> ListDataset:
+        nonlocal dropped
+        rows = []
+        for messages in read_chat(d / f"{split}.jsonl"):
+            row = encode_chat(tokenizer, messages, max_length)
+            if any(label != -100 for label in row["labels"]):
+                rows.append(row)
+            else:
+                dropped += 1
+        if not rows:
+            raise DataError(f"no {split} conversation has an assistant reply within the first {max_length} "
+                            "tokens; raise the block size")
+        return ListDataset(rows)
+
+    train, val = encode("train"), encode("val")
+    prompts = []
+    for messages in read_chat(d / "val.jsonl"):
+        first = next(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        prompts.append({"messages": messages[:first], "reference": messages[first]["content"]})
+    return train, val, prompts, dropped

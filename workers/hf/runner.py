@@ -50,6 +50,7 @@ CHECKPOINTS = "hf-checkpoints"
 COMPLETE = ".trainyard-complete"
 MODEL_ZIP = "model.zip"
 NUM_SAMPLES_LM = 2
+NUM_SAMPLES_CHAT = 3
 HIGH_LR = 1e-3
 # Where the classification models of transformers keep their head (BERT, RoBERTa, ViT, ConvNeXt:
 # classifier; GPT-2 and Llama as classifiers: score).
@@ -444,6 +445,36 @@ def _generate(model, tokenizer, cfg, val_text: str, seed: int, device: torch.dev
     return rows
 
 
+def _chat_samples(model, tokenizer, cfg, prompts: list[dict], seed: int, device: torch.device) -> list[dict]:
+    """Answers to the first held-out prompts (their conversation up to its first reply), in the
+    chat template the model trains with."""
+    was_training = model.training
+    model.eval()
+    rows = []
+    limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for k, p in enumerate(prompts[:NUM_SAMPLES_CHAT]):
+                text = tokenizer.apply_chat_template(p["messages"], tokenize=False, add_generation_prompt=True)
+                ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+                if limit:
+                    ids = ids[:, -max(1, limit - cfg.max_new_tokens):]
+                out = model.generate(
+                    ids.to(model.device), attention_mask=torch.ones_like(ids).to(model.device),
+                    max_new_tokens=cfg.max_new_tokens, do_sample=cfg.temperature > 0,
+                    temperature=cfg.temperature if cfg.temperature > 0 else None, top_k=None, top_p=None,
+                    pad_token_id=pad)
+                rows.append({"item": f"held-out prompt {k + 1}",
+                             "prompt": f"User: {p['messages'][-1]['content'][:500]}\nAssistant: ",
+                             "generated": tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True),
+                             "reference": p["reference"][:500]})
+    if was_training:
+        model.train()
+    return rows
+
+
 # -- export -----------------------------------------------------------------------------------------
 def export(output_dir: Path, trainer, processor, spec: TrainSpec, tc: TrainConfig, info: dict, metrics: dict,
            predictions: list[dict] | None, test_metrics: dict | None = None) -> list[str]:
@@ -530,6 +561,8 @@ class Datasets:
     y_val: np.ndarray | None = None
     val_text: str = ""  # causal LM: the validation text, for the generation prompt
     test: object | None = None  # the test split, evaluated once after training (texts, images)
+    val_prompts: list = ()  # chat: held-out conversations up to their first reply, for the samples
+    notes: list = ()  # (level, text) for the log
 
 
 def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None = None) -> TrainResult:
@@ -558,7 +591,7 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
         trainable = _freeze_encoder(model)
     elif cfg.method in ADAPTER_METHODS:
         model, trainable = _add_adapters(model, task, cfg)
-    notes = _notes(label, has_weights, trainable, tc, cfg, n_params)
+    notes = _notes(label, has_weights, trainable, tc, cfg, n_params) + list(data.notes)
 
     classes = [str(c) for c in info.get("classes") or []]
     metrics_fn = ClassificationMetrics(len(classes)) if task != "causal_lm" else None
@@ -575,17 +608,20 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
                        learning_rate=tc.learning_rate)
 
     def on_evaluated(m):
+        if task == "causal_lm" and data.val_prompts:
+            return {}, _chat_samples(m or model, processor, cfg, data.val_prompts, tc.seed + state.epoch, device)
         if task == "causal_lm":
             return {}, _generate(m or model, processor, cfg, data.val_text, tc.seed + state.epoch, device)
         extra = {"confusion": metrics_fn.confusion} if metrics_fn.confusion is not None else {}
         return extra, _classification_samples(metrics_fn, sample_idx, classes, data.val_items, data.y_val,
                                               task == "image_classification")
 
-    unit = "blocks" if task == "causal_lm" else "samples"
+    unit = ("conversations" if data.val_prompts else "blocks") if task == "causal_lm" else "samples"
     message = (f"fine-tuning {label} ({type(model).__name__}, {n_params / 1e6:.2f} M parameters) on {device} "
                f"({describe(device)}), {len(data.train)} training {unit}, {steps_per_epoch} steps per epoch"
                + (", bf16" if bf16 else "") + (", 4-bit NF4 base" if quantized else ""))
-    samples_per_step = tc.batch_size * cfg.grad_accumulation * (cfg.block_size if task == "causal_lm" else 1)
+    blocks = task == "causal_lm" and not data.val_prompts  # tokens per second; conversations per second
+    samples_per_step = tc.batch_size * cfg.grad_accumulation * (cfg.block_size if blocks else 1)
     bridge = make_bridge(cbs, control, state, log_interval=spec.log_interval, samples_per_step=samples_per_step,
                          task=task, on_evaluated=on_evaluated, message=message)
     trainer = Trainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.val,
@@ -691,11 +727,26 @@ def _datasets(task: str, dataset_dir: Path, info: dict, model, processor, cfg) -
         limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
         if limit and cfg.block_size > limit:
             raise HFJobError(f"block size {cfg.block_size} is longer than the model's context ({limit} tokens)")
+        if info.get("kind") == "chat":
+            return _chat_datasets(dataset_dir, processor, cfg)
         train_ds, val_ds, val_text = hfdata.causal_lm(dataset_dir, info, processor, cfg.block_size)
         return Datasets(train_ds, val_ds, default_data_collator, val_text=val_text)
     train_ds, val_ds = hfdata.image_classification(dataset_dir, info)
     collator = hfdata.ImageCollator(processor, int(getattr(model.config, "num_channels", 3)))
     return Datasets(train_ds, val_ds, collator, val_ds.X, val_ds.y, test=hfdata.image_test_split(dataset_dir))
+
+
+def _chat_datasets(dataset_dir: Path, tokenizer, cfg) -> Datasets:
+    own = hfdata.ensure_chat_template(tokenizer)
+    train_ds, val_ds, prompts, dropped = hfdata.chat(dataset_dir, tokenizer, cfg.block_size)
+    notes = [("info", "conversations formatted with the tokenizer's chat template; the loss is on the assistant's "
+                      "replies only" if own else
+              "the tokenizer has no chat template: conversations use the plain \"### User:\" / \"### Assistant:\" "
+              "template (saved with the model's tokenizer); the loss is on the assistant's replies only")]
+    if dropped:
+        notes.append(("warning", f"{dropped} conversation(s) left out: no assistant reply within the first "
+                                 f"{cfg.block_size} tokens (the block size)"))
+    return Datasets(train_ds, val_ds, hfdata.ChatCollator(tokenizer.pad_token_id), val_prompts=prompts, notes=notes)
 
 
 def _finish(spec: TrainSpec, tc: TrainConfig, info: dict, trainer, processor, data: Datasets, task: str,
