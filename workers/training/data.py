@@ -143,8 +143,7 @@ def load_cache(dataset_dir: str | Path, device: torch.device, memory_cap: int | 
     if kind == "text":
         for split in ("train", "val", "test")[: 3 if "X_test" in sizes else 2]:
             X = arrays.get(f"X_{split}")
-            X = getattr(data, f"X_{split}") if X is None else X
-            setattr(data, f"lengths_{split}", _lengths(X))
+            setattr(data, f"lengths_{split}", _lengths(getattr(data, f"X_{split}") if X is None else X))
     for name, arr in arrays.items():
         t = torch.from_numpy(arr)
         if tokens or (name.startswith("y_") and info["task"] == "classification"):
@@ -161,10 +160,13 @@ def load_cache(dataset_dir: str | Path, device: torch.device, memory_cap: int | 
     if (d / "val_texts.json").exists():
         data.val_texts = json.loads((d / "val_texts.json").read_text())
     if data.task == "regression":
-        norm = info["target_normalization"]
-        # Train on standardised targets; metrics are reported in the original units.
-        data.y_train = (data.y_train.float() - norm["mean"]) / norm["std"]
-        data.y_val = (data.y_val.float() - norm["mean"]) / norm["std"]
-        if data.y_test is not None:
-            data.y_test = (data.y_test.float() - norm["mean"]) / norm["std"]
+        _standardise_targets(data, info["target_normalization"])
     return data
+
+
+def _standardise_targets(data: TensorData, norm: dict) -> None:
+    """Train on standardised targets; metrics are reported in the original units."""
+    data.y_train = (data.y_train.float() - norm["mean"]) / norm["std"]
+    data.y_val = (data.y_val.float() - norm["mean"]) / norm["std"]
+    if data.y_test is not None:
+        data.y_test = (data.y_test.float() - norm["mean"]) / norm["std"]
