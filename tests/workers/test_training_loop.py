@@ -747,3 +747,27 @@ def test_the_hot_loop_does_not_sync_per_step(request, tmp_path, monkeypatch, arc
     # before it are the evaluation's, once per epoch.
     assert watch.other_reads <= {"evaluate", "classification_metrics", "_evaluate_lm"}, watch.other_reads
     assert counter.n > 0  # the counter does count (evaluation reads its metrics)
+
+
+def test_a_zoo_classifier_that_does_not_learn_is_flagged_not_silently_succeeded(tmp_path):
+    """Collapse is never a silent success (also for the zoo's models): a loss that never leaves
+    its start, or validation predictions that are all one class, come back as warnings."""
+    from tests import datagen
+    from workers.datasets import ingest
+    from workers.training import TrainSpec, run
+    from workers.training.data import TensorData
+    from workers.training.loop import _collapse
+
+    ingest("tabular", datagen.table_csv(tmp_path / "t.csv", n=200), tmp_path / "ds", {})
+    stalled = run(TrainSpec("mlp", {}, {"epochs": 3, "learning_rate": 1e-7, "optimizer": "sgd"},
+                            str(tmp_path / "ds"), str(tmp_path / "job"), device="cpu", log_interval=0))
+    assert stalled.status == "succeeded" and "loss_flat" in {w["code"] for w in stalled.warnings}
+    learned = run(TrainSpec("mlp", {}, {"epochs": 10, "learning_rate": 1e-2}, str(tmp_path / "ds"),
+                            str(tmp_path / "job2"), device="cpu", log_interval=0))
+    assert learned.warnings == []
+
+    data = TensorData({"task": "classification", "kind": "tabular", "classes": ["a", "b", "c"]})
+    one_class = {"confusion": [[5, 0, 0], [7, 0, 0], [3, 0, 0]]}  # rows: truth; every prediction "a"
+    [w] = _collapse(data, one_class, [])
+    assert w["code"] == "one_class" and "'a'" in w["text"]
+    assert _collapse(data, {"confusion": [[5, 1, 0], [0, 7, 0], [0, 0, 3]]}, []) == []

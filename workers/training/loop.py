@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from workers.training.checkpoint import Checkpointer
 from workers.training.data import TensorData, load_cache
 from workers.training.filecache import FileRows, Prefetch
 from workers.training.device import describe, fit_cpu_threads, pick_device, tune_cpu
-from workers.training.metrics import classification_metrics, perplexity, regression_metrics
+from workers.training.metrics import classification_metrics, collapse_warnings, perplexity, regression_metrics
 from workers.training.spec import TrainResult, TrainSpec
 
 # Importable from here as before (the Celery worker, benchmarks and tests use these names).
@@ -323,6 +323,7 @@ class Setup:
     use_amp: bool
     sample_idx: list[int]
     augmenter: Augmenter | None = None
+    epoch_losses: list[torch.Tensor] = field(default_factory=list)  # this run's mean training loss per epoch
     # What the training steps call: the model, or its torch.compile'd wrapper (tc.compile). The
     # model itself is what is checkpointed, evaluated and exported.
     forward: Callable | None = None
@@ -373,15 +374,31 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     status = "cancelled" if stopped else "succeeded"
     artifacts: list[str] = []
     test_metrics: dict = {}
+    warnings: list[dict] = []
     if status == "succeeded":
         metrics = final_metrics(s, cbs, control, best, metrics)
         test_metrics = evaluate_test(s, cbs, control)
         trained = s.state.samples_seen - start_samples
         metrics.update(samples_per_s=trained / seconds if seconds > 0 else 0.0, train_seconds=seconds)
         artifacts = export_model(Path(spec.output_dir), spec, s.model, s.data, s.tc, metrics, test_metrics)
+        warnings = _collapse(s.data, metrics, torch.stack(s.epoch_losses).tolist() if s.epoch_losses else [])
+        for w in warnings:
+            cbs.fire("on_message", s.state, control, "warning", w["text"])
     cbs.fire("on_train_end", s.state, control, status)
     return TrainResult(status=status, metrics=metrics, artifacts=artifacts, epochs_completed=s.state.epoch,
-                       test_metrics=test_metrics)
+                       test_metrics=test_metrics, warnings=warnings)
+
+
+def _collapse(data: TensorData, metrics: dict, losses: list[float]) -> list[dict]:
+    """The exported model's collapse flags (workers.training.metrics.collapse_warnings): its
+    validation predictions all one class (read off the confusion matrix), a training loss whose
+    epoch means never fell below the first epoch's (per-step losses are too noisy to judge)."""
+    pred = truth = None
+    if data.task == "classification" and metrics.get("confusion"):
+        cm = torch.tensor(metrics["confusion"])
+        pred = torch.repeat_interleave(torch.arange(cm.shape[1]), cm.sum(0)).tolist()
+        truth = torch.repeat_interleave(torch.arange(cm.shape[0]), cm.sum(1)).tolist()
+    return collapse_warnings(pred, data.info.get("classes"), truth, losses)
 
 
 def setup(spec: TrainSpec, tc: TrainConfig) -> Setup:
@@ -481,6 +498,7 @@ def train_one_epoch(s: Setup, epoch: int, cbs: CallbackList, control: Control) -
     run_loss = torch.zeros((), device=s.device)
     run_correct = torch.zeros((), device=s.device, dtype=torch.long)
     run_n = 0
+    epoch_loss, epoch_n = torch.zeros((), device=s.device), 0
     last_log = time.monotonic()
     model.train()
     aug = s.augmenter
@@ -516,6 +534,8 @@ def train_one_epoch(s: Setup, epoch: int, cbs: CallbackList, control: Control) -
 
         bs = xb.numel() if task == "lm" else len(xb)  # language models count tokens
         run_loss += loss.detach() * bs
+        epoch_loss += loss.detach() * bs
+        epoch_n += bs
         if task == "classification":
             run_correct += (out.detach().argmax(1) == yb).sum()
         run_n += bs
@@ -530,7 +550,9 @@ def train_one_epoch(s: Setup, epoch: int, cbs: CallbackList, control: Control) -
             run_loss.zero_(), run_correct.zero_()
             run_n, last_log = 0, time.monotonic()
     # Read now: the epoch's samples/s without the evaluation.
-    return _train_values(task, run_loss, run_correct, run_n, state, last_log) if run_n else None
+    tail = _train_values(task, run_loss, run_correct, run_n, state, last_log) if run_n else None
+    s.epoch_losses.append(epoch_loss / max(epoch_n, 1))  # stays on the device: read once, at the end
+    return tail
 
 
 def compiled_first_step(s: Setup, cbs: CallbackList, control: Control, forward_backward) -> tuple:
