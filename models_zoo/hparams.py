@@ -73,6 +73,8 @@ class TrainConfig:
     def check(self) -> dict[str, str]:
         if self.lr_schedule == "onecycle" and self.warmup_epochs:
             return {"warmup_epochs": "one-cycle has its own warm-up; set this to 0"}
+        if self.batch_size < self.gpus:
+            return {"batch_size": f"the batch is split over the {self.gpus} devices: give at least {self.gpus}"}
         return {}
 
     def check_for_kind(self, kind: str, task: str) -> dict[str, str]:
