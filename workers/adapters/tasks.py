@@ -62,6 +62,10 @@ def train_job(self, job_id: str) -> str:
     start = lifecycle.start_run(job_id, worker)
     if isinstance(start, lifecycle.Skipped):
         return start.reason  # drained, does not fit, or not claimed (cancelled, finished, elsewhere)
+    if (devices := int(start.train_config.get("gpus", 1))) > 1:  # torchrun's ranks (workers/adapters/ddp.py)
+        from workers.adapters.ddp import run_gang
+
+        return run_gang(start, devices)
     reporter = Reporter(start.job_id, token=start.token).start()
     status, error, result = None, "", None  # status None: interrupted, this process is exiting
     refused = False  # a checkpoint or artifact of this run was refused by the fence
