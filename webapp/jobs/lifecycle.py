@@ -282,6 +282,13 @@ def requeue_stopped_job(job_id, worker_name: str, token: int | None = None) -> b
     return True
 
 
+def touch_lease(job_id, token: int) -> bool:
+    """Renew the run's lease (the job's heartbeat, on the database's clock) while it owns the job.
+    The supervisor of a multi-device run calls it while its ranks start up and train, so that
+    torchrun's start and the ranks' imports do not look like a lost worker."""
+    return bool(owned(job_id, token).update(heartbeat_at=Now()))
+
+
 def requeue_lost_gang(start: RunStart, why: str) -> str | None:
     """A multi-device run lost a rank (killed, its GPU gone): the whole gang stopped, so the job
     goes back to the queue with this attempt counted, to resume from its last checkpoint; or,

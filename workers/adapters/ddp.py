@@ -88,6 +88,8 @@ def run_gang(start, n: int) -> str | None:
                             preexec_fn=_preexec, text=True, errors="replace")
     reader = threading.Thread(target=_read, args=(proc, tail), daemon=True, name=f"torchrun-{start.job_id}")
     reader.start()
+    lease = threading.Thread(target=_keep_lease, args=(start, proc), daemon=True, name=f"lease-{start.job_id}")
+    lease.start()
 
     def on_sigterm(signum, frame):  # a shutdown: every rank hears it, rank 0 stops them together
         terminated.set()
@@ -131,6 +133,23 @@ def _record_end(start, n: int, run_dir: Path, rc: int, tail, terminated: bool) -
     why = (f"rank {', '.join(map(str, lost))} of {n} died" if lost else f"the {n} ranks lost each other") + (
         f" (torchrun exit status {rc})")
     return lifecycle.requeue_lost_gang(start, why)
+
+
+def _keep_lease(start, proc) -> None:
+    """While torchrun lives, this worker holds the job's lease (rank 0's reporter renews it too,
+    once it runs): the ranks' start (torch's import, the rendezvous) can take longer than a lease."""
+    from django.db import connection
+
+    try:
+        while proc.poll() is None:
+            try:
+                if not lifecycle.touch_lease(start.job_id, start.token):
+                    return  # no longer this run's job: rank 0's fenced writes stop the ranks
+            except Exception:  # noqa: BLE001 - the next beat retries
+                log.exception("lease renewal failed for job %s", start.job_id)
+            time.sleep(min(1.0, settings.TRAINYARD_HEARTBEAT_SECONDS))
+    finally:
+        connection.close()
 
 
 def _read(proc, tail) -> None:
