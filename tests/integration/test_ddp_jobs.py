@@ -46,7 +46,8 @@ def submit(s, dataset, **train):
 
 
 def rank_processes(job_id: str) -> dict[int, int]:
-    """{rank: pid} of the live ranks of a job (their command line names the job's folder)."""
+    """{rank: pid} of the live processes of a job (their command line names the job's folder):
+    its ranks, and torchrun as rank -1."""
     out = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -108,7 +109,7 @@ def test_sigkill_of_rank_1_requeues_resumes_and_leaves_no_process(ddp_stack, dat
     job = submit(s, dataset, gpus=2, epochs=12, batch_size=4)
     wait_for(lambda: api.get(s.url(f"/api/jobs/{job['id']}/")).json()["epoch"] >= 2, 240, "epoch 2")
     ranks = rank_processes(job["id"])
-    assert sorted(ranks) == [0, 1], ranks
+    assert sorted(ranks) == [-1, 0, 1], ranks
     os.kill(ranks[1], signal.SIGKILL)
     killed = time.monotonic()
     wait_for(lambda: not set(rank_processes(job["id"]).values()) & set(ranks.values()), 60, "old ranks gone")
@@ -130,7 +131,7 @@ def test_cancel_stops_every_rank_within_seconds(ddp_stack, dataset):
     s = ddp_stack
     api = s.api("alice")
     job = submit(s, dataset, gpus=2, epochs=200, batch_size=4)
-    wait_for(lambda: len(rank_processes(job["id"])) == 2 and api.get(s.url(f"/api/jobs/{job['id']}/")).json()[
+    wait_for(lambda: len(rank_processes(job["id"])) == 3 and api.get(s.url(f"/api/jobs/{job['id']}/")).json()[
         "step"] > 5, 240, "job training")
     asked = time.monotonic()
     assert api.post(s.url(f"/api/jobs/{job['id']}/cancel/")).status_code in (200, 202)
