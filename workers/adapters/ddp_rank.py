@@ -96,7 +96,7 @@ def _rank0(cfg: dict) -> dict:
 
     from workers.adapters.logcapture import captured_output
     from workers.adapters.reporter import Reporter
-    from workers.adapters.tasks import _fenced_move
+    from workers.adapters.fence import fenced_move
     from workers.training import run
     from workers.training.artifacts import Fenced, fenced_by
     from workers.training.distributed import Dist
@@ -109,7 +109,7 @@ def _rank0(cfg: dict) -> dict:
     try:
         dist = Dist.from_env(cfg["timeout"])
         with captured_output(lambda data: reporter.emit("log", data)), \
-                fenced_by(str(cfg["token"]), lambda moves: _fenced_move(start, moves)):
+                fenced_by(str(cfg["token"]), lambda moves: fenced_move(start, moves)):
             result = run(_spec(cfg), [reporter], reporter.control, dist)
         out.update(status=result.status, metrics=result.metrics, artifacts=result.artifacts,
                    test_metrics=result.test_metrics, warnings=result.warnings)

@@ -370,32 +370,13 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     announce(s, cbs, control, resumed)
 
     started = time.perf_counter()
-    metrics: dict = dict(s.state.val_metrics)
-    # Cancelled only when a stop cut the loop short: one that arrives after the last epoch (while
-    # the checkpoint is written) must not throw away a finished run.
-    stopped = False
-    for epoch in range(s.state.epoch, s.tc.epochs):
-        train_tail = train_one_epoch(s, epoch, cbs, control)
-        if stopped := control.should_stop:
-            break
-        metrics = evaluate_epoch(s, epoch, cbs, control, train_tail)
-        if s.is_main:
-            save_checkpoint(s, [best, early])  # written while the next epoch trains
-        cbs.fire("on_epoch_end", s.state, control)
-        if dist is not None:  # every rank ends (or goes on) after the same epoch
-            dist.agree(live, control)
-        if stopped := control.should_stop:
-            break
-        if control.finish:
-            cbs.fire("on_message", s.state, control, "info", early.message)
-            break
-
+    stopped, metrics = train_epochs(s, cbs, control, best, early)
     s.checkpoints.wait()  # the last checkpoint is on disk (or its error raised) before the result
     if s.device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
     status = "cancelled" if stopped else "succeeded"
-    if dist is not None and live is not None and stopped:
+    if live is not None and stopped:
         live.request_stop(control.stop_reason)  # the caller reads why from its own control
     artifacts: list[str] = []
     test_metrics: dict = {}
@@ -410,6 +391,32 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     cbs.fire("on_train_end", s.state, control, status)
     return TrainResult(status=status, metrics=metrics, artifacts=artifacts, epochs_completed=s.state.epoch,
                        test_metrics=test_metrics)
+
+
+def train_epochs(s: Setup, cbs: CallbackList, control: Control, best: KeepBest,
+                 early: EarlyStopping) -> tuple[bool, dict]:
+    """Each remaining epoch: train, evaluate, checkpoint, report. Returns whether a stop cut the
+    loop short (cancelled) and the last validation metrics."""
+    metrics: dict = dict(s.state.val_metrics)
+    # Cancelled only when a stop cut the loop short: one that arrives after the last epoch (while
+    # the checkpoint is written) must not throw away a finished run.
+    stopped = False
+    for epoch in range(s.state.epoch, s.tc.epochs):
+        train_tail = train_one_epoch(s, epoch, cbs, control)
+        if stopped := control.should_stop:
+            break
+        metrics = evaluate_epoch(s, epoch, cbs, control, train_tail)
+        if s.is_main:
+            save_checkpoint(s, [best, early])  # written while the next epoch trains
+        cbs.fire("on_epoch_end", s.state, control)
+        if s.dist is not None:  # every rank ends (or goes on) after the same epoch
+            s.dist.agree(s.live, control)
+        if stopped := control.should_stop:
+            break
+        if control.finish:
+            cbs.fire("on_message", s.state, control, "info", early.message)
+            break
+    return stopped, metrics
 
 
 def setup(spec: TrainSpec, tc: TrainConfig, dist: Dist | None = None) -> Setup:
