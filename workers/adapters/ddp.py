@@ -14,7 +14,8 @@ job onto a worker with enough devices. The task, already holding the claim (life
 4. records the end from rank 0's `result.json`; without one, a rank died: a rank that raised
    an error of its own fails the job with it, a rank killed outright (or a whole gang lost to a
    peer's death) requeues the job with the attempt counted (TRAINYARD_MAX_ATTEMPTS bounds it);
-5. on every exit path kills what is left: torchrun's process group and every rank by the pid it
+5. on every exit path kills what is left (and, once rank 0's result is written, ranks that
+   linger past a few seconds): torchrun's process group and every rank by the pid it
    wrote (ranks run in sessions of their own, and die with torchrun through PR_SET_PDEATHSIG).
 """
 
@@ -97,7 +98,7 @@ def run_gang(start, n: int) -> str | None:
 
     previous = _set_sigterm(on_sigterm)
     try:
-        rc = proc.wait()
+        rc = _wait(proc, run_dir)
     finally:
         _set_sigterm(previous)
         _kill_all(proc, run_dir)
@@ -133,6 +134,25 @@ def _record_end(start, n: int, run_dir: Path, rc: int, tail, terminated: bool) -
     why = (f"rank {', '.join(map(str, lost))} of {n} died" if lost else f"the {n} ranks lost each other") + (
         f" (torchrun exit status {rc})")
     return lifecycle.requeue_lost_gang(start, why)
+
+
+RESULT_GRACE_SECONDS = 3.0
+
+
+def _wait(proc, run_dir: Path) -> int:
+    """torchrun's exit status. Once rank 0 has written the result, the job's outcome is known:
+    ranks still there after a short grace are killed, not waited for."""
+    done_at = None
+    while True:
+        try:
+            return proc.wait(0.2)
+        except subprocess.TimeoutExpired:
+            pass
+        if done_at is None and (run_dir / "result.json").exists():
+            done_at = time.monotonic()
+        if done_at is not None and time.monotonic() - done_at > RESULT_GRACE_SECONDS:
+            _signal_all(proc, run_dir, signal.SIGKILL)
+            return proc.wait()
 
 
 def _keep_lease(start, proc) -> None:

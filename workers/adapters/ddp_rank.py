@@ -128,4 +128,9 @@ def _rank0(cfg: dict) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    code = main(sys.argv[1])
+    sys.stdout.flush(), sys.stderr.flush()
+    # Everything this rank owes is on disk (result, checkpoints) and its connections are closed:
+    # skip the interpreter's teardown of torch, which takes seconds on a loaded machine, so a
+    # cancelled job's processes are gone at once.
+    os._exit(code)
