@@ -10,7 +10,9 @@ default counts are every GPU count 1 … torch.cuda.device_count(). The figure i
 samples/s over the training epochs (global samples / train time, evaluation excluded), and the
 scaling efficiency is samples/s(N) / (N × samples/s(1)). On CPU the ranks share the machine's
 cores (each gets cores / N threads), so CPU "scaling" shows the cost of the collectives, not a
-speed-up. The model is an MLP wide enough that each step is compute, not launch, bound.
+speed-up; on a machine shared with other work, one process's intra-op threads wait on each
+other while a neighbour holds a core, which N one-thread ranks do not (the load average is
+printed). The model is an MLP wide enough that each step is compute, not launch, bound.
 """
 
 from __future__ import annotations
@@ -105,8 +107,9 @@ def main() -> int:
     gpus = 0 if args.dry_run else torch.cuda.device_count()
     counts = [int(c) for c in args.ranks.split(",")] if args.ranks else (list(range(1, gpus + 1)) if gpus > 1 else [1, 2])
     device = f"{gpus} × {torch.cuda.get_device_name(0)}" if gpus else f"CPU ({os.cpu_count()} cores), gloo"
-    print(f"DDP scaling on {device}: MLP {args.hidden}, {args.rows} rows × {args.features}, global batch {args.batch}, "
-          f"{args.epochs} epochs")
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    print(f"DDP scaling on {device}{load}: MLP {args.hidden}, {args.rows} rows × {args.features}, "
+          f"global batch {args.batch}, {args.epochs} epochs")
     with tempfile.TemporaryDirectory(prefix="ddp-bench-") as tmp:
         work = Path(tmp)
         dataset = make_dataset(work, args.rows, args.features)
