@@ -64,10 +64,17 @@ class TrainConfig:
                                help="image classification; 0.2–0.4 is usual")
     compile: str = param("off", label="torch.compile", choices=COMPILE,
                          help="compiles the model before the first step; falls back to eager if it fails")
+    # Data-parallel training (torch.distributed, workers/training/distributed.py): devices of one
+    # worker, all reserved at once. On a CPU worker each "device" is a gloo process.
+    gpus: int = param(1, label="Devices (GPUs on one machine)", min=1, max=64,
+                      help="more than 1: data-parallel training (DDP) over that many GPUs of one worker, "
+                           "or CPU processes on a CPU worker; the batch size is the global batch")
 
     def check(self) -> dict[str, str]:
         if self.lr_schedule == "onecycle" and self.warmup_epochs:
             return {"warmup_epochs": "one-cycle has its own warm-up; set this to 0"}
+        if self.batch_size < self.gpus:
+            return {"batch_size": f"the batch is split over the {self.gpus} devices: give at least {self.gpus}"}
         return {}
 
     def check_for_kind(self, kind: str, task: str) -> dict[str, str]:

@@ -379,6 +379,11 @@ TRAINYARD_HEARTBEAT_SECONDS = env_int("TRAINYARD_HEARTBEAT_SECONDS", 5)
 # from its last checkpoint on another worker, at most TRAINYARD_MAX_ATTEMPTS runs in all.
 TRAINYARD_JOB_LEASE_SECONDS = env_int("TRAINYARD_JOB_LEASE_SECONDS", 60)
 TRAINYARD_MAX_ATTEMPTS = env_int("TRAINYARD_MAX_ATTEMPTS", 3)
+# Devices a training worker declares (0 = its GPU count, or 1 on a CPU machine): a job asking for
+# N devices (TrainConfig.gpus) runs on one worker with at least N; on CPU each is a gloo process.
+TRAINYARD_WORKER_DEVICES = env_int("TRAINYARD_WORKER_DEVICES", 0)
+# A multi-device job: how long a collective may wait for a rank (a dead rank ends the job by then).
+TRAINYARD_DDP_TIMEOUT_SECONDS = env_int("TRAINYARD_DDP_TIMEOUT_SECONDS", 60)
 # Per-user cap on jobs waiting or running at once; the next submission gets HTTP 429.
 TRAINYARD_MAX_ACTIVE_JOBS_PER_USER = env_int("TRAINYARD_MAX_ACTIVE_JOBS_PER_USER", 20)
 # Jobs of one user running at once (the dispatcher's fair share); per-user overrides: Admin → User limits.

@@ -182,6 +182,8 @@ def train_errors(tc) -> dict[str, str]:
             "augmentation is for the zoo's image models, not Hugging Face fine-tuning")
     if tc.compile != "off":
         errors["compile"] = "not available for Hugging Face fine-tuning"
+    if tc.gpus > 1:
+        errors["gpus"] = "Hugging Face fine-tuning runs on one device; multi-device training is for the zoo's models"
     return errors
 
 

@@ -258,6 +258,7 @@ def test_describe_train_config_kinds():
         "cutout": "int",
         "mixup_alpha": "float",
         "compile": "choice",
+        "gpus": "int",
     }
     # The form defaults validate back to the config defaults.
     form = {f["name"]: str(f["default"]) for f in describe(TrainConfig)}

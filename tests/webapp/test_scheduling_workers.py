@@ -59,9 +59,13 @@ def test_broken_nvml_reads_as_no_gpu_not_a_crash(monkeypatch):
     assert gpu_bars([]) == "CPU"
 
 
-def test_register_and_heartbeat_store_the_inventory(db):
+def test_register_and_heartbeat_store_the_inventory(db, settings):
     registry.register("w1@host", ["train"])
     w = Worker.objects.get(name="w1@host")
+    assert w.devices == (len(w.gpus) or 1)  # its GPUs, or one CPU device
+    settings.TRAINYARD_WORKER_DEVICES = 3  # a CPU machine declaring three gloo processes
+    registry.register("w2@host", ["train"])
+    assert Worker.objects.get(name="w2@host").devices == 3
     assert w.device_name == gpu.describe(w.gpus) and w.is_alive and w.accepts_jobs
     registry.heartbeat("w1@host")
     assert Worker.objects.get(name="w1@host").status == Worker.Status.ONLINE

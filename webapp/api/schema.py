@@ -265,6 +265,8 @@ ArchitecturesBody = inline_serializer("Architectures", {
         "model_config": Field(many=True),
     }, many=True),
     "train_config": Field(many=True),
+    "devices": serializers.CharField(help_text="what a job's `gpus` (devices on one worker) may be on the "
+                                               "workers online now"),
 })
 
 

@@ -38,7 +38,7 @@ from webapp.exports import services as exports
 from webapp.exports.models import MlflowExport
 from webapp.inference import services as inference
 from webapp.inference.models import OnnxExport, Prediction
-from webapp.jobs import downsample, services
+from webapp.jobs import downsample, scheduler, services
 from webapp.jobs.access import datasets_for, get_dataset_for_user, get_job_for_user, jobs_for
 from webapp.jobs.events import events_after
 from webapp.jobs.models import Job
@@ -332,6 +332,8 @@ class ArchitectureList(Api):
                 for e in models_zoo.REGISTRY.values()
             ],
             "train_config": describe(TrainConfig, json_values=True),
+            # What a job's `gpus` (devices) may be on the workers online now.
+            "devices": scheduler.devices_offer(),
         })
 
 

@@ -29,11 +29,11 @@ def gpu_bars(gpus) -> str:
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
-    list_display = ["name", "hostname", "gpu_display", "queues", "status", "draining", "alive",
+    list_display = ["name", "hostname", "gpu_display", "devices", "queues", "status", "draining", "alive",
                     "last_heartbeat", "current_job"]
     list_filter = ["status", "draining", "device"]
-    readonly_fields = ["name", "hostname", "queues", "device", "device_name", "gpu_display", "gpus", "started_at",
-                       "last_heartbeat", "current_job", "draining", "job_history"]
+    readonly_fields = ["name", "hostname", "queues", "device", "device_name", "gpu_display", "gpus", "devices",
+                       "started_at", "last_heartbeat", "current_job", "draining", "job_history"]
     actions = ["drain", "resume", "cancel_running_job", "retire"]
 
     class Media:

@@ -50,6 +50,8 @@ class Worker(models.Model):
     device = models.CharField(max_length=255, help_text="cuda:0 / cpu")
     device_name = models.CharField(max_length=255, blank=True)
     gpus = models.JSONField(default=list, blank=True)
+    devices = models.PositiveIntegerField(
+        default=1, help_text="devices one job may use here: GPUs, or gloo processes on a CPU worker")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ONLINE)
     current_job = models.ForeignKey(
         "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -282,6 +282,41 @@ def requeue_stopped_job(job_id, worker_name: str, token: int | None = None) -> b
     return True
 
 
+def touch_lease(job_id, token: int) -> bool:
+    """Renew the run's lease (the job's heartbeat, on the database's clock) while it owns the job.
+    The supervisor of a multi-device run calls it while its ranks start up and train, so that
+    torchrun's start and the ranks' imports do not look like a lost worker."""
+    return bool(owned(job_id, token).update(heartbeat_at=Now()))
+
+
+def requeue_lost_gang(start: RunStart, why: str) -> str | None:
+    """A multi-device run lost a rank (killed, its GPU gone): the whole gang stopped, so the job
+    goes back to the queue with this attempt counted, to resume from its last checkpoint; or,
+    out of attempts, it fails with the reason. Only while this run owns the job ("fenced" else)."""
+    scheduler.set_current_job(start.worker, None, only=start.job_id)
+    rows = owned(start.job_id, start.token)
+    with transaction.atomic():
+        attempts = rows.select_for_update().values_list("attempts", flat=True).first()
+        if attempts is None:
+            return "fenced"
+        if attempts >= settings.TRAINYARD_MAX_ATTEMPTS:
+            _finish_in_transaction(start.job_id, Job.Status.FAILED, metrics=None, rows=[], lost=start.worker,
+                                   token=start.token, error=(
+                                       f"{why} on worker {start.worker}; {_attempts(attempts)} used, the limit "
+                                       f"(TRAINYARD_MAX_ATTEMPTS) is {settings.TRAINYARD_MAX_ATTEMPTS}, so it was "
+                                       "not restarted"))
+            return Job.Status.FAILED
+        rows.update(status=Job.Status.QUEUED, heartbeat_at=Now(), dispatched_at=None, worker_name="")
+        transaction.on_commit(lambda: recorder.inc(recorder.JOBS_LOST))
+        append_events(start.job_id, [
+            ("log", {"level": "warning", "text": f"{why} on worker {start.worker}; job requeued, it resumes "
+                                                 "from its last checkpoint"}),
+            ("status", {"status": Job.Status.QUEUED, "lost": start.worker}),
+        ])
+        scheduler.dispatch_soon()
+    return "requeued"
+
+
 def requeue_lost_jobs() -> list:
     """The lost-job watchdog: running jobs whose worker stopped writing (killed, machine down)
     for TRAINYARD_JOB_LEASE_SECONDS go back to the queue, or fail once out of attempts.

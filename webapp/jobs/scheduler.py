@@ -130,8 +130,12 @@ def cuda_refusal() -> str:
     return ""
 
 
-def fits(job: Job, gpus: list[dict]) -> bool:
-    """Whether a worker with these GPUs can run the job (a CPU worker fits only jobs without needs)."""
+def fits(job: Job, gpus: list[dict], devices: int | None = None) -> bool:
+    """Whether a worker with these GPUs (and `devices` devices) can run the job (a CPU worker fits
+    only jobs without GPU needs). A job asking for N devices (TrainConfig.gpus) needs N on one
+    worker: all of them at once, never spread over workers (gang placement)."""
+    if devices is not None and devices < devices_needed(job):
+        return False
     if needs_cuda(job.architecture, job.model_config) and not gpus:
         return False
     if not job.min_gpu_memory_gb and not job.gpu_type:
@@ -145,14 +149,61 @@ def fits(job: Job, gpus: list[dict]) -> bool:
     return False
 
 
+def fits_worker(job: Job, worker: Worker) -> bool:
+    return fits(job, worker.gpus, worker.devices)
+
+
+def devices_needed(job: Job) -> int:
+    """Devices the job asks for (TrainConfig.gpus; 1 for jobs stored before it existed)."""
+    try:
+        return max(1, int((job.train_config or {}).get("gpus", 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
 def worker_fits(name: str, job_id) -> bool:
-    """Whether this worker's GPUs meet the job's requirements (no requirements: any worker)."""
-    job = Job.objects.filter(pk=job_id).only("min_gpu_memory_gb", "gpu_type", "architecture", "model_config").first()
-    if job is None or (not job.min_gpu_memory_gb and not job.gpu_type
-                       and not needs_cuda(job.architecture, job.model_config)):
+    """Whether this worker's GPUs and device count meet the job's requirements."""
+    job = Job.objects.filter(pk=job_id).only(
+        "min_gpu_memory_gb", "gpu_type", "architecture", "model_config", "train_config").first()
+    if job is None:
         return True
-    gpus = Worker.objects.filter(name=name).values_list("gpus", flat=True).first() or []
-    return fits(job, gpus)
+    row = Worker.objects.filter(name=name).values_list("gpus", "devices").first()
+    if row is None:
+        return True
+    return fits(job, row[0] or [], row[1])
+
+
+def describe_devices(n: int, gpus: list[dict]) -> str:
+    """What a job of `n` devices uses on a worker like this: "2 × NVIDIA A100 on one machine",
+    "2 CPU processes"."""
+    if gpus:
+        return f"{n} × {gpus[0].get('name') or 'GPU'} on one machine"
+    return "1 CPU process" if n == 1 else f"{n} CPU processes"
+
+
+def devices_offer() -> str:
+    """The new-job form's note on the Devices field: what the live workers can give one job."""
+    workers = [w for w in live_workers() if not w.draining]
+    if not workers:
+        return "no worker is online: the most one job may use is not known yet"
+    best = max(workers, key=lambda w: (w.devices, bool(w.gpus)))
+    return (f"at most {best.devices} on the workers online now: up to "
+            f"{describe_devices(best.devices, best.gpus)} ({best.name})")
+
+
+def devices_refusal(n: int) -> str:
+    """Why a job of `n` devices is refused at submit ("" when it may queue): no live training
+    worker has that many. With no live worker the devices are unknown, and the job waits."""
+    if n <= 1:
+        return ""
+    workers = live_workers()
+    if not workers:
+        return ""
+    largest = max(w.devices for w in workers)
+    if n > largest:
+        return (f"no worker has {n} devices: the largest online has {largest} "
+                f"({', '.join(sorted(w.name for w in workers if w.devices == largest))})")
+    return ""
 
 
 def need_text(job: Job) -> str:
@@ -244,17 +295,27 @@ def _holds_of_dispatched(queued: list[Job], workers: list[Worker]) -> set[str]:
 
 
 def _pick(p: _Pass) -> tuple[Job, Worker] | None:
-    """The next job to release and the worker for it, or None when no free worker can take one."""
+    """The next job to release and the worker for it, or None when no free worker can take one.
+
+    Gang placement with a head-of-line reservation: jobs are taken in the dispatcher's order; a
+    job needing several devices that no free worker can hold yet keeps its place: the workers
+    that could run it (enough devices, the right GPUs) are reserved for it, and jobs behind it
+    may go ahead only on workers that could not. Without it a stream of small jobs would keep a
+    big worker busy and the big job would wait forever."""
     if not p.free:
         return None
-    candidates = [j for j in p.waiting if p.active[j.owner_id] < p.limit(j) and any(fits(j, w.gpus) for w in p.free)]
-    if not candidates:
-        return None
-    job = min(candidates, key=p.order)
-    # The smallest worker that fits, so big GPUs stay free for jobs that need them.
-    worker = min((w for w in p.free if fits(job, w.gpus)),
-                 key=lambda w: (sum(g.get("memory_total") or 0 for g in w.gpus), w.name))
-    return job, worker
+    reserved: set[str] = set()
+    for job in sorted(p.waiting, key=p.order):
+        if p.active[job.owner_id] >= p.limit(job):
+            continue
+        usable = [w for w in p.free if w.name not in reserved and fits_worker(job, w)]
+        if usable:
+            # The smallest worker that fits, so big GPUs and many-device workers stay free for the
+            # jobs that need them.
+            return job, min(usable, key=lambda w: (w.devices, sum(g.get("memory_total") or 0 for g in w.gpus), w.name))
+        if devices_needed(job) > 1:
+            reserved |= {w.name for w in p.workers if fits_worker(job, w)}
+    return None
 
 
 def _release(p: _Pass, job: Job, worker: Worker, now) -> None:
@@ -277,7 +338,7 @@ def _explain_waits(p: _Pass) -> None:
     ahead = 0
     for job in sorted(p.waiting, key=p.order):
         reason = _wait_reason(p, job, accepting, ahead)
-        if reason.startswith("waiting for a free worker"):
+        if reason.startswith("waiting for a free worker") or " free devices " in reason:
             ahead += 1
         if reason[:255] != job.wait_reason:
             job.wait_reason = reason[:255]
@@ -288,11 +349,19 @@ def _explain_waits(p: _Pass) -> None:
 def _wait_reason(p: _Pass, job: Job, accepting: list[Worker], ahead: int) -> str:
     if not accepting:
         return "waiting for a worker: none is online" + (" and taking jobs (drained)" if p.workers else "")
+    n = devices_needed(job)
     if not any(fits(job, w.gpus) for w in accepting):
         return f"waiting for {need_text(job)}: no such worker is online"
+    if not any(fits_worker(job, w) for w in accepting):
+        return (f"waiting for a worker with {n} devices on one machine: the largest online has "
+                f"{max(w.devices for w in accepting)}")
     limit = p.limit(job)
     if p.active[job.owner_id] >= limit:
         return f"you have {p.active[job.owner_id]} running (limit {limit})"
+    if n > 1:
+        free = max((w.devices for w in p.free if fits(job, w.gpus)), default=0)
+        return (f"waiting for {n} free devices on one machine; the largest has {free} free"
+                + (f"; {ahead} ahead" if ahead else ""))
     return f"waiting for a free worker; {ahead} ahead" if ahead else "waiting for a free worker; next"
 
 

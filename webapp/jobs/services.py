@@ -109,6 +109,8 @@ def submit_job(user, dataset: Dataset | None, architecture: str, model_config: d
         raise SubmitError(sched_errors)
     if scheduler.needs_cuda(architecture, clean_model) and (reason := scheduler.cuda_refusal()):
         raise SubmitError({"model_config.method": reason})
+    if reason := scheduler.devices_refusal(int(clean_train.get("gpus", 1))):
+        raise SubmitError({"train_config.gpus": reason})
     if hf.is_hf(architecture):  # a local:<name> model must exist for this user and fit the task
         from webapp.hub.services import check_job_model
 

@@ -16,7 +16,7 @@ from models_zoo.hparams import TASK_METRICS, TrainConfig
 from models_zoo.schema import describe
 from webapp.datasets.models import Dataset
 from webapp.accounts import audit
-from webapp.jobs import lifecycle, services
+from webapp.jobs import lifecycle, scheduler, services
 from webapp.jobs.access import datasets_for, get_job_for_user, jobs_for
 from webapp.jobs.models import Job, JobEvent, queue_positions
 from webapp.throttles import throttled_page
@@ -121,7 +121,10 @@ def _form_context(request, values: dict, errors: dict) -> dict:
     # the user has not edited): fine-tuning defaults, not training from scratch's.
     train_defaults = {"zoo": {f["name"]: f["default"] for f in describe(TrainConfig)},
                       "hf": {m: fine_tune_defaults(m) for m, _ in METHODS}}
-    return {"datasets": datasets, "architectures": architectures, "train_fields": describe(TrainConfig),
+    # The Devices field says what it would get, from the workers online now.
+    train_fields = [dict(f, help=f"{f['help']}; {scheduler.devices_offer()}") if f["name"] == "gpus" else f
+                    for f in describe(TrainConfig)]
+    return {"datasets": datasets, "architectures": architectures, "train_fields": train_fields,
             "values": values, "errors": errors, "train_defaults": train_defaults,
             "fine_tune_rule": DEFAULTS_RULE, "fresh_form": not values.get("architecture")}
 

@@ -28,6 +28,12 @@ def gpu_inventory() -> list[dict]:
     return gpu.telemetry()
 
 
+def device_count(gpus: list[dict]) -> int:
+    """Devices this worker offers one job: TRAINYARD_WORKER_DEVICES when set (on a CPU machine:
+    gloo processes), else its visible GPUs, or 1."""
+    return settings.TRAINYARD_WORKER_DEVICES or len(gpus) or 1
+
+
 def register(name: str, queues: list[str]) -> None:
     gpus = gpu_inventory()
     device = "cuda:0" if gpus else "cpu"
@@ -39,6 +45,7 @@ def register(name: str, queues: list[str]) -> None:
             "device": device,
             "device_name": gpu.describe(gpus),
             "gpus": gpus,
+            "devices": device_count(gpus),
             "status": Worker.Status.ONLINE,
             "started_at": timezone.now(),
             "last_heartbeat": timezone.now(),

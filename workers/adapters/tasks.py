@@ -7,13 +7,11 @@ import logging
 import shutil
 import signal
 import socket
-import threading
 import time
 import traceback
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
 
 from webapp.accounts import storage
 from webapp.celery import INGEST_TASK, TRAIN_TASK, app
@@ -21,8 +19,8 @@ from webapp.datasets import services as dataset_services
 from webapp.datasets.models import Dataset
 from models_zoo.contracts import disk_full_message, is_disk_full, what_was_written
 from webapp.jobs import lifecycle
-from webapp.jobs.dbretry import retry_db
 from webapp.monitoring import recorder
+from workers.adapters.fence import fenced_move as _fenced_move
 from workers.adapters.logcapture import captured_output
 
 log = logging.getLogger(__name__)
@@ -62,6 +60,10 @@ def train_job(self, job_id: str) -> str:
     start = lifecycle.start_run(job_id, worker)
     if isinstance(start, lifecycle.Skipped):
         return start.reason  # drained, does not fit, or not claimed (cancelled, finished, elsewhere)
+    if (devices := int(start.train_config.get("gpus", 1))) > 1:  # torchrun's ranks (workers/adapters/ddp.py)
+        from workers.adapters.ddp import run_gang
+
+        return run_gang(start, devices)
     reporter = Reporter(start.job_id, token=start.token).start()
     status, error, result = None, "", None  # status None: interrupted, this process is exiting
     refused = False  # a checkpoint or artifact of this run was refused by the fence
@@ -105,17 +107,6 @@ def _end(start, reporter, status, error, result, *, fenced: bool) -> str | None:
                              artifacts=result.artifacts if result else [], requeue=requeue,
                              test_metrics=getattr(result, "test_metrics", None),
                              warnings=getattr(result, "warnings", None))
-
-
-def _fenced_move(start, moves: list[tuple[str, str]]) -> bool:
-    """The fence for the run's files (workers/training/artifacts.py fenced_by): rename them only
-    while this run owns the job. Called from the checkpoint writer's thread too, whose database
-    connection is closed after each use (that thread ends with the write)."""
-    try:
-        return retry_db(lifecycle.fenced_replace, start.job_id, start.token, moves)
-    finally:
-        if threading.current_thread() is not threading.main_thread():
-            connection.close()
 
 
 @app.task(name=INGEST_TASK)

@@ -31,6 +31,7 @@ from workers.training.checkpoint import Checkpointer
 from workers.training.data import TensorData, load_cache
 from workers.training.filecache import FileRows, Prefetch
 from workers.training.device import describe, fit_cpu_threads, pick_device, tune_cpu
+from workers.training.distributed import Dist
 from workers.training.metrics import classification_metrics, collapse_warnings, perplexity, regression_metrics
 from workers.training.spec import TrainResult, TrainSpec
 
@@ -87,45 +88,74 @@ class Batches:
     lengths (text) as a CPU tensor, for recurrent models that pack by length.
     """
 
-    def __init__(self, data: TensorData, batch_size: int, seed: int, lengths: bool = False):
-        self.data, self.bs, self.seed = data, batch_size, seed
+    # Under DDP (`dist`): every rank draws the same global order and takes its slice of each
+    # global batch; `weight` scales the rank's mean loss so that DDP's gradient average is the
+    # gradient of the global batch's mean (slices may differ in size by one row), and
+    # `global_n` counts the rows of the whole batch.
+    weight, global_n = 1.0, 0
+
+    def __init__(self, data: TensorData, batch_size: int, seed: int, lengths: bool = False, dist: Dist | None = None):
+        self.data, self.bs, self.seed, self.dist = data, batch_size, seed, dist
         self.lengths = lengths and data.lengths_train is not None
         n = data.n_train
         # A trailing batch of one sample is dropped: batch norm cannot train on it, and with a
-        # new shuffle every epoch each sample still takes part.
-        self.steps = max(1, n // batch_size if n % batch_size == 1 else math.ceil(n / batch_size))
+        # new shuffle every epoch each sample still takes part. Under DDP so is one with fewer
+        # rows than ranks (a rank would get none).
+        tail = n % batch_size
+        small = tail == 1 or (dist is not None and 0 < tail < dist.world)
+        self.steps = max(1, n // batch_size if small else math.ceil(n / batch_size))
 
     def epoch(self, epoch: int):
         d = self.data
         order = torch.randperm(d.n_train, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
         if isinstance(d.X_train, FileRows):  # on disk: rows gathered a few batches ahead by a thread
-            for x, y, kwargs in Prefetch(self._host_batches(order)):
+            for x, y, kwargs, shard in Prefetch(self._host_batches(order)):
+                self.weight, self.global_n = shard  # set as the batch is handed out, not as it is read
                 yield d.prepare(x), y.to(d.device, non_blocking=True), kwargs
             return
         # One copy per epoch; `order` stays alive (and on the host, for the lengths) meanwhile.
         perm = order.to(d.X_train.device, non_blocking=True)
         for i in range(self.steps):
-            rows = slice(i * self.bs, (i + 1) * self.bs)
+            rows, self.weight, self.global_n = self._rows(i)
             idx = perm[rows]
             kwargs = {"lengths": d.lengths_train[order[rows]]} if self.lengths else {}
             yield d.prepare(d.X_train[idx]), d.y_train[idx].to(d.device, non_blocking=True), kwargs
 
     def _host_batches(self, order: torch.Tensor):
-        """The same batches in the same order, read from the cache file (pinned for a GPU)."""
+        """The same batches in the same order, read from the cache file (pinned for a GPU), each
+        with its (weight, global_n)."""
         d = self.data
         for i in range(self.steps):
-            idx = order[i * self.bs : (i + 1) * self.bs]
+            rows, weight, global_n = self._rows(i)
+            idx = order[rows]
             kwargs = {"lengths": d.lengths_train[idx]} if self.lengths else {}
-            yield d.X_train[idx], d.y_train[idx], kwargs
+            yield d.X_train[idx], d.y_train[idx], kwargs, (weight, global_n)
+
+    def _rows(self, i: int) -> tuple[slice, float, int]:
+        """Batch i's rows of the epoch's order for this rank, its loss weight and the global
+        batch's row count (pure: the prefetch thread computes batches ahead)."""
+        rows = slice(i * self.bs, (i + 1) * self.bs)
+        if self.dist is None:
+            return rows, 1.0, 0
+        size = min(rows.stop, self.data.n_train) - rows.start
+        mine = self.dist.shard(size)
+        weight = (mine.stop - mine.start) * self.dist.world / size
+        return slice(rows.start + mine.start, rows.start + mine.stop), weight, size
 
 
 class StreamBatches:
     """Random windows of a token stream (language modelling): inputs and next-token targets."""
 
-    def __init__(self, data: TensorData, batch_size: int, block: int, seed: int):
+    weight, global_n = 1.0, 0
+
+    def __init__(self, data: TensorData, batch_size: int, block: int, seed: int, dist: Dist | None = None):
         if data.n_train < block + 2:
             raise ValueError(f"the training text has {data.n_train} tokens; the block size needs at least {block + 2}")
-        self.data, self.bs, self.block, self.seed = data, batch_size, block, seed
+        self.data, self.bs, self.block, self.seed, self.dist = data, batch_size, block, seed, dist
+        if dist is not None:  # every rank draws the global batch's windows and takes its slice
+            mine = dist.shard(batch_size)
+            self.rows, self.global_n = mine, batch_size * block
+            self.weight = (mine.stop - mine.start) * dist.world / batch_size
         self.steps = max(1, (data.n_train - 1) // (batch_size * block))
         self.offsets = torch.arange(block + 1, device=data.train_stream.device)
 
@@ -140,6 +170,8 @@ class StreamBatches:
             def host():
                 for _ in range(self.steps):
                     starts = torch.randint(0, d.n_train - self.block - 1, (self.bs,), generator=g)
+                    if self.dist is not None:
+                        starts = starts[self.rows]
                     yield stream.windows(starts, self.block + 1)
 
             for window in Prefetch(host()):
@@ -148,6 +180,8 @@ class StreamBatches:
             return
         for _ in range(self.steps):
             starts = torch.randint(0, d.n_train - self.block - 1, (self.bs,), generator=g, device=stream.device)
+            if self.dist is not None:
+                starts = starts[self.rows]
             window = stream[starts[:, None] + self.offsets].to(d.device, non_blocking=True)
             yield window[:, :-1], window[:, 1:], {}
 
@@ -328,6 +362,17 @@ class Setup:
     # model itself is what is checkpointed, evaluated and exported.
     forward: Callable | None = None
     compile_note: str = ""
+    # A multi-device job: this rank's place (None: one process, the path without collectives).
+    # `train_module` is what training steps run (the model, or its DistributedDataParallel
+    # wrapper); `live` the reporter's control, read only by rank 0 at each agreement.
+    dist: Dist | None = None
+    train_module: torch.nn.Module | None = None
+    live: Control | None = None
+
+    @property
+    def is_main(self) -> bool:
+        """The process that reports, checkpoints and exports (the only one without DDP)."""
+        return self.dist is None or self.dist.is_main
 
     @property
     def eval_batch(self) -> int:
@@ -336,11 +381,20 @@ class Setup:
         return self.tc.batch_size if self.data.task == "lm" else max(self.tc.batch_size, 1024)
 
 
-def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None = None) -> TrainResult:
+def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None = None,
+        dist: Dist | None = None) -> TrainResult:
     """Train `spec` to its end, or until a callback stops it (status "cancelled", nothing
-    exported) or early stopping finishes it (exported like a completed run)."""
+    exported) or early stopping finishes it (exported like a completed run).
+
+    With `dist`, this process is one rank of a data-parallel job (workers/training/distributed.py):
+    `control` is rank 0's live one (its reporter's); the loop reads a control of its own, which
+    every rank sets alike at each agreement. Ranks other than 0 export nothing."""
     control = control or Control()
-    s = setup(spec, validate(TrainConfig, spec.train_config))
+    live = None
+    if dist is not None:
+        live, control = control, Control()
+    s = setup(spec, validate(TrainConfig, spec.train_config), dist)
+    s.live = live
     monitor, mode = s.tc.monitored(s.data.task)
     best = KeepBest(monitor, mode, s.model if s.tc.keep == "best" else None)
     early = EarlyStopping(monitor, mode, s.tc.early_stopping_patience)
@@ -350,31 +404,19 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     announce(s, cbs, control, resumed)
 
     started = time.perf_counter()
-    metrics: dict = dict(s.state.val_metrics)
-    # Cancelled only when a stop cut the loop short: one that arrives after the last epoch (while
-    # the checkpoint is written) must not throw away a finished run.
-    stopped = False
-    for epoch in range(s.state.epoch, s.tc.epochs):
-        train_tail = train_one_epoch(s, epoch, cbs, control)
-        if stopped := control.should_stop:
-            break
-        metrics = evaluate_epoch(s, epoch, cbs, control, train_tail)
-        save_checkpoint(s, [best, early])  # written while the next epoch trains
-        cbs.fire("on_epoch_end", s.state, control)
-        if stopped := control.should_stop:
-            break
-        if control.finish:
-            cbs.fire("on_message", s.state, control, "info", early.message)
-            break
-
+    stopped, metrics = train_epochs(s, cbs, control, best, early)
     s.checkpoints.wait()  # the last checkpoint is on disk (or its error raised) before the result
     if s.device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
     status = "cancelled" if stopped else "succeeded"
+    if live is not None and stopped:
+        live.request_stop(control.stop_reason)  # the caller reads why from its own control
     artifacts: list[str] = []
     test_metrics: dict = {}
     warnings: list[dict] = []
+    if not s.is_main:
+        return TrainResult(status=status, metrics=metrics, artifacts=[], epochs_completed=s.state.epoch)
     if status == "succeeded":
         metrics = final_metrics(s, cbs, control, best, metrics)
         test_metrics = evaluate_test(s, cbs, control)
@@ -401,10 +443,38 @@ def _collapse(data: TensorData, metrics: dict, losses: list[float]) -> list[dict
     return collapse_warnings(pred, data.info.get("classes"), truth, losses)
 
 
-def setup(spec: TrainSpec, tc: TrainConfig) -> Setup:
+def train_epochs(s: Setup, cbs: CallbackList, control: Control, best: KeepBest,
+                 early: EarlyStopping) -> tuple[bool, dict]:
+    """Each remaining epoch: train, evaluate, checkpoint, report. Returns whether a stop cut the
+    loop short (cancelled) and the last validation metrics."""
+    metrics: dict = dict(s.state.val_metrics)
+    # Cancelled only when a stop cut the loop short: one that arrives after the last epoch (while
+    # the checkpoint is written) must not throw away a finished run.
+    stopped = False
+    for epoch in range(s.state.epoch, s.tc.epochs):
+        train_tail = train_one_epoch(s, epoch, cbs, control)
+        if stopped := control.should_stop:
+            break
+        metrics = evaluate_epoch(s, epoch, cbs, control, train_tail)
+        if s.is_main:
+            save_checkpoint(s, [best, early])  # written while the next epoch trains
+        cbs.fire("on_epoch_end", s.state, control)
+        if s.dist is not None:  # every rank ends (or goes on) after the same epoch
+            s.dist.agree(s.live, control)
+        if stopped := control.should_stop:
+            break
+        if control.finish:
+            cbs.fire("on_message", s.state, control, "info", early.message)
+            break
+    return stopped, metrics
+
+
+def setup(spec: TrainSpec, tc: TrainConfig, dist: Dist | None = None) -> Setup:
     """Device, data, model, batches, optimizer and schedule, as a fresh run starts them."""
-    device = pick_device(spec.device)
+    device = dist.device if dist is not None else pick_device(spec.device)
     tune_cpu()
+    if dist is not None and device.type == "cpu":
+        dist.share_cpu_threads()
     torch.manual_seed(tc.seed)
     # The cache is decoded once and kept as tensors (on the GPU when it fits).
     data = load_cache(spec.dataset_dir, device, spec.cache_memory_bytes)
@@ -414,8 +484,8 @@ def setup(spec: TrainSpec, tc: TrainConfig) -> Setup:
         data.channels_last = True
     block = int(spec.model_config.get("block_size", 128))
     # Recurrent text models take the batch's lengths from the host copy the data layer keeps.
-    batches = (StreamBatches(data, tc.batch_size, block, tc.seed) if data.task == "lm" else
-               Batches(data, tc.batch_size, tc.seed, lengths=getattr(model, "takes_lengths", False)))
+    batches = (StreamBatches(data, tc.batch_size, block, tc.seed, dist) if data.task == "lm" else
+               Batches(data, tc.batch_size, tc.seed, lengths=getattr(model, "takes_lengths", False), dist=dist))
     optimizer = make_optimizer(model, tc)
     scheduler = make_scheduler(optimizer, tc, batches.steps)
     state = TrainState(epochs=tc.epochs, steps_per_epoch=batches.steps, total_steps=batches.steps * tc.epochs,
@@ -423,11 +493,19 @@ def setup(spec: TrainSpec, tc: TrainConfig) -> Setup:
     n_val = len(data.val_stream) if data.task == "lm" else len(data.X_val)
     sample_idx = torch.randperm(n_val, generator=torch.Generator().manual_seed(tc.seed + 1))[: spec.num_samples]
     plan = plan_for(tc, data.info)
-    augmenter = Augmenter(plan, tc.seed, device, data.channels_last) if plan.active else None
+    # Each rank augments its own slice: its random draws are seeded apart from the others'.
+    aug_seed = tc.seed + (1_000_003 * dist.rank if dist is not None else 0)
+    augmenter = Augmenter(plan, aug_seed, device, data.channels_last) if plan.active else None
+    train_module = model
+    if dist is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Rank 0's initial weights are broadcast; gradients are averaged in buckets during backward.
+        train_module = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return Setup(spec, tc, device, data, model, batches, optimizer, scheduler, state,
                  Checkpointer(Path(spec.output_dir) / "checkpoints"), block,
                  use_amp=device.type == "cuda" and tc.mixed_precision == "auto", sample_idx=sample_idx.tolist(),
-                 augmenter=augmenter, forward=model)
+                 augmenter=augmenter, forward=train_module, dist=dist, train_module=train_module)
 
 
 def resume(s: Setup, policies: list) -> bool:
@@ -483,6 +561,11 @@ def announce(s: Setup, cbs: CallbackList, control: Control, resumed: bool) -> No
         cbs.fire("on_message", s.state, control, "info",
                  f"the dataset cache ({s.data.cache_bytes / 2**20:,.1f} MiB) is larger than the memory this "
                  f"worker gives caches; its inputs are read from disk a few batches ahead")
+    if s.dist is not None:
+        backend = "NCCL" if s.device.type == "cuda" else "gloo"
+        cbs.fire("on_message", s.state, control, "info",
+                 f"data-parallel (DDP, {backend}) over {s.dist.world} ranks: each takes its slice of the "
+                 f"global batch of {s.tc.batch_size}")
     if s.augmenter is not None:
         cbs.fire("on_message", s.state, control, "info",
                  f"augmenting training batches on {s.device.type}: {s.augmenter.plan.describe()}")
@@ -518,7 +601,10 @@ def train_one_epoch(s: Setup, epoch: int, cbs: CallbackList, control: Control) -
                 lam, perm = mix
                 loss = lam * _loss(task, out, yb, tc) + (1.0 - lam) * _loss(task, out, yb[perm], tc)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if s.dist is None:
+                loss.backward()
+            else:  # DDP averages the ranks' gradients: weighted, that is the global batch's mean
+                (loss * s.batches.weight).backward()
             return out, loss
 
         if tc.compile == "on" and state.step == state.start_step:
@@ -540,19 +626,37 @@ def train_one_epoch(s: Setup, epoch: int, cbs: CallbackList, control: Control) -
             run_correct += (out.detach().argmax(1) == yb).sum()
         run_n += bs
         state.step += 1
-        state.samples_seen += bs
+        state.samples_seen += bs if s.dist is None else s.batches.global_n
         cbs.fire("on_step_end", state, control)
-        if control.should_stop:
-            return None
-        if time.monotonic() - last_log >= s.spec.log_interval and i < last_step:
+        if s.dist is None:
+            if control.should_stop:
+                return None
+            log_now = time.monotonic() - last_log >= s.spec.log_interval and i < last_step
+        else:  # rank 0 decides, every rank stops (or reports) at this same step
+            log_now = s.dist.agree(s.live, control, time.monotonic() - last_log >= s.spec.log_interval
+                                   and i < last_step)
+            if control.should_stop:
+                return None
+        if log_now:
+            run_n = _reduce(s, run_loss, run_correct, run_n)
             values = _train_values(task, run_loss, run_correct, run_n, state, last_log)
             cbs.fire("on_log", state, control, "train", values)
             run_loss.zero_(), run_correct.zero_()
             run_n, last_log = 0, time.monotonic()
     # Read now: the epoch's samples/s without the evaluation.
+    run_n = _reduce(s, run_loss, run_correct, run_n)
     tail = _train_values(task, run_loss, run_correct, run_n, state, last_log) if run_n else None
     s.epoch_losses.append(epoch_loss / max(epoch_n, 1))  # stays on the device: read once, at the end
     return tail
+
+
+def _reduce(s: Setup, run_loss: torch.Tensor, run_correct: torch.Tensor, run_n: int) -> int:
+    """Under DDP, the running sums over every rank (in place) and the rows they cover."""
+    if s.dist is None:
+        return run_n
+    n = torch.tensor(float(run_n), device=s.device)
+    s.dist.all_sum(run_loss, run_correct, n)
+    return int(n.item())
 
 
 def compiled_first_step(s: Setup, cbs: CallbackList, control: Control, forward_backward) -> tuple:
@@ -563,19 +667,19 @@ def compiled_first_step(s: Setup, cbs: CallbackList, control: Control, forward_b
     started = time.perf_counter()
     try:
         torch._dynamo.config.suppress_errors = True
-        compiled = torch.compile(s.model)
+        compiled = torch.compile(s.train_module)
         out, loss = forward_backward(compiled)
         if s.device.type == "cuda":
             torch.cuda.synchronize(s.device)
     except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager mode
         torch._dynamo.reset()
-        s.forward = s.model
+        s.forward = s.train_module
         why = (str(exc).strip().splitlines() or [""])[0][:200]
         s.compile_note = f"failed ({type(exc).__name__}), eager mode"
         cbs.fire("on_message", s.state, control, "warning",
                  f"torch.compile failed after {time.perf_counter() - started:.1f} s ({type(exc).__name__}: {why}); "
                  "training on in eager mode")
-        return forward_backward(s.model)
+        return forward_backward(s.train_module)
     s.forward = compiled
     s.compile_note = f"compiled in {time.perf_counter() - started:.1f} s"
     cbs.fire("on_message", s.state, control, "info",
@@ -593,7 +697,8 @@ def evaluate_epoch(s: Setup, epoch: int, cbs: CallbackList, control: Control, tr
     s.state.val_metrics = metrics
     cbs.fire("on_log", s.state, control, "val", {k: v for k, v in metrics.items() if k != "confusion"})
     cbs.fire("on_eval", s.state, control, metrics)
-    cbs.fire("on_samples", s.state, control, _samples(s.data, val_out, s.sample_idx, s.model, s.block, s.tc.seed))
+    if s.is_main:  # only rank 0 reports
+        cbs.fire("on_samples", s.state, control, _samples(s.data, val_out, s.sample_idx, s.model, s.block, s.tc.seed))
     return metrics
 
 

@@ -1,0 +1,83 @@
+"""How the supervising task of a multi-device job (workers/adapters/ddp.py) reads the end of its
+ranks: rank 0's result, a rank's own error (failed), a rank killed outright (requeued with the
+attempt counted, failed once out of attempts), and a run that lost its job (fenced)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.webapp.factories import ready_dataset
+from webapp.cluster.models import Worker
+from webapp.jobs import lifecycle
+from webapp.jobs.models import Job, JobEvent
+from workers.adapters import ddp
+from workers.adapters.ddp_rank import peer_lost
+
+
+@pytest.fixture
+def start(alice):
+    Worker.objects.create(name="w@h", hostname="h", queues="train", device="cpu", devices=2)
+    job = Job.objects.create(owner=alice, dataset=ready_dataset(alice), name="j", architecture="mlp",
+                             model_config={"hidden_sizes": [4]}, train_config={"epochs": 1, "gpus": 2})
+    return lifecycle.start_run(job.pk, "w@h")
+
+
+def _error(run_dir, rank, text, lost):
+    (run_dir / f"rank-{rank}.error").write_text(json.dumps({"rank": rank, "error": text, "peer_lost": lost}))
+
+
+def test_a_killed_rank_requeues_the_job_with_the_attempt_counted(start, tmp_path):
+    _error(tmp_path, 0, "DistBackendError: Connection closed by peer", True)  # rank 1 wrote nothing: killed
+    assert ddp._record_end(start, 2, tmp_path, 1, [], terminated=False) == "requeued"
+    job = Job.objects.get(pk=start.job_id)
+    assert job.status == Job.Status.QUEUED and job.attempts == 1 and job.worker_name == ""
+    texts = list(JobEvent.objects.filter(job=job, kind="log").values_list("data__text", flat=True))
+    assert any("rank 1 of 2 died" in t and "requeued" in t for t in texts), texts
+    last = JobEvent.objects.filter(job=job, kind="status").order_by("seq").last().data
+    assert last["status"] == "queued" and last["lost"] == "w@h"
+
+
+def test_out_of_attempts_a_lost_rank_fails_the_job_with_the_reason(start, tmp_path, settings):
+    settings.TRAINYARD_MAX_ATTEMPTS = 1
+    assert ddp._record_end(start, 2, tmp_path, -9, [], terminated=False) == "failed"
+    job = Job.objects.get(pk=start.job_id)
+    assert job.status == Job.Status.FAILED and "the 2 ranks lost each other" not in job.error
+    assert job.error.startswith("rank 0, 1 of 2 died") and "TRAINYARD_MAX_ATTEMPTS" in job.error
+
+
+def test_a_ranks_own_error_fails_the_job(start, tmp_path):
+    _error(tmp_path, 0, "DistBackendError: Connection closed by peer", True)
+    _error(tmp_path, 1, "RuntimeError: CUDA out of memory", False)
+    assert ddp._record_end(start, 2, tmp_path, 1, [], terminated=False) == "failed"
+    assert Job.objects.get(pk=start.job_id).error == "rank 1 of 2: RuntimeError: CUDA out of memory"
+
+
+def test_rank_0s_result_ends_the_job_and_a_requeue_goes_back_to_the_queue(start, tmp_path):
+    (tmp_path / "result.json").write_text(json.dumps({"status": "cancelled", "fenced": False,
+                                                      "stop_reason": "requeue"}))
+    assert ddp._record_end(start, 2, tmp_path, 0, [], terminated=True) == "requeued"
+    job = Job.objects.get(pk=start.job_id)
+    assert job.status == Job.Status.QUEUED and job.attempts == 0  # a shutdown counts no attempt
+
+
+def test_a_fenced_run_records_nothing(start, tmp_path):
+    Job.objects.filter(pk=start.job_id).update(owner_token=start.token + 1)  # another run took it
+    (tmp_path / "result.json").write_text(json.dumps({"status": None, "fenced": True}))
+    assert ddp._record_end(start, 2, tmp_path, 0, [], terminated=False) == "fenced"
+    assert lifecycle.requeue_lost_gang(start, "rank 1 of 2 died") == "fenced"
+    assert Job.objects.get(pk=start.job_id).status == Job.Status.RUNNING
+
+
+def test_peer_loss_is_told_from_a_ranks_own_error():
+    assert peer_lost(RuntimeError("[../third_party/gloo/transport/tcp/pair.cc:534] Connection closed by peer"))
+    assert not peer_lost(ValueError("the training text has 3 tokens"))
+
+
+def test_the_command_and_the_ranks_environment():
+    cmd = ddp.command(2, "/x/spec.json")
+    assert cmd[1:4] == ["-m", "torch.distributed.run", "--standalone"] and "--nproc-per-node=2" in cmd
+    assert cmd[-3:] == ["-m", "workers.adapters.ddp_rank", "/x/spec.json"]
+    env = ddp.rank_env(2)
+    assert int(env["OMP_NUM_THREADS"]) >= 1
