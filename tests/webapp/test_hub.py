@@ -4,6 +4,7 @@ to their owner, registered models are everyone's, and a job's local:NAME must ex
 from __future__ import annotations
 
 import json
+import re
 import os
 from pathlib import Path
 
@@ -139,6 +140,9 @@ def test_an_admin_registered_model_is_offered_to_every_user(alice, bob, charlie,
         page = _client(user).get("/jobs/new/").content.decode()
         assert '<option value="local:shared-bert">' in _datalist(page, "hf_text_classification"), user
         assert "local:shared-bert" not in _datalist(page, "hf_causal_lm")  # offered for its task only
+        # ... and prefilled, in place of a Hub id that fails on workers without the Hub.
+        field = re.search(r'<input[^>]*name="m_hf_text_classification__model"[^>]*>', page).group(0)
+        assert 'value="local:shared-bert"' in field, field
         rows = _client(user).get("/api/models/").json()["models"]
         assert [(m["reference"], m["task"], m["uploaded"], m["owner"]) for m in rows] == [
             ("local:shared-bert", "text_classification", False, None)], user

@@ -137,6 +137,8 @@ def _fields(user, entry) -> list[dict]:
         for f in fields:
             if f["name"] == "model":
                 f["suggestions"] = choices_for(user, entry.name)
+                if f["suggestions"]:  # a local model always loads; a Hub id needs workers online to the Hub
+                    f["default"] = f["suggestions"][0][0]
     return fields
 
 
