@@ -46,7 +46,7 @@ tools: chromium
 test: test-sqlite test-postgres
 
 test-sqlite: $(VENV)/.dev-installed tools
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 # The unit tests only: no real stack, no browser, no schemathesis run (a minute or two, for the
 # edit-test loop).
@@ -58,10 +58,18 @@ test-fast: $(VENV)/.dev-installed
 screenshots: $(VENV)/.dev-installed chromium
 	TRAINYARD_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -m e2e tests/e2e
 
+# The PostgreSQL pass: every web-tier test (they are the ones that talk to the database), and
+# the real-stack scenarios whose outcome rests on the database — row locks, leases and fences,
+# limits under concurrent requests, dropped connections, the sweep's locked advance; the others
+# (training numerics, uploads, exports, browsers) ran on SQLite above and do not depend on it.
+PG_INTEGRATION := $(addprefix tests/integration/,test_ownership.py test_chaos.py test_abuse_limits.py \
+	test_worker_loss.py test_sweeps.py test_end_to_end_api.py test_faults.py test_monitoring.py \
+	test_retry_disk_full.py)
+
 test-postgres: $(VENV)/.dev-installed
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_TEST_URL)', connect_timeout=3).close()" 2>/dev/null; then \
-	  echo "== again on PostgreSQL ($(PG_TEST_URL)), without the browser tests and the schemathesis run"; \
-	  DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -m "not e2e and not schema" tests/webapp tests/integration; \
+	  echo "== again on PostgreSQL ($(PG_TEST_URL)): the web tier and the database-bound stack scenarios"; \
+	  DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -m "not e2e and not schema" tests/webapp $(PG_INTEGRATION); \
 	else echo "PostgreSQL does not answer at $(PG_TEST_URL): skipping the PostgreSQL pass"; fi
 
 bench: $(VENV)/.dev-installed
