@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 import models_zoo
+from models_zoo.defaults import RULE as ADAPTIVE_RULE
 from models_zoo.hf import DEFAULTS_RULE, METHODS, fine_tune_defaults, is_hf
 from models_zoo.hparams import TASK_METRICS, TrainConfig
 from models_zoo.schema import describe
@@ -123,7 +124,7 @@ def _form_context(request, values: dict, errors: dict) -> dict:
                       "hf": {m: fine_tune_defaults(m) for m, _ in METHODS}}
     return {"datasets": datasets, "architectures": architectures, "train_fields": describe(TrainConfig),
             "values": values, "errors": errors, "train_defaults": train_defaults,
-            "fine_tune_rule": DEFAULTS_RULE, "fresh_form": not values.get("architecture")}
+            "fine_tune_rule": DEFAULTS_RULE, "adaptive_rule": ADAPTIVE_RULE, "fresh_form": not values.get("architecture")}
 
 
 def _fields(user, entry) -> list[dict]:
@@ -154,6 +155,10 @@ def job_new(request):
     model_config = {k[len(prefix):]: v for k, v in post.items() if k.startswith(prefix)}
     train_fields = {f["name"]: f for f in describe(TrainConfig)}
     train_config = {k[3:]: v for k, v in post.items() if k.startswith("tc_") and k[3:] in train_fields}
+    # Fields the page filled with the adaptive defaults and the user left alone: not sent as
+    # settings, so submit_job resolves them (models_zoo.defaults) as for an API request without them.
+    for name in post.get("auto_fields", "").split(","):
+        train_config.pop(name.strip(), None)
     try:
         job = services.submit_job(request.user, dataset, arch, model_config, train_config, name=post.get("name", ""))
     except services.SubmitError as exc:
