@@ -69,15 +69,7 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
                 # enough for the pooling, a first layer that fits... checked before queueing.
                 for k, v in models_zoo.check_for_dataset(architecture, config, dataset.info).items():
                     errors[k if k == "architecture" else f"model_config.{k}"] = v
-    if hf.is_hf(architecture):  # fine-tuning defaults (hf.DEFAULTS_RULE), not training from scratch's
-        train_config = hf.with_fine_tune_defaults(train_config if isinstance(train_config, dict) else {},
-                                                  model_config if isinstance(model_config, dict) else {})
-    elif entry is not None and dataset is not None and dataset.is_ready and not errors \
-            and isinstance(train_config, (dict, type(None))):
-        # The settings the request leaves out get defaults that fit the dataset and architecture
-        # (models_zoo.defaults); the job stores the resolved values, so a clone or a continued
-        # job repeats them as explicit settings.
-        train_config, _ = adaptive.resolve(architecture, clean_model, dataset.info, train_config)
+    train_config = with_training_defaults(dataset, architecture, model_config, clean_model, train_config)
     try:
         tc = validate(TrainConfig, train_config)
         clean_train = to_json(tc)
@@ -92,6 +84,19 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
     if errors:
         raise SubmitError(errors)
     return clean_model, clean_train
+
+
+def with_training_defaults(dataset: Dataset, architecture: str, model_config, clean_model: dict, train_config):
+    """`train_config` with defaults for the settings it leaves out: an HF job's fine-tuning defaults
+    (hf.DEFAULTS_RULE), a zoo job's adaptive ones (models_zoo.defaults: they fit the dataset and
+    the architecture). The job stores the resolved values, so a clone or a continued job repeats
+    them as explicit settings."""
+    if hf.is_hf(architecture):
+        return hf.with_fine_tune_defaults(train_config if isinstance(train_config, dict) else {},
+                                          model_config if isinstance(model_config, dict) else {})
+    if dataset is None or not dataset.is_ready or not isinstance(train_config, (dict, type(None))):
+        return train_config
+    return adaptive.resolve(architecture, clean_model, dataset.info, train_config)[0]
 
 
 def submit_job(user, dataset: Dataset | None, architecture: str, model_config: dict | None = None,
