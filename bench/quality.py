@@ -403,10 +403,10 @@ class StackRunner:
         self.stack = Stack(env={k: v for k, v in os.environ.items() if k.startswith("TRAINYARD_")}).start()
         self.api = self.stack.api("alice")
 
-    def upload(self, path: Path, options: dict) -> tuple[str, Path]:
+    def upload(self, path: Path, kind: str, options: dict) -> tuple[str, Path]:
         with open(path, "rb") as f:
             r = self.api.post(self.stack.url("/api/datasets/"), files={"file": (path.name, f)},
-                              data={"name": path.stem, **options})
+                              data={"name": path.stem, "kind": kind, **options})
         r.raise_for_status()
         ds = self.stack.wait_dataset(self.api, r.json()["id"], timeout=600)
         assert ds["status"] == "ready", ds
@@ -474,7 +474,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 for seed in range(args.seeds):
                     upload, options = prepare(bench, tmp, scale, seed)
                     if runner is not None:
-                        dataset, ds_dir = runner.upload(upload, options)
+                        dataset, ds_dir = runner.upload(upload, bench.kind, options)
                     else:
                         ds_dir = _ingest_local(upload, bench.kind, options, tmp / f"{bench.name}-{seed}")
                     base = baselines(bench, ds_dir, upload, seed)
