@@ -118,6 +118,7 @@
   // New job: an HF architecture (and its method) brings the fine-tuning defaults into the
   // training fields the user has not edited; a zoo architecture brings the zoo's back.
   const defaultsEl = document.getElementById("train-defaults");
+  // Attributes, not jobForm.dataset: the form's control named "dataset" shadows that property.
   const jobForm = document.getElementById("job-form");
   if (arch && defaultsEl && jobForm) {
     const defaults = JSON.parse(defaultsEl.textContent);
@@ -136,18 +137,18 @@
     };
     arch.addEventListener("change", applyDefaults);
     jobForm.addEventListener("change", (e) => { if (e.target.name && e.target.name.endsWith("__method")) applyDefaults(); });
-    if (jobForm.dataset.fresh) applyDefaults();  // never over a clone's or a refused form's values
+    if (jobForm.hasAttribute("data-fresh")) applyDefaults();  // never over a clone's or a refused form's values
 
     // Zoo architectures: the settings the user leaves alone get the defaults that fit the chosen
     // dataset and architecture (models_zoo/defaults.py, from /api/train-defaults/), shown with
     // their reason. They are sent as "auto" (the auto_fields list), so the server resolves them
     // itself: explicit values always win, and a field the user edits stops being auto.
     const autoInput = jobForm.querySelector("input[name=auto_fields]");
-    const url = jobForm.dataset.defaultsUrl;
+    const url = jobForm.getAttribute("data-defaults-url");
     if (autoInput && url && datasetSelect) {
       const auto = new Map();  // field name -> the value it was given
       // A clone's or a refused form's values are the user's own, except the fields it sent as auto.
-      if (!jobForm.dataset.fresh) {
+      if (!jobForm.hasAttribute("data-fresh")) {
         const sentAuto = autoInput.value ? autoInput.value.split(",") : [];
         for (const input of jobForm.querySelectorAll("[name^=tc_]")) if (!sentAuto.includes(input.name.slice(3))) edited.add(input.name);
       }
@@ -168,6 +169,10 @@
         } catch (e) { return; }
         if (mine !== token) return;  // a newer choice is being fetched
         clearReasons();
+        for (const name of auto.keys()) {  // another architecture's rule: back to the plain default
+          const input = jobForm.querySelector(`[name="tc_${name}"]`);
+          if (input && !(name in body.settings) && name in defaults.zoo) input.value = String(defaults.zoo[name]);
+        }
         auto.clear();
         for (const [name, { value, reason }] of Object.entries(body.settings)) {
           const input = jobForm.querySelector(`[name="tc_${name}"]`);
