@@ -31,7 +31,7 @@ DJANGO_SIDE = ("django", "webapp", "workers.adapters")
 # The contracts both sides import: stdlib and each other only (no torch, Django, numpy...).
 # kinds and contracts are listed before they exist so that the rule holds the day they appear.
 CONTRACTS = ("models_zoo", "models_zoo.schema", "models_zoo.hparams", "models_zoo.kinds", "models_zoo.contracts",
-             "models_zoo._checks")
+             "models_zoo._checks", "models_zoo.defaults")
 CONTRACT_PACKAGES = ("models_zoo.hf",)  # every module in it: torch-free configs of the HF families
 
 MAX_COMPLEXITY = 30

@@ -118,6 +118,7 @@
   // New job: an HF architecture (and its method) brings the fine-tuning defaults into the
   // training fields the user has not edited; a zoo architecture brings the zoo's back.
   const defaultsEl = document.getElementById("train-defaults");
+  // Attributes, not jobForm.dataset: the form's control named "dataset" shadows that property.
   const jobForm = document.getElementById("job-form");
   if (arch && defaultsEl && jobForm) {
     const defaults = JSON.parse(defaultsEl.textContent);
@@ -136,7 +137,67 @@
     };
     arch.addEventListener("change", applyDefaults);
     jobForm.addEventListener("change", (e) => { if (e.target.name && e.target.name.endsWith("__method")) applyDefaults(); });
-    if (jobForm.dataset.fresh) applyDefaults();  // never over a clone's or a refused form's values
+    if (jobForm.hasAttribute("data-fresh")) applyDefaults();  // never over a clone's or a refused form's values
+
+    // Zoo architectures: the settings the user leaves alone get the defaults that fit the chosen
+    // dataset and architecture (models_zoo/defaults.py, from /api/train-defaults/), shown with
+    // their reason. They are sent as "auto" (the auto_fields list), so the server resolves them
+    // itself: explicit values always win, and a field the user edits stops being auto.
+    const autoInput = jobForm.querySelector("input[name=auto_fields]");
+    const url = jobForm.getAttribute("data-defaults-url");
+    if (autoInput && url && datasetSelect) {
+      const auto = new Map();  // field name -> the value it was given
+      // A clone's or a refused form's values are the user's own, except the fields it sent as auto.
+      if (!jobForm.hasAttribute("data-fresh")) {
+        const sentAuto = autoInput.value ? autoInput.value.split(",") : [];
+        for (const input of jobForm.querySelectorAll("[name^=tc_]")) if (!sentAuto.includes(input.name.slice(3))) edited.add(input.name);
+      }
+      const reasonEl = (name) => jobForm.querySelector(`[data-reason-for="tc_${name}"]`);
+      const clearReasons = () => { for (const el of jobForm.querySelectorAll("[data-reason-for]")) { el.textContent = ""; el.hidden = true; } };
+      let token = 0;
+      const refresh = async () => {
+        const mine = ++token;
+        if (!arch.value || arch.value.startsWith("hf_") || !datasetSelect.value) { auto.clear(); clearReasons(); return; }
+        const params = new URLSearchParams({ dataset: datasetSelect.value, architecture: arch.value });
+        const block = jobForm.querySelector(`[name="m_${arch.value}__block_size"]`);
+        if (block && block.value) params.set("model.block_size", block.value);
+        let body;
+        try {
+          const r = await fetch(url + "?" + params, { credentials: "same-origin", headers: { Accept: "application/json" } });
+          if (!r.ok) return;
+          body = await r.json();
+        } catch (e) { return; }
+        if (mine !== token) return;  // a newer choice is being fetched
+        clearReasons();
+        for (const name of auto.keys()) {  // another architecture's rule: back to the plain default
+          const input = jobForm.querySelector(`[name="tc_${name}"]`);
+          if (input && !(name in body.settings) && name in defaults.zoo) input.value = String(defaults.zoo[name]);
+        }
+        auto.clear();
+        for (const [name, { value, reason }] of Object.entries(body.settings)) {
+          const input = jobForm.querySelector(`[name="tc_${name}"]`);
+          if (!input || edited.has(input.name)) continue;
+          input.value = String(value);
+          auto.set(name, input.value);
+          const el = reasonEl(name);
+          if (el) { el.textContent = `${input.type === "number" ? value : input.selectedOptions ? input.selectedOptions[0].textContent : value}: ${reason}`; el.hidden = false; }
+        }
+      };
+      jobForm.addEventListener("input", (e) => {
+        const name = e.target.name && e.target.name.startsWith("tc_") ? e.target.name.slice(3) : null;
+        if (name && auto.has(name)) { auto.delete(name); const el = reasonEl(name); if (el) { el.textContent = ""; el.hidden = true; } }
+      });
+      jobForm.addEventListener("change", (e) => { if (e.target.name && e.target.name.endsWith("__block_size")) refresh(); });
+      arch.addEventListener("change", refresh);
+      datasetSelect.addEventListener("change", refresh);
+      jobForm.addEventListener("submit", () => {
+        autoInput.value = Array.from(auto).filter(([name, value]) => {
+          const input = jobForm.querySelector(`[name="tc_${name}"]`);
+          return input && input.value === value;
+        }).map(([name]) => name).join(",");
+      });
+      refresh();
+    }
   }
 
   // New job: the GPU memory estimate of a Hugging Face job, re-read as the settings change; it

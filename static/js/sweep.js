@@ -6,6 +6,25 @@
   const data = JSON.parse(el.textContent);
   const sweep = data.sweep;
 
+  // While the sweep runs, the page follows it: the API's trials are polled (every 2 s, only
+  // while the tab is visible) and the page reloads when a trial arrives or changes state, so the
+  // table, the curve, the parallel coordinates and the importances are redrawn from the server.
+  const signature = (s) => s.status + "|" + s.trials.map((t) => `${t.number}:${t.state}:${t.job_status}`).join(",");
+  const live = document.getElementById("sweep-live");
+  if (sweep.status === "running" && live && live.dataset.url) {
+    const seen = signature(sweep);
+    const poll = async () => {
+      if (!document.hidden) {
+        try {
+          const r = await fetch(live.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+          if (r.ok && signature(await r.json()) !== seen) { window.location.reload(); return; }
+        } catch (e) { /* a dropped request: the next poll tries again */ }
+      }
+      setTimeout(poll, 2000);
+    };
+    setTimeout(poll, 2000);
+  }
+
   const canvas = document.getElementById("best-chart");
   if (canvas && window.Chart && data.curve.length) {
     new window.Chart(canvas, {

@@ -23,6 +23,7 @@ urlpatterns = [
     path("datasets/", views.DatasetList.as_view(), name="datasets"),
     path("datasets/<uuid:pk>/", views.DatasetDetail.as_view(), name="dataset"),
     path("datasets/<uuid:pk>/share/", views.DatasetShareView.as_view(), name="dataset-share"),
+    path("train-defaults/", views.TrainDefaults.as_view(), name="train-defaults"),
     path("jobs/", views.JobList.as_view(), name="jobs"),
     path("jobs/<uuid:pk>/", views.JobDetail.as_view(), name="job"),
     path("jobs/<uuid:pk>/cancel/", views.JobCancel.as_view(), name="job-cancel"),

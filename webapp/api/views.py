@@ -337,6 +337,39 @@ class ArchitectureList(Api):
         })
 
 
+class TrainDefaults(Api):
+    @extend_schema(parameters=[
+        OpenApiParameter("dataset", str, required=True, description="the dataset's id"),
+        OpenApiParameter("architecture", str, required=True),
+        OpenApiParameter("model.<setting>", str, description="model settings that change the defaults "
+                                                             "(a GPT's block_size)")],
+        responses=docs.responses({200: OpenApiTypes.OBJECT}, 400, 404),
+        description="The training settings a job of this architecture on this dataset gets for the ones "
+                    "it leaves out (`settings`: name → value and the reason), and the rule (`rule`). "
+                    "Explicit settings always win. Hugging Face architectures have their fine-tuning "
+                    "defaults instead (empty `settings`).")
+    def get(self, request):
+        from models_zoo import defaults as adaptive
+        from models_zoo.schema import ConfigError, to_json
+
+        dataset = get_dataset_for_user(request.user, request.query_params.get("dataset", ""))
+        name = request.query_params.get("architecture", "")
+        try:
+            entry = models_zoo.get(name)
+        except ConfigError as exc:
+            return _error(str(exc), errors=exc.errors)
+        if not dataset.is_ready:
+            return _error(f"dataset {dataset.name!r} is {dataset.status}, not ready")
+        given = {k[6:]: v for k, v in request.query_params.items() if k.startswith("model.")}
+        try:
+            model_config = to_json(entry.validate(given))
+        except (ConfigError, ValueError):
+            model_config = to_json(entry.validate({}))
+        values = adaptive.adaptive_defaults(name, model_config, dataset.info)
+        return Response({"dataset": str(dataset.pk), "architecture": name, "rule": adaptive.RULE,
+                         "settings": {k: {"value": v, "reason": r} for k, (v, r) in values.items()}})
+
+
 class JobList(Api):
     throttle_scope = "submit"  # on its POST (webapp/throttles.py)
 

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import models_zoo
+from models_zoo import defaults as adaptive
 from models_zoo import hf
 from models_zoo._checks import kind_error
 from models_zoo.kinds import kind_of
@@ -68,9 +69,7 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
                 # enough for the pooling, a first layer that fits... checked before queueing.
                 for k, v in models_zoo.check_for_dataset(architecture, config, dataset.info).items():
                     errors[k if k == "architecture" else f"model_config.{k}"] = v
-    if hf.is_hf(architecture):  # fine-tuning defaults (hf.DEFAULTS_RULE), not training from scratch's
-        train_config = hf.with_fine_tune_defaults(train_config if isinstance(train_config, dict) else {},
-                                                  model_config if isinstance(model_config, dict) else {})
+    train_config = with_training_defaults(dataset, architecture, model_config, clean_model, train_config)
     try:
         tc = validate(TrainConfig, train_config)
         clean_train = to_json(tc)
@@ -85,6 +84,19 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
     if errors:
         raise SubmitError(errors)
     return clean_model, clean_train
+
+
+def with_training_defaults(dataset: Dataset, architecture: str, model_config, clean_model: dict, train_config):
+    """`train_config` with defaults for the settings it leaves out: an HF job's fine-tuning defaults
+    (hf.DEFAULTS_RULE), a zoo job's adaptive ones (models_zoo.defaults: they fit the dataset and
+    the architecture). The job stores the resolved values, so a clone or a continued job repeats
+    them as explicit settings."""
+    if hf.is_hf(architecture):
+        return hf.with_fine_tune_defaults(train_config if isinstance(train_config, dict) else {},
+                                          model_config if isinstance(model_config, dict) else {})
+    if dataset is None or not dataset.is_ready or not isinstance(train_config, (dict, type(None))):
+        return train_config
+    return adaptive.resolve(architecture, clean_model, dataset.info, train_config)[0]
 
 
 def submit_job(user, dataset: Dataset | None, architecture: str, model_config: dict | None = None,
@@ -143,10 +155,25 @@ def submit_job(user, dataset: Dataset | None, architecture: str, model_config: d
             except BaseException:
                 shutil.rmtree(job.directory, ignore_errors=True)
                 raise
-        append_events(job.pk, [("status", {"status": Job.Status.QUEUED})])
+        events = [("status", {"status": Job.Status.QUEUED})]
+        if note := defaults_note(architecture, clean_model, dataset, train_config):
+            events.append(("log", {"level": "info", "text": note}))
+        append_events(job.pk, events)
         audit.record(user, "job.submit", job, architecture=architecture, dataset=str(dataset.pk))
         scheduler.dispatch_soon()  # released to a worker when one is free
     return job
+
+
+def defaults_note(architecture: str, model_config: dict, dataset: Dataset, train_config: dict | None) -> str:
+    """The job log's line naming the adaptive defaults a request received, and why; "" when none."""
+    if hf.is_hf(architecture) or not isinstance(train_config, (dict, type(None))):
+        return ""
+    _, reasons = adaptive.resolve(architecture, model_config, dataset.info, train_config)
+    if not reasons:
+        return ""
+    values = adaptive.adaptive_defaults(architecture, model_config, dataset.info)
+    return "defaults for the settings left unset: " + "; ".join(
+        f"{k} = {values[k][0]} ({reason})" for k, reason in reasons.items())
 
 
 CHECKPOINT_NAME = re.compile(r"ckpt-(\d{6})\.pt")

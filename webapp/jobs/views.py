@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 import models_zoo
+from models_zoo.defaults import RULE as ADAPTIVE_RULE
 from models_zoo.hf import DEFAULTS_RULE, METHODS, fine_tune_defaults, is_hf
 from models_zoo.hparams import TASK_METRICS, TrainConfig
 from models_zoo.schema import describe
@@ -126,7 +127,7 @@ def _form_context(request, values: dict, errors: dict) -> dict:
                     for f in describe(TrainConfig)]
     return {"datasets": datasets, "architectures": architectures, "train_fields": train_fields,
             "values": values, "errors": errors, "train_defaults": train_defaults,
-            "fine_tune_rule": DEFAULTS_RULE, "fresh_form": not values.get("architecture")}
+            "fine_tune_rule": DEFAULTS_RULE, "adaptive_rule": ADAPTIVE_RULE, "fresh_form": not values.get("architecture")}
 
 
 def _fields(user, entry) -> list[dict]:
@@ -156,6 +157,10 @@ def job_new(request):
     if _is_uuid(post.get("dataset")):
         dataset = datasets_for(request.user).filter(pk=post["dataset"]).first()
     model_config, train_config = _posted_configs(post, arch)
+    # Fields the page filled with the adaptive defaults and the user left alone: not sent as
+    # settings, so submit_job resolves them (models_zoo.defaults) as for an API request without them.
+    for name in post.get("auto_fields", "").split(","):
+        train_config.pop(name.strip(), None)
     if is_hf(arch) and post.get("memory_confirmed") != "1" and (warning := _memory_warning(request, arch, model_config,
                                                                                            train_config)):
         context = _form_context(request, dict(post.items()), {})

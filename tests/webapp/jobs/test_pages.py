@@ -42,7 +42,8 @@ def test_submit_job_from_form(client_alice, alice, sent_tasks, django_capture_on
     assert job.model_config == {"hidden_sizes": [16, 8], "activation": "gelu", "dropout": 0.1, "norm": "none"}
     assert job.train_config["optimizer"] == "sgd_momentum" and job.train_config["seed"] == 7
     assert job.status == "queued" and sent_tasks == [(TRAIN_TASK, str(job.pk))]
-    assert list(JobEvent.objects.filter(job=job).values_list("seq", "kind")) == [(1, "status")]
+    # The settings the form left out got the adaptive defaults, which the job's log names.
+    assert list(JobEvent.objects.filter(job=job).values_list("seq", "kind")) == [(1, "status"), (2, "log")]
 
 
 @pytest.mark.parametrize("field,value,message", [
