@@ -337,13 +337,25 @@ class ArchitectureList(Api):
         })
 
 
+class _DefaultSetting(serializers.Serializer):
+    value = serializers.JSONField(help_text="the value the job gets when it leaves this setting out")
+    reason = serializers.CharField(help_text='why, e.g. "96 epochs: 4,000 training rows, 63 steps per epoch"')
+
+
+class _TrainDefaultsBody(serializers.Serializer):
+    dataset = serializers.UUIDField()
+    architecture = serializers.CharField()
+    rule = serializers.CharField(help_text="the rule the defaults follow, in words")
+    settings = serializers.DictField(child=_DefaultSetting(), help_text="setting name → value and reason")
+
+
 class TrainDefaults(Api):
-    @extend_schema(parameters=[
+    @extend_schema(operation_id="train_defaults", parameters=[
         OpenApiParameter("dataset", str, required=True, description="the dataset's id"),
         OpenApiParameter("architecture", str, required=True),
         OpenApiParameter("model.<setting>", str, description="model settings that change the defaults "
                                                              "(a GPT's block_size)")],
-        responses=docs.responses({200: OpenApiTypes.OBJECT}, 400, 404),
+        responses=docs.responses({200: _TrainDefaultsBody}, 400, 404),
         description="The training settings a job of this architecture on this dataset gets for the ones "
                     "it leaves out (`settings`: name → value and the reason), and the rule (`rule`). "
                     "Explicit settings always win. Hugging Face architectures have their fine-tuning "
