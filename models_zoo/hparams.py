@@ -24,7 +24,7 @@ TASK_METRICS = {
 }
 
 AUGMENTS = [
-    ("auto", "Auto: random crop, plus horizontal flip for colour images"),
+    ("auto", "Auto: random crop and horizontal flip for colour images, none for grayscale"),
     ("off", "Off"),
     ("crop", "Random crop"),
     ("crop_flip", "Random crop + horizontal flip"),

@@ -72,7 +72,6 @@ def _load(zip_path: Path, task: str, base: Callable[[], Path] | None, classes: l
     import transformers as tf
 
     common = {"trust_remote_code": False}
-    processor_cls = tf.AutoImageProcessor if task == "image_classification" else tf.AutoTokenizer
     with tempfile.TemporaryDirectory(prefix="trainyard-try-") as tmp:
         parts = _extract(zip_path, Path(tmp))
         if "model" in parts:
@@ -85,7 +84,10 @@ def _load(zip_path: Path, task: str, base: Callable[[], Path] | None, classes: l
             source = "adapter"
         else:
             raise InputError("this job's model.zip holds neither model/ nor adapter/")
-        processor = processor_cls.from_pretrained(str(folder), **common)
+        if task == "image_classification":  # tokenizers and processors hold no weights
+            processor = tf.AutoImageProcessor.from_pretrained(str(folder), **common)
+        else:
+            processor = tf.AutoTokenizer.from_pretrained(str(folder), **common)
     return LoadedHF(model.to(_device()).eval(), processor, task, source)
 
 
@@ -102,7 +104,8 @@ def _adapted(task: str, adapter: Path, base: Callable[[], Path] | None, classes:
                   "label2id": {c: i for i, c in enumerate(classes)}}
     folder = base()
     model = _auto(task).from_pretrained(str(folder), use_safetensors=True, trust_remote_code=False, **kwargs)
-    return PeftModel.from_pretrained(model, str(adapter))
+    # The adapter folder is the job's own output: safetensors weights, no code of its own.
+    return PeftModel.from_pretrained(model, str(adapter), use_safetensors=True, trust_remote_code=False)
 
 
 def load(artifacts_dir: str | Path, task: str, base: Callable[[], Path] | None = None,

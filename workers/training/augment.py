@@ -7,10 +7,10 @@ from (seed, epoch), so a seed gives the same augmented batches and a resumed epo
 identically, and nothing is read back to the host per step (no syncs). Mixup's λ is drawn on the
 host from its own seeded numpy generator: a host number, not a device read.
 
-`plan_for()` turns the job's settings into a Plan. The automatic rule: random crop padded by an
-eighth of the side (4 px at 32 × 32, 2 px at 16 × 16) for images of at least 16 px; horizontal
-flip only for colour images, since grayscale sets are usually digits, letters or symbols, which
-a mirror changes.
+`plan_for()` turns the job's settings into a Plan. The automatic rule: colour images get a random
+crop padded by an eighth of the side (4 px at 32 × 32; none below 16 px) and a horizontal flip;
+grayscale images get none, since such sets are usually digits, letters or symbols, centred and
+size-normalised, which shifts and mirrors change. Any other choice is the user's.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ import torch.nn.functional as F
 from models_zoo.kinds import kind_of
 
 
-# The automatic rule crops images of at least this side: its padding, an eighth of the side, is
-# then 2 px or more. Smaller images (8 × 8 digits, icons) are usually centred already, and a
-# one-pixel shift moves a sixth to an eighth of them (seen on scikit-learn's 8 × 8 digits, CNN,
-# 20 epochs, seeds 0-2: 0.955-0.975 validation accuracy with 1-px crops, 0.978-0.983 without).
+# The automatic rule crops colour images of at least this side: the padding, an eighth of the
+# side, is then 2 px or more; a one-pixel shift of a tiny image moves an eighth of it. Grayscale
+# sets are left alone by the automatic rule: digits, letters, symbols and scans are usually
+# centred and size-normalised, and a mirror changes them (seen: scikit-learn's 8 × 8 digits,
+# CNN, 20 epochs, seeds 0-2: 0.955-0.975 validation accuracy with 1-px crops, 0.978-0.983
+# without; the LeNet preset on them at 32 × 32 fell from 0.97+ to 0.955 with 4-px crops).
 AUTO_CROP_MIN_SIDE = 16
 
 
@@ -56,11 +58,9 @@ def plan_for(tc, info: dict) -> Plan:
         return Plan()
     channels, h, w = (int(v) for v in info["input_shape"][-3:])
     mode = tc.augment
-    if mode == "auto":
-        mode = "crop_flip" if channels == 3 else "crop"
     side = min(h, w)
-    if tc.augment == "auto" and side < AUTO_CROP_MIN_SIDE and not tc.crop_padding:
-        mode = mode.replace("crop_", "").replace("crop", "")  # too small to shift: flip at most
+    if mode == "auto":  # colour photos: crop and flip; grayscale (digits, letters, scans): none
+        mode = "off" if channels != 3 else ("crop_flip" if side >= AUTO_CROP_MIN_SIDE else "flip")
     pad = (tc.crop_padding or max(1, round(side / 8))) if mode.startswith("crop") else 0
     return Plan(pad=min(pad, side), flip=mode in ("crop_flip", "flip"), cutout=min(tc.cutout, side),
                 mixup=tc.mixup_alpha if info.get("task") == "classification" else 0.0)
