@@ -190,15 +190,21 @@ def jobs_wait(job_id: str, timeout: Optional[float] = typer.Option(None, help="g
               as_json: bool = JsonFlag) -> None:
     """Wait for the job to end; exit 0 succeeded, 1 failed, 3 cancelled, 4 timed out."""
     c = _client(as_json)
+    job = _wait(as_json, c.wait, job_id, timeout, interval)
+    _emit(as_json, job, f"{job['name']}: {job['status']}" + (f" ({job['error']})" if job.get("error") else ""))
+    raise typer.Exit(WAIT_CODES[job["status"]])
+
+
+def _wait(as_json: bool, wait: Callable[..., dict], object_id: str, timeout: float | None, interval: float) -> dict:
+    """`wait(object_id)` until the job or sweep ends; exit 4 (with the reason) at the timeout."""
     try:
-        job = c.wait(job_id, timeout=timeout, interval=interval)
+        return wait(object_id, timeout=timeout, interval=interval)
     except TimeoutError as exc:
         _emit(as_json, {"error": str(exc)}, str(exc))
         raise typer.Exit(4) from None
     except (ApiError, httpx.HTTPError) as exc:
         _run(as_json, _reraise, exc)
-    _emit(as_json, job, f"{job['name']}: {job['status']}" + (f" ({job['error']})" if job.get("error") else ""))
-    raise typer.Exit(WAIT_CODES[job["status"]])
+        raise  # not reached: _run exits
 
 
 def _reraise(exc: Exception) -> NoReturn:
@@ -294,14 +300,7 @@ def sweeps_wait(sweep_id: str, timeout: Optional[float] = typer.Option(None, hel
                 interval: float = typer.Option(2.0, min=0.1, help="seconds between checks"),
                 as_json: bool = JsonFlag) -> None:
     """Wait for the sweep to end; exit 0 finished, 1 failed, 3 cancelled, 4 timed out."""
-    c = _client(as_json)
-    try:
-        sweep = c.wait_sweep(sweep_id, timeout=timeout, interval=interval)
-    except TimeoutError as exc:
-        _emit(as_json, {"error": str(exc)}, str(exc))
-        raise typer.Exit(4) from None
-    except (ApiError, httpx.HTTPError) as exc:
-        _run(as_json, _reraise, exc)
+    sweep = _wait(as_json, _client(as_json).wait_sweep, sweep_id, timeout, interval)
     _emit(as_json, sweep, _sweep_text(sweep))
     raise typer.Exit(WAIT_CODES[sweep["status"]])
 
