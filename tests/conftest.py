@@ -84,3 +84,21 @@ def sent_tasks(monkeypatch):
 def stack():
     with running_stack() as s:
         yield s
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _flush_cascades_on_postgresql():
+    """Transactional tests end with a flush (TRUNCATE of every model's table). On PostgreSQL that
+    fails while a table outside the models references one of them: knox's first migration creates
+    `knox_authtoken` (FK to auth_user) although KNOX_TOKEN_MODEL swaps the model for
+    accounts.ApiToken, so no model names that table. Truncate with CASCADE in the tests."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    original = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        return original(self, style, tables, reset_sequences=reset_sequences, allow_cascade=True)
+
+    DatabaseOperations.sql_flush = sql_flush
+    yield
+    DatabaseOperations.sql_flush = original

@@ -214,7 +214,9 @@ def _prune_running(sweep: Sweep, trials: list[Trial], fresh: dict[int, list[int]
 def advance_sweep(sweep_id) -> None:
     """Move the sweep one step (see the module doc); safe to call at any time, from any process."""
     with transaction.atomic():
-        sweep = Sweep.objects.select_for_update().select_related("owner", "dataset").filter(pk=sweep_id).first()
+        # of=self: PostgreSQL cannot lock the nullable side of the dataset's outer join.
+        sweep = (Sweep.objects.select_for_update(of=("self",)).select_related("owner", "dataset")
+                 .filter(pk=sweep_id).first())
         if sweep is None or sweep.is_final:
             return
         before = (sweep.status, sweep.wait_reason)
