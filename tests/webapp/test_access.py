@@ -63,7 +63,7 @@ OBJECT_ROUTES = {
 LIST_ROUTES = {
     "home", "accounts:profile", "accounts:token", "accounts:revoke_token", "password_change", "password_change_done", "accounts:notifications", "accounts:webhook_secret", "datasets:list", "jobs:list", "jobs:new", "jobs:memory", "jobs:compare",
     "api:architectures", "api:datasets", "api:jobs", "api:uploads", "api:tus", "hub:list", "api:models",
-    "sweeps:list", "sweeps:new", "api:sweeps", "api:train-defaults",
+    "sweeps:list", "sweeps:new", "api:sweeps", "api:train-defaults", "cluster:page", "cluster:state",
 }
 PUBLIC_ROUTES = {"login", "logout", "api:schema"}
 # Operators only (a metrics token or a staff session): everyone else is refused, never redirected.
