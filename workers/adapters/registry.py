@@ -19,6 +19,7 @@ from webapp.cluster.models import Worker
 from webapp.jobs import lifecycle, scheduler
 from webapp.sweeps import services as sweeps
 from workers.adapters import gpu
+from workers.adapters.resources import JobResources
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ class Heartbeat(threading.Thread):
         self.queues = list(queues or [])
         self.drained = False
         self.stopped = threading.Event()
+        # Per-job CPU / memory / GPU samples, at this thread's cadence (training workers only).
+        self.resources = JobResources(name) if runs_scheduler(self.queues) else None
 
     def run(self) -> None:
         try:
@@ -114,6 +117,8 @@ class Heartbeat(threading.Thread):
             try:
                 close_old_connections()
                 heartbeat(self.worker_name, self.queues)
+                if self.resources is not None:
+                    self.resources.beat()
                 self.drained = apply_drain(self.worker_name, self.queues, self.drained)
                 if runs_scheduler(self.queues):
                     # The training workers watch for workers and jobs whose worker died (F7), on
