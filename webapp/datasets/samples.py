@@ -109,14 +109,14 @@ def reviews_csv() -> bytes:
 
 
 def rhymes_txt() -> bytes:
-    """A corpus of generated rhyming couplets (about 60 KB) for a character-level language model."""
+    """A corpus of generated rhyming couplets (about 20 KB) for a character-level language model."""
     rnd = random.Random(4)
     subjects = ["the cat", "a fox", "the moon", "my friend", "the wind", "a bird", "the sea", "old tom"]
     verbs = ["sat on", "ran past", "sang to", "looked at", "dreamed of", "jumped over", "walked by"]
     pairs = [("the hill", "still"), ("the mat", "hat"), ("the tree", "free"), ("the light", "night"),
              ("the door", "more"), ("the rain", "again"), ("the sky", "high")]
     lines = []
-    while sum(len(line) + 1 for line in lines) < 60_000:
+    while sum(len(line) + 1 for line in lines) < 20_000:
         place, rhyme = rnd.choice(pairs)
         lines.append(f"{rnd.choice(subjects)} {rnd.choice(verbs)} {place},")
         lines.append(f"and everything was {rhyme}.")
@@ -159,23 +159,23 @@ def sums_jsonl() -> bytes:
 SAMPLES: dict[str, Sample] = {s.kind: s for s in [
     Sample("tabular", PREFIX + "flowers.csv", "Sample: flowers (table)",
            "Three flower species from four measurements and a colour (generated, 600 rows).", flowers_csv, "text/csv",
-           "mlp", {"hidden_sizes": [32, 16]}, {"epochs": 15, "batch_size": 32},
-           "an MLP, 15 epochs: a few seconds"),
+           "mlp", {"hidden_sizes": [32, 16]}, {"epochs": 10, "batch_size": 32},
+           "an MLP, 10 epochs: a few seconds"),
     Sample("image", PREFIX + "shapes.zip", "Sample: shapes (images)",
            "Circles, squares and triangles, 28×28 grayscale on noise (generated, 240 images).", shapes_zip,
            "application/zip", "cnn", {"channels": [16, 32], "hidden_size": 64}, {"epochs": 8, "batch_size": 32},
            "a small CNN, 8 epochs: under half a minute"),
     Sample("text", PREFIX + "reviews.csv", "Sample: film reviews (text)",
            "Short film reviews labelled positive or negative (generated, 800 rows).", reviews_csv, "text/csv",
-           "rnn", {"cell": "gru", "embedding_dim": 32, "hidden_size": 32}, {"epochs": 6, "batch_size": 32},
-           "a GRU, 6 epochs: a few seconds"),
+           "rnn", {"cell": "gru", "embedding_dim": 32, "hidden_size": 32}, {"epochs": 3, "batch_size": 32},
+           "a GRU, 3 epochs: about ten seconds"),
     Sample("corpus", PREFIX + "rhymes.txt", "Sample: rhymes (corpus)",
-           "Generated rhyming couplets, about 60 KB of text, for a character-level language model.", rhymes_txt,
+           "Generated rhyming couplets, about 20 KB of text, for a character-level language model.", rhymes_txt,
            "text/plain", "gpt", {"layers": 2, "heads": 2, "width": 64, "block_size": 64},
-           {"epochs": 2, "batch_size": 32}, "a 2-layer GPT, 2 epochs: under half a minute"),
+           {"epochs": 1, "batch_size": 64}, "a 2-layer GPT, 1 epoch: about ten seconds"),
     Sample("sequence", PREFIX + "waves.csv", "Sample: waves (sequences)",
            "Sine, square and sawtooth signals of 32 steps with noise (generated, 600 rows).", waves_csv, "text/csv",
-           "cnn1d", {"channels": [16, 32]}, {"epochs": 8, "batch_size": 32}, "a 1-D CNN, 8 epochs: a few seconds"),
+           "cnn1d", {"channels": [16, 32]}, {"epochs": 6, "batch_size": 32}, "a 1-D CNN, 6 epochs: a few seconds"),
     Sample("chat", PREFIX + "sums.jsonl", "Sample: sums (chat)",
            "Instructions with known answers: “add 3 and 4” → “3 + 4 = 7” (generated, 400 conversations).",
            sums_jsonl, "application/json",
