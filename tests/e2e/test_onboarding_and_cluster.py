@@ -57,6 +57,7 @@ def test_the_cluster_page_shows_a_running_job_on_its_worker_live(browser, stack,
     ds = stack.wait_dataset(api, r.json()["id"], timeout=120)
     contexts = [browser.new_context(viewport={"width": 1280, "height": 900}) for _ in range(2)]
     alice_page, bob_page = (c.new_page() for c in contexts)
+    job_id = None
     try:
         sign_in(alice_page, stack, "alice")
         sign_in(bob_page, stack, "bob")
@@ -76,7 +77,8 @@ def test_the_cluster_page_shows_a_running_job_on_its_worker_live(browser, stack,
         assert "another user's job" in theirs.inner_text()
         assert "alices-cluster-job" not in bob_page.content()
     finally:
-        api.post(stack.url(f"/api/jobs/{job_id}/cancel/"))
-        stack.wait_job(api, job_id, timeout=60)
+        if job_id:
+            api.post(stack.url(f"/api/jobs/{job_id}/cancel/"))
+            stack.wait_job(api, job_id, timeout=60)
         for c in contexts:
             c.close()
