@@ -100,6 +100,11 @@ class WorkerAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, self.change_form_template, context)
 
+    def delete_view(self, request, object_id, extra_context=None):
+        """No stock delete: "Forget" removes a worker, only once it is dead, and audits it."""
+        self.message_user(request, "Workers are removed with the Forget action (dead workers only).", messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:cluster_worker_change", args=[object_id]))
+
     # -- columns ----------------------------------------------------------------------------------
     @admin.display(description="state")
     def state(self, obj):

@@ -39,6 +39,9 @@ def test_the_list_is_read_only_with_seconds_devices_once_and_the_job(client, sta
     for action in ("drain", "resume", "forget", "cancel_running_job", "retire"):
         assert f'value="{action}"' in html
     assert client.get(reverse("admin:cluster_worker_add")).status_code == 403
+    # The stock delete page is gone too: a live worker cannot be removed behind the scheduler's back.
+    client.post(reverse("admin:cluster_worker_delete", args=[w.pk]), {"post": "yes"})
+    assert Worker.objects.filter(pk=w.pk).exists()
 
 
 def test_a_workers_page_is_a_read_only_view_with_action_buttons(client, staff, alice):
