@@ -40,6 +40,13 @@
       " " + gb(g.memory_used) + " / " + gb(g.memory_total) + " GB · util " +
       (g.utilization === null ? "?" : g.utilization + "%") + (g.temperature === null ? "" : " · " + g.temperature + " °C"));
   }
+  function usageText(u) {
+    if (!u) return "";
+    let text = "CPU " + Math.round(u.cpu_percent) + " % · RAM " + gb(u.rss) + " GB";
+    if (u.gpu_memory !== null && u.gpu_memory !== undefined) text += " · GPU memory " + gb(u.gpu_memory) + " GB";
+    if (u.gpu_util !== null && u.gpu_util !== undefined) text += " · GPU " + Math.round(u.gpu_util) + " %";
+    return text;
+  }
   function workerCard(w) {
     const devices = w.gpus.length ? el("ul", { class: "gpus" }, ...w.gpus.map(gpuRow))
       : el("p", { class: "muted", text: "CPU · " + w.devices + " device" + (w.devices === 1 ? "" : "s") });
@@ -47,7 +54,10 @@
       el("h3", {}, w.name + " ", el("span", { class: "badge " + w.state, text: w.state })),
       el("p", { class: "muted small" }, "heartbeat " + ago(w.heartbeat_age_seconds) + " · queues " + w.queues.join(", ")),
       devices,
-      el("p", { class: "worker-job" }, "Running: ", jobCell(w.job), w.job ? " (" + w.job.devices + " device" + (w.job.devices === 1 ? "" : "s") + ")" : ""));
+      w.accepts_training || w.job
+        ? el("p", { class: "worker-job" }, "Running: ", jobCell(w.job), w.job ? " (" + w.job.devices + " device" + (w.job.devices === 1 ? "" : "s") + ")" : "")
+        : el("p", { class: "muted", text: "takes no training jobs" }),
+      w.job && w.job.usage ? el("p", { class: "muted small", "data-usage": "1", text: "job's processes: " + usageText(w.job.usage) }) : null);
   }
   function render(state) {
     const hosts = document.getElementById("cluster-hosts");

@@ -49,7 +49,7 @@ def test_a_new_user_adds_sample_data_and_runs_the_guided_first_job(page, empty_s
     assert page.errors == []
 
 
-def test_the_cluster_page_shows_a_running_job_on_its_worker_live(browser, stack, tmp_path):
+def test_the_cluster_page_shows_a_running_job_on_its_worker_live(browser, stack, tmp_path, screenshots):
     api = stack.api("alice")
     path = write_separable_csv(tmp_path / "cluster.csv", n=400)
     with open(path, "rb") as f:
@@ -72,6 +72,10 @@ def test_the_cluster_page_shows_a_running_job_on_its_worker_live(browser, stack,
                                             timeout=60_000)
         assert "alices-cluster-job" in card.inner_text() and "yours" in card.inner_text()
         worker = card.get_attribute("data-worker")
+        # The job's resource use, from its worker's heartbeat, on the card (a poll or two later).
+        alice_page.wait_for_selector(f"[data-worker='{worker}'] [data-usage]", timeout=30_000)
+        assert "CPU" in alice_page.inner_text(f"[data-worker='{worker}'] [data-usage]")
+        alice_page.screenshot(path=str(screenshots / "cluster.png"), full_page=True)
         bob_page.goto(stack.url("/cluster/"))
         theirs = bob_page.wait_for_selector(f"[data-worker='{worker}'] [data-hidden-job]")
         assert "another user's job" in theirs.inner_text()

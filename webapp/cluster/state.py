@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from itertools import groupby
 
+from django.db.models import JSONField, OuterRef, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
 from webapp.cluster.models import Worker, heartbeat_cutoff
 from webapp.jobs import scheduler
 from webapp.jobs.access import jobs_for
-from webapp.jobs.models import Job
+from webapp.jobs.models import Job, JobEvent
 
 
 def _gpu(g: dict) -> dict:
@@ -42,14 +43,27 @@ def _job(job: Job, user, readable: set) -> dict:
     return out
 
 
+def _usage(sample) -> dict | None:
+    """What the worker card shows of a job's latest resource sample (no setting of the job)."""
+    if isinstance(sample, str):  # a JSON text on backends that do not decode a subquery's JSON
+        import json
+
+        sample = json.loads(sample)
+    if not isinstance(sample, dict):
+        return None
+    keys = ("cpu_percent", "rss", "cpus", "gpu_util", "gpu_memory", "gpu_memory_total", "gpu_source", "t")
+    return {k: sample.get(k) for k in keys}
+
+
 def _worker(w: Worker, now, cutoff, job: dict | None) -> dict:
     alive = w.status == Worker.Status.ONLINE and w.last_heartbeat >= cutoff
+    trains = scheduler.train_queue() in w.queues.split(",")
     state = ("retired" if w.status == Worker.Status.RETIRED else "offline" if not alive
-             else "draining" if w.draining else "busy" if job else "idle")
+             else "draining" if w.draining else "busy" if job else "idle" if trains else "online")
     return {
         "id": w.pk, "name": w.name, "hostname": w.hostname, "state": state, "alive": alive,
         "draining": w.draining, "devices": w.devices, "device_name": w.device_name,
-        "accepts_training": scheduler.train_queue() in w.queues.split(","),
+        "accepts_training": trains,
         "queues": [q for q in w.queues.split(",") if q],
         "last_heartbeat": w.last_heartbeat.isoformat(),
         "heartbeat_age_seconds": max(0, round((now - w.last_heartbeat).total_seconds())),
@@ -61,12 +75,14 @@ def _worker(w: Worker, now, cutoff, job: dict | None) -> dict:
 def cluster_state(user) -> dict:
     """The page's data (also its JSON endpoint): a fixed number of queries, whatever the size."""
     now = timezone.now()  # the liveness rule's clock on this side (cluster.models.heartbeat_cutoff)
+    # Each running job's latest resource sample (its worker's heartbeat), in the same query.
+    latest = JobEvent.objects.filter(job=OuterRef("pk"), kind="resources").order_by("-seq").values("data")[:1]
     running = list(Job.objects.select_related("owner", "dataset").filter(status=Job.Status.RUNNING)
-                   .exclude(worker_name=""))
+                   .exclude(worker_name="").annotate(usage=Subquery(latest, output_field=JSONField())))
     queue = scheduler.queue_snapshot()
     ids = [j.pk for j in running] + [e.job.pk for e in queue]
     readable = set(jobs_for(user).filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
-    on_worker = {j.worker_name: _job(j, user, readable) for j in running}
+    on_worker = {j.worker_name: {**_job(j, user, readable), "usage": _usage(j.usage)} for j in running}
     workers = sorted(Worker.objects.all(), key=lambda w: (w.hostname, w.name))
     cutoff = heartbeat_cutoff()
     hosts = []

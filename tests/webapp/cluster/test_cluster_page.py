@@ -119,7 +119,7 @@ def test_other_users_jobs_show_only_what_is_safe(alice, bob, charlie, cluster):
         state = _state(viewer)
         w1 = _worker_row(state, "w1@gpu-host-1")
         assert w1["job"] == {"status": "running", "devices": 1, "mine": False, "visible": False,
-                             "label": "another user's job"}
+                             "label": "another user's job", "usage": None}
         hidden = [q for q in state["queue"] if not q["job"]["visible"]]
         assert [q["reason"] for q in hidden if q["code"] == "no_fit"] == [
             "waiting for a worker that meets its GPU requirements: none is online"]
@@ -160,3 +160,18 @@ def test_queries_do_not_grow_with_the_cluster(alice, bob, django_assert_max_num_
     with django_assert_max_num_queries(len(small.captured_queries)):
         state = cluster_state(alice)
     assert state["counts"] == {"workers": 30, "alive": 30, "running": 30, "queued": 30}
+
+
+def test_the_worker_card_has_the_running_jobs_latest_resource_sample(alice, bob, cluster):
+    from webapp.jobs.events import append_events
+
+    job = cluster["running_a"]
+    append_events(job.pk, [("resources", {"t": 1.0, "cpu_percent": 10.0, "rss": 1, "cpus": 2})])
+    append_events(job.pk, [("resources", {"t": 2.0, "cpu_percent": 97.5, "rss": 400_000_000, "cpus": 2,
+                                          "gpu_memory": 5 * GB, "gpu_memory_total": 24 * GB, "gpu_util": 80,
+                                          "gpu_source": "process"})])
+    for viewer in (alice, bob):  # resource use is no setting of the job: the same for everyone
+        usage = _worker_row(_state(viewer), "w1@gpu-host-1")["job"]["usage"]
+        assert usage == {"cpu_percent": 97.5, "rss": 400_000_000, "cpus": 2, "gpu_util": 80, "gpu_memory": 5 * GB,
+                         "gpu_memory_total": 24 * GB, "gpu_source": "process", "t": 2.0}
+    assert _worker_row(_state(alice), "w2@cpu-box")["job"]["usage"] is None  # no sample yet
