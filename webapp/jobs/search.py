@@ -165,7 +165,7 @@ def parse(q: str, names: Names) -> Query:
                 query.words.append(token)
             continue
         name, op, raw = m.groups()
-        if raw[:1] in "<>=!":
+        if raw[:1] and raw[:1] in "<>=!":
             raise SearchError(f"“{token}”: one operator per term (< <= > >= = !=)")
         source, key = resolve(name, names)
         query.conditions.append(Condition(source, key, op, _value(raw, op, token), token))

@@ -322,6 +322,12 @@ def _metric_rows(jobs: list[Job]) -> list[dict]:
     return out
 
 
+def _param(job, name: str):
+    if name.startswith("model."):
+        return job.model_config.get(name[6:], "")
+    return job.train_config.get(name, "")
+
+
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -365,7 +371,13 @@ def job_detail(request, pk):
     monitor, mode = monitored(job)
     from webapp.exports.services import file_root
 
+    from webapp.jobs import markdown
+    from webapp.jobs.access import may_write
+
     return render(request, "jobs/detail.html", {"job": job, "job_json": job.to_dict(), "monitor": monitor,
+                                                "note_html": markdown.render(job.note) if job.note else "",
+                                                "can_write": may_write(request.user, job),
+                                                "max_repeats": services.MAX_REPEATS,
                                                 "queue_note": job.queue_note(job.queue_position),
                                                 "monitor_mode": mode, "mlflow_file_root": file_root(),
                                                 **outputs_context(job, request.user)})
