@@ -4,6 +4,7 @@ import uuid
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.db.models import Exists, OuterRef
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -42,10 +43,11 @@ def job_list(request):
         if error:
             return JsonResponse({"error": error}, status=400)
         return JsonResponse({"jobs": rows, **meta})
-    datasets = sorted(set(visible.exclude(dataset=None).order_by().values_list("dataset_id", "dataset__name")
-                          .distinct()), key=lambda x: x[1].lower())
-    datasets = [(str(d), n) for d, n in datasets]
-    architectures = sorted(set(visible.order_by().values_list("architecture", flat=True).distinct()))
+    # The filters' choices without a scan of every job: the datasets the user may see that have a
+    # visible job (an index probe per dataset), and the registry's architectures.
+    datasets = [(str(d), n) for d, n in datasets_for(request.user).filter(
+        Exists(visible.filter(dataset=OuterRef("pk")))).order_by("name").values_list("pk", "name")[:500]]
+    architectures = sorted(models_zoo.REGISTRY)
     shown = {k: v for k, v in filters.items() if k not in ("sort", "page", "per_page")}
     return render(request, "jobs/list.html", {
         "rows": rows, "filters": filters, "statuses": Job.Status.choices, "datasets": datasets,
@@ -268,24 +270,36 @@ def job_compare(request):
     return _compare_page(request, list(dict.fromkeys(ids)), request.GET.get("group", ""), strict=True)
 
 
-def _compare_page(request, ids: list[str], group: str, strict: bool, view: CompareView | None = None):
+def _compare_jobs(request, ids: list[str], strict: bool) -> tuple[list[Job], str]:
+    """The jobs to compare (at most COMPARE_MAX) and what the page says about the ones left out."""
     note = ""
     if len(ids) > COMPARE_MAX:
         note = f"Showing the first {COMPARE_MAX} of the {len(ids)} jobs selected: the page compares at most {COMPARE_MAX}."
         ids = ids[:COMPARE_MAX]
     if strict:  # ids in the address: someone else's is a 404, as on every job route
-        jobs = [get_job_for_user(request.user, pk) for pk in ids]
-    else:  # a saved view outlives its jobs: the ones deleted (or no longer shared) are left out
-        found = {str(j.pk): j for j in jobs_for(request.user).filter(pk__in=[i for i in ids if _is_uuid(i)])}
-        jobs = [found[i] for i in ids if i in found]
-        if missing := len(ids) - len(jobs):
-            note = (note + " " if note else "") + f"{missing} job{'' if missing == 1 else 's'} of this view no longer exist."
+        return [get_job_for_user(request.user, pk) for pk in ids], note
+    # A saved view outlives its jobs: the ones deleted (or no longer shared) are left out.
+    found = {str(j.pk): j for j in jobs_for(request.user).filter(pk__in=[i for i in ids if _is_uuid(i)])}
+    jobs = [found[i] for i in ids if i in found]
+    if missing := len(ids) - len(jobs):
+        note = (note + " " if note else "") + f"{missing} job{'' if missing == 1 else 's'} of this view no longer exist."
+    return jobs, note
+
+
+def _setting_rows(jobs: list[Job]) -> list[dict]:
+    """Architecture, dataset and every setting, one value per job; `differs` when they are not all equal."""
     params = sorted({f"model.{k}" for j in jobs for k in j.model_config} | {k for j in jobs for k in j.train_config})
     rows = [{"name": "architecture", "values": [j.architecture for j in jobs]},
             {"name": "dataset", "values": [j.dataset.name if j.dataset_id and j.dataset else "(deleted)" for j in jobs]}]
     rows += [{"name": p, "values": [_param(j, p) for j in jobs]} for p in params]
     for row in rows:
         row["differs"] = len({repr(v) for v in row["values"]}) > 1
+    return rows
+
+
+def _compare_page(request, ids: list[str], group: str, strict: bool, view: CompareView | None = None):
+    jobs, note = _compare_jobs(request, ids, strict)
+    rows = _setting_rows(jobs)
     groups = [r["name"] for r in rows if r["differs"] and r["name"] != "seed"]
     if group and group not in [r["name"] for r in rows]:
         group = ""
