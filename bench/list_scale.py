@@ -227,7 +227,10 @@ def main() -> int:
         staff = [(session_for(seed["staff"], False), session_for(seed["staff"], True)) for _ in users]
         failures += run_load(staff, alone, args.rounds, f"all, {len(staff)} concurrent staff clients").failures
         if failures:
-            print(f"\n{len(failures)} failed requests, e.g.:\n  " + "\n  ".join(failures[:10]))
+            print(f"\n{len(failures)} failed requests, e.g.:\n  " + "\n  ".join(f[:200] for f in failures[:5]))
+            log = (stack.tmp / "web.log").read_text(errors="replace").splitlines()
+            causes = sorted({line for line in log if "Error" in line or "error" in line})
+            print("the web server's errors:\n  " + "\n  ".join(causes[-15:]))
             return 1
         print("\nevery response checked: status 200 and the expected rows")
         return 0
