@@ -64,7 +64,7 @@ screenshots: $(VENV)/.dev-installed chromium
 # (training numerics, uploads, exports, browsers) ran on SQLite above and do not depend on it.
 PG_INTEGRATION := $(addprefix tests/integration/,test_ownership.py test_chaos.py test_abuse_limits.py \
 	test_worker_loss.py test_sweeps.py test_end_to_end_api.py test_faults.py test_monitoring.py \
-	test_retry_disk_full.py)
+	test_retry_disk_full.py test_db_pool.py)
 
 test-postgres: $(VENV)/.dev-installed
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_TEST_URL)', connect_timeout=3).close()" 2>/dev/null; then \

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+# This process is the web server: with PostgreSQL its connections come from a pool (settings._database).
+os.environ.setdefault("TRAINYARD_WEB_PROCESS", "1")
 
 from webapp.datadirs import restrict_umask  # noqa: E402
 

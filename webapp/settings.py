@@ -177,6 +177,18 @@ def _database() -> dict:
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
         db.setdefault("TEST", {})
+    elif db["ENGINE"].endswith("postgresql") and env_bool("TRAINYARD_WEB_PROCESS", False):
+        # The web server runs each request's synchronous view in a thread of its own, each with
+        # its own connection: a burst of 200 page loads opened 200 and PostgreSQL (100 by
+        # default) refused the rest. A pool (psycopg_pool through Django's backend) bounds them;
+        # a request waits up to DB_POOL_TIMEOUT seconds for a free one. The web process only
+        # (webapp/asgi.py marks it): Celery's prefork children must not inherit a pool's threads.
+        db.setdefault("OPTIONS", {})["application_name"] = "trainyard-web"  # in pg_stat_activity
+        pool_size = env_int("DB_POOL_MAX_SIZE", 20)
+        if pool_size > 0:
+            db["CONN_MAX_AGE"] = 0  # Django's pool and persistent connections exclude each other
+            db["OPTIONS"]["pool"] = {
+                "min_size": 1, "max_size": pool_size, "timeout": env_int("DB_POOL_TIMEOUT", 60)}
     return db
 
 

@@ -171,3 +171,16 @@ def test_check_deploy_passes_with_production_settings(tmp_path, check_env):
     r = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
                        env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_web_process_pools_its_postgresql_connections_and_no_other_process_does(tmp_path):
+    env = {"TRAINYARD_DATA_DIR": str(tmp_path), "DATABASE_URL": "postgres://u:p@db.example:5433/trainyard"}
+    expr = "s.DATABASES['default'].get('OPTIONS', {}).get('pool'), s.DATABASES['default']['CONN_MAX_AGE']"
+    assert _settings_in_subprocess(env, expr) == "None 0"  # a worker, manage.py: no pool
+    web = {**env, "TRAINYARD_WEB_PROCESS": "1", "DB_CONN_MAX_AGE": "60"}
+    assert _settings_in_subprocess(web, expr) == "{'min_size': 1, 'max_size': 20, 'timeout': 60} 0"
+    assert _settings_in_subprocess({**web, "DB_POOL_MAX_SIZE": "5", "DB_POOL_TIMEOUT": "9"}, expr) == \
+        "{'min_size': 1, 'max_size': 5, 'timeout': 9} 0"
+    assert _settings_in_subprocess({**web, "DB_POOL_MAX_SIZE": "0"}, expr) == "None 60"
+    sqlite = {"TRAINYARD_DATA_DIR": str(tmp_path), "TRAINYARD_WEB_PROCESS": "1"}
+    assert "pool" not in _settings_in_subprocess(sqlite, "s.DATABASES['default'].get('OPTIONS')")
