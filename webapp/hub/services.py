@@ -104,7 +104,7 @@ def local_path(user, model: str) -> str | None:
 
 
 def upload_model(user, uploaded=None, *, upload=None, name: str = "", task: str = "",
-                 description: str = "") -> LocalModel:
+                 description: str = "", project=None) -> LocalModel:
     """Check a save_pretrained ZIP and queue its extraction; nothing is left on refusal.
 
     The request reads only the ZIP's central directory (entry names, sizes, overlaps, where
@@ -134,7 +134,7 @@ def upload_model(user, uploaded=None, *, upload=None, name: str = "", task: str 
 
     pk = uuid.uuid4()
     directory = Path(settings.DATA_DIR) / "models" / str(pk)
-    model = LocalModel(id=pk, name=name, task=task, path=str(directory), owner=user,
+    model = LocalModel(id=pk, name=name, task=task, path=str(directory), owner=user, project=project,
                        description=description[:5000], size_bytes=size + unpacked,
                        status=LocalModel.Status.EXTRACTING)  # the ZIP and what it unpacks to, counted
     model.zip_path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from webapp.accounts import audit
 from webapp.jobs import lifecycle, scheduler, services
 from webapp.jobs.access import datasets_for, get_job_for_user, jobs_for
 from webapp.jobs.models import Job, JobEvent, queue_positions
+from webapp.projects.access import creatable_projects, member_of, resolve_for_create, visible_projects
 from webapp.throttles import throttled_page
 
 
@@ -30,8 +31,8 @@ def job_list(request):
     """The jobs the user may see (staff: all), filtered; `?format=json` gives the same rows for
     the page's live refresh (same filters, same access rule)."""
     visible = jobs_for(request.user)
-    filters = {k: request.GET.get(k, "").strip()[:200] for k in ("q", "status", "dataset", "architecture")}
-    jobs = visible
+    filters = {k: request.GET.get(k, "").strip()[:200] for k in ("q", "status", "dataset", "architecture", "project")}
+    jobs = project_filter(visible, filters["project"])
     if filters["status"] in Job.Status.values:
         jobs = jobs.filter(status=filters["status"])
     if _is_uuid(filters["dataset"]):
@@ -50,11 +51,22 @@ def job_list(request):
     datasets = sorted({(str(d), n) for d, n in visible.exclude(dataset=None).values_list("dataset_id", "dataset__name")},
                       key=lambda x: x[1].lower())
     architectures = sorted(set(visible.values_list("architecture", flat=True)))
+    projects = list(visible_projects(request.user).values_list("pk", "name")[:200])
     return render(request, "jobs/list.html", {
         "rows": rows, "filters": filters, "statuses": Job.Status.choices, "datasets": datasets,
         "architectures": architectures, "filtered": any(filters.values()), "limit": LIST_LIMIT,
-        "show_owner": request.user.is_staff,
+        "show_owner": request.user.is_staff or bool(projects), "projects": [(str(pk), n) for pk, n in projects],
     })
+
+
+def project_filter(queryset, value: str):
+    """A list's project filter: "" all, "personal" the items of no project, or a project's id
+    (the queryset is already what the user may see)."""
+    if value == "personal":
+        return queryset.filter(project__isnull=True)
+    if _is_uuid(value):
+        return queryset.filter(project_id=value)
+    return queryset
 
 
 def monitored(job: Job) -> tuple[str, str]:
@@ -106,6 +118,8 @@ def job_rows(jobs: list[Job]) -> list[dict]:
             "architecture": j.architecture,
             "dataset": str(j.dataset_id) if j.dataset_id else None,
             "dataset_name": j.dataset.name if j.dataset_id and j.dataset else None,
+            "project": str(j.project_id) if j.project_id else None,
+            "project_name": j.project.name if j.project_id else "",
             "owner": j.owner.get_username(), "created_at": j.created_at.isoformat(),
             "created_label": timezone.localtime(j.created_at).strftime("%Y-%m-%d %H:%M"),
         })
@@ -127,7 +141,8 @@ def _form_context(request, values: dict, errors: dict) -> dict:
                     for f in describe(TrainConfig)]
     return {"datasets": datasets, "architectures": architectures, "train_fields": train_fields,
             "values": values, "errors": errors, "train_defaults": train_defaults,
-            "fine_tune_rule": DEFAULTS_RULE, "adaptive_rule": ADAPTIVE_RULE, "fresh_form": not values.get("architecture")}
+            "fine_tune_rule": DEFAULTS_RULE, "adaptive_rule": ADAPTIVE_RULE, "fresh_form": not values.get("architecture"),
+            "projects": creatable_projects(request.user)}
 
 
 def _fields(user, entry) -> list[dict]:
@@ -156,6 +171,10 @@ def job_new(request):
     dataset = None
     if _is_uuid(post.get("dataset")):
         dataset = datasets_for(request.user).filter(pk=post["dataset"]).first()
+    project, project_error = resolve_for_create(request.user, post.get("project"))
+    if project_error:
+        return render(request, "jobs/new.html", _form_context(request, dict(post.items()), {"project": project_error}),
+                      status=400)
     model_config, train_config = _posted_configs(post, arch)
     # Fields the page filled with the adaptive defaults and the user left alone: not sent as
     # settings, so submit_job resolves them (models_zoo.defaults) as for an API request without them.
@@ -168,7 +187,7 @@ def job_new(request):
         return render(request, "jobs/new.html", context, status=409)
     try:
         job = services.submit_job(request.user, dataset, arch, model_config, train_config, name=post.get("name", ""),
-                                  min_gpu_memory_gb=_min_gpu(post.get("min_gpu_memory_gb", "")))
+                                  min_gpu_memory_gb=_min_gpu(post.get("min_gpu_memory_gb", "")), project=project)
     except services.SubmitError as exc:
         return render(request, "jobs/new.html", _form_context(request, dict(post.items()), exc.errors),
                       status=exc.status)
@@ -221,7 +240,8 @@ def _form_value(value) -> str:
 
 def _clone_values(job) -> dict:
     """The new-job form filled in from an earlier job, to edit and queue again."""
-    values = {"name": f"{job.name} (copy)", "dataset": str(job.dataset_id or ""), "architecture": job.architecture}
+    values = {"name": f"{job.name} (copy)", "dataset": str(job.dataset_id or ""), "architecture": job.architecture,
+              "project": str(job.project_id or "")}
     model_config = dict(job.model_config)
     if is_hf(job.architecture):
         from models_zoo.hf import upgrade
@@ -291,8 +311,8 @@ def outputs_context(job: Job, user) -> dict:
 
     owner = job.owner_id == user.pk
     zoo = not is_hf(job.architecture)
-    found = services.latest_checkpoint(job) if owner and zoo and job.is_final else None
-    can_continue = (found is not None and job.status in (Job.Status.SUCCEEDED, Job.Status.CANCELLED)
+    found = services.latest_checkpoint(job) if (owner or member_of(user, job)) and zoo and job.is_final else None
+    can_continue = (owner and found is not None and job.status in (Job.Status.SUCCEEDED, Job.Status.CANCELLED)
                     and job.train_config.get("lr_schedule") != "onecycle")
     offer_checkpoint = found is not None and job.status in (Job.Status.CANCELLED, Job.Status.FAILED)
     return {"can_continue": can_continue, "continue_from": {"epochs": found[1]} if can_continue else None,
@@ -301,11 +321,12 @@ def outputs_context(job: Job, user) -> dict:
 
 
 def checkpoint_download(request, pk):
-    """The last checkpoint of the user's own cancelled or failed job (weights, optimizer and
-    random state), streamed; 404 for anyone else, staff included, and for other states."""
+    """The last checkpoint of a cancelled or failed job (weights, optimizer and random state),
+    streamed, for its owner and the members of its project (any role: viewers download); 404
+    for anyone else, staff included, and for other states."""
     job = get_job_for_user(request.user, pk)
     found = services.latest_checkpoint(job) if (
-        job.owner_id == request.user.pk and not is_hf(job.architecture)
+        (job.owner_id == request.user.pk or member_of(request.user, job)) and not is_hf(job.architecture)
         and job.status in (Job.Status.CANCELLED, Job.Status.FAILED)) else None
     if found is None:
         raise Http404
