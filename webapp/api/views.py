@@ -604,7 +604,7 @@ class JobOnnx(Api):
                                "PyTorch) in a worker; again after a failure. 409 when the model cannot be "
                                "exported.")
     def post(self, request, pk):
-        job = get_job_for_user(request.user, pk)
+        job = get_job_for_user(request.user, pk, write=True)  # it adds model.onnx to the job, as the page's
         try:
             export = inference.request_onnx_export(request.user, job)
         except inference.TryError as exc:

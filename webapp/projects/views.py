@@ -4,7 +4,7 @@ by maintainers), and the forms' POST verbs."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -66,6 +66,8 @@ def _act(request, pk, verb, done: str):
     try:
         verb(project)
     except services.ProjectError as exc:
+        if exc.status == 403:  # they may see the project, not manage it: the 403 page, as for jobs
+            raise PermissionDenied(str(exc)) from None
         messages.error(request, str(exc))
     else:
         messages.success(request, done)
@@ -88,8 +90,7 @@ def project_delete(request, pk):
     try:
         moved = services.delete_project(request.user, project)
     except services.ProjectError as exc:
-        messages.error(request, str(exc))
-        return redirect("projects:detail", pk=project.pk)
+        raise PermissionDenied(str(exc)) from None
     kept = ", ".join(f"{n} {k}" for k, n in moved.items() if n)
     messages.success(request, f"Project “{project.name}” deleted." + (
         f" Its items ({kept}) are now in their owners' personal space." if kept else ""))
