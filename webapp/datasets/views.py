@@ -13,7 +13,7 @@ from webapp.datasets.models import Dataset, IngestFailure
 from webapp.datasets.uploads import upload_too_large_message
 from webapp.datasets.validation import DatasetError
 from webapp.jobs.access import datasets_for, get_dataset_for_user, may_write
-from webapp.projects.access import creatable_projects, resolve_for_create
+from webapp.projects.access import creatable_projects, project_filter, resolve_for_create
 
 UPLOAD_OPTIONS = kinds.option_names()  # every kind's options, from the kinds registry
 # The form's own fields besides UPLOAD_FIELDS and the options (upload: a finished tus upload's id).
@@ -23,7 +23,7 @@ FORM_FIELDS = ("csrfmiddlewaretoken", "file", "upload", "project")
 def _list_context(request, **extra) -> dict:
     usage = storage.summary(request.user)
     used, quota = usage["used"], usage["quota"]
-    return {"datasets": datasets_for(request.user)[:500], "failures": ingest_failures_for(request.user),
+    return {"datasets": project_filter(datasets_for(request.user), request.GET.get("project", ""))[:500], "failures": ingest_failures_for(request.user),
             "errors": [], "values": {}, "kinds": Dataset.Kind.choices, "image_size_range": kinds.IMAGE_SIZE_RANGE,
             "projects": creatable_projects(request.user), "used": used, "quota": quota, "usage": usage["by_category"], "used_pct": min(100, round(100 * used / quota)) if quota else 0, **extra}
 

@@ -20,7 +20,7 @@ from webapp.accounts import audit
 from webapp.jobs import lifecycle, scheduler, services
 from webapp.jobs.access import datasets_for, get_job_for_user, jobs_for
 from webapp.jobs.models import Job, JobEvent, queue_positions
-from webapp.projects.access import creatable_projects, member_of, resolve_for_create, visible_projects
+from webapp.projects.access import creatable_projects, member_of, project_filter, resolve_for_create, visible_projects
 from webapp.throttles import throttled_page
 
 
@@ -57,16 +57,6 @@ def job_list(request):
         "architectures": architectures, "filtered": any(filters.values()), "limit": LIST_LIMIT,
         "show_owner": request.user.is_staff or bool(projects), "projects": [(str(pk), n) for pk, n in projects],
     })
-
-
-def project_filter(queryset, value: str):
-    """A list's project filter: "" all, "personal" the items of no project, or a project's id
-    (the queryset is already what the user may see)."""
-    if value == "personal":
-        return queryset.filter(project__isnull=True)
-    if _is_uuid(value):
-        return queryset.filter(project_id=value)
-    return queryset
 
 
 def monitored(job: Job) -> tuple[str, str]:

@@ -98,6 +98,17 @@ def resolve_for_create(user, value) -> tuple[Project | None, str]:
     return project, ""
 
 
+def project_filter(queryset, value: str):
+    """A list's project filter: "" all, "personal" the items of no project, or a project's id
+    (the queryset is already what the user may see)."""
+    value = str(value or "").strip()
+    if value == "personal":
+        return queryset.filter(project__isnull=True)
+    if _is_uuid(value):
+        return queryset.filter(project_id=value)
+    return queryset
+
+
 def _is_uuid(value: str) -> bool:
     import uuid
 

@@ -15,14 +15,15 @@ from models_zoo.schema import ConfigError
 from webapp.jobs.access import datasets_for, get_job_for_user
 from webapp.sweeps import services
 from webapp.sweeps import space as spaces
-from webapp.projects.access import creatable_projects, resolve_for_create
+from webapp.projects.access import creatable_projects, project_filter, resolve_for_create
 from webapp.sweeps.access import get_sweep_for_user, sweeps_for
 from webapp.sweeps.study import PRUNERS
 from webapp.throttles import throttled_page
 
 
 def sweep_list(request):
-    return render(request, "sweeps/list.html", {"sweeps": list(sweeps_for(request.user)[:500])})
+    sweeps = project_filter(sweeps_for(request.user), request.GET.get("project", ""))
+    return render(request, "sweeps/list.html", {"sweeps": list(sweeps[:500])})
 
 
 def _initial(request) -> dict:
