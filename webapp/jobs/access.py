@@ -30,12 +30,13 @@ def datasets_for(user, write: bool = False):
 
 def datasets_for_job(user, project):
     """Datasets a job (or sweep) of `user` in `project` may train on: for a personal job every one
-    they may see; for a project job their own, those shared with them and the project's — never
-    another project's, whose members would then see its data in this project's samples."""
+    they may see; for a project job their personal ones, those shared with them and the
+    project's — never another project's (their own there included), whose data this project's
+    members would then see in the job's samples."""
     readable = datasets_for(user)
     if project is None:
         return readable
-    return readable.filter(Q(owner_id=user.pk) | Q(project_id=project.pk) | Q(
+    return readable.filter(Q(owner_id=user.pk, project__isnull=True) | Q(project_id=project.pk) | Q(
         pk__in=Dataset.shared_with.through.objects.filter(user_id=user.pk).values("dataset_id")))
 
 

@@ -91,7 +91,7 @@ def project_delete(request, pk):
         moved = services.delete_project(request.user, project)
     except services.ProjectError as exc:
         raise PermissionDenied(str(exc)) from None
-    kept = ", ".join(f"{n} {k}" for k, n in moved.items() if n)
+    kept = ", ".join(f"{n} {k[:-1] if n == 1 else k}" for k, n in moved.items() if n)
     messages.success(request, f"Project “{project.name}” deleted." + (
         f" Its items ({kept}) are now in their owners' personal space." if kept else ""))
     return redirect("projects:list")
