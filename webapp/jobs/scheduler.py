@@ -253,7 +253,11 @@ class _Pass:
         used, n = self.project_gpus[job.project_id], devices_needed(job)
         if n > quota:
             return f"project {name} has a GPU quota of {quota}: this job asks for {n} GPUs"
-        return f"project {name} is at its GPU quota: {used} of {quota} in use" if used + n > quota else ""
+        if used + n <= quota:
+            return ""
+        if used >= quota:
+            return f"project {name} is at its GPU quota: {used} of {quota} in use"
+        return f"project {name} is near its GPU quota: {used} of {quota} in use, this job needs {n}"
 
     def order(self, job: Job) -> tuple:
         """The dispatcher's order: fewest running first (fair share), then priority, then age."""
