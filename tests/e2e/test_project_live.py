@@ -56,9 +56,9 @@ def _watch_live(page, stack, job):
     """Wait on the job's page until metric events arrive over its socket while the job runs."""
     page.wait_for_selector("#conn-state:has-text('live')", timeout=60_000)
     page.evaluate("window.sameDocument = true")  # gone if the page reloads
-    page.wait_for_function("window.socketMetrics > 0", timeout=240_000)
+    page.wait_for_function("() => window.socketMetrics > 0", timeout=240_000)
     assert page.get_attribute("#job-status", "class").split()[-1] == "running"
-    page.wait_for_function("Number(document.getElementById('charts').dataset.points) > 0", timeout=30_000)
+    page.wait_for_function("() => Number(document.getElementById('charts').dataset.points) > 0", timeout=30_000)
     assert page.evaluate("window.sameDocument") is True
 
 
