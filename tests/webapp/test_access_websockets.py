@@ -105,6 +105,16 @@ PROJECT_ROLES = ("owner", "viewer", "member", "maintainer", "outsider", "staff")
 
 
 @pytest.mark.parametrize("role", PROJECT_ROLES)
+def test_the_user_socket_is_each_users_own_stream(role):
+    """ws/user/ carries the signed-in user's own jobs whatever their projects: every role opens
+    their own (a teammate's job changes reach its page's socket and the lists, not this stream)."""
+    from django.contrib.auth.models import User
+
+    user = User.objects.create_user(f"u-{role}", password="x", is_staff=role == "staff")
+    assert _connect("/ws/user/", _cookie(user))[0]
+
+
+@pytest.mark.parametrize("role", PROJECT_ROLES)
 def test_the_job_socket_follows_the_project_roles(role):
     """ws/jobs/<id>/ of a project's job, through the whole stack: every role of the project and
     staff open it and receive the job's live events; an outsider is refused (4404)."""

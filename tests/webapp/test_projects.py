@@ -51,7 +51,7 @@ def test_create_names_are_unique_ignoring_case_and_bad_input_changes_nothing(ali
     r = api(alice).post("/api/projects/", {"name": "  Vision  "}, content_type="application/json")
     assert r.status_code == 201 and r.json()["name"] == "Vision" and r.json()["role"] == "maintainer"
     assert r.json()["members"] == [{"username": "alice", "role": "maintainer", "since": r.json()["members"][0]["since"]}]
-    for body in ({"name": "vision"}, {"name": ""}, {"name": "x" * 101}, {}):
+    for body in ({"name": "vision"}, {"name": ""}, {"name": "x" * 101}, {"name": "a\x00b"}, {}):
         r = api(bob).post("/api/projects/", body, content_type="application/json")
         assert r.status_code == 400 and r.json()["errors"], body
     assert Project.objects.count() == 1 and Membership.objects.count() == 1

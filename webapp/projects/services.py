@@ -34,6 +34,8 @@ def _clean_name(name) -> str:
     name = " ".join(str(name or "").split())
     if not name:
         raise ProjectError("name: give the project a name")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ProjectError("name: control characters are not allowed")
     if len(name) > MAX_NAME:
         raise ProjectError(f"name: at most {MAX_NAME} characters")
     return name
@@ -86,7 +88,8 @@ def update_project(user, project: Project, *, name=None, description=None, gpu_q
     """Rename it or change its description (maintainers); its GPU quota is the operators' to set
     (staff with the `projects.change_project` permission, or a superuser), since it limits what
     the project takes from everyone."""
-    _check_manager(user, project) if (name is not None or description is not None) else None
+    if name is not None or description is not None:
+        _check_manager(user, project)
     changes = {}
     if name is not None:
         changes["name"] = _clean_name(name)
@@ -126,8 +129,12 @@ def delete_project(user, project: Project) -> dict:
     return moved
 
 
+def _clean_username(username) -> str:
+    return str(username or "").strip().replace("\x00", "\ufffd")[:150]  # PostgreSQL refuses NUL in a query
+
+
 def _user_named(username):
-    username = str(username or "").strip()
+    username = _clean_username(username)
     user = get_user_model().objects.filter(username=username, is_active=True).first() if username else None
     if user is None:
         raise ProjectError(f"username: there is no active user called “{username}”" if username
@@ -154,7 +161,7 @@ def add_member(user, project: Project, username, role=Role.MEMBER) -> Membership
 
 
 def _membership(project: Project, username) -> Membership:
-    m = Membership.objects.select_related("user").filter(project=project, user__username=str(username or "")).first()
+    m = Membership.objects.select_related("user").filter(project=project, user__username=_clean_username(username)).first()
     if m is None:
         raise ProjectError(f"username: {username} is not a member of project “{project.name}”", status=404)
     return m
