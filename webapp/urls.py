@@ -13,6 +13,7 @@ urlpatterns = [
     path("jobs/", include("webapp.jobs.urls")),
     path("sweeps/", include("webapp.sweeps.urls")),
     path("models/", include("webapp.hub.urls")),
+    path("cluster/", include("webapp.cluster.urls")),
     path("projects/", include("webapp.projects.urls")),
     path("api/", include("webapp.api.urls")),
     path("admin/", admin.site.urls),

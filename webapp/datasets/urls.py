@@ -5,6 +5,8 @@ from webapp.datasets import views
 app_name = "datasets"
 urlpatterns = [
     path("", views.dataset_list, name="list"),
+    path("samples/", views.add_samples, name="samples"),
+    path("<uuid:pk>/first-job/", views.first_job, name="first-job"),
     path("<uuid:pk>/", views.dataset_detail, name="detail"),
     path("<uuid:pk>/edit/", views.dataset_edit, name="edit"),
     path("<uuid:pk>/share/", views.dataset_share, name="share"),
