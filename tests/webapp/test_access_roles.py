@@ -47,6 +47,7 @@ CASES = [
     ("datasets:share", "post", "change", "dataset", {"username": "charlie"}),
     ("datasets:delete", "post", "change", "dataset", None),
     ("datasets:dismiss-failure", "post", "owner", "ingest_failure", None),
+    ("datasets:first-job", "post", "read", "dataset", None),  # a guided job of one's own, on samples
     ("api:dataset", "get", "read", "dataset", None),
     ("api:dataset", "patch", "change", "dataset", {"name": "renamed"}),
     ("api:dataset", "delete", "change", "dataset", None),
@@ -67,6 +68,13 @@ CASES = [
     ("jobs:retry", "post", "change", "cancelled_job", None),
     ("jobs:continue", "post", "owner_verb", "cancelled_job", {"epochs": "1"}),
     ("jobs:delete", "post", "change", "job", None),
+    ("jobs:tags", "post", "change", "job", {"tags": "mine"}),
+    ("jobs:note", "post", "change", "job", {"note": "a note"}),
+    ("jobs:archive", "post", "change", "job", None),
+    ("jobs:repeat", "post", "owner_verb", "job", {"n": "1"}),
+    ("api:job-repeat", "post", "owner_verb", "job", {"n": 1}),
+    ("jobs:compare-view", "get", "owner", "compare_view", None),
+    ("jobs:compare-view-delete", "post", "owner", "compare_view", None),
     ("api:job", "get", "read", "job", None),
     ("api:job", "delete", "change", "job", None),
     ("api:job-cancel", "post", "change", "running_job", None),
@@ -162,9 +170,12 @@ def build(people) -> dict:
                                            original_filename="bad.csv", error="bad.csv: line 3: 1 fields")
     prediction = Prediction.objects.create(job=job, user=alice, inputs={})
     export = MlflowExport.objects.create(job=job, user=alice, tracking_uri="file:///tmp/x", experiment="e")
+    from webapp.jobs.models import CompareView
+
+    view = CompareView.objects.create(owner=alice, name="alices-view", job_ids=[str(job.pk)])
     return {"project": project, "dataset": dataset, "job": job, "cancelled_job": cancelled, "running_job": running,
             "sweep": sweep, "model": model, "ingest_failure": failure, "upload": start_upload(alice, "big.zip", 1000),
-            "prediction": prediction, "mlflow_export": export}
+            "prediction": prediction, "mlflow_export": export, "compare_view": view}
 
 
 def _url(pattern: str, kind: str, objs: dict) -> str:

@@ -472,11 +472,12 @@ def repeat_with_seeds(source: Job, user, n: int) -> list[Job]:
         if active + n > limit:
             raise SubmitError({"jobs": f"repeating with {n} seeds needs {n} job slots; you have {active} queued or "
                                        f"running jobs and the limit is {limit}"}, status=429)
+        project = source.project if source.project_id and may_create_in(user, source.project) else None
         for s in range(seed + 1, seed + n + 1):
             job = submit_job(user, source.dataset, source.architecture, source.model_config,
                              dict(source.train_config or {}, seed=s), name=f"{source.name} (seed {s})"[:200],
                              priority=min(source.priority, 0), min_gpu_memory_gb=source.min_gpu_memory_gb,
-                             gpu_type=source.gpu_type)
+                             gpu_type=source.gpu_type, project=project)
             if tags:
                 set_tags(job, tags)
             jobs.append(job)
