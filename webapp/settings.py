@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "webapp.inference",
     "webapp.exports",
     "webapp.sweeps",
+    "webapp.projects",
     "webapp.api",
 ]
 

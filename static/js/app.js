@@ -276,6 +276,7 @@
     const body = table.tBodies[0];
     const filterForm = document.getElementById("job-filters");
     const showOwner = table.dataset.showOwner === "1";
+    const showProject = table.dataset.showProject === "1";
     const fmtSeconds = (s) => {
       if (s == null || s === "" || !Number.isFinite(Number(s))) return "";
       s = Math.max(0, Math.round(Number(s)));
@@ -312,6 +313,7 @@
       cells[4].dataset.field = "worker";
       cells[5].dataset.field = "best"; cells[5].className = "nowrap";
       cells[6].dataset.field = "duration"; cells[6].className = "nowrap";
+      if (showProject) cells.push(cell("Project", document.createTextNode(j.project_name || "personal")));
       if (showOwner) cells.push(cell("Owner", document.createTextNode(j.owner)));
       const time = Object.assign(document.createElement("time"), { dateTime: j.created_at, textContent: j.created_label });
       const created = cell("Created", time); created.className = "nowrap";

@@ -66,6 +66,14 @@ OBJECT_ROUTES = {
     "api:sweep": "sweep",
     "api:sweep-cancel": "sweep",
     "api:sweep-promote": "sweep",
+    "projects:detail": "project",
+    "projects:edit": "project",
+    "projects:delete": "project",
+    "projects:member-add": "project",
+    "projects:member": "project",
+    "api:project": "project",
+    "api:project-members": "project",
+    "api:project-member": "project",
 }
 # Routes without an object id: must require login (pages redirect, API answers 401/403).
 LIST_ROUTES = {
@@ -73,7 +81,7 @@ LIST_ROUTES = {
     "jobs:bulk", "jobs:compare-save", "api:jobs-bulk",
     "api:architectures", "api:datasets", "api:jobs", "api:uploads", "api:tus", "hub:list", "api:models",
     "sweeps:list", "sweeps:new", "api:sweeps", "api:train-defaults", "cluster:page", "cluster:state",
-    "datasets:samples",
+    "datasets:samples", "projects:list", "api:projects",
 }
 PUBLIC_ROUTES = {"login", "logout", "api:schema"}
 # Operators only (a metrics token or a staff session): everyone else is refused, never redirected.
@@ -110,7 +118,8 @@ def test_staff_routes_refuse_everyone_else(alice):
 
 def _url(route: str, pattern: str, obj) -> str:
     path = "/" + pattern.replace("<uuid:pk>", str(obj.pk)).replace("<str:name>", "config.json").replace(
-        "<uuid:prediction>", str(uuid.uuid4())).replace("<uuid:export>", str(uuid.uuid4()))
+        "<uuid:prediction>", str(uuid.uuid4())).replace("<uuid:export>", str(uuid.uuid4())).replace(
+        "<str:username>", "alice")
     return path
 
 
@@ -134,10 +143,12 @@ def objects(alice):
     Trial.objects.create(sweep=sweep, number=0, job=job, params={"train.learning_rate": 0.01}, state="complete",
                          value=0.5)
     from webapp.jobs.models import CompareView
+    from webapp.projects.services import create_project
 
     view = CompareView.objects.create(owner=alice, name="alices-view", job_ids=[str(job.pk)])
     return {"job": job, "dataset": job.dataset, "upload": start_upload(alice, "big.zip", 1000), "model": model,
-            "ingest_failure": failure, "sweep": sweep, "compare_view": view}
+            "ingest_failure": failure, "sweep": sweep, "compare_view": view,
+            "project": create_project(alice, "alices-project")}
 
 
 def _client(user, api=False):
@@ -174,6 +185,10 @@ def test_other_users_get_404_on_every_object_route(alice, bob, charlie, objects,
     assert type(objects["ingest_failure"]).objects.filter(pk=objects["ingest_failure"].pk).exists()
     objects["sweep"].refresh_from_db()
     assert objects["sweep"].status == "running" and objects["job"].__class__.objects.count() == 1  # none promoted
+    project = objects["project"]
+    project.refresh_from_db()
+    assert project.name == "alices-project" and list(project.memberships.values_list("user__username", "role")) == [
+        ("alice", "maintainer")]
 
 
 @pytest.mark.django_db
@@ -195,7 +210,7 @@ def test_owner_and_staff_can_read_every_object_route(alice, staff, objects):
     routes = {name: pat for name, pat in walk(get_resolver().url_patterns)}
     read_routes = ["datasets:detail", "jobs:detail", "jobs:outputs", "jobs:artifact", "jobs:try", "jobs:onnx", "api:dataset", "api:job",
                    "api:job-events", "api:artifact", "api:upload", "api:job-export-tensorboard", "api:job-export-mlflow",
-                   "sweeps:detail", "api:sweep"]
+                   "sweeps:detail", "api:sweep", "projects:detail", "api:project", "api:project-members"]
     for user in (alice, staff):
         for name in read_routes:
             if name == "api:upload" and user is staff:

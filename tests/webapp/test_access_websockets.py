@@ -99,3 +99,55 @@ def test_csrf_trusted_origins_and_tls_proxy_are_honoured(alice, settings):
     assert not origin_allowed(same)  # the proxy header counts only when configured
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     assert origin_allowed(same)
+
+
+PROJECT_ROLES = ("owner", "viewer", "member", "maintainer", "outsider", "staff")
+
+
+@pytest.mark.parametrize("role", PROJECT_ROLES)
+def test_the_user_socket_is_each_users_own_stream(role):
+    """ws/user/ carries the signed-in user's own jobs whatever their projects: every role opens
+    their own (a teammate's job changes reach its page's socket and the lists, not this stream)."""
+    from django.contrib.auth.models import User
+
+    user = User.objects.create_user(f"u-{role}", password="x", is_staff=role == "staff")
+    assert _connect("/ws/user/", _cookie(user))[0]
+
+
+@pytest.mark.parametrize("role", PROJECT_ROLES)
+def test_the_job_socket_follows_the_project_roles(role):
+    """ws/jobs/<id>/ of a project's job, through the whole stack: every role of the project and
+    staff open it and receive the job's live events; an outsider is refused (4404)."""
+    from channels.db import database_sync_to_async
+    from django.contrib.auth.models import User
+
+    from webapp.jobs.events import append_events
+    from webapp.jobs.models import Job
+    from webapp.projects.services import add_member, create_project
+
+    users = {r: User.objects.create_user(f"u-{r}", password="x", is_staff=r == "staff") for r in PROJECT_ROLES}
+    project = create_project(users["maintainer"], "team")
+    for r in ("owner", "viewer", "member"):
+        add_member(users["maintainer"], project, users[r].username, "member" if r == "owner" else r)
+    job = running_job(users["owner"])
+    Job.objects.filter(pk=job.pk).update(project=project)
+    cookie = _cookie(users[role])
+
+    async def go():
+        headers = [(b"host", b"localhost"), (b"origin", b"http://localhost"), (b"cookie", cookie)]
+        c = WebsocketCommunicator(application, f"/ws/jobs/{job.pk}/", headers=headers)
+        connected, code = await c.connect()
+        if not connected:
+            return False, code, None
+        await database_sync_to_async(append_events)(job.pk, [("metric", {"split": "train", "step": 1,
+                                                                          "values": {"loss": 0.7}})])
+        frame = await c.receive_json_from(timeout=10)
+        await c.disconnect()
+        return True, None, frame
+
+    connected, code, frame = async_to_sync(go)()
+    if role == "outsider":
+        assert (connected, code) == (False, 4404)
+    else:
+        assert connected, role
+        assert frame["events"][0]["kind"] == "metric" and frame["events"][0]["values"] == {"loss": 0.7}

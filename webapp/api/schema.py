@@ -93,6 +93,7 @@ class Dataset(serializers.Serializer):
                           "seeded, column, train / val / test row counts) and, with missing=impute, `missing` "
                           "(the fill value of every column, and per imputed column how many cells)")
     owner = serializers.CharField()
+    project = serializers.UUIDField(allow_null=True, help_text="its project (/api/projects/); null: the owner's personal space")
     options = _obj(help_text="the ingest options")
     created_at = serializers.DateTimeField()
 
@@ -141,6 +142,34 @@ class Shares(serializers.Serializer):
     shared_with = serializers.ListField(child=serializers.CharField())
 
 
+class Project(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    gpu_quota = serializers.IntegerField(allow_null=True, help_text="GPUs its jobs may use at once; null: no quota")
+    role = serializers.ChoiceField(choices=["viewer", "member", "maintainer"], allow_null=True,
+                                   help_text="your role in it (null: staff looking in)")
+    created_at = serializers.DateTimeField()
+
+
+class Member(serializers.Serializer):
+    username = serializers.CharField()
+    role = serializers.ChoiceField(choices=["viewer", "member", "maintainer"])
+    since = serializers.DateTimeField()
+
+
+class ProjectDetail(Project):
+    members = Member(many=True)
+
+
+class ProjectListBody(serializers.Serializer):
+    projects = Project(many=True)
+
+
+class MemberListBody(serializers.Serializer):
+    members = Member(many=True)
+
+
 class Artifact(serializers.Serializer):
     name = serializers.CharField()
     size_bytes = serializers.IntegerField()
@@ -151,6 +180,8 @@ class Job(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField(allow_blank=True)
     owner = serializers.CharField()
+    project = serializers.UUIDField(allow_null=True, help_text="its project (/api/projects/); null: the owner's personal space")
+    project_name = serializers.CharField(allow_null=True)
     dataset = serializers.UUIDField(allow_null=True)
     dataset_name = serializers.CharField(allow_null=True)
     class_names = serializers.ListField(child=serializers.JSONField(), allow_null=True)
@@ -218,6 +249,7 @@ class Sweep(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
     owner = serializers.CharField()
+    project = serializers.UUIDField(allow_null=True, help_text="its project (/api/projects/); null: the owner's personal space")
     dataset = serializers.UUIDField(allow_null=True)
     architecture = serializers.CharField()
     base_model_config = _obj()
@@ -296,6 +328,7 @@ class LocalModel(serializers.Serializer):
     description = serializers.CharField(allow_blank=True)
     uploaded = serializers.BooleanField()
     owner = serializers.CharField(allow_null=True)
+    project = serializers.UUIDField(allow_null=True, help_text="its project (/api/projects/); null: the owner's personal space")
     size_bytes = serializers.IntegerField()
     status = serializers.ChoiceField(choices=["extracting", "ready", "failed"])
     error = serializers.CharField(allow_blank=True)

@@ -6,6 +6,7 @@ from webapp.api import views
 from webapp.datasets import tus
 from webapp.api.schema import settings as schema_settings
 from webapp.hub.api import ModelList
+from webapp.projects import api as projects
 from webapp.sweeps import api as sweeps
 
 # The schema's description carries what OpenAPI cannot: the websockets (webapp/api/schema.py).
@@ -40,6 +41,10 @@ urlpatterns = [
     path("jobs/<uuid:pk>/exports/mlflow/", views.JobMlflowExports.as_view(), name="job-export-mlflow"),
     path("jobs/<uuid:pk>/exports/mlflow/<uuid:export>/", views.JobMlflowExport.as_view(),
          name="job-export-mlflow-result"),
+    path("projects/", projects.ProjectList.as_view(), name="projects"),
+    path("projects/<uuid:pk>/", projects.ProjectDetail.as_view(), name="project"),
+    path("projects/<uuid:pk>/members/", projects.MemberList.as_view(), name="project-members"),
+    path("projects/<uuid:pk>/members/<str:username>/", projects.MemberDetail.as_view(), name="project-member"),
     path("sweeps/", sweeps.SweepList.as_view(), name="sweeps"),
     path("sweeps/<uuid:pk>/", sweeps.SweepDetail.as_view(), name="sweep"),
     path("sweeps/<uuid:pk>/cancel/", sweeps.SweepCancel.as_view(), name="sweep-cancel"),

@@ -46,6 +46,7 @@ from webapp.jobs.models import Job
 from webapp.jobs.search import SearchError
 from webapp.jobs.views import artifact_response
 from webapp.monitoring import recorder
+from webapp.projects.access import project_filter, resolve_for_create
 
 NAME = {"max_length": 200, "trim_whitespace": True}
 
@@ -81,9 +82,11 @@ class DatasetUpload(serializers.Serializer):
     test_fraction = serializers.FloatField(required=False, min_value=0.0, max_value=1.0,
                                            help_text="seeded split: the share of rows held out as the test split, "
                                                      "evaluated once on the final model; default 0 (none)")
+    project = serializers.UUIDField(required=False, allow_null=True,
+                                    help_text="a project where you are a member or maintainer; default: personal space")
 
 
-API_UPLOAD_FIELDS = ("file", "upload")  # besides kinds.UPLOAD_FIELDS and every kind's options
+API_UPLOAD_FIELDS = ("file", "upload", "project")  # besides kinds.UPLOAD_FIELDS and every kind's options
 
 
 class DatasetFromUpload(DatasetUpload):
@@ -119,6 +122,9 @@ class JobCreate(serializers.Serializer):
                                                  help_text="run only on a GPU with at least this many GB")
     gpu_type = serializers.CharField(required=False, allow_blank=True, default="", max_length=100,
                                      help_text="run only on a GPU whose name contains this, e.g. A100")
+    project = serializers.UUIDField(required=False, allow_null=True, default=None,
+                                    help_text="a project where you are a member or maintainer (/api/projects/); "
+                                              "empty: your personal space")
 
 
 _error = api_errors.error
@@ -163,10 +169,13 @@ class DatasetList(Api):
         except dataset_services.UnknownUploadFields as exc:
             return _error(str(exc), errors={name: "unknown field" for name in exc.unknown}, fields=exc.valid)
         v = validated(DatasetUpload, d)
+        project, project_error = resolve_for_create(request.user, v.get("project"))
+        if project_error:
+            return _error("invalid request", errors={"project": project_error})
         upload = _own_upload(request.user, v["upload"]) if v.get("upload") else None
         try:
             ds = dataset_services.create_dataset(
-                request.user, v.get("file"), upload=upload, name=v.get("name", ""),
+                request.user, v.get("file"), upload=upload, name=v.get("name", ""), project=project,
                 description=v.get("description", ""),
                 kind=v.get("kind", "auto"), **{k: v.get(k) for k in UPLOAD_OPTIONS},
             )
@@ -416,6 +425,8 @@ class JobListQuery(serializers.Serializer):
     architecture = serializers.CharField(required=False, max_length=50)
     archived = serializers.ChoiceField(choices=["only", "all"], required=False,
                                        help_text="left out: archived jobs are not listed")
+    project = serializers.RegexField(r"^(personal|[0-9a-fA-F-]{36})$", required=False,
+                                     help_text="a project's id (/api/projects/), or personal: the jobs of no project")
     sort = serializers.CharField(required=False, max_length=100, help_text=(
         "created (default -created), name, status, architecture, dataset, started, finished, or a numeric "
         "search name (accuracy, best.loss, learning_rate); - first for descending"))
@@ -435,7 +446,8 @@ class JobList(Api):
         params = {k: request.query_params.get(k, "") for k in JobListQuery().fields}
         params["per_page"] = params["per_page"] or "100"
         try:
-            page = listing.list_jobs(jobs_for(request.user).prefetch_related("artifacts"), params,
+            visible = project_filter(jobs_for(request.user), params["project"])
+            page = listing.list_jobs(visible.prefetch_related("artifacts"), params,
                                      staff=request.user.is_staff, max_per_page=1000)
         except SearchError as exc:
             return _error(str(exc))
@@ -448,13 +460,16 @@ class JobList(Api):
                                "`errors`. 429 when you have too many queued or running jobs.")
     def post(self, request):
         v = validated(JobCreate, request.data)
+        project, project_error = resolve_for_create(request.user, v["project"])
+        if project_error:
+            return _error("invalid request", errors={"project": project_error})
         dataset = datasets_for(request.user).filter(pk=v["dataset"]).first()
         if dataset is None:
             return _error("invalid request", errors={"dataset": "no such dataset"})
         try:
             job = services.submit_job(request.user, dataset, v["architecture"], v.get("model_config"),
                                       v.get("train_config"), name=v.get("name", ""), priority=v["priority"],
-                                      min_gpu_memory_gb=v["min_gpu_memory_gb"], gpu_type=v["gpu_type"])
+                                      min_gpu_memory_gb=v["min_gpu_memory_gb"], gpu_type=v["gpu_type"], project=project)
         except services.SubmitError as exc:
             return _error("too many jobs" if exc.status == 429 else "invalid request", exc.status, errors=exc.errors)
         return Response(job.to_dict(), status=status.HTTP_201_CREATED)
@@ -694,7 +709,7 @@ class JobOnnx(Api):
                                "PyTorch) in a worker; again after a failure. 409 when the model cannot be "
                                "exported.")
     def post(self, request, pk):
-        job = get_job_for_user(request.user, pk)
+        job = get_job_for_user(request.user, pk, write=True)  # it adds model.onnx to the job, as the page's
         try:
             export = inference.request_onnx_export(request.user, job)
         except inference.TryError as exc:

@@ -24,6 +24,9 @@ class Dataset(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
+    # A team's project (webapp/projects), or the owner's personal space when empty.
+    project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="datasets")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.TABULAR)
@@ -85,6 +88,7 @@ class Dataset(models.Model):
             "size_bytes": self.size_bytes,
             "info": self.info,
             "owner": self.owner.get_username(),
+            "project": str(self.project_id) if self.project_id else None,
             "options": self.options,
             "created_at": self.created_at.isoformat(),
         }

@@ -58,7 +58,7 @@ def check_options(kind: str, raw: dict) -> dict:
 
 
 def create_dataset(user, uploaded=None, *, upload: UploadSession | None = None, name: str = "",
-                   description: str = "", kind: str = "auto", **raw_options) -> Dataset:
+                   description: str = "", kind: str = "auto", project=None, **raw_options) -> Dataset:
     """Validate the file cheaply here, keep it under a generated name, queue the ingest.
 
     The file is either `uploaded` (one multipart request) or a completed chunked `upload`.
@@ -84,7 +84,7 @@ def create_dataset(user, uploaded=None, *, upload: UploadSession | None = None, 
     # its session to the dataset: counted once.
     with _reserve(user, size, "this upload", exclude_upload=upload):
         ds = Dataset.objects.create(
-            owner=user, name=(name.strip() or filename)[:200], description=description, kind=kind,
+            owner=user, project=project, name=(name.strip() or filename)[:200], description=description, kind=kind,
             original_filename=filename, size_bytes=size, options=options,
         )
         if upload is not None:

@@ -52,7 +52,7 @@ MAX_METADATA_PAIRS = 50
 MAX_METADATA_VALUE = 10_000
 DATASET_FIELDS = ("name", "description", "kind", *UPLOAD_OPTIONS)
 # Metadata keys that describe the transfer, not the dataset (tus-js-client sends filetype).
-TRANSPORT_KEYS = ("filename", "filetype", "create_dataset")
+TRANSPORT_KEYS = ("filename", "filetype", "create_dataset", "project")
 
 
 class TusError(Exception):
@@ -232,9 +232,14 @@ class TusUpload(TusBase):
         return session
 
     def _create_dataset(self, request, session: UploadSession, response: HttpResponse) -> HttpResponse:
+        from webapp.projects.access import resolve_for_create
+
         meta = session.metadata
         try:
-            ds = services.create_dataset(request.user, upload=session,
+            project, project_error = resolve_for_create(request.user, meta.get("project"))
+            if project_error:
+                raise DatasetError(f"project: {project_error}")
+            ds = services.create_dataset(request.user, upload=session, project=project,
                                          **{k: meta[k] for k in DATASET_FIELDS if meta.get(k, "") != ""})
         except DatasetError as exc:
             services.abort_upload(session)  # a refused file leaves nothing behind

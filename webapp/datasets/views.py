@@ -14,19 +14,20 @@ from webapp.datasets.models import Dataset, IngestFailure
 from webapp.datasets.uploads import upload_too_large_message
 from webapp.datasets.validation import DatasetError
 from webapp.jobs.access import datasets_for, get_dataset_for_user, may_write
+from webapp.projects.access import creatable_projects, project_filter, resolve_for_create
 from webapp.throttles import throttled_page
 
 UPLOAD_OPTIONS = kinds.option_names()  # every kind's options, from the kinds registry
 # The form's own fields besides UPLOAD_FIELDS and the options (upload: a finished tus upload's id).
-FORM_FIELDS = ("csrfmiddlewaretoken", "file", "upload")
+FORM_FIELDS = ("csrfmiddlewaretoken", "file", "upload", "project")
 
 
 def _list_context(request, **extra) -> dict:
     usage = storage.summary(request.user)
     used, quota = usage["used"], usage["quota"]
-    return {"datasets": datasets_for(request.user)[:500], "failures": ingest_failures_for(request.user),
+    return {"datasets": project_filter(datasets_for(request.user), request.GET.get("project", ""))[:500], "failures": ingest_failures_for(request.user),
             "errors": [], "values": {}, "kinds": Dataset.Kind.choices, "image_size_range": kinds.IMAGE_SIZE_RANGE,
-            "used": used, "quota": quota, "usage": usage["by_category"], "used_pct": min(100, round(100 * used / quota)) if quota else 0, **extra}
+            "projects": creatable_projects(request.user), "used": used, "quota": quota, "usage": usage["by_category"], "used_pct": min(100, round(100 * used / quota)) if quota else 0, **extra}
 
 
 def dataset_list(request):
@@ -39,8 +40,11 @@ def dataset_list(request):
             services.check_upload_fields([*request.POST, *request.FILES], FORM_FIELDS)
             if request.POST.get("upload"):  # the page sent the file in chunks first
                 upload = services.upload_for(request.user, request.POST["upload"])
+            project, project_error = resolve_for_create(request.user, request.POST.get("project"))
+            if project_error:
+                raise DatasetError(f"project: {project_error}")
             ds = services.create_dataset(
-                request.user, uploaded, upload=upload, name=request.POST.get("name", ""),
+                request.user, uploaded, upload=upload, name=request.POST.get("name", ""), project=project,
                 description=request.POST.get("description", ""), kind=request.POST.get("kind", "auto"),
                 **{k: request.POST.get(k) for k in UPLOAD_OPTIONS},
             )

@@ -15,6 +15,7 @@ from webapp.datasets.uploads import upload_too_large_message
 from webapp.datasets.validation import DatasetError
 from webapp.hub import services
 from webapp.hub.models import LocalModel
+from webapp.projects.access import resolve_for_create
 
 
 class ModelUpload(serializers.Serializer):
@@ -25,6 +26,8 @@ class ModelUpload(serializers.Serializer):
                                                                         "jobs pick it as local:NAME")
     task = serializers.ChoiceField(choices=LocalModel.Task.choices)
     description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    project = serializers.UUIDField(required=False, allow_null=True,
+                                    help_text="a project where you are a member or maintainer; default: personal space")
 
 
 class ModelFromUpload(ModelUpload):
@@ -59,7 +62,10 @@ class ModelList(Api):
                     upload = dataset_services.upload_for(request.user, v["upload"])
                 except DatasetError as exc:
                     return api_errors.error(str(exc), status.HTTP_404_NOT_FOUND)
-            model = services.upload_model(request.user, v.get("file"), upload=upload, name=v["name"],
+            project, project_error = resolve_for_create(request.user, v.get("project"))
+            if project_error:
+                raise services.HubError(f"project: {project_error}")
+            model = services.upload_model(request.user, v.get("file"), upload=upload, name=v["name"], project=project,
                                           task=v["task"], description=v.get("description", ""))
         except services.HubError as exc:
             if upload is not None:

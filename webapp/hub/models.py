@@ -48,6 +48,9 @@ class LocalModel(models.Model):
                               related_name="local_models",
                               help_text="empty: registered by an admin, every user may pick it; set: an upload "
                                         "that only its owner (and staff) can see")
+    # A team's project (webapp/projects), or the owner's personal space when empty.
+    project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="models")
     description = models.TextField(blank=True)
     size_bytes = models.BigIntegerField(default=0)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.READY)
@@ -102,4 +105,5 @@ class LocalModel(models.Model):
         return {"id": str(self.id), "name": self.name, "reference": self.reference, "task": self.task,
                 "description": self.description, "uploaded": self.is_upload,
                 "owner": self.owner.get_username() if self.owner_id else None, "size_bytes": self.size_bytes,
+                "project": str(self.project_id) if self.project_id else None,
                 "status": self.status, "error": self.error, "created_at": self.created_at.isoformat()}

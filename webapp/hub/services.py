@@ -19,6 +19,7 @@ from webapp import celery
 from webapp.accounts import audit, storage
 from webapp.hub.models import NAME_RE, LocalModel
 from webapp.jobs.access import may_write
+from webapp.projects import access as projects
 
 log = logging.getLogger(__name__)
 
@@ -28,44 +29,48 @@ class HubError(ValueError):
 
 
 def models_for(user):
-    """Models `user` may pick or see: the registered ones and their own uploads (staff: all)."""
-    qs = LocalModel.objects.select_related("owner")
-    if user.is_staff:
-        return qs
-    return qs.filter(Q(owner__isnull=True) | Q(owner=user))
+    """Models `user` may pick or see: the registered ones, their own uploads and their projects'
+    (staff: all)."""
+    return projects.visible(user, LocalModel.objects.select_related("owner", "project"), also=Q(owner__isnull=True))
 
 
 def get_model_for_user(user, pk, write: bool = False) -> LocalModel:
-    """The model if `user` may see it (write: delete — their own upload, or staff), else Http404."""
+    """The model if `user` may see it (write: delete — their own upload, a maintainer of its
+    project, or staff with the permission), else Http404; a project viewer or member: 403."""
     if not user.is_authenticated:
         raise Http404
     qs = models_for(user)
     if write and not user.is_staff:
-        qs = qs.filter(owner=user)
+        qs = projects.visible(user, qs)  # a registered model: 404 for users, as before
     try:
         model = qs.get(pk=pk)
     except (LocalModel.DoesNotExist, ValidationError, ValueError, TypeError):
         raise Http404 from None
     if write and not may_write(user, model, "delete"):  # staff: only with hub.delete_localmodel
-        raise PermissionDenied("you may see this model but not delete it: your account lacks the "
-                               "“delete local model” permission")
+        raise PermissionDenied(projects.refusal(user, model, "delete"))
     return model
 
 
 def find(user, name: str) -> LocalModel | None:
-    """What "local:<name>" means for `user`: their own upload first, then a registered model."""
+    """What "local:<name>" means for `user`: their own upload first, then one of their projects'
+    (the oldest), then a registered model."""
     found = LocalModel.objects.filter(name=name, status=LocalModel.Status.READY).filter(
-        Q(owner=user) | Q(owner__isnull=True))
-    return sorted(found, key=lambda m: m.owner_id is None)[0] if found else None
+        Q(owner=user) | Q(owner__isnull=True) | Q(project__in=projects.project_ids(user)))
+    rank = {"own": 0, "project": 1, "registered": 2}
+    return min(found, key=lambda m: (rank[_origin(user, m)], m.created_at), default=None)
+
+
+def _origin(user, model: LocalModel) -> str:
+    return "own" if model.owner_id == user.pk else "registered" if model.owner_id is None else "project"
 
 
 def choices_for(user, architecture: str) -> list[tuple[str, str]]:
     """(value, label) suggestions for the model field of an HF architecture's form."""
     task = TASKS.get(architecture)
     rows = models_for(user).filter(task=task, status=LocalModel.Status.READY).filter(
-        Q(owner__isnull=True) | Q(owner=user))
-    return [(m.reference, f"{m.name} ({'your upload' if m.is_upload else 'registered on the server'})")
-            for m in rows]
+        Q(owner__isnull=True) | Q(owner=user) | Q(project__in=projects.project_ids(user)))
+    label = {"own": "your upload", "registered": "registered on the server"}
+    return [(m.reference, f"{m.name} ({label.get(_origin(user, m)) or 'project ' + m.project.name})") for m in rows]
 
 
 def check_job_model(user, architecture: str, model_config: dict) -> dict[str, str]:
@@ -99,7 +104,7 @@ def local_path(user, model: str) -> str | None:
 
 
 def upload_model(user, uploaded=None, *, upload=None, name: str = "", task: str = "",
-                 description: str = "") -> LocalModel:
+                 description: str = "", project=None) -> LocalModel:
     """Check a save_pretrained ZIP and queue its extraction; nothing is left on refusal.
 
     The request reads only the ZIP's central directory (entry names, sizes, overlaps, where
@@ -129,7 +134,7 @@ def upload_model(user, uploaded=None, *, upload=None, name: str = "", task: str 
 
     pk = uuid.uuid4()
     directory = Path(settings.DATA_DIR) / "models" / str(pk)
-    model = LocalModel(id=pk, name=name, task=task, path=str(directory), owner=user,
+    model = LocalModel(id=pk, name=name, task=task, path=str(directory), owner=user, project=project,
                        description=description[:5000], size_bytes=size + unpacked,
                        status=LocalModel.Status.EXTRACTING)  # the ZIP and what it unpacks to, counted
     model.zip_path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,12 @@ from webapp.datasets.uploads import upload_too_large_message
 from webapp.datasets.validation import DatasetError
 from webapp.hub import services
 from webapp.hub.models import LocalModel
+from webapp.projects.access import creatable_projects, resolve_for_create
 
 
 def _context(request, **extra) -> dict:
     return {"models": services.models_for(request.user), "tasks": LocalModel.Task.choices, "errors": [],
+            "projects": creatable_projects(request.user),
             "values": {}, **extra}
 
 
@@ -29,7 +31,11 @@ def model_list(request):
                     upload = dataset_services.upload_for(request.user, request.POST["upload"])
                 except DatasetError as exc:
                     raise services.HubError(str(exc)) from None
+            project, project_error = resolve_for_create(request.user, request.POST.get("project"))
+            if project_error:
+                raise services.HubError(f"project: {project_error}")
             model = services.upload_model(request.user, uploaded, upload=upload, name=request.POST.get("name", ""),
+                                          project=project,
                                           task=request.POST.get("task", ""),
                                           description=request.POST.get("description", ""))
         except services.HubError as exc:

@@ -133,7 +133,8 @@ def _check_still_allowed(job: Job) -> None:
     if not job.owner.is_active:
         raise PermissionError("the account was deactivated")
     if not datasets_for(job.owner).filter(pk=job.dataset_id).exists():
-        raise PermissionError(f"the owner of dataset “{job.dataset.name}” stopped sharing it")
+        raise PermissionError(f"the job's owner may no longer use dataset “{job.dataset.name}”: its owner stopped "
+                              "sharing it, or they left the project it belongs to")
 
 
 def end_run(start: RunStart, status: str | None, *, error: str = "", metrics: dict | None = None,

@@ -23,6 +23,9 @@ class Job(models.Model):
     dataset = models.ForeignKey(
         "datasets.Dataset", null=True, on_delete=models.SET_NULL, related_name="jobs"
     )
+    # A team's project (webapp/projects), or the owner's personal space when empty.
+    project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="jobs")
     name = models.CharField(max_length=200)
     architecture = models.CharField(max_length=50)
     # Validated architecture Config and TrainConfig, as plain JSON.
@@ -130,6 +133,8 @@ class Job(models.Model):
             "id": str(self.id),
             "name": self.name,
             "owner": self.owner.get_username(),
+            "project": str(self.project_id) if self.project_id else None,
+            "project_name": self.project.name if self.project_id else None,
             "dataset": str(self.dataset_id) if self.dataset_id else None,
             "dataset_name": self.dataset.name if self.dataset_id else None,
             "class_names": (self.dataset.info or {}).get("classes") if self.dataset_id else None,

@@ -6,7 +6,8 @@ entry point for "something changed") and on every worker heartbeat:
 1. capacity: live workers (one rule: webapp/cluster/models.py heartbeat_cutoff) that consume the
    train queue, are not drained/retired, run no job and have no job dispatched to them yet: one
    slot each (one job per GPU);
-2. while a slot is free: among queued, undispatched jobs whose owner is below their running limit
+2. while a slot is free: among queued, undispatched jobs whose owner is below their running limit,
+   whose project (if it has a GPU quota) has room for the job's GPUs on that worker,
    and that some free worker can run (min GPU memory, GPU type), take the one whose owner has the
    fewest running (or dispatched) jobs, then the highest priority, then the oldest; mark it
    dispatched to that worker and send it after the commit;
@@ -40,6 +41,7 @@ from webapp import celery
 from webapp.cluster.models import Worker
 from webapp.jobs.models import Job, UserLimits
 from webapp.monitoring import recorder
+from webapp.projects.models import Project
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +233,31 @@ class _Pass:
     active: Counter = field(default_factory=Counter)  # running or dispatched jobs per owner
     overrides: dict = field(default_factory=dict)  # per-user max_running
     waiting: list[Job] = field(default_factory=list)  # queued, not dispatched
+    quotas: dict = field(default_factory=dict)  # project id -> (name, GPU quota), projects with one
+    project_gpus: Counter = field(default_factory=Counter)  # GPUs in use (running or dispatched) per project
+
+    def gpus_on(self, job: Job, worker_gpus) -> int:
+        """GPUs the job holds on a worker with these GPUs (a CPU worker: none)."""
+        return devices_needed(job) if worker_gpus else 0
+
+    def quota_allows(self, job: Job, worker: Worker) -> bool:
+        if job.project_id not in self.quotas:
+            return True
+        return self.project_gpus[job.project_id] + self.gpus_on(job, worker.gpus) <= self.quotas[job.project_id][1]
+
+    def quota_reason(self, job: Job, accepting: list[Worker]) -> str:
+        """Why the project's GPU quota holds the job back ("" when it does not)."""
+        if job.project_id not in self.quotas or any(not w.gpus and fits_worker(job, w) for w in accepting):
+            return ""
+        name, quota = self.quotas[job.project_id]
+        used, n = self.project_gpus[job.project_id], devices_needed(job)
+        if n > quota:
+            return f"project {name} has a GPU quota of {quota}: this job asks for {n} GPUs"
+        if used + n <= quota:
+            return ""
+        if used >= quota:
+            return f"project {name} is at its GPU quota: {used} of {quota} in use"
+        return f"project {name} is near its GPU quota: {used} of {quota} in use, this job needs {n}"
 
     def order(self, job: Job) -> tuple:
         """The dispatcher's order: fewest running first (fair share), then priority, then age."""
@@ -275,7 +302,28 @@ def _read_state(queued: list[Job], heal: bool = True) -> _Pass:
     p.overrides = dict(UserLimits.objects.filter(user_id__in={j.owner_id for j in queued})
                        .values_list("user_id", "max_running"))
     p.waiting = [j for j in queued if not j.dispatched_at]
+    _read_quotas(p, queued)
     return p
+
+
+def _read_quotas(p: _Pass, queued: list[Job]) -> None:
+    """The GPU quotas of the waiting jobs' projects and the GPUs each of those projects holds now:
+    its running jobs and those dispatched (not yet claimed), by the GPUs of the worker they are on.
+    Read in the pass's transaction, after the queued rows are locked, so parallel passes (and
+    claims, which wait for those locks) cannot both count the same free GPUs."""
+    projects = {j.project_id for j in p.waiting if j.project_id}
+    if not projects:
+        return
+    p.quotas = {pk: (name, quota) for pk, name, quota in Project.objects.filter(
+        pk__in=projects, gpu_quota__isnull=False).values_list("pk", "name", "gpu_quota")}
+    if not p.quotas:
+        return
+    holding = [j for j in queued if j.dispatched_at and j.project_id in p.quotas]
+    holding += list(Job.objects.filter(status=Job.Status.RUNNING, project_id__in=list(p.quotas)).only(
+        "project_id", "worker_name", "train_config"))
+    gpus = dict(Worker.objects.filter(name__in={j.worker_name for j in holding}).values_list("name", "gpus"))
+    for job in holding:
+        p.project_gpus[job.project_id] += p.gpus_on(job, gpus.get(job.worker_name))
 
 
 def _holds_of_dispatched(queued: list[Job], workers: list[Worker], heal: bool = True) -> set[str]:
@@ -311,21 +359,23 @@ def _pick(p: _Pass) -> tuple[Job, Worker] | None:
     for job in sorted(p.waiting, key=p.order):
         if p.active[job.owner_id] >= p.limit(job):
             continue
-        usable = [w for w in p.free if w.name not in reserved and fits_worker(job, w)]
+        usable = [w for w in p.free if w.name not in reserved and fits_worker(job, w) and p.quota_allows(job, w)]
         if usable:
             # The smallest worker that fits, so big GPUs and many-device workers stay free for the
             # jobs that need them.
             return job, min(usable, key=lambda w: (w.devices, sum(g.get("memory_total") or 0 for g in w.gpus), w.name))
-        if devices_needed(job) > 1:
+        if devices_needed(job) > 1 and not p.quota_reason(job, p.workers):  # held by its quota: reserves nothing
             reserved |= {w.name for w in p.workers if fits_worker(job, w)}
     return None
 
 
 def _take(p: _Pass, job: Job, worker: Worker) -> None:
-    """The pass's own bookkeeping of a release: the worker is no longer free, the owner has one more."""
+    """The pass's own bookkeeping of a release: the worker is no longer free, the owner has one
+    more, the job's project (if it has a GPU quota) holds its GPUs."""
     p.free.remove(worker)
     p.waiting.remove(job)
     p.active[job.owner_id] += 1
+    p.project_gpus[job.project_id] += p.gpus_on(job, worker.gpus)
 
 
 def _release(p: _Pass, job: Job, worker: Worker, now) -> None:
@@ -354,7 +404,7 @@ class Reason:
     """Why a job waits: `text` for its owner (stored as Job.wait_reason), `public` for anyone
     else (the cluster page): the same fact without the job's settings (GPU type, memory)."""
 
-    code: str  # no_worker | no_fit | no_devices | user_limit | gang | free_worker
+    code: str  # no_worker | no_fit | no_devices | user_limit | project_quota | gang | free_worker
     text: str
     public: str
 
@@ -386,6 +436,8 @@ def _wait_reason(p: _Pass, job: Job, accepting: list[Worker], ahead: int) -> Rea
     if p.active[job.owner_id] >= limit:
         return Reason("user_limit", f"you have {p.active[job.owner_id]} running (limit {limit})",
                       "its owner has as many jobs running as they may")
+    if quota := p.quota_reason(job, accepting):
+        return Reason("project_quota", quota, "its project is at its GPU quota")
     if n > 1:
         free = max((w.devices for w in p.free if fits(job, w.gpus)), default=0)
         text = (f"waiting for {n} free devices on one machine; the largest has {free} free"

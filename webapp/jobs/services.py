@@ -30,6 +30,7 @@ from webapp.jobs import scheduler
 from webapp.jobs.cancel import cancel_active_jobs, cancel_job  # noqa: F401 - user verbs, re-exported
 from webapp.jobs.events import append_events
 from webapp.jobs.models import Job
+from webapp.projects.access import may_create_in
 
 
 @dataclass
@@ -102,10 +103,13 @@ def with_training_defaults(dataset: Dataset, architecture: str, model_config, cl
 def submit_job(user, dataset: Dataset | None, architecture: str, model_config: dict | None = None,
                train_config: dict | None = None, name: str = "", priority: int = 0,
                min_gpu_memory_gb: int | None = None, gpu_type: str = "", *,
-               lineage: dict | None = None, seed_checkpoint: Path | None = None) -> Job:
+               lineage: dict | None = None, seed_checkpoint: Path | None = None, project=None) -> Job:
     """Queue a job. `seed_checkpoint` (continue_job): a checkpoint copied into the new job's
     checkpoint folder before it can be claimed, counted against the quota; the runtime resumes
-    from it as from one of its own, and `lineage` records where it came from."""
+    from it as from one of its own, and `lineage` records where it came from. `project`: the
+    project it belongs to (the user must be a member or maintainer; the dataset theirs, shared
+    with them, or the project's), None for personal space."""
+    check_project(user, project, dataset)
     clean_model, clean_train = validate_job_request(dataset, architecture, model_config, train_config)
     sched_errors = {}
     if priority > 0 and not user.is_staff:
@@ -142,7 +146,7 @@ def submit_job(user, dataset: Dataset | None, architecture: str, model_config: d
                 storage.check(user, seed_checkpoint.stat().st_size, "the checkpoint to continue from")
             except storage.QuotaExceeded as exc:
                 raise SubmitError({"quota": str(exc)}, status=exc.status) from None
-        job = Job.objects.create(owner=user, dataset=dataset, name=name, architecture=architecture,
+        job = Job.objects.create(owner=user, project=project, dataset=dataset, name=name, architecture=architecture,
                                  model_config=clean_model, train_config=clean_train, priority=priority,
                                  min_gpu_memory_gb=min_gpu_memory_gb or None, gpu_type=gpu_type,
                                  lineage=lineage or {})
@@ -159,9 +163,26 @@ def submit_job(user, dataset: Dataset | None, architecture: str, model_config: d
         if note := defaults_note(architecture, clean_model, dataset, train_config):
             events.append(("log", {"level": "info", "text": note}))
         append_events(job.pk, events)
-        audit.record(user, "job.submit", job, architecture=architecture, dataset=str(dataset.pk))
+        audit.record(user, "job.submit", job, architecture=architecture, dataset=str(dataset.pk),
+                     **({"project": str(project.pk)} if project else {}))
         scheduler.dispatch_soon()  # released to a worker when one is free
     return job
+
+
+def check_project(user, project, dataset) -> None:
+    """SubmitError unless `user` may add a job (or sweep) to `project` on `dataset`."""
+    from webapp.jobs.access import datasets_for_job
+    from webapp.projects.access import role_of
+
+    if project is None:
+        return
+    if not may_create_in(user, project):
+        raise SubmitError({"project": f"you are a {role_of(user, project.pk) or 'visitor'} of project "
+                                      f"“{project.name}”: only its members and maintainers may add to it"},
+                          status=403)
+    if dataset is not None and not datasets_for_job(user, project).filter(pk=dataset.pk).exists():
+        raise SubmitError({"dataset": f"a job in project “{project.name}” may use your datasets, those shared "
+                                      f"with you and the project's; “{dataset.name}” belongs to another project"})
 
 
 def defaults_note(architecture: str, model_config: dict, dataset: Dataset, train_config: dict | None) -> str:
@@ -223,7 +244,8 @@ def continue_job(source: Job, user, epochs: int, learning_rate: float | None = N
     return submit_job(user, source.dataset, source.architecture, source.model_config, train_config,
                       name=name or f"{source.name} (continued)"[:200], priority=min(source.priority, 0),
                       min_gpu_memory_gb=source.min_gpu_memory_gb, gpu_type=source.gpu_type,
-                      lineage=lineage, seed_checkpoint=path)
+                      lineage=lineage, seed_checkpoint=path,
+                      project=source.project if source.project_id and may_create_in(user, source.project) else None)
 
 
 class RetryError(SubmitError):
@@ -450,11 +472,12 @@ def repeat_with_seeds(source: Job, user, n: int) -> list[Job]:
         if active + n > limit:
             raise SubmitError({"jobs": f"repeating with {n} seeds needs {n} job slots; you have {active} queued or "
                                        f"running jobs and the limit is {limit}"}, status=429)
+        project = source.project if source.project_id and may_create_in(user, source.project) else None
         for s in range(seed + 1, seed + n + 1):
             job = submit_job(user, source.dataset, source.architecture, source.model_config,
                              dict(source.train_config or {}, seed=s), name=f"{source.name} (seed {s})"[:200],
                              priority=min(source.priority, 0), min_gpu_memory_gb=source.min_gpu_memory_gb,
-                             gpu_type=source.gpu_type)
+                             gpu_type=source.gpu_type, project=project)
             if tags:
                 set_tags(job, tags)
             jobs.append(job)

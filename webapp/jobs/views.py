@@ -22,6 +22,7 @@ from webapp.jobs import listing, lifecycle, scheduler, services
 from webapp.jobs.access import datasets_for, get_job_for_user, jobs_for
 from webapp.jobs.models import CompareView, Job, lower_is_better, queue_positions
 from webapp.jobs.search import SearchError
+from webapp.projects.access import creatable_projects, member_of, project_filter, resolve_for_create, visible_projects
 from webapp.throttles import throttled_page
 
 
@@ -30,11 +31,11 @@ def job_list(request):
     (webapp/jobs/listing.py); `?format=json` gives the same rows for the page's live refresh
     (same parameters, same access rule). A search that cannot be read answers 400 with why."""
     visible = jobs_for(request.user)
-    keys = ("q", "status", "dataset", "architecture", "archived", "sort", "page", "per_page")
+    keys = ("q", "status", "dataset", "architecture", "archived", "project", "sort", "page", "per_page")
     filters = {k: request.GET.get(k, "").strip()[:600] for k in keys}
     error, page = "", None
     try:
-        page = listing.list_jobs(visible, filters, staff=request.user.is_staff)
+        page = listing.list_jobs(project_filter(visible, filters["project"]), filters, staff=request.user.is_staff)
     except SearchError as exc:
         error = str(exc)
     rows = job_rows(page.jobs) if page else []
@@ -49,10 +50,12 @@ def job_list(request):
         Exists(visible.filter(dataset=OuterRef("pk")))).order_by("name").values_list("pk", "name")[:500]]
     architectures = sorted(models_zoo.REGISTRY)
     shown = {k: v for k, v in filters.items() if k not in ("sort", "page", "per_page")}
+    projects = [(str(pk), n) for pk, n in visible_projects(request.user).values_list("pk", "name")[:200]]
     return render(request, "jobs/list.html", {
         "rows": rows, "filters": filters, "statuses": Job.Status.choices, "datasets": datasets,
         "architectures": architectures, "filtered": any(shown.values()), "page": meta, "search_error": error,
-        "show_owner": request.user.is_staff, "columns": _sort_links(filters), "bulk_actions": services.BULK_ACTIONS,
+        "show_owner": request.user.is_staff or bool(projects), "projects": projects, "columns": _sort_links(filters),
+        "bulk_actions": services.BULK_ACTIONS,
     }, status=400 if error else 200)
 
 
@@ -120,6 +123,8 @@ def job_rows(jobs: list[Job]) -> list[dict]:
             "architecture": j.architecture,
             "dataset": str(j.dataset_id) if j.dataset_id else None,
             "dataset_name": j.dataset.name if j.dataset_id and j.dataset else None,
+            "project": str(j.project_id) if j.project_id else None,
+            "project_name": j.project.name if j.project_id else "",
             "owner": j.owner.get_username(), "created_at": j.created_at.isoformat(),
             "tags": j.tag_names, "archived": j.archived_at is not None,
             "created_label": timezone.localtime(j.created_at).strftime("%Y-%m-%d %H:%M"),
@@ -142,7 +147,8 @@ def _form_context(request, values: dict, errors: dict) -> dict:
                     for f in describe(TrainConfig)]
     return {"datasets": datasets, "architectures": architectures, "train_fields": train_fields,
             "values": values, "errors": errors, "train_defaults": train_defaults,
-            "fine_tune_rule": DEFAULTS_RULE, "adaptive_rule": ADAPTIVE_RULE, "fresh_form": not values.get("architecture")}
+            "fine_tune_rule": DEFAULTS_RULE, "adaptive_rule": ADAPTIVE_RULE, "fresh_form": not values.get("architecture"),
+            "projects": creatable_projects(request.user)}
 
 
 def _fields(user, entry) -> list[dict]:
@@ -171,6 +177,10 @@ def job_new(request):
     dataset = None
     if _is_uuid(post.get("dataset")):
         dataset = datasets_for(request.user).filter(pk=post["dataset"]).first()
+    project, project_error = resolve_for_create(request.user, post.get("project"))
+    if project_error:
+        return render(request, "jobs/new.html", _form_context(request, dict(post.items()), {"project": project_error}),
+                      status=400)
     model_config, train_config = _posted_configs(post, arch)
     # Fields the page filled with the adaptive defaults and the user left alone: not sent as
     # settings, so submit_job resolves them (models_zoo.defaults) as for an API request without them.
@@ -183,7 +193,7 @@ def job_new(request):
         return render(request, "jobs/new.html", context, status=409)
     try:
         job = services.submit_job(request.user, dataset, arch, model_config, train_config, name=post.get("name", ""),
-                                  min_gpu_memory_gb=_min_gpu(post.get("min_gpu_memory_gb", "")))
+                                  min_gpu_memory_gb=_min_gpu(post.get("min_gpu_memory_gb", "")), project=project)
     except services.SubmitError as exc:
         return render(request, "jobs/new.html", _form_context(request, dict(post.items()), exc.errors),
                       status=exc.status)
@@ -236,7 +246,8 @@ def _form_value(value) -> str:
 
 def _clone_values(job) -> dict:
     """The new-job form filled in from an earlier job, to edit and queue again."""
-    values = {"name": f"{job.name} (copy)", "dataset": str(job.dataset_id or ""), "architecture": job.architecture}
+    values = {"name": f"{job.name} (copy)", "dataset": str(job.dataset_id or ""), "architecture": job.architecture,
+              "project": str(job.project_id or "")}
     model_config = dict(job.model_config)
     if is_hf(job.architecture):
         from models_zoo.hf import upgrade
@@ -412,8 +423,8 @@ def outputs_context(job: Job, user) -> dict:
 
     owner = job.owner_id == user.pk
     zoo = not is_hf(job.architecture)
-    found = services.latest_checkpoint(job) if owner and zoo and job.is_final else None
-    can_continue = (found is not None and job.status in (Job.Status.SUCCEEDED, Job.Status.CANCELLED)
+    found = services.latest_checkpoint(job) if (owner or member_of(user, job)) and zoo and job.is_final else None
+    can_continue = (owner and found is not None and job.status in (Job.Status.SUCCEEDED, Job.Status.CANCELLED)
                     and job.train_config.get("lr_schedule") != "onecycle")
     offer_checkpoint = found is not None and job.status in (Job.Status.CANCELLED, Job.Status.FAILED)
     return {"can_continue": can_continue, "continue_from": {"epochs": found[1]} if can_continue else None,
@@ -422,11 +433,12 @@ def outputs_context(job: Job, user) -> dict:
 
 
 def checkpoint_download(request, pk):
-    """The last checkpoint of the user's own cancelled or failed job (weights, optimizer and
-    random state), streamed; 404 for anyone else, staff included, and for other states."""
+    """The last checkpoint of a cancelled or failed job (weights, optimizer and random state),
+    streamed, for its owner and the members of its project (any role: viewers download); 404
+    for anyone else, staff included, and for other states."""
     job = get_job_for_user(request.user, pk)
     found = services.latest_checkpoint(job) if (
-        job.owner_id == request.user.pk and not is_hf(job.architecture)
+        (job.owner_id == request.user.pk or member_of(request.user, job)) and not is_hf(job.architecture)
         and job.status in (Job.Status.CANCELLED, Job.Status.FAILED)) else None
     if found is None:
         raise Http404

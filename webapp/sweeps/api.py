@@ -10,6 +10,7 @@ from webapp.api import errors as api_errors
 from webapp.api import schema as docs
 from webapp.api.views import Api
 from webapp.jobs.access import datasets_for
+from webapp.projects.access import resolve_for_create
 from webapp.sweeps import services
 from webapp.sweeps.access import get_sweep_for_user, sweeps_for
 from webapp.sweeps.models import Sweep
@@ -33,6 +34,8 @@ class SweepCreate(serializers.Serializer):
     seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0, help_text="the TPE sampler's seed")
     pruner = serializers.ChoiceField(choices=Sweep.Pruner.values, default="median")
     priority = serializers.IntegerField(required=False, default=0, help_text="the trials' priority, 0 or lower")
+    project = serializers.UUIDField(required=False, allow_null=True, default=None,
+                                    help_text="a project where you are a member or maintainer; its trials go there too")
 
 
 class SweepList(Api):
@@ -52,6 +55,9 @@ class SweepList(Api):
                                "`errors` (space keys as `space.<key>`).")
     def post(self, request):
         v = api_errors.validated(SweepCreate, request.data)
+        project, project_error = resolve_for_create(request.user, v["project"])
+        if project_error:
+            return api_errors.error("invalid request", errors={"project": project_error})
         dataset = datasets_for(request.user).filter(pk=v["dataset"]).first()
         if dataset is None:
             return api_errors.error("invalid request", errors={"dataset": "no such dataset"})
@@ -59,7 +65,7 @@ class SweepList(Api):
             sweep = services.create_sweep(
                 request.user, dataset, v["architecture"], v["space"], v["metric"], budget=v["budget"],
                 concurrency=v["concurrency"], model_config=v.get("model_config"), train_config=v.get("train_config"),
-                seed=v["seed"], pruner=v["pruner"], name=v.get("name", ""), priority=v["priority"])
+                seed=v["seed"], pruner=v["pruner"], name=v.get("name", ""), priority=v["priority"], project=project)
         except services.SweepError as exc:
             return api_errors.error("invalid request", exc.status, errors=exc.errors)
         return Response(sweep.to_dict(), status=status.HTTP_201_CREATED)

@@ -25,6 +25,9 @@ class Sweep(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sweeps")
+    # A team's project (webapp/projects), or the owner's personal space when empty.
+    project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="sweeps")
     name = models.CharField(max_length=200)
     dataset = models.ForeignKey("datasets.Dataset", null=True, on_delete=models.SET_NULL, related_name="sweeps")
     architecture = models.CharField(max_length=50)
@@ -66,6 +69,7 @@ class Sweep(models.Model):
             "id": str(self.id),
             "name": self.name,
             "owner": self.owner.get_username(),
+            "project": str(self.project_id) if self.project_id else None,
             "dataset": str(self.dataset_id) if self.dataset_id else None,
             "architecture": self.architecture,
             "base_model_config": self.base_model_config,

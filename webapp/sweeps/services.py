@@ -53,12 +53,17 @@ def _whole(value, low: int, high: int) -> bool:
 
 def create_sweep(user, dataset: Dataset | None, architecture: str, space: dict, metric: str, *, budget: int = 20,
                  concurrency: int = 2, model_config: dict | None = None, train_config: dict | None = None,
-                 seed: int = 0, pruner: str = Sweep.Pruner.MEDIAN, name: str = "", priority: int = 0) -> Sweep:
+                 seed: int = 0, pruner: str = Sweep.Pruner.MEDIAN, name: str = "", priority: int = 0,
+                 project=None) -> Sweep:
     """Check the request (the base settings as a job's, the space against the settings'
     schema, the metric against the dataset's task) and start the sweep: its first trials are
     submitted at once."""
     errors: dict[str, str] = {}
     clean_model, clean_train = {}, {}
+    try:
+        job_services.check_project(user, project, dataset)
+    except job_services.SubmitError as exc:
+        raise SweepError(exc.errors, exc.status) from None
     try:
         clean_model, clean_train = job_services.validate_job_request(dataset, architecture, model_config, train_config)
     except job_services.SubmitError as exc:
@@ -84,7 +89,7 @@ def create_sweep(user, dataset: Dataset | None, architecture: str, space: dict, 
     if errors:
         raise SweepError(errors)
     sweep = Sweep.objects.create(
-        owner=user, dataset=dataset, architecture=architecture, base_model_config=clean_model,
+        owner=user, project=project, dataset=dataset, architecture=architecture, base_model_config=clean_model,
         base_train_config=clean_train, space=clean_space, metric=metric, direction=spaces.direction_for(metric),
         budget=budget, concurrency=min(concurrency, budget), seed=seed, pruner=pruner, priority=priority,
         name=(name or "").strip()[:200] or f"sweep of {architecture} on {dataset.name}")
@@ -156,7 +161,8 @@ def _submit_trial(sweep: Sweep, trials: list[Trial]) -> bool:
     model, train = spaces.apply(sweep.base_model_config, sweep.base_train_config, params)
     try:
         job = job_services.submit_job(sweep.owner, sweep.dataset, sweep.architecture, model, train,
-                                      name=f"{sweep.name} · trial {number}"[:200], priority=sweep.priority)
+                                      name=f"{sweep.name} · trial {number}"[:200], priority=sweep.priority,
+                                      project=sweep.project)
     except job_services.SubmitError as exc:
         searched = {f"{'model_config' if k.startswith('model.') else 'train_config'}.{k.partition('.')[2]}"
                     for k in sweep.space}
@@ -285,7 +291,8 @@ def promote_best(sweep: Sweep, user) -> Job:
     try:
         return job_services.submit_job(user, sweep.dataset, sweep.architecture, model, train,
                                        name=f"{sweep.name} · best (trial {best.number})"[:200],
-                                       priority=min(sweep.priority, 0))
+                                       priority=min(sweep.priority, 0),
+                                       project=sweep.project if job_services.may_create_in(user, sweep.project) else None)
     except job_services.SubmitError as exc:
         raise SweepError(exc.errors, exc.status) from None
 

@@ -15,13 +15,15 @@ from models_zoo.schema import ConfigError
 from webapp.jobs.access import datasets_for, get_job_for_user
 from webapp.sweeps import services
 from webapp.sweeps import space as spaces
+from webapp.projects.access import creatable_projects, project_filter, resolve_for_create
 from webapp.sweeps.access import get_sweep_for_user, sweeps_for
 from webapp.sweeps.study import PRUNERS
 from webapp.throttles import throttled_page
 
 
 def sweep_list(request):
-    return render(request, "sweeps/list.html", {"sweeps": list(sweeps_for(request.user)[:500])})
+    sweeps = project_filter(sweeps_for(request.user), request.GET.get("project", ""))
+    return render(request, "sweeps/list.html", {"sweeps": list(sweeps[:500])})
 
 
 def _initial(request) -> dict:
@@ -70,7 +72,8 @@ def _context(request, values: dict, errors: dict) -> dict:
     return {"values": shown, "errors": errors, "datasets": list(datasets_for(request.user).filter(status="ready")),
             "architectures": [{"name": e.name, "label": e.label} for e in models_zoo.REGISTRY.values()],
             "fields": [{"key": k, **f} for k, f in fields.items()], "pruners": PRUNERS,
-            "metrics": sorted({m for ms in TASK_METRICS.values() for m in ms})}
+            "metrics": sorted({m for ms in TASK_METRICS.values() for m in ms}),
+            "projects": creatable_projects(request.user)}
 
 
 def sweep_new(request):
@@ -88,14 +91,18 @@ def _create(request):
               "model_config": _json_field(post, "model_config", errors),
               "train_config": _json_field(post, "train_config", errors), "space": _json_field(post, "space", errors),
               "budget": _int_field(post, "budget", errors, 20), "concurrency": _int_field(post, "concurrency", errors, 2),
-              "seed": _int_field(post, "seed", errors, 0)}
+              "seed": _int_field(post, "seed", errors, 0), "project": post.get("project", "")}
+    project, project_error = resolve_for_create(request.user, values["project"])
+    if project_error:
+        errors["project"] = project_error
     dataset = datasets_for(request.user).filter(pk=values["dataset"]).first() if values["dataset"] else None
     if not errors:
         try:
             sweep = services.create_sweep(
                 request.user, dataset, values["architecture"], values["space"], values["metric"],
                 budget=values["budget"], concurrency=values["concurrency"], model_config=values["model_config"],
-                train_config=values["train_config"], seed=values["seed"], pruner=values["pruner"], name=values["name"])
+                train_config=values["train_config"], seed=values["seed"], pruner=values["pruner"], name=values["name"],
+                project=project)
         except services.SweepError as exc:
             errors.update(exc.errors)
         else:

@@ -60,7 +60,7 @@ def test_api_refuses_unknown_fields_with_the_valid_names(api, sent_tasks):
     assert set(body["errors"]) == {"split_colum", "lable_column"}
     assert "did you mean 'label_column'?" in body["error"]
     assert "label_column" in body["fields"] and "val_fraction" in body["fields"] and "file" in body["fields"]
-    assert "the upload fields are: file, upload, name, description, kind, " in body["error"]
+    assert "the upload fields are: file, upload, project, name, description, kind, " in body["error"]
     assert nothing_stored(sent_tasks)
 
 
@@ -120,7 +120,7 @@ def test_tus_refuses_bad_dataset_metadata_before_any_byte(api, sent_tasks, value
     assert r.status_code == 400, r.content
     assert words in r.json()["error"]
     if "unknown" in words:
-        assert "filename, filetype, create_dataset, name" in r.json()["error"]
+        assert "filename, filetype, create_dataset, project, name" in r.json()["error"]
     assert nothing_stored(sent_tasks)
 
 
