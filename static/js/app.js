@@ -134,6 +134,7 @@
         const input = jobForm.querySelector(`[name="tc_${name}"]`);
         if (input && !edited.has(input.name) && input.type !== "checkbox") input.value = value;
       }
+      jobForm.dispatchEvent(new Event("trainyard:settings"));  // jobform.js shows what applies now
     };
     arch.addEventListener("change", applyDefaults);
     jobForm.addEventListener("change", (e) => { if (e.target.name && e.target.name.endsWith("__method")) applyDefaults(); });
@@ -182,6 +183,7 @@
           const el = reasonEl(name);
           if (el) { el.textContent = `${input.type === "number" ? value : input.selectedOptions ? input.selectedOptions[0].textContent : value}: ${reason}`; el.hidden = false; }
         }
+        jobForm.dispatchEvent(new Event("trainyard:settings"));
       };
       jobForm.addEventListener("input", (e) => {
         const name = e.target.name && e.target.name.startsWith("tc_") ? e.target.name.slice(3) : null;

@@ -21,7 +21,7 @@ from models_zoo import hf
 from models_zoo._checks import kind_error
 from models_zoo.kinds import kind_of
 from models_zoo.hparams import TrainConfig
-from models_zoo.schema import ConfigError, to_json, validate
+from models_zoo.schema import ConfigError, applicable_json, settle, shown, validate
 from webapp.accounts import audit
 from webapp.accounts import storage
 from webapp.accounts.storage import user_lock
@@ -41,10 +41,22 @@ class SubmitError(Exception):
         return "; ".join(f"{k}: {v}" for k, v in self.errors.items())
 
 
+def job_context(dataset: Dataset | None) -> dict:
+    """What a job's settings may depend on besides each other (models_zoo.schema.CONTEXT): the
+    dataset's task and kind, and whether a live worker has CUDA (None where not known)."""
+    info = (dataset.info or {}) if dataset is not None and dataset.is_ready else {}
+    return {"task": info.get("task"), "kind": kind_of(info) if info else None, "cuda": scheduler.cuda_available()}
+
+
 def validate_job_request(dataset: Dataset | None, architecture: str, model_config: dict | None,
-                         train_config: dict | None) -> tuple[dict, dict]:
-    """Check a job request the same way for the form and the API; returns clean JSON configs."""
+                         train_config: dict | None, *, lenient: bool = False) -> tuple[dict, dict]:
+    """Check a job request the same way for the form and the API; returns clean JSON configs.
+
+    Only the settings that apply are kept (`models_zoo.schema.settle`: the others are dropped at
+    their default and refused with the reason otherwise); `lenient` drops them all without
+    refusing: an earlier job's stored settings, continued, which did nothing when it ran."""
     errors: dict[str, str] = {}
+    context = job_context(dataset)
     if dataset is None:
         errors["dataset"] = "choose a dataset"
     elif not dataset.is_ready:
@@ -58,9 +70,12 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
     if entry is not None:
         if dataset is not None:
             errors.update(kind_error({"kind": dataset.kind}, entry.kinds, entry.label))
+        if isinstance(model_config, dict):
+            model_config, refused = settle(entry.config_cls, model_config, context, strict=not lenient)
+            errors.update({f"model_config.{k}": v for k, v in refused.items()})
         try:
             config = entry.validate(model_config)
-            clean_model = to_json(config)
+            clean_model = applicable_json(config, context)
         except ConfigError as exc:
             errors.update({f"model_config.{k}": v for k, v in exc.errors.items()})
         else:
@@ -69,10 +84,15 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
                 # enough for the pooling, a first layer that fits... checked before queueing.
                 for k, v in models_zoo.check_for_dataset(architecture, config, dataset.info).items():
                     errors[k if k == "architecture" else f"model_config.{k}"] = v
+    given = set(train_config) if isinstance(train_config, dict) else set()
     train_config = with_training_defaults(dataset, architecture, model_config, clean_model, train_config)
+    if isinstance(train_config, dict):  # defaults filled in for settings that do not apply go silently
+        train_config, refused = settle(TrainConfig, train_config, context, given=given, strict=not lenient)
+        for k, v in refused.items():
+            errors.setdefault(f"train_config.{k}", v)
     try:
         tc = validate(TrainConfig, train_config)
-        clean_train = to_json(tc)
+        clean_train = applicable_json(tc, context)
         if dataset is not None and dataset.is_ready:
             errors.update({f"train_config.{k}": v for k, v in tc.check_for_task(dataset.info["task"]).items()})
             errors.update({f"train_config.{k}": v for k, v in tc.check_for_kind(
@@ -84,6 +104,17 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
     if errors:
         raise SubmitError(errors)
     return clean_model, clean_train
+
+
+def shown_settings(job: Job) -> tuple[dict, dict]:
+    """The job's stored model and training settings that apply, for its page (an older job
+    stored every field; the ones that did nothing are left out)."""
+    context = dict(job_context(job.dataset if job.dataset_id else None), cuda=None)
+    try:
+        model_cls = models_zoo.get(job.architecture).config_cls
+    except (ConfigError, ImportError):
+        model_cls = None
+    return shown(model_cls, job.model_config or {}, context), shown(TrainConfig, job.train_config or {}, context)
 
 
 def with_training_defaults(dataset: Dataset, architecture: str, model_config, clean_model: dict, train_config):
@@ -102,11 +133,11 @@ def with_training_defaults(dataset: Dataset, architecture: str, model_config, cl
 def submit_job(user, dataset: Dataset | None, architecture: str, model_config: dict | None = None,
                train_config: dict | None = None, name: str = "", priority: int = 0,
                min_gpu_memory_gb: int | None = None, gpu_type: str = "", *,
-               lineage: dict | None = None, seed_checkpoint: Path | None = None) -> Job:
+               lineage: dict | None = None, seed_checkpoint: Path | None = None, lenient: bool = False) -> Job:
     """Queue a job. `seed_checkpoint` (continue_job): a checkpoint copied into the new job's
     checkpoint folder before it can be claimed, counted against the quota; the runtime resumes
     from it as from one of its own, and `lineage` records where it came from."""
-    clean_model, clean_train = validate_job_request(dataset, architecture, model_config, train_config)
+    clean_model, clean_train = validate_job_request(dataset, architecture, model_config, train_config, lenient=lenient)
     sched_errors = {}
     if priority > 0 and not user.is_staff:
         sched_errors["priority"] = "you may lower your job's priority (0 or below); an admin may raise it"
@@ -223,7 +254,7 @@ def continue_job(source: Job, user, epochs: int, learning_rate: float | None = N
     return submit_job(user, source.dataset, source.architecture, source.model_config, train_config,
                       name=name or f"{source.name} (continued)"[:200], priority=min(source.priority, 0),
                       min_gpu_memory_gb=source.min_gpu_memory_gb, gpu_type=source.gpu_type,
-                      lineage=lineage, seed_checkpoint=path)
+                      lineage=lineage, seed_checkpoint=path, lenient=True)
 
 
 class RetryError(SubmitError):

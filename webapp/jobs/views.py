@@ -127,6 +127,7 @@ def _form_context(request, values: dict, errors: dict) -> dict:
                     for f in describe(TrainConfig)]
     return {"datasets": datasets, "architectures": architectures, "train_fields": train_fields,
             "values": values, "errors": errors, "train_defaults": train_defaults,
+            "cuda_context": {True: "true", False: "false"}.get(scheduler.cuda_available(), ""),
             "fine_tune_rule": DEFAULTS_RULE, "adaptive_rule": ADAPTIVE_RULE, "fresh_form": not values.get("architecture")}
 
 
@@ -270,7 +271,9 @@ def job_detail(request, pk):
     monitor, mode = monitored(job)
     from webapp.exports.services import file_root
 
+    model_settings, train_settings = services.shown_settings(job)
     return render(request, "jobs/detail.html", {"job": job, "job_json": job.to_dict(), "monitor": monitor,
+                                                "model_settings": model_settings, "train_settings": train_settings,
                                                 "queue_note": job.queue_note(job.queue_position),
                                                 "monitor_mode": mode, "mlflow_file_root": file_root(),
                                                 **outputs_context(job, request.user)})
