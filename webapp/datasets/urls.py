@@ -5,6 +5,7 @@ from webapp.datasets import views
 app_name = "datasets"
 urlpatterns = [
     path("", views.dataset_list, name="list"),
+    path("detect-kind/", views.detect_kind, name="detect-kind"),
     path("<uuid:pk>/", views.dataset_detail, name="detail"),
     path("<uuid:pk>/edit/", views.dataset_edit, name="edit"),
     path("<uuid:pk>/share/", views.dataset_share, name="share"),
