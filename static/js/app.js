@@ -120,6 +120,8 @@
           fail("The upload stopped: " + message + ". Choose the file again to resume.");
         },
         onSuccess: () => {
+          progress(file.size, file.size);
+          shownAt = target; draw();  // all sent: show it before the page moves on
           document.getElementById("upload-id").value = upload.url.replace(/\/$/, "").split("/").pop();
           fileInput.required = false;
           fileInput.disabled = true;  // the bytes are on the server already
