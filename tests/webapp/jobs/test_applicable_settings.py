@@ -109,3 +109,23 @@ def test_the_form_marks_each_rule_and_the_image_default(alice):
     page = c.get("/jobs/new/").content.decode()
     assert 'data-setting="momentum" data-applies="{&quot;optimizer&quot;: [&quot;sgd_momentum&quot;' in page
     assert 'data-cuda="false"' in page and 'data-default-arch="cnn"' in page
+
+
+def test_a_sweep_refuses_a_setting_that_never_applies_and_drops_one_that_does_not_in_a_trial(alice, sent_tasks):
+    from webapp.sweeps import services as sweeps
+    from webapp.sweeps.models import Sweep
+
+    ds = ready_dataset(alice)
+    with pytest.raises(sweeps.SweepError) as exc:
+        sweeps.create_sweep(alice, ds, "mlp", {"train.momentum": {"type": "float", "low": 0.5, "high": 0.95}}, "loss",
+                            budget=2, concurrency=1, train_config={"epochs": 1, "optimizer": "adam"})
+    assert "does nothing in this sweep" in exc.value.errors["train.momentum"] and not Sweep.objects.exists()
+    # Searched beside the optimizer: each trial keeps it only where it applies.
+    sweep = sweeps.create_sweep(alice, ds, "mlp", {
+        "train.optimizer": {"type": "choice", "choices": ["adam", "sgd_momentum"]},
+        "train.momentum": {"type": "float", "low": 0.5, "high": 0.6}}, "loss", budget=4, concurrency=4,
+        train_config={"epochs": 1})
+    trials = list(sweep.trials.select_related("job"))
+    assert len(trials) == 4 and all(t.job is not None for t in trials)
+    for t in trials:
+        assert ("momentum" in t.job.train_config) == (t.job.train_config["optimizer"] == "sgd_momentum")
