@@ -68,22 +68,7 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
         errors.update(exc.errors)
         entry = None
     if entry is not None:
-        if dataset is not None:
-            errors.update(kind_error({"kind": dataset.kind}, entry.kinds, entry.label))
-        if isinstance(model_config, dict):
-            model_config, refused = settle(entry.config_cls, model_config, context, strict=not lenient)
-            errors.update({f"model_config.{k}": v for k, v in refused.items()})
-        try:
-            config = entry.validate(model_config)
-            clean_model = applicable_json(config, context)
-        except ConfigError as exc:
-            errors.update({f"model_config.{k}": v for k, v in exc.errors.items()})
-        else:
-            if dataset is not None and dataset.is_ready and "architecture" not in errors:
-                # The family's dataset-dependent rules: heads dividing the width, images large
-                # enough for the pooling, a first layer that fits... checked before queueing.
-                for k, v in models_zoo.check_for_dataset(architecture, config, dataset.info).items():
-                    errors[k if k == "architecture" else f"model_config.{k}"] = v
+        model_config, clean_model = _check_model(entry, dataset, model_config, context, lenient, errors)
     given = set(train_config) if isinstance(train_config, dict) else set()
     train_config = with_training_defaults(dataset, architecture, model_config, clean_model, train_config)
     if isinstance(train_config, dict):  # defaults filled in for settings that do not apply go silently
@@ -104,6 +89,29 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
     if errors:
         raise SubmitError(errors)
     return clean_model, clean_train
+
+
+def _check_model(entry, dataset: Dataset | None, model_config, context: dict, lenient: bool,
+                 errors: dict) -> tuple[dict | None, dict]:
+    """(the model settings that apply, their clean JSON); problems go into `errors`."""
+    clean_model: dict = {}
+    if dataset is not None:
+        errors.update(kind_error({"kind": dataset.kind}, entry.kinds, entry.label))
+    if isinstance(model_config, dict):
+        model_config, refused = settle(entry.config_cls, model_config, context, strict=not lenient)
+        errors.update({f"model_config.{k}": v for k, v in refused.items()})
+    try:
+        config = entry.validate(model_config)
+        clean_model = applicable_json(config, context)
+    except ConfigError as exc:
+        errors.update({f"model_config.{k}": v for k, v in exc.errors.items()})
+    else:
+        if dataset is not None and dataset.is_ready and "architecture" not in errors:
+            # The family's dataset-dependent rules: heads dividing the width, images large
+            # enough for the pooling, a first layer that fits... checked before queueing.
+            for k, v in models_zoo.check_for_dataset(entry.name, config, dataset.info).items():
+                errors[k if k == "architecture" else f"model_config.{k}"] = v
+    return model_config, clean_model
 
 
 def shown_settings(job: Job) -> tuple[dict, dict]:
