@@ -181,13 +181,21 @@ READERS = {"tabular": _table_rows, "sequence": _sequence_rows, "text": _text_row
 
 def _prepare(loaded, kind: str, raw):
     info = loaded.info
-    if kind == "tabular":
-        return single.prepare_features(raw, info)
+    if kind == "tabular":  # encoded here, standardised per chunk (one tensor, not one per row)
+        return single.feature_row(raw, info)
     if kind == "sequence":
         return single.prepare_sequence(raw, info)
     if kind == "text":
         return single.prepare_text(raw, info, loaded.index or {})[0]
     return single.prepare_image(raw, info)
+
+
+def _forward(loaded, kind: str, prepared: list):
+    import torch
+
+    x = single.standardise_features(prepared, loaded.info) if kind == "tabular" else torch.cat(prepared)
+    with torch.no_grad():
+        return loaded.model(x).float()
 
 
 class _Writer:
@@ -219,8 +227,6 @@ def predict_file(directory: str | Path, source: str | Path, out: str | Path,
                  progress: Callable[[int, int | None], None] | None = None) -> dict:
     """Predict every input of `source` into the CSV `out` (written atomically); returns
     {"rows", "failed", "problems"} (the first bad inputs, each "line 5: message")."""
-    import torch
-
     loaded = single.load(directory)
     if loaded.task == "lm":
         raise InputError("try many is for classifiers and regressors, not language models")
@@ -250,16 +256,14 @@ def predict_file(directory: str | Path, source: str | Path, out: str | Path,
                         ready.append((where, raw))
                     except InputError as exc:
                         if ready:  # keep the file's order: predict what came before this one first
-                            with torch.no_grad():
-                                writer.outputs(ready, loaded.model(torch.cat(tensors)).float())
+                            writer.outputs(ready, _forward(loaded, kind, tensors))
                             ready, tensors = [], []
                         writer.failed(where, str(exc))
                         failed += 1
                         if len(problems) < PROBLEMS_KEPT:
                             problems.append(f"{where}: {exc}")
                 if ready:
-                    with torch.no_grad():
-                        writer.outputs(ready, loaded.model(torch.cat(tensors)).float())
+                    writer.outputs(ready, _forward(loaded, kind, tensors))
                 done = min(total, start + CHUNK)
                 if progress and time.monotonic() - last >= PROGRESS_EVERY:
                     last = time.monotonic()
