@@ -13,6 +13,7 @@ urlpatterns = [
     path("jobs/", include("webapp.jobs.urls")),
     path("sweeps/", include("webapp.sweeps.urls")),
     path("models/", include("webapp.hub.urls")),
+    path("cluster/", include("webapp.cluster.urls")),
     path("api/", include("webapp.api.urls")),
     path("admin/", admin.site.urls),
     # Prometheus (webapp/monitoring): a bearer token or a staff session. /healthz and /readyz are

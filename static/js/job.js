@@ -564,7 +564,76 @@
       case "samples": onSamples(ev); break;
       case "log": onLog(ev); break;
       case "confusion": onConfusion(ev); break;
+      case "resources": onResources(ev); break;
     }
+  }
+
+  // -- resource use: the worker's samples of the job's processes, against wall time ------------
+  const usage = { cpu: [], gpu_util: [], rss: [], gpu_memory: [] };
+  let usageSamples = 0;
+  const GiB = 1024 * 1024 * 1024;
+  function makeUsageChart(canvasId, unit) {
+    if (typeof Chart === "undefined" || !document.getElementById(canvasId)) return null;
+    return new Chart(document.getElementById(canvasId), {
+      type: "line", data: { datasets: [] },
+      options: {
+        animation: false, parsing: false, normalized: true, responsive: true, maintainAspectRatio: false,
+        interaction: { mode: "nearest", axis: "x", intersect: false },
+        scales: {
+          x: { type: "linear", title: { display: true, text: "wall time", color: textColor }, grid: { color: gridColor },
+               ticks: { color: textColor, maxTicksLimit: 8, callback: (v, i, ticks) => K.durationLabels(ticks.map((t) => t.value))[i] } },
+          y: { type: "linear", beginAtZero: true, title: { display: true, text: unit, color: textColor }, grid: { color: gridColor },
+               ticks: { color: textColor, maxTicksLimit: 6, callback: yTick } },
+        },
+        plugins: { legend: { position: "bottom", labels: { color: textColor } },
+                   tooltip: { callbacks: { title: (items) => items.length ? K.formatDuration(items[0].parsed.x, 0) : "",
+                                           label: (item) => item.dataset.label + ": " + fmt(item.parsed.y) } } },
+        elements: { point: { radius: 0, hitRadius: 4 }, line: { borderWidth: 1.5 } },
+      },
+    });
+  }
+  const usageCharts = { cpu: makeUsageChart("chart-cpu", "%"), memory: makeUsageChart("chart-memory", "GiB") };
+  function onResources(ev) {
+    if (typeof ev.t !== "number") return;
+    const at = ev.t;
+    if (typeof ev.cpu_percent === "number") usage.cpu.push({ t: at, y: ev.cpu_percent });
+    if (typeof ev.gpu_util === "number") usage.gpu_util.push({ t: at, y: ev.gpu_util });
+    if (typeof ev.rss === "number") usage.rss.push({ t: at, y: ev.rss / GiB });
+    if (typeof ev.gpu_memory === "number") usage.gpu_memory.push({ t: at, y: ev.gpu_memory / GiB });
+    usageSamples += 1;
+    const latest = document.getElementById("resources-latest");
+    if (latest) {
+      latest.textContent = "now: CPU " + fmt(ev.cpu_percent) + " % (" + ev.processes + " process" + (ev.processes === 1 ? "" : "es") +
+        ", 100 % = one of " + ev.cpus + " cores) · memory " + fmt(ev.rss / GiB) + " GiB" +
+        (typeof ev.gpu_memory === "number" ? " · GPU memory " + fmt(ev.gpu_memory / GiB) + " GiB" + (ev.gpu_source === "device" ? " (whole device)" : "") : "") +
+        (typeof ev.gpu_util === "number" ? " · GPU " + fmt(ev.gpu_util) + " %" : "");
+    }
+    redrawUsage();
+  }
+  let usagePending = false;
+  function redrawUsage() {
+    if (usagePending) return;
+    usagePending = true;
+    requestAnimationFrame(() => {
+      usagePending = false;
+      const origin = t0();
+      const line = (label, data, colour) => ({ label: label, data: data.map((p) => ({ x: p.t - origin, y: p.y })),
+                                               borderColor: colour, backgroundColor: colour });
+      const sets = {
+        cpu: [line("CPU %", usage.cpu, colors.train), ...(usage.gpu_util.length ? [line("GPU utilisation %", usage.gpu_util, colors.val)] : [])],
+        memory: [line("RAM (RSS)", usage.rss, colors.train), ...(usage.gpu_memory.length ? [line("GPU memory", usage.gpu_memory, colors.val)] : [])],
+      };
+      for (const [name, datasets] of Object.entries(sets)) {
+        const figure = document.getElementById("figure-" + name);
+        if (figure) figure.dataset.empty = usageSamples ? "false" : "true";
+        const chart = usageCharts[name];
+        if (!chart) continue;
+        chart.data.datasets = datasets;
+        chart.update("none");
+      }
+      const card = document.getElementById("resources-card");
+      if (card) card.dataset.samples = String(usageSamples);
+    });
   }
 
   function apply(ev) {

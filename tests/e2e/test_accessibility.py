@@ -38,7 +38,7 @@ def _pages(stack, api, tmp_path) -> dict[str, str]:
         "model card": f"/jobs/{table_job}/model-card/", "try a table": f"/jobs/{table_job}/try/",
         "try an image": f"/jobs/{image_job}/try/", "datasets and upload": "/datasets/",
         "dataset": f"/datasets/{dataset}/", "models": "/models/", "sweeps": "/sweeps/", "new sweep": "/sweeps/new/",
-        "sweep": f"/sweeps/{sweep}/", "account": "/account/profile/", "password": "/accounts/password/",
+        "sweep": f"/sweeps/{sweep}/", "cluster": "/cluster/", "account": "/account/profile/", "password": "/accounts/password/",
     }
 
 

@@ -57,7 +57,7 @@ def test_no_page_scrolls_sideways_at_390_px(browser, stack, finished):
     try:
         sign_in(page, stack)
         for path in ("/jobs/", "/datasets/", "/models/", f"/jobs/{finished}/", f"/jobs/{finished}/model-card/",
-                     "/jobs/new/", "/account/profile/", "/jobs/00000000-0000-0000-0000-000000000000/"):
+                     "/jobs/new/", "/account/profile/", "/cluster/", "/jobs/00000000-0000-0000-0000-000000000000/"):
             page.goto(stack.url(path))
             page.wait_for_timeout(300)
             width = page.evaluate("document.documentElement.scrollWidth")

@@ -21,6 +21,7 @@ OBJECT_ROUTES = {
     "datasets:edit": "dataset",
     "datasets:share": "dataset",
     "datasets:preview": "dataset",
+    "datasets:first-job": "dataset",
     "datasets:dismiss-failure": "ingest_failure",
     "api:dataset-share": "dataset",
     "api:upload": "upload",
@@ -66,7 +67,8 @@ OBJECT_ROUTES = {
 LIST_ROUTES = {
     "home", "accounts:profile", "accounts:token", "accounts:revoke_token", "password_change", "password_change_done", "accounts:notifications", "accounts:webhook_secret", "datasets:list", "datasets:detect-kind", "jobs:list", "jobs:new", "jobs:memory", "jobs:compare",
     "api:architectures", "api:datasets", "api:jobs", "api:uploads", "api:tus", "hub:list", "api:models",
-    "sweeps:list", "sweeps:new", "api:sweeps", "api:train-defaults",
+    "sweeps:list", "sweeps:new", "api:sweeps", "api:train-defaults", "cluster:page", "cluster:state",
+    "datasets:samples",
 }
 PUBLIC_ROUTES = {"login", "logout", "api:schema"}
 # Operators only (a metrics token or a staff session): everyone else is refused, never redirected.

@@ -151,7 +151,9 @@ def test_every_page_starts_with_a_skip_link_to_main(client_alice):
 def test_a_queued_jobs_charts_say_no_metrics_yet(alice, client_alice):
     job = Job.objects.create(owner=alice, dataset=ready_dataset(alice), name="q", architecture="mlp")
     html = client_alice.get(f"/jobs/{job.pk}/").content.decode()
-    assert html.count('data-empty="true"') == 4 and html.count("No metrics yet.") == 4
+    # four metric charts and the two resource-use charts
+    assert html.count('data-empty="true"') == 6 and html.count("No metrics yet.") == 4
+    assert html.count("No samples yet.") == 2
     for name in ("loss", "metric", "lr", "speed"):
         assert f'id="csv-{name}"' in html and f'id="png-{name}"' in html and f'id="reset-{name}"' in html
     assert '<select id="x-axis">' in html and 'src="/static/js/chartkit.js"' in html

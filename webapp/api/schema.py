@@ -222,7 +222,7 @@ class Sweep(serializers.Serializer):
 
 SweepListBody = inline_serializer("SweepList", {"sweeps": Sweep(many=True)})
 
-EVENT_KINDS = ["status", "progress", "metric", "samples", "confusion", "log"]
+EVENT_KINDS = ["status", "progress", "metric", "samples", "confusion", "log", "resources"]
 FIELD_KINDS = ["int", "float", "str", "bool", "choice", "ints"]
 
 
@@ -347,7 +347,9 @@ OpenAPI cannot describe websockets, so they are described here (and in the READM
   yours). Frames: `{"type": "events", "events": [...]}`, each event `{"v": 1, "job": id, "seq": n,
   "kind": ..., ...}` numbered per job. Kinds: `status {status, worker?, error?}`, `progress {epoch,
   epochs, step, total_steps, eta_seconds, samples_seen}`, `metric {split, step, epoch, values}`,
-  `samples {epoch, items}`, `confusion {epoch, matrix}`, `log {level, text}`. After a gap or a
+  `samples {epoch, items}`, `confusion {epoch, matrix}`, `log {level, text}`, `resources {t, cpu_percent,
+  rss, processes, cpus, gpu_memory?, gpu_memory_total?, gpu_util?, gpu_source?}` (the job's process
+  tree, sampled by its worker's heartbeat: CPU % where 100 is one core, bytes). After a gap or a
   reconnect send `{"after": last_seq_seen}`: the answer is `{"type": "events", "events": [...],
   "replay": true}` (the same events as `GET /api/jobs/{id}/events/?after=N`).
 * `ws(s)://HOST/ws/user/`: the signed-in user's own updates: `{"type": "job", "job": {...}}` when one

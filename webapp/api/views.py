@@ -481,7 +481,8 @@ class EventsQuery(serializers.Serializer):
                                      help_text="at most this many")
     history = serializers.ChoiceField(choices=["0", "1"], required=False, default="0", help_text=(
         "1: the whole history up to last_seq, downsampled for drawing: each metric series keeps at most "
-        "`points` points (LTTB), only the latest progress/samples/confusion, the last 2000 log lines; then "
+        "`points` points (LTTB), as does each resource series over time, only the latest "
+        "progress/samples/confusion, the last 2000 log lines; then "
         "follow the exact tail with after=last_seq"))
     points = serializers.IntegerField(required=False, default=1000, min_value=100, max_value=10_000,
                                       help_text="with history=1: points per series")

@@ -3,16 +3,18 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from models_zoo import kinds
 from webapp.accounts import storage
-from webapp.datasets import services
+from webapp.datasets import samples, services
 from webapp.datasets.access import get_ingest_failure_for_user, ingest_failures_for
 from webapp.datasets.models import Dataset, IngestFailure
 from webapp.datasets.uploads import upload_too_large_message
 from webapp.datasets.validation import DatasetError
 from webapp.jobs.access import datasets_for, get_dataset_for_user, may_write
+from webapp.throttles import throttled_page
 
 UPLOAD_OPTIONS = kinds.option_names()  # every kind's options, from the kinds registry
 # The form's own fields besides UPLOAD_FIELDS and the options (upload: a finished tus upload's id).
@@ -171,3 +173,43 @@ def dataset_delete(request, pk):
         return redirect("datasets:detail", pk=pk)
     messages.success(request, f"Dataset “{name}” deleted.")
     return redirect("datasets:list")
+
+
+@require_POST
+@throttled_page("upload")
+def add_samples(request):
+    """The getting-started panel's one click: a small sample dataset of every kind, ingested as
+    uploads of this user (webapp/datasets/samples.py)."""
+    try:
+        created = samples.add_samples(request.user)
+    except DatasetError as exc:  # over the quota, the queue down: nothing is kept
+        messages.error(request, f"Could not add the sample datasets: {exc}")
+        return redirect("datasets:list")
+    if created:
+        messages.success(request, f"Added {len(created)} sample dataset{'' if len(created) == 1 else 's'}; "
+                                  "checking them now (a few seconds).")
+    else:
+        messages.info(request, "You have every sample dataset already.")
+    return redirect("datasets:list")
+
+
+@require_POST
+@throttled_page("submit")
+def first_job(request, pk):
+    """The guided first job on a sample dataset: its recipe's settings (samples.SAMPLES), queued
+    through submit_job like any other."""
+    from webapp.jobs import services as jobs
+
+    ds = get_dataset_for_user(request.user, pk)
+    sample = samples.sample_for(ds)
+    if sample is None or not sample.architecture:
+        messages.error(request, "This dataset has no guided first job: choose the settings on the new-job form.")
+        return redirect(f"{reverse('jobs:new')}?dataset={ds.pk}")
+    try:
+        job = jobs.submit_job(request.user, ds, sample.architecture, dict(sample.model_config),
+                              dict(sample.train_config), name=f"First model: {ds.name}")
+    except jobs.SubmitError as exc:
+        messages.error(request, f"Could not queue the first job: {exc}")
+        return redirect("datasets:detail", pk=ds.pk)
+    messages.success(request, f"Job “{job.name}” queued: {sample.guide}.")
+    return redirect("jobs:detail", pk=job.pk)

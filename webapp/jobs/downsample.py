@@ -10,6 +10,8 @@ The history a page loads is a *snapshot* up to `last_seq`: a subset of the real 
   is returned when any of its series selected it, so each series of the result is its own LTTB
   selection (a few extra points of the other series ride along). Series with `points` or fewer
   points are returned whole.
+- resources (the worker's per-job CPU / memory / GPU samples): the same LTTB per series, over
+  their wall time `t`.
 - progress, samples, confusion: only the latest matters to the page; earlier ones are left out.
 - log: the last `log_lines` lines (the count of earlier ones is reported).
 - status: all of them (a few per run).
@@ -25,6 +27,7 @@ import numpy as np
 from webapp.jobs.models import Job, JobEvent
 
 LATEST_ONLY = ("progress", "samples", "confusion")
+RESOURCE_SERIES = ("cpu_percent", "rss", "gpu_util", "gpu_memory")
 
 
 def lttb(x, y, threshold: int) -> np.ndarray:
@@ -110,6 +113,15 @@ def history(job: Job, points: int = 1000, log_lines: int = 2000) -> dict:
     if len(keep) < len(metric_rows):
         omitted["metric"] = len(metric_rows) - len(keep)
     del metric_rows
+    # Resource samples: one polyline per figure over wall time, the metrics' selection.
+    resource_rows = [(seq, {"step": d.get("t", 0), "values": {k: d.get(k) for k in RESOURCE_SERIES}})
+                     for seq, d in base.filter(kind="resources").order_by("seq").values_list("seq", "data")
+                     .iterator(chunk_size=5000)]
+    keep_resources, _ = select_metric_events(resource_rows, points)
+    keep.update(keep_resources)
+    if len(keep_resources) < len(resource_rows):
+        omitted["resources"] = len(resource_rows) - len(keep_resources)
+    del resource_rows
     for kind in LATEST_ONLY:
         seqs = base.filter(kind=kind).order_by("-seq").values_list("seq", flat=True)
         latest = seqs.first()
@@ -124,7 +136,7 @@ def history(job: Job, points: int = 1000, log_lines: int = 2000) -> dict:
         older = base.filter(kind="log", seq__lt=logs[-1]).count()
         if older:
             omitted["log"] = older
-    keep.update(base.exclude(kind__in=("metric", "log", *LATEST_ONLY)).values_list("seq", flat=True))
+    keep.update(base.exclude(kind__in=("metric", "resources", "log", *LATEST_ONLY)).values_list("seq", flat=True))
     events = []
     ordered = sorted(keep)
     for i in range(0, len(ordered), 900):  # SQLite caps the number of query parameters

@@ -268,13 +268,13 @@ def dispatch() -> list[str]:
     return sent
 
 
-def _read_state(queued: list[Job]) -> _Pass:
+def _read_state(queued: list[Job], heal: bool = True) -> _Pass:
     workers = live_workers()
     running = list(Job.objects.filter(status=Job.Status.RUNNING).values_list("owner_id", "worker_name"))
     # Busy: derived from what is true, the running jobs that name the worker (F13), never from
     # the row's current_job, which a crash at the end of a run could leave set.
     busy = {name for _, name in running}
-    busy |= _holds_of_dispatched(queued, workers)
+    busy |= _holds_of_dispatched(queued, workers, heal)
     p = _Pass(queued=queued, workers=workers)
     p.free = [w for w in workers if w.name not in busy and not w.draining]
     p.active = Counter(owner for owner, _ in running)
@@ -285,17 +285,20 @@ def _read_state(queued: list[Job]) -> _Pass:
     return p
 
 
-def _holds_of_dispatched(queued: list[Job], workers: list[Worker]) -> set[str]:
+def _holds_of_dispatched(queued: list[Job], workers: list[Worker], heal: bool = True) -> set[str]:
     """Workers held by a job dispatched to them but not yet claimed. If that worker vanished or
     was drained before taking it, the job is undispatched here and dispatched again in this
     pass (a stale message left in that worker's queue is refused by the claim if the job runs
-    elsewhere)."""
+    elsewhere). `heal=False` (queue_snapshot): the same in memory only, nothing written."""
     taking_jobs = {w.name for w in workers if not w.draining}
     held = set()
     for job in queued:
         if job.dispatched_at and job.worker_name not in taking_jobs:
             job.dispatched_at = None
-            Job.objects.filter(pk=job.pk).update(dispatched_at=None, worker_name="")
+            if heal:
+                Job.objects.filter(pk=job.pk).update(dispatched_at=None, worker_name="")
+            else:
+                job.worker_name = ""
         elif job.dispatched_at:
             held.add(job.worker_name)
     return held
@@ -325,11 +328,16 @@ def _pick(p: _Pass) -> tuple[Job, Worker] | None:
     return None
 
 
-def _release(p: _Pass, job: Job, worker: Worker, now) -> None:
-    """Mark the job dispatched to the worker; the task is sent once the pass commits."""
+def _take(p: _Pass, job: Job, worker: Worker) -> None:
+    """The pass's own bookkeeping of a release: the worker is no longer free, the owner has one more."""
     p.free.remove(worker)
     p.waiting.remove(job)
     p.active[job.owner_id] += 1
+
+
+def _release(p: _Pass, job: Job, worker: Worker, now) -> None:
+    """Mark the job dispatched to the worker; the task is sent once the pass commits."""
+    _take(p, job, worker)
     # While Redis is down every pass dispatches again and the send fails again: keep that reason
     # until the task is sent and claimed, so the page does not flap between it and nothing.
     reason = job.wait_reason if job.wait_reason == BROKER_DOWN else ""
@@ -340,36 +348,92 @@ def _release(p: _Pass, job: Job, worker: Worker, now) -> None:
 def _explain_waits(p: _Pass) -> None:
     """An honest reason on every job left waiting, in one statement for all of them: each new
     job changes the "N ahead" of every other."""
-    accepting = [w for w in p.workers if not w.draining]
     changed = []
-    ahead = 0
-    for job in sorted(p.waiting, key=p.order):
-        reason = _wait_reason(p, job, accepting, ahead)
-        if reason.startswith("waiting for a free worker") or " free devices " in reason:
-            ahead += 1
-        if reason[:255] != job.wait_reason:
-            job.wait_reason = reason[:255]
+    for job, reason in _reasons(p):
+        if reason.text[:255] != job.wait_reason:
+            job.wait_reason = reason.text[:255]
             changed.append(job)
     Job.objects.bulk_update(changed, ["wait_reason"], batch_size=500)
 
 
-def _wait_reason(p: _Pass, job: Job, accepting: list[Worker], ahead: int) -> str:
+@dataclass(frozen=True)
+class Reason:
+    """Why a job waits: `text` for its owner (stored as Job.wait_reason), `public` for anyone
+    else (the cluster page): the same fact without the job's settings (GPU type, memory)."""
+
+    code: str  # no_worker | no_fit | no_devices | user_limit | gang | free_worker
+    text: str
+    public: str
+
+
+def _reasons(p: _Pass):
+    """(job, Reason) for every waiting job, in the dispatcher's order."""
+    accepting = [w for w in p.workers if not w.draining]
+    ahead = 0
+    for job in sorted(p.waiting, key=p.order):
+        reason = _wait_reason(p, job, accepting, ahead)
+        if reason.code in ("free_worker", "gang"):
+            ahead += 1
+        yield job, reason
+
+
+def _wait_reason(p: _Pass, job: Job, accepting: list[Worker], ahead: int) -> Reason:
     if not accepting:
-        return "waiting for a worker: none is online" + (" and taking jobs (drained)" if p.workers else "")
+        text = "waiting for a worker: none is online" + (" and taking jobs (drained)" if p.workers else "")
+        return Reason("no_worker", text, text)
     n = devices_needed(job)
     if not any(fits(job, w.gpus) for w in accepting):
-        return f"waiting for {need_text(job)}: no such worker is online"
+        return Reason("no_fit", f"waiting for {need_text(job)}: no such worker is online",
+                      "waiting for a worker that meets its GPU requirements: none is online")
     if not any(fits_worker(job, w) for w in accepting):
-        return (f"waiting for a worker with {n} devices on one machine: the largest online has "
+        text = (f"waiting for a worker with {n} devices on one machine: the largest online has "
                 f"{max(w.devices for w in accepting)}")
+        return Reason("no_devices", text, text)
     limit = p.limit(job)
     if p.active[job.owner_id] >= limit:
-        return f"you have {p.active[job.owner_id]} running (limit {limit})"
+        return Reason("user_limit", f"you have {p.active[job.owner_id]} running (limit {limit})",
+                      "its owner has as many jobs running as they may")
     if n > 1:
         free = max((w.devices for w in p.free if fits(job, w.gpus)), default=0)
-        return (f"waiting for {n} free devices on one machine; the largest has {free} free"
+        text = (f"waiting for {n} free devices on one machine; the largest has {free} free"
                 + (f"; {ahead} ahead" if ahead else ""))
-    return f"waiting for a free worker; {ahead} ahead" if ahead else "waiting for a free worker; next"
+        return Reason("gang", text, text)
+    text = f"waiting for a free worker; {ahead} ahead" if ahead else "waiting for a free worker; next"
+    return Reason("free_worker", text, text)
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One queued job as the cluster page shows it: its place in the dispatcher's order, the
+    worker it was (or is about to be) sent to, and why it waits."""
+
+    job: Job
+    position: int
+    worker: str  # dispatched to (or picked by the next pass for) this worker; "" when waiting
+    reason: Reason
+
+
+def queue_snapshot() -> list[QueueEntry]:
+    """The queue in dispatch order, as a pass would see it now, read-only (no lock, no write):
+    first the jobs sent to a worker and not yet started, then the jobs the next pass would
+    release (to which worker), then the waiting ones with their reasons — the same rules and
+    words as dispatch(), from the same functions."""
+    queued = list(Job.objects.select_related("owner", "dataset").filter(status=Job.Status.QUEUED)
+                  .order_by("created_at", "pk"))
+    if not queued:
+        return []
+    p = _read_state(queued, heal=False)
+    starting = Reason("starting", "sent to its worker, starting", "sent to its worker, starting")
+    out = [(j, j.worker_name, starting) for j in sorted((j for j in queued if j.dispatched_at),
+                                                         key=lambda j: (j.dispatched_at, j.created_at))]
+    picking = Reason("next", "picked for a free worker by the next dispatcher pass",
+                     "picked for a free worker by the next dispatcher pass")
+    while (choice := _pick(p)) is not None:
+        job, worker = choice
+        _take(p, job, worker)
+        out.append((job, worker.name, picking))
+    out.extend((job, "", reason) for job, reason in _reasons(p))
+    return [QueueEntry(job, i + 1, worker, reason) for i, (job, worker, reason) in enumerate(out)]
 
 
 def dispatch_soon() -> None:

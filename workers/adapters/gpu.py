@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,71 @@ def telemetry() -> list[dict]:
     except Exception as exc:  # noqa: BLE001 - telemetry must never take the worker down
         log.warning("GPU telemetry failed: %s", exc)
         return []
+
+
+def _process_figures(pynvml, handle, pids: set[int]) -> tuple[int | None, int | None]:
+    """(memory, utilisation %) of these processes on one device from NVML's per-process
+    figures; None where the driver gives none (no such process on it, MIG, a container's
+    own pid namespace)."""
+    memory = util = None
+    try:
+        for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if p.pid in pids and p.usedGpuMemory is not None:
+                memory = (memory or 0) + int(p.usedGpuMemory)
+    except Exception:  # noqa: BLE001 - not supported
+        pass
+    try:
+        # Samples of the last second or so (timestamps in microseconds).
+        since = int((time.time() - 2) * 1e6)
+        samples = [s for s in pynvml.nvmlDeviceGetProcessUtilization(handle, since) if s.pid in pids]
+        if samples:
+            util = max(int(s.smUtil) for s in samples)
+    except Exception:  # noqa: BLE001 - not supported, or no sample in the window
+        pass
+    return memory, util
+
+
+def process_usage(pids) -> dict:
+    """GPU use of a job's processes for the per-job resource samples: `gpu_memory` (bytes),
+    `gpu_util` (%), `gpu_memory_total` of the devices counted and `gpu_source` ("process": the
+    processes' own figures; "device": the whole devices this worker sees, when NVML gives no
+    per-process figure for them). {} on a machine without NVML or GPUs."""
+    try:
+        pynvml = _nvml()
+        if pynvml is None:
+            return {}
+        pids = set(pids)
+        mem_own, utils_own, mem_dev, util_dev, total, total_own = 0, [], 0, [], 0, 0
+        found = False
+        for i in _visible(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            info = pynvml.nvmlDeviceGetMemoryInfo(h)
+            total += int(info.total)
+            mem_dev += int(info.used)
+            try:
+                util_dev.append(int(pynvml.nvmlDeviceGetUtilizationRates(h).gpu))
+            except Exception:  # noqa: BLE001
+                pass
+            memory, util = _process_figures(pynvml, h, pids)
+            if memory is not None:
+                found = True
+                mem_own += memory
+                total_own += int(info.total)
+                if util is not None:
+                    utils_own.append(util)
+                elif util_dev:
+                    utils_own.append(util_dev[-1])
+        if not total:
+            return {}
+        if found:
+            return {"gpu_memory": mem_own, "gpu_memory_total": total_own,
+                    "gpu_util": round(sum(utils_own) / len(utils_own), 1) if utils_own else None,
+                    "gpu_source": "process"}
+        return {"gpu_memory": mem_dev, "gpu_memory_total": total,
+                "gpu_util": round(sum(util_dev) / len(util_dev), 1) if util_dev else None, "gpu_source": "device"}
+    except Exception as exc:  # noqa: BLE001 - telemetry must never take the worker down
+        log.warning("GPU process telemetry failed: %s", exc)
+        return {}
 
 
 def describe(gpus: list[dict]) -> str:

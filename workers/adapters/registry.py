@@ -19,6 +19,7 @@ from webapp.cluster.models import Worker
 from webapp.jobs import lifecycle, scheduler
 from webapp.sweeps import services as sweeps
 from workers.adapters import gpu
+from workers.adapters.resources import JobResources
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +55,18 @@ def register(name: str, queues: list[str]) -> None:
     )
 
 
-def heartbeat(name: str) -> None:
+def heartbeat(name: str, queues: list[str] | None = None) -> None:
     """Stamp the row with the database's clock (`Now()`: the liveness rule reads that clock too)
-    and heal its `current_job` from the running jobs that name this worker."""
+    and heal its `current_job` from the running jobs that name this worker. A worker whose row
+    an operator removed ("forget", while it was unreachable) registers again."""
     gpus = gpu_inventory()
     updated = Worker.objects.filter(name=name).exclude(status=Worker.Status.RETIRED).update(
         last_heartbeat=Now(), status=Worker.Status.ONLINE, gpus=gpus
     )
-    if not updated:  # retired: still alive, stays retired (and drained)
-        Worker.objects.filter(name=name).update(last_heartbeat=Now(), gpus=gpus)
+    if not updated and not Worker.objects.filter(name=name).update(last_heartbeat=Now(), gpus=gpus):
+        if queues is not None:  # forgotten: back in the list
+            register(name, queues)
+    # retired: still alive, stays retired (and drained)
     scheduler.heal_current_job(name)
 
 
@@ -101,6 +105,8 @@ class Heartbeat(threading.Thread):
         self.queues = list(queues or [])
         self.drained = False
         self.stopped = threading.Event()
+        # Per-job CPU / memory / GPU samples, at this thread's cadence (training workers only).
+        self.resources = JobResources(name) if runs_scheduler(self.queues) else None
 
     def run(self) -> None:
         try:
@@ -110,7 +116,9 @@ class Heartbeat(threading.Thread):
         while not self.stopped.wait(settings.TRAINYARD_HEARTBEAT_SECONDS):
             try:
                 close_old_connections()
-                heartbeat(self.worker_name)
+                heartbeat(self.worker_name, self.queues)
+                if self.resources is not None:
+                    self.resources.beat()
                 self.drained = apply_drain(self.worker_name, self.queues, self.drained)
                 if runs_scheduler(self.queues):
                     # The training workers watch for workers and jobs whose worker died (F7), on
