@@ -345,15 +345,19 @@
       const tr = document.createElement("tr");
       tr.dataset.job = j.id;
       const box = Object.assign(document.createElement("input"), { type: "checkbox", name: "ids", value: j.id });
-      box.setAttribute("aria-label", "compare " + j.name);
+      box.setAttribute("aria-label", "select " + j.name);
       const link = Object.assign(document.createElement("a"), { href: j.url, textContent: j.name });
       link.dataset.field = "name";
+      const nameCell = document.createElement("span");
+      const tags = Object.assign(document.createElement("span"), { className: "tags" });
+      tags.dataset.field = "tags";
+      nameCell.append(link, " ", tags);
       const status = document.createElement("span");
       status.innerHTML = '<span class="badge" data-field="status"></span> <small data-field="queue"></small>';
       const prog = document.createElement("span");
       prog.innerHTML = '<progress max="1" data-field="progress"></progress> <small data-field="progress-text"></small>';
       prog.firstChild.setAttribute("aria-label", "progress of " + j.name);
-      const cells = [cell("Compare", box), cell("Name", link), cell("Status", status), cell("Progress", prog),
+      const cells = [cell("Select", box), cell("Name", nameCell), cell("Status", status), cell("Progress", prog),
                      cell("Worker"), cell("Best"), cell("Duration"), cell("Architecture", document.createTextNode(j.architecture)),
                      cell("Dataset", document.createTextNode(j.dataset_name || "(deleted)"))];
       cells[3].className = "progress-cell";
@@ -369,6 +373,10 @@
     }
     function fill(tr, j) {
       tr.dataset.status = j.status;
+      const tags = tr.querySelector('[data-field="tags"]');
+      if (tags && tags.textContent.trim() !== (j.tags || []).join(" ")) {
+        tags.replaceChildren(...(j.tags || []).flatMap((t) => [Object.assign(document.createElement("span"), { className: "tag", textContent: t }), " "]));
+      }
       const badge = tr.querySelector('[data-field="status"]');
       badge.textContent = j.status_label;
       badge.className = "badge " + j.status;
@@ -406,7 +414,14 @@
         const params = query();
         params.set("format", "json");
         const r = await fetch(table.dataset.url + "?" + params, { credentials: "same-origin", headers: { Accept: "application/json" } });
+        const searchError = document.getElementById("search-error");
+        if (r.status === 400) {  // a search that cannot be read: say why, keep the rows shown
+          searchError.textContent = (await r.json()).error;
+          searchError.hidden = false;
+          return;
+        }
         if (!r.ok) return;
+        searchError.hidden = true;
         const data = await r.json();
         const rows = new Map(Array.from(body.querySelectorAll("tr[data-job]"), (tr) => [tr.dataset.job, tr]));
         let previous = null;
@@ -426,8 +441,16 @@
           tr.append(Object.assign(document.createElement("td"), { colSpan: 11, className: "muted", textContent: "No jobs match these filters." }));
           body.append(tr);
         }
-        const n = data.jobs.length;
-        document.getElementById("jobs-count").textContent = n + " job" + (n === 1 ? "" : "s") + (n >= data.limit ? " (the newest " + data.limit + ")" : "");
+        const n = data.total;
+        document.getElementById("jobs-count").textContent = n + " job" + (n === 1 ? "" : "s") + (data.pages > 1 ? ", page " + data.page + " of " + data.pages : "");
+        const pager = document.getElementById("jobs-pager");
+        pager.hidden = data.pages <= 1;
+        for (const [id, href] of [["page-previous", data.previous], ["page-next", data.next]]) {
+          const a = document.getElementById(id);
+          a.hidden = !href;
+          if (href) a.href = href;
+        }
+        document.getElementById("page-label").textContent = "Page " + data.page + " of " + data.pages;
         table.dataset.refreshed = String(Date.now());
       } catch (e) { /* try again later */ } finally {
         inflight = false;
@@ -445,6 +468,7 @@
 
     let typing = null;
     const applyFilters = () => {
+      document.getElementById("filter-page").value = "";  // a new search starts at its first page
       const params = query();
       history.replaceState(null, "", table.dataset.url + (params.toString() ? "?" + params : ""));
       document.getElementById("filter-clear").hidden = !params.toString();
@@ -453,5 +477,20 @@
     filterForm.addEventListener("submit", (e) => { e.preventDefault(); applyFilters(); });
     filterForm.addEventListener("change", applyFilters);
     document.getElementById("filter-q").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(applyFilters, 250); });
+
+    // Bulk actions on the ticked jobs (one form; Compare is a GET without the CSRF token).
+    const bulk = document.getElementById("bulk-form");
+    const all = document.getElementById("select-all");
+    all.addEventListener("change", () => { for (const box of body.querySelectorAll("input[name=ids]")) box.checked = all.checked; });
+    bulk.addEventListener("submit", (e) => {
+      const button = e.submitter;
+      if (!body.querySelector("input[name=ids]:checked")) { e.preventDefault(); alert("Tick the jobs first."); return; }
+      if (button && button.dataset.confirm && !confirm(button.dataset.confirm)) { e.preventDefault(); return; }
+      const extra = ["csrfmiddlewaretoken", "next", "tags"].map((n) => bulk.querySelector(`input[name=${n}]`));
+      const compare = Boolean(button && button.id === "compare-button");
+      for (const input of extra) input.disabled = compare;
+      setTimeout(() => { for (const input of extra) input.disabled = false; }, 0);  // the form data is taken by then
+      document.getElementById("bulk-next").value = location.pathname + location.search;
+    });
   }
 })();

@@ -264,7 +264,7 @@ def test_clone_with_edits_then_compare(page, stack, tmp_path, screenshots):
     while int(page.get_attribute("#compare-charts", "data-points")) < 8 and time.monotonic() < deadline:
         page.wait_for_timeout(100)
     assert int(page.get_attribute("#compare-charts", "data-points")) == 3 + 5  # one point per epoch
-    table = page.inner_text("#compare-table")
+    table = page.inner_text("#compare-table") + page.inner_text("#metrics-table")  # settings, then metrics
     assert "sgd_momentum" in table and "final accuracy" in table
     page.screenshot(path=str(screenshots / "compare.png"), full_page=True)
     assert page.errors == []

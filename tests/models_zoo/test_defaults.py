@@ -72,3 +72,12 @@ def test_the_module_imports_no_torch(arch):
     code = ("import sys, models_zoo.defaults as d; d.adaptive_defaults(%r, {}, {}); "
             "sys.exit('torch' in sys.modules)") % arch
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_the_final_model_is_the_epoch_with_the_lowest_validation_loss_unless_the_user_says_otherwise():
+    assert {k: _values("mlp", _info(455))[k] for k in ("keep", "monitor")} == {"keep": "best", "monitor": "loss"}
+    assert _values("gpt", {"task": "lm", "kind": "corpus", "num_train_tokens": 100_000})["keep"] == "best"
+    resolved, reasons = adaptive.resolve("mlp", {}, _info(455), {"monitor": "accuracy"})
+    assert resolved["monitor"] == "accuracy" and resolved["keep"] == "best" and "accuracy" in reasons["keep"]
+    resolved, reasons = adaptive.resolve("mlp", {}, _info(455), {"keep": "last"})
+    assert resolved["keep"] == "last" and "keep" not in reasons and resolved["monitor"] == "loss"

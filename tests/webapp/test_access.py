@@ -33,6 +33,13 @@ OBJECT_ROUTES = {
     "jobs:continue": "job",
     "api:job-continue": "job",
     "jobs:delete": "job",
+    "jobs:tags": "job",
+    "jobs:note": "job",
+    "jobs:archive": "job",
+    "jobs:repeat": "job",
+    "api:job-repeat": "job",
+    "jobs:compare-view": "compare_view",
+    "jobs:compare-view-delete": "compare_view",
     "jobs:artifact": "job",
     "jobs:outputs": "job",
     "jobs:model-card": "job",
@@ -66,6 +73,7 @@ OBJECT_ROUTES = {
 # Routes without an object id: must require login (pages redirect, API answers 401/403).
 LIST_ROUTES = {
     "home", "accounts:profile", "accounts:token", "accounts:revoke_token", "password_change", "password_change_done", "accounts:notifications", "accounts:webhook_secret", "datasets:list", "datasets:detect-kind", "jobs:list", "jobs:new", "jobs:memory", "jobs:compare",
+    "jobs:bulk", "jobs:compare-save", "api:jobs-bulk",
     "api:architectures", "api:datasets", "api:jobs", "api:uploads", "api:tus", "hub:list", "api:models",
     "sweeps:list", "sweeps:new", "api:sweeps", "api:train-defaults", "cluster:page", "cluster:state",
     "datasets:samples",
@@ -131,10 +139,12 @@ def objects(alice):
     Trial.objects.create(sweep=sweep, number=0, job=job, params={"train.learning_rate": 0.01}, state="complete",
                          value=0.5)
     from webapp.inference.models import BatchPrediction
+    from webapp.jobs.models import CompareView
 
     batch = BatchPrediction.objects.create(job=job, user=alice, filename="rows.csv", status="done")
+    view = CompareView.objects.create(owner=alice, name="alices-view", job_ids=[str(job.pk)])
     return {"job": job, "dataset": job.dataset, "upload": start_upload(alice, "big.zip", 1000), "model": model,
-            "ingest_failure": failure, "sweep": sweep, "batch": batch}
+            "ingest_failure": failure, "sweep": sweep, "compare_view": view, "batch": batch}
 
 
 def _client(user, api=False):
@@ -165,6 +175,8 @@ def test_other_users_get_404_on_every_object_route(alice, bob, charlie, objects,
     objects["job"].refresh_from_db()
     objects["dataset"].refresh_from_db()
     assert objects["job"].status == "succeeded" and not objects["job"].cancel_requested
+    assert objects["job"].archived_at is None and objects["job"].note == "" and not objects["job"].tags.exists()
+    assert type(objects["compare_view"]).objects.filter(pk=objects["compare_view"].pk).exists()
     assert type(objects["model"]).objects.filter(pk=objects["model"].pk).exists()
     assert type(objects["ingest_failure"]).objects.filter(pk=objects["ingest_failure"].pk).exists()
     objects["sweep"].refresh_from_db()

@@ -61,3 +61,20 @@ def test_parallel_uploads_accept_exactly_what_fits(live_server, alice, settings)
     assert UploadSession.objects.filter(owner=alice).count() == 1
     refused = next(r for r in responses if r.status_code == 400).json()["error"]
     assert "would exceed your storage quota" in refused
+
+
+def test_parallel_repeats_with_seeds_stay_within_the_limit(live_server, alice, settings):
+    """Each "repeat with 3 seeds" needs 3 slots at once: 8 in parallel at a limit of 10 → 3 accepted whole."""
+    settings.TRAINYARD_MAX_ACTIVE_JOBS_PER_USER = 10
+    ds = ready_dataset(alice)
+    src = Job.objects.create(owner=alice, dataset=ds, name="base", architecture="mlp", status=Job.Status.SUCCEEDED,
+                             model_config={"hidden_sizes": [4]}, train_config={"epochs": 1, "seed": 0})
+    headers = {"Authorization": f"Token {_token(alice)}"}
+
+    def repeat(i):
+        return requests.post(f"{live_server.url}/api/jobs/{src.pk}/repeat/", json={"n": 3}, headers=headers,
+                             timeout=60).status_code
+
+    codes = _parallel(repeat, 8)
+    assert codes.count(201) == 3 and codes.count(429) == 5, codes
+    assert Job.objects.filter(owner=alice, status=Job.Status.QUEUED).count() == 9

@@ -171,6 +171,11 @@ class Job(serializers.Serializer):
                                   "(never used for early stopping or keep-best); {} without a test split")
     lineage = _obj(help_text="continued training: {job, name, checkpoint, epoch} of the job whose checkpoint this "
                              "one started from; {} otherwise")
+    summary = _obj(help_text="validation metrics as the job runs: {last: the latest epoch's, best: the best "
+                             "epoch's (lowest loss-like, highest otherwise)}; what search and sort read")
+    tags = serializers.ListField(child=serializers.CharField(), help_text="the owner's tags, sorted")
+    note = serializers.CharField(allow_blank=True, help_text="the owner's note, Markdown")
+    archived = serializers.BooleanField(help_text="hidden from the default list; nothing is deleted")
     last_seq = serializers.IntegerField()
     queue_position = serializers.IntegerField(allow_null=True)
     wait_reason = serializers.CharField(allow_blank=True)
@@ -181,7 +186,20 @@ class Job(serializers.Serializer):
     artifacts = Artifact(many=True)
 
 
-JobListBody = inline_serializer("JobList", {"jobs": Job(many=True)})
+JobListBody = inline_serializer("JobList", {
+    "jobs": Job(many=True), "total": serializers.IntegerField(help_text="jobs matching, on every page"),
+    "page": serializers.IntegerField(), "pages": serializers.IntegerField(), "per_page": serializers.IntegerField(),
+    "sort": serializers.CharField(),
+    "capped": serializers.BooleanField(help_text="pages reach the first 10000 matches of this order only"),
+})
+BulkBody = inline_serializer("JobBulkResult", {
+    "action": serializers.CharField(),
+    "done": serializers.ListField(child=serializers.UUIDField(), help_text="the jobs changed"),
+    "skipped": serializers.ListField(child=inline_serializer("JobBulkSkip", {
+        "id": serializers.CharField(), "reason": serializers.CharField()}), help_text="the jobs left as they were, "
+        "and why (not yours, no such job, already finished, ...)"),
+})
+RepeatBody = inline_serializer("JobRepeatResult", {"jobs": Job(many=True)})
 
 
 class Trial(serializers.Serializer):

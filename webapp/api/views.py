@@ -13,6 +13,7 @@ import time
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
+from django.db import transaction
 from django.http import Http404
 from django.utils.decorators import method_decorator
 from drf_spectacular.types import OpenApiTypes
@@ -38,10 +39,11 @@ from webapp.exports import services as exports
 from webapp.exports.models import MlflowExport
 from webapp.inference import services as inference
 from webapp.inference.models import OnnxExport, Prediction
-from webapp.jobs import downsample, scheduler, services
+from webapp.jobs import downsample, listing, scheduler, services
 from webapp.jobs.access import datasets_for, get_dataset_for_user, get_job_for_user, jobs_for
 from webapp.jobs.events import events_after
 from webapp.jobs.models import Job
+from webapp.jobs.search import SearchError
 from webapp.jobs.views import artifact_response
 from webapp.monitoring import recorder
 
@@ -382,13 +384,63 @@ class TrainDefaults(Api):
                          "settings": {k: {"value": v, "reason": r} for k, (v, r) in values.items()}})
 
 
+class JobUpdate(serializers.Serializer):
+    tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=100,
+                                 help_text="the job's tags from now on (1 to 40 letters, digits, . _ -; at most 20)")
+    note = serializers.CharField(required=False, allow_blank=True, max_length=20_000, trim_whitespace=False,
+                                 help_text="the owner's note, Markdown (rendered with raw HTML shown as text)")
+    archived = serializers.BooleanField(required=False, help_text="true hides it from the default list; "
+                                                                  "nothing is deleted")
+
+
+class BulkRequest(serializers.Serializer):
+    action = serializers.ChoiceField(choices=services.BULK_ACTIONS)
+    ids = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1,
+                                max_length=services.MAX_BULK)
+    tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=100,
+                                 help_text="for tag / untag")
+
+
+class RepeatRequest(serializers.Serializer):
+    n = serializers.IntegerField(min_value=1, max_value=services.MAX_REPEATS, help_text="how many seeds")
+
+
+class JobListQuery(serializers.Serializer):
+    q = serializers.CharField(required=False, allow_blank=True, max_length=500, help_text=(
+        "search: terms name<op>value (op < <= > >= = !=) over the training settings (learning_rate<0.01), "
+        "model.<setting>, the validation metrics (accuracy>0.9: the final model's, a running job's latest epoch's; "
+        "best.<metric>: the best epoch's; test.<metric>), tag:NAME, and free words over name, tags, dataset, "
+        "architecture, worker. A search that cannot be read is a 400 that says why."))
+    status = serializers.ChoiceField(choices=Job.Status.values, required=False)
+    dataset = serializers.UUIDField(required=False)
+    architecture = serializers.CharField(required=False, max_length=50)
+    archived = serializers.ChoiceField(choices=["only", "all"], required=False,
+                                       help_text="left out: archived jobs are not listed")
+    sort = serializers.CharField(required=False, max_length=100, help_text=(
+        "created (default -created), name, status, architecture, dataset, started, finished, or a numeric "
+        "search name (accuracy, best.loss, learning_rate); - first for descending"))
+    page = serializers.IntegerField(required=False, min_value=1)
+    per_page = serializers.IntegerField(required=False, min_value=1, max_value=1000, help_text="default 100")
+
+
 class JobList(Api):
     throttle_scope = "submit"  # on its POST (webapp/throttles.py)
 
-    @extend_schema(operation_id="jobs_list", responses=docs.responses({200: docs.JobListBody}),
-                   description="The jobs you may see (at most 1000), newest first.")
+    @extend_schema(operation_id="jobs_list", parameters=[JobListQuery],
+                   responses=docs.responses({200: docs.JobListBody}, 400),
+                   description="The jobs you may see, filtered and searched, a page at a time (newest first "
+                               "unless `sort` says otherwise). Archived jobs only with `archived`.")
     def get(self, request):
-        return Response({"jobs": Job.to_dicts(jobs_for(request.user).prefetch_related("artifacts")[:1000])})
+        validated(JobListQuery, request.query_params)
+        params = {k: request.query_params.get(k, "") for k in JobListQuery().fields}
+        params["per_page"] = params["per_page"] or "100"
+        try:
+            page = listing.list_jobs(jobs_for(request.user).prefetch_related("artifacts"), params,
+                                     staff=request.user.is_staff, max_per_page=1000)
+        except SearchError as exc:
+            return _error(str(exc))
+        return Response({"jobs": Job.to_dicts(page.jobs), "total": page.total, "page": page.page,
+                         "pages": page.pages, "per_page": page.per_page, "sort": page.sort, "capped": page.capped})
 
     @extend_schema(request=JobCreate, responses=docs.responses({201: docs.Job}, *docs.BODY),
                    description="Submit a training job on a dataset you may use. Settings are checked against "
@@ -414,6 +466,25 @@ class JobDetail(Api):
     def get(self, request, pk):
         return Response(get_job_for_user(request.user, pk).to_dict())
 
+    @extend_schema(request=JobUpdate, responses=docs.responses({200: docs.Job}, *docs.BODY, 404),
+                   description="Change the job's tags, note or archived state (the owner, or a permission); "
+                               "the fields left out stay as they are. A bad tag is a 400 and changes nothing.")
+    def patch(self, request, pk):
+        job = get_job_for_user(request.user, pk, write=True)
+        v = validated(JobUpdate, request.data)
+        try:
+            with transaction.atomic():
+                if "tags" in v:
+                    services.set_tags(job, v["tags"])
+                if "note" in v:
+                    services.set_note(job, v["note"])
+                if "archived" in v:
+                    services.archive_job(job, v["archived"], actor=request.user)
+        except services.OrganiseError as exc:
+            return _error(" ".join(exc.errors.values()), errors=exc.errors)
+        job = jobs_for(request.user).prefetch_related("artifacts", "tags").get(pk=job.pk)
+        return Response(job.to_dict())
+
     @extend_schema(responses=docs.responses({204: None}, 404, 409),
                    description="Delete a finished job and its files (409 while it is queued or running: "
                                "cancel it first).")
@@ -422,6 +493,36 @@ class JobDetail(Api):
         if not services.delete_job(job, actor=request.user):
             return _error("cancel the job before deleting it", status.HTTP_409_CONFLICT)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class JobBulk(Api):
+    @extend_schema(request=BulkRequest, responses=docs.responses({200: docs.BulkBody}, *docs.BODY),
+                   description="One action on many jobs: cancel, delete (finished jobs), archive, unarchive, "
+                               "tag, untag. Each job follows the one-job rule (yours, or a permission); the "
+                               "others are left unchanged and listed in `skipped` with the reason.")
+    def post(self, request):
+        v = validated(BulkRequest, request.data)
+        try:
+            result = services.bulk_action(request.user, v["action"], v["ids"], tags=v.get("tags"))
+        except services.OrganiseError as exc:
+            return _error(" ".join(exc.errors.values()), errors=exc.errors)
+        return Response({"action": result.action, "done": result.done, "skipped": result.skipped})
+
+
+class JobRepeat(Api):
+    throttle_scope = "submit"
+
+    @extend_schema(request=RepeatRequest, responses=docs.responses({201: docs.RepeatBody}, *docs.BODY, 404, 409),
+                   description="Repeat a finished job with `n` new seeds (seed+1 … seed+n): n new jobs with its "
+                               "settings and tags, all or none (429 when they would pass the active-job limit).")
+    def post(self, request, pk):
+        job = get_job_for_user(request.user, pk, write=True)
+        v = validated(RepeatRequest, request.data)
+        try:
+            jobs = services.repeat_with_seeds(job, request.user, v["n"])
+        except services.SubmitError as exc:
+            return api_errors.error(" ".join(exc.errors.values()), exc.status, exc.errors)
+        return Response({"jobs": Job.to_dicts(jobs)}, status=status.HTTP_201_CREATED)
 
 
 class JobCancel(Api):

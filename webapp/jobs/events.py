@@ -18,7 +18,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import F
 
-from webapp.jobs.models import Job, JobEvent
+from webapp.jobs.models import Job, JobEvent, summarise
 from webapp.jobs.signals import job_progressed
 from webapp.monitoring import recorder
 
@@ -109,11 +109,16 @@ def append_events(job_id, events: list[tuple[str, dict]], *, token: int | None =
         # The row lock serialises numbering across web and worker processes (on SQLite the
         # IMMEDIATE transaction already holds the database write lock).
         rows = Job.objects.filter(pk=job_id) if token is None else owned(job_id, token)
-        last = rows.select_for_update().values_list("last_seq", flat=True).first()
-        if last is None:
+        found = rows.select_for_update().values_list("last_seq", "summary").first()
+        if found is None:
             if token is not None:
                 raise Fenced(job_id, token)
             raise Job.DoesNotExist(f"job {job_id} does not exist")
+        last, summary = found
+        # The job's latest and best validation metrics, once per batch (search and sort read them).
+        val = [data.get("values") for kind, data in events if kind == "metric" and data.get("split") == "val"]
+        if val and (new_summary := summarise(summary or {}, val)) != summary:
+            job_updates["summary"] = new_summary
         rows = [JobEvent(job_id=job_id, seq=last + i + 1, kind=kind, data=data) for i, (kind, data) in enumerate(events)]
         JobEvent.objects.bulk_create(rows)
         if rows:
@@ -163,7 +168,7 @@ def publish_to_user(user_id, job_id) -> None:
     """Tell the owner's open pages (jobs list, toasts) that a job changed state."""
     if get_channel_layer() is None:
         return
-    job = Job.objects.select_related("owner", "dataset").prefetch_related("artifacts").filter(pk=job_id).first()
+    job = Job.objects.select_related("owner", "dataset").prefetch_related("artifacts", "tags").filter(pk=job_id).first()
     if job is None:
         return
     try:
@@ -189,7 +194,7 @@ def user_changes_after(user_id, after: int, limit: int = 500) -> list[dict]:
     last = {}
     for event_id, job_id in rows:
         last[job_id] = event_id
-    jobs = {j.pk: j for j in Job.objects.select_related("owner", "dataset").prefetch_related("artifacts")
+    jobs = {j.pk: j for j in Job.objects.select_related("owner", "dataset").prefetch_related("artifacts", "tags")
             .filter(pk__in=list(last))}
     return [{"job": jobs[j].to_dict(), "seq": seq} for j, seq in sorted(last.items(), key=lambda kv: kv[1])
             if j in jobs]

@@ -61,6 +61,13 @@ class Job(models.Model):
     # What the run flagged about the model it made ({"code", "text"}: a classifier that predicts one
     # class only, a training loss that never moved): a succeeded job is not always a good one.
     warnings = models.JSONField(default=list, blank=True, help_text="the run's warnings about its model")
+    # Validation metrics as events arrive, for search and sorting in the database
+    # ({"last": {...}, "best": {...}}; events.append_events, once per batch): `metrics` is only
+    # written when the run ends.
+    summary = models.JSONField(default=dict, blank=True, help_text="latest and best validation metrics so far")
+    # Run organisation (webapp/jobs/organise.py): the owner's note (Markdown), archived from the default list.
+    note = models.TextField(blank=True, help_text="the owner's note, Markdown")
+    archived_at = models.DateTimeField(null=True, blank=True, help_text="hidden from the default jobs list")
     last_seq = models.PositiveIntegerField(default=0, help_text="number of the last stored event")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -69,6 +76,13 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # The jobs list: one user's (or, for staff, everyone's) unarchived jobs in a sort order.
+        indexes = [
+            models.Index(fields=["owner", "archived_at", "created_at"], name="job_list_created"),
+            models.Index(fields=["owner", "archived_at", "name"], name="job_list_name"),
+            models.Index(fields=["owner", "archived_at", "finished_at"], name="job_list_finished"),
+            models.Index(fields=["archived_at", "created_at"], name="job_all_created"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -96,6 +110,11 @@ class Job(models.Model):
         if self.wait_reason:
             return self.wait_reason + (f" ({before} queued before it)" if before else "")
         return f"waiting for a worker, {before} ahead in the queue" if before else "waiting for a worker, next in line"
+
+    @property
+    def tag_names(self) -> list[str]:
+        """The job's tags, sorted (from a prefetch_related("tags") when the caller made one)."""
+        return sorted(t.name for t in self.tags.all())
 
     @property
     def progress_fraction(self) -> float:
@@ -130,6 +149,10 @@ class Job(models.Model):
             "test_metrics": self.test_metrics,
             "warnings": self.warnings,
             "lineage": self.lineage,
+            "summary": self.summary,
+            "tags": self.tag_names,
+            "note": self.note,
+            "archived": self.archived_at is not None,
             "last_seq": self.last_seq,
             "queue_position": queue_position,
             "wait_reason": self.wait_reason if self.status == self.Status.QUEUED else "",
@@ -180,6 +203,63 @@ class JobEvent(models.Model):
 
     def to_dict(self) -> dict:
         return {"v": 1, "job": str(self.job_id), "seq": self.seq, "kind": self.kind, **self.data}
+
+
+# Metrics where a lower value is better; every other metric is better higher.
+LOWER_IS_BETTER = frozenset({"loss", "mse", "mae", "rmse", "perplexity"})
+
+
+def lower_is_better(name: str) -> bool:
+    return name in LOWER_IS_BETTER or name.endswith("_loss")
+
+
+def summarise(summary: dict, values_seen: list[dict]) -> dict:
+    """`summary` ({"last", "best"} of validation metrics) after the validation values in
+    `values_seen`, in order; numbers only (booleans and strings are not metrics)."""
+    last, best = dict(summary.get("last") or {}), dict(summary.get("best") or {})
+    for values in values_seen:
+        for k, v in (values or {}).items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
+                continue
+            last[k] = v
+            b = best.get(k)
+            if b is None or (v < b if lower_is_better(k) else v > b):
+                best[k] = v
+    return {"last": last, "best": best}
+
+
+class JobTag(models.Model):
+    """One tag of a job (tags are per job, chosen freely by its owner; organise.clean_tags)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=40)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["job", "name"], name="unique_job_tag")]
+        indexes = [models.Index(fields=["name"], name="job_tag_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CompareView(models.Model):
+    """A saved compare page: its jobs, the setting they are grouped by; one user's, by name."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="compare_views")
+    name = models.CharField(max_length=100)
+    job_ids = models.JSONField(default=list)
+    group_by = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="unique_compare_view_name")]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Artifact(models.Model):

@@ -117,7 +117,8 @@ def _check_model(entry, dataset: Dataset | None, model_config, context: dict, le
 def shown_settings(job: Job) -> tuple[dict, dict]:
     """The job's stored model and training settings that apply, for its page (an older job
     stored every field; the ones that did nothing are left out)."""
-    context = dict(job_context(job.dataset if job.dataset_id else None), cuda=None)
+    info = (job.dataset.info or {}) if job.dataset_id and job.dataset and job.dataset.is_ready else {}
+    context = {"task": info.get("task"), "kind": kind_of(info) if info else None}  # what it stored tells the rest
     try:
         model_cls = models_zoo.get(job.architecture).config_cls
     except (ConfigError, ImportError):
@@ -306,3 +307,195 @@ def delete_job(job: Job, actor=None) -> bool:
     job.delete()
     shutil.rmtree(directory, ignore_errors=True)
     return True
+
+
+# --- run organisation: tags, note, archive, bulk actions, repeats ------------------------------
+
+MAX_TAGS = 20
+MAX_NOTE = 20_000
+MAX_BULK = 500
+MAX_REPEATS = 20
+TAG = re.compile(r"[\w.\-]{1,40}")
+
+
+class OrganiseError(SubmitError):
+    """Tags, a note or a bulk request that cannot be applied; nothing was changed."""
+
+
+def clean_tags(values) -> list[str]:
+    """Tags as stored: lower case, 1 to 40 letters, digits, `.`, `_` or `-`; a string is split
+    on commas and spaces. OrganiseError names the first bad one."""
+    if isinstance(values, str):
+        values = re.split(r"[,\s]+", values)
+    if not isinstance(values, (list, tuple)):
+        raise OrganiseError({"tags": "give a list of tags"})
+    tags = []
+    for v in values:
+        if not isinstance(v, str):
+            raise OrganiseError({"tags": f"a tag is text, not {type(v).__name__}"})
+        v = v.strip().lower()
+        if not v:
+            continue
+        if not TAG.fullmatch(v):
+            raise OrganiseError({"tags": f"“{v[:50]}”: a tag is 1 to 40 letters, digits, . _ or -"})
+        if v not in tags:
+            tags.append(v)
+    return tags
+
+
+def set_tags(job: Job, tags, *, add: bool = False, remove: bool = False) -> list[str]:
+    """Replace the job's tags (or add / remove some); the tags it has afterwards."""
+    from webapp.jobs.models import JobTag
+
+    tags = clean_tags(tags)
+    with transaction.atomic():
+        current = list(JobTag.objects.select_for_update().filter(job=job).values_list("name", flat=True))
+        if add:
+            wanted = current + [t for t in tags if t not in current]
+        elif remove:
+            wanted = [t for t in current if t not in tags]
+        else:
+            wanted = tags
+        if len(wanted) > MAX_TAGS:
+            raise OrganiseError({"tags": f"a job has at most {MAX_TAGS} tags; this would give it {len(wanted)}"})
+        JobTag.objects.filter(job=job).exclude(name__in=wanted).delete()
+        JobTag.objects.bulk_create([JobTag(job=job, name=t) for t in wanted if t not in current])
+    return sorted(wanted)
+
+
+def set_note(job: Job, text) -> str:
+    """The owner's note (Markdown, rendered with raw HTML escaped: webapp/jobs/markdown.py)."""
+    if not isinstance(text, str):
+        raise OrganiseError({"note": "the note is text"})
+    if len(text) > MAX_NOTE:
+        raise OrganiseError({"note": f"the note is {len(text)} characters long; at most {MAX_NOTE}"})
+    Job.objects.filter(pk=job.pk).update(note=text)
+    job.note = text
+    return text
+
+
+def archive_job(job: Job, archived: bool = True, actor=None) -> bool:
+    """Hide the job from the default list (or show it again). Nothing is deleted: events,
+    artifacts and files stay; an archived job is still found with the list's archived filter."""
+    changed = Job.objects.filter(pk=job.pk, archived_at__isnull=archived).update(
+        archived_at=timezone.now() if archived else None)
+    if changed:
+        audit.record(actor, "job.archive" if archived else "job.unarchive", job)
+    job.refresh_from_db(fields=["archived_at"])
+    return bool(changed)
+
+
+BULK_ACTIONS = ("cancel", "delete", "archive", "unarchive", "tag", "untag")
+
+
+@dataclass
+class BulkResult:
+    action: str
+    done: list[str]
+    skipped: list[dict]  # {"id", "reason"}
+
+    def message(self) -> str:
+        text = f"{self.action}: {len(self.done)} job{'' if len(self.done) == 1 else 's'} done"
+        if self.skipped:
+            reasons: dict[str, int] = {}
+            for s in self.skipped:
+                reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
+            text += "; skipped " + "; ".join(f"{n} ({r})" for r, n in reasons.items())
+        return text
+
+
+def bulk_action(user, action: str, ids, tags=None) -> BulkResult:
+    """`action` on each of the jobs `ids` that `user` may change, with the same rules as the
+    one-job verbs (access.may_write: the owner, or a permission): the others are skipped and
+    said so, never changed. Ids `user` cannot see are skipped as "no such job"."""
+    from webapp.jobs.access import jobs_for, may_write
+
+    if action not in BULK_ACTIONS:
+        raise OrganiseError({"action": f"one of {', '.join(BULK_ACTIONS)}"})
+    if not isinstance(ids, (list, tuple)) or not ids:
+        raise OrganiseError({"ids": "select at least one job"})
+    if len(ids) > MAX_BULK:
+        raise OrganiseError({"ids": f"at most {MAX_BULK} jobs at a time; {len(ids)} were selected"})
+    clean = clean_tags(tags or []) if action in ("tag", "untag") else []
+    if action in ("tag", "untag") and not clean:
+        raise OrganiseError({"tags": "give the tags to add or remove"})
+    wanted = list(dict.fromkeys(str(i) for i in ids))
+    valid = [i for i in wanted if _uuid(i)]
+    found = {str(j.pk): j for j in jobs_for(user).filter(pk__in=valid)}
+    result = BulkResult(action, [], [])
+    for pk in wanted:
+        job = found.get(pk)
+        if job is None:
+            result.skipped.append({"id": pk, "reason": "no such job"})
+        elif not may_write(user, job, "delete" if action == "delete" else True):
+            result.skipped.append({"id": pk, "reason": f"not yours (it belongs to {job.owner.get_username()})"})
+        elif (reason := _bulk_one(user, action, job, clean)):
+            result.skipped.append({"id": pk, "reason": reason})
+        else:
+            result.done.append(pk)
+    return result
+
+
+def _bulk_one(user, action: str, job: Job, tags: list[str]) -> str:
+    """Apply one bulk action to one job the user may change; the reason it was skipped, or ""."""
+    if action == "cancel":
+        if job.is_final:
+            return "already finished"
+        cancel_job(job, actor=user)
+    elif action == "delete":
+        if not delete_job(job, actor=user):
+            return "queued or running: cancel it first"
+    elif action in ("archive", "unarchive"):
+        if not archive_job(job, action == "archive", actor=user):
+            return "already archived" if action == "archive" else "not archived"
+    else:
+        try:
+            set_tags(job, tags, add=action == "tag", remove=action == "untag")
+        except OrganiseError as exc:
+            return exc.errors["tags"]
+    return ""
+
+
+def _uuid(value) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def repeat_with_seeds(source: Job, user, n: int) -> list[Job]:
+    """`n` clones of a finished job with seeds seed+1 … seed+n (same dataset, architecture and
+    settings; the source's tags), queued through submit_job. All or nothing: the active-job
+    limit is checked for all `n` under the user's lock, so parallel requests never pass it."""
+    errors: dict[str, str] = {}
+    if source.owner_id != user.pk:
+        errors["owner"] = "only the job's owner can repeat it (the new jobs use their dataset and quota)"
+    elif not source.is_final:
+        errors["status"] = f"repeat a finished job; this one is {source.status}"
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_REPEATS:
+        errors["n"] = f"give the number of seeds, a whole number from 1 to {MAX_REPEATS}"
+    seed = int((source.train_config or {}).get("seed", 0) or 0)
+    if not errors and seed + n > 2**31 - 1:
+        errors["n"] = "the seeds would pass the largest seed (2147483647)"
+    if errors:
+        raise SubmitError(errors, status=403 if "owner" in errors else 409 if "status" in errors else 400)
+    tags = list(source.tags.values_list("name", flat=True))
+    jobs = []
+    with user_lock(user):
+        active = Job.objects.filter(owner=user, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).count()
+        limit = scheduler.queued_limit(user)
+        if active + n > limit:
+            raise SubmitError({"jobs": f"repeating with {n} seeds needs {n} job slots; you have {active} queued or "
+                                       f"running jobs and the limit is {limit}"}, status=429)
+        for s in range(seed + 1, seed + n + 1):
+            job = submit_job(user, source.dataset, source.architecture, source.model_config,
+                             dict(source.train_config or {}, seed=s), name=f"{source.name} (seed {s})"[:200],
+                             priority=min(source.priority, 0), min_gpu_memory_gb=source.min_gpu_memory_gb,
+                             gpu_type=source.gpu_type)
+            if tags:
+                set_tags(job, tags)
+            jobs.append(job)
+    return jobs

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.db.models import Q
+from django.db.models import Exists, OuterRef
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -17,44 +18,66 @@ from models_zoo.hparams import TASK_METRICS, TrainConfig
 from models_zoo.schema import describe
 from webapp.datasets.models import Dataset
 from webapp.accounts import audit
-from webapp.jobs import lifecycle, scheduler, services
+from webapp.jobs import listing, lifecycle, scheduler, services
 from webapp.jobs.access import datasets_for, get_job_for_user, jobs_for
-from webapp.jobs.models import Job, JobEvent, queue_positions
+from webapp.jobs.models import CompareView, Job, lower_is_better, queue_positions
+from webapp.jobs.search import SearchError
 from webapp.throttles import throttled_page
 
 
-LIST_LIMIT = 500
-
-
 def job_list(request):
-    """The jobs the user may see (staff: all), filtered; `?format=json` gives the same rows for
-    the page's live refresh (same filters, same access rule)."""
+    """The jobs the user may see (staff: all), filtered, searched, sorted, a page at a time
+    (webapp/jobs/listing.py); `?format=json` gives the same rows for the page's live refresh
+    (same parameters, same access rule). A search that cannot be read answers 400 with why."""
     visible = jobs_for(request.user)
-    filters = {k: request.GET.get(k, "").strip()[:200] for k in ("q", "status", "dataset", "architecture")}
-    jobs = visible
-    if filters["status"] in Job.Status.values:
-        jobs = jobs.filter(status=filters["status"])
-    if _is_uuid(filters["dataset"]):
-        jobs = jobs.filter(dataset_id=filters["dataset"])
-    if filters["architecture"]:
-        jobs = jobs.filter(architecture=filters["architecture"])
-    if q := filters["q"]:
-        match = (Q(name__icontains=q) | Q(architecture__icontains=q) | Q(dataset__name__icontains=q)
-                 | Q(worker_name__icontains=q) | Q(status__iexact=q))
-        if request.user.is_staff:
-            match |= Q(owner__username__icontains=q)
-        jobs = jobs.filter(match)
-    rows = job_rows(list(jobs[:LIST_LIMIT]))
+    keys = ("q", "status", "dataset", "architecture", "archived", "sort", "page", "per_page")
+    filters = {k: request.GET.get(k, "").strip()[:600] for k in keys}
+    error, page = "", None
+    try:
+        page = listing.list_jobs(visible, filters, staff=request.user.is_staff)
+    except SearchError as exc:
+        error = str(exc)
+    rows = job_rows(page.jobs) if page else []
+    meta = _page_meta(page, filters) if page else {}
     if request.GET.get("format") == "json":
-        return JsonResponse({"jobs": rows, "limit": LIST_LIMIT})
-    datasets = sorted({(str(d), n) for d, n in visible.exclude(dataset=None).values_list("dataset_id", "dataset__name")},
-                      key=lambda x: x[1].lower())
-    architectures = sorted(set(visible.values_list("architecture", flat=True)))
+        if error:
+            return JsonResponse({"error": error}, status=400)
+        return JsonResponse({"jobs": rows, **meta})
+    # The filters' choices without a scan of every job: the datasets the user may see that have a
+    # visible job (an index probe per dataset), and the registry's architectures.
+    datasets = [(str(d), n) for d, n in datasets_for(request.user).filter(
+        Exists(visible.filter(dataset=OuterRef("pk")))).order_by("name").values_list("pk", "name")[:500]]
+    architectures = sorted(models_zoo.REGISTRY)
+    shown = {k: v for k, v in filters.items() if k not in ("sort", "page", "per_page")}
     return render(request, "jobs/list.html", {
         "rows": rows, "filters": filters, "statuses": Job.Status.choices, "datasets": datasets,
-        "architectures": architectures, "filtered": any(filters.values()), "limit": LIST_LIMIT,
-        "show_owner": request.user.is_staff,
-    })
+        "architectures": architectures, "filtered": any(shown.values()), "page": meta, "search_error": error,
+        "show_owner": request.user.is_staff, "columns": _sort_links(filters), "bulk_actions": services.BULK_ACTIONS,
+    }, status=400 if error else 200)
+
+
+def _page_meta(page, filters: dict) -> dict:
+    def link(n):
+        return "?" + urlencode({**{k: v for k, v in filters.items() if v and k != "page"}, "page": n})
+
+    return {"total": page.total, "page": page.page, "pages": page.pages, "per_page": page.per_page,
+            "sort": page.sort, "capped": page.capped, "max_offset": listing.MAX_OFFSET,
+            "previous": link(page.page - 1) if page.page > 1 else None,
+            "next": link(page.page + 1) if page.page < page.pages else None}
+
+
+def _sort_links(filters: dict) -> dict:
+    """Each sortable column's link: ascending first (created: newest first), again to reverse."""
+    current = filters.get("sort") or listing.DEFAULT_SORT
+    out = {}
+    for col in listing.COLUMNS:
+        first = f"-{col}" if col in ("created", "started", "finished") else col
+        flipped = col if current == f"-{col}" else f"-{col}"
+        target = flipped if current.lstrip("-") == col else first
+        state = ("descending" if current.startswith("-") else "ascending") if current.lstrip("-") == col else "none"
+        params = {k: v for k, v in filters.items() if v and k not in ("sort", "page")}
+        out[col] = {"url": "?" + urlencode({**params, "sort": target}), "state": state}
+    return out
 
 
 def monitored(job: Job) -> tuple[str, str]:
@@ -71,22 +94,13 @@ def job_rows(jobs: list[Job]) -> list[dict]:
     """What the jobs list shows of each job: status, queue position, worker, progress and ETA,
     best validation metric, duration. A few queries for the whole page, not per row."""
     positions = queue_positions(jobs)
-    running = [j.pk for j in jobs if j.status == Job.Status.RUNNING]
-    val_events: dict = {}
-    if running:
-        for job_id, data in JobEvent.objects.filter(job_id__in=running, kind="metric", data__split="val").values_list(
-                "job_id", "data"):
-            val_events.setdefault(job_id, []).append(data)
     now = timezone.now()
     rows = []
     for j in jobs:
         monitor, mode = monitored(j)
         best = None
-        if j.status == Job.Status.RUNNING:
-            for data in val_events.get(j.pk, []):
-                v = (data.get("values") or {}).get(monitor)
-                if isinstance(v, (int, float)) and (best is None or (v > best if mode == "max" else v < best)):
-                    best = v
+        if j.status == Job.Status.RUNNING:  # the best epoch so far (events.append_events keeps it)
+            best = ((j.summary or {}).get("best") or {}).get(monitor)
         elif isinstance((j.metrics or {}).get(monitor), (int, float)):
             best = j.metrics[monitor]
         duration = (j.finished_at or now) - j.started_at if j.started_at else None
@@ -107,6 +121,7 @@ def job_rows(jobs: list[Job]) -> list[dict]:
             "dataset": str(j.dataset_id) if j.dataset_id else None,
             "dataset_name": j.dataset.name if j.dataset_id and j.dataset else None,
             "owner": j.owner.get_username(), "created_at": j.created_at.isoformat(),
+            "tags": j.tag_names, "archived": j.archived_at is not None,
             "created_label": timezone.localtime(j.created_at).strftime("%Y-%m-%d %H:%M"),
         })
     return rows
@@ -244,26 +259,123 @@ def _is_uuid(value) -> bool:
     return True
 
 
+# The compare page draws every job it is given up to this many (each one's history is fetched
+# and drawn; past this the legend and the colours stop being readable).
+COMPARE_MAX = 50
+
+
 def job_compare(request):
-    """Several jobs side by side: overlaid validation curves, hyperparameters, final metrics."""
+    """Jobs side by side: validation curves (one colour each, or grouped by a setting with mean
+    ± std bands), settings (the differing ones in bold), a metrics table with each row's best."""
     ids = [i for i in request.GET.getlist("ids") + request.GET.get("id", "").split(",") if i]
-    jobs = [get_job_for_user(request.user, pk) for pk in dict.fromkeys(ids)][:12]
-    params = sorted({f"model.{k}" for j in jobs for k in j.model_config} | {k for j in jobs for k in j.train_config})
-    metric_names = sorted({k for j in jobs for k, v in j.metrics.items() if isinstance(v, (int, float))})
-    rows = [{"name": p, "values": [_param(j, p) for j in jobs]} for p in params]
+    return _compare_page(request, list(dict.fromkeys(ids)), request.GET.get("group", ""), strict=True)
+
+
+def _compare_jobs(request, ids: list[str], strict: bool) -> tuple[list[Job], str]:
+    """The jobs to compare (at most COMPARE_MAX) and what the page says about the ones left out."""
+    note = ""
+    if len(ids) > COMPARE_MAX:
+        note = f"Showing the first {COMPARE_MAX} of the {len(ids)} jobs selected: the page compares at most {COMPARE_MAX}."
+        ids = ids[:COMPARE_MAX]
+    if strict:  # ids in the address: someone else's is a 404, as on every job route
+        return [get_job_for_user(request.user, pk) for pk in ids], note
+    # A saved view outlives its jobs: the ones deleted (or no longer shared) are left out.
+    found = {str(j.pk): j for j in jobs_for(request.user).filter(pk__in=[i for i in ids if _is_uuid(i)])}
+    jobs = [found[i] for i in ids if i in found]
+    if missing := len(ids) - len(jobs):
+        note = (note + " " if note else "") + f"{missing} job{'' if missing == 1 else 's'} of this view no longer exist."
+    return jobs, note
+
+
+def _setting_rows(jobs: list[Job]) -> list[dict]:
+    """Architecture, dataset and every setting, one value per job; `differs` when they are not all equal."""
+    # The settings that applied to each job (services.shown_settings): "" where one did not.
+    shown = [services.shown_settings(j) for j in jobs]
+    values = [{**{f"model.{k}": v for k, v in m.items()}, **t} for m, t in shown]
+    params = sorted({k for v in values for k in v})
+    rows = [{"name": "architecture", "values": [j.architecture for j in jobs]},
+            {"name": "dataset", "values": [j.dataset.name if j.dataset_id and j.dataset else "(deleted)" for j in jobs]}]
+    rows += [{"name": p, "values": [v.get(p, "") for v in values]} for p in params]
     for row in rows:
         row["differs"] = len({repr(v) for v in row["values"]}) > 1
-    metrics = [{"name": m, "values": [j.metrics.get(m) for j in jobs]} for m in metric_names]
+    return rows
+
+
+def _compare_page(request, ids: list[str], group: str, strict: bool, view: CompareView | None = None):
+    jobs, note = _compare_jobs(request, ids, strict)
+    rows = _setting_rows(jobs)
+    groups = [r["name"] for r in rows if r["differs"] and r["name"] != "seed"]
+    if group and group not in [r["name"] for r in rows]:
+        group = ""
+    group_values = next((r["values"] for r in rows if r["name"] == group), None)
     return render(request, "jobs/compare.html", {
-        "jobs": jobs, "rows": rows, "metrics": metrics,
-        "compare_json": [{"id": str(j.pk), "name": j.name} for j in jobs],
+        "jobs": jobs, "rows": rows, "metrics": _metric_rows(jobs), "note": note, "group": group, "groups": groups,
+        "view": view, "views": CompareView.objects.filter(owner=request.user)[:100],
+        "ids": [str(j.pk) for j in jobs], "max": COMPARE_MAX,
+        "compare_json": {"group": group, "jobs": [
+            {"id": str(j.pk), "name": j.name, "seed": (j.train_config or {}).get("seed"),
+             "group": _group_label(group_values[i]) if group_values else None} for i, j in enumerate(jobs)]},
     })
 
 
-def _param(job, name: str):
-    if name.startswith("model."):
-        return job.model_config.get(name[6:], "")
-    return job.train_config.get(name, "")
+def _group_label(value) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _metric_rows(jobs: list[Job]) -> list[dict]:
+    """The metrics table: the final model's validation metrics, the best epoch's, the test
+    split's; each row's best value marked (lowest for a loss-like metric, else highest)."""
+    sources = [("final", lambda j: j.metrics or {}), ("best", lambda j: (j.summary or {}).get("best") or {}),
+               ("test", lambda j: j.test_metrics or {})]
+    out = []
+    for label, get in sources:
+        names = sorted({k for j in jobs for k, v in get(j).items() if _is_number(v)})
+        for name in names:
+            values = [get(j).get(name) for j in jobs]
+            numbers = [v for v in values if _is_number(v)]
+            best = (min(numbers) if lower_is_better(name) else max(numbers)) if len(numbers) > 1 else None
+            out.append({"name": f"{label} {name}", "better": "lower" if lower_is_better(name) else "higher",
+                        "cells": [{"value": v if _is_number(v) else None, "best": best is not None and v == best}
+                                  for v in values]})
+    return out
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@require_POST
+def compare_save(request):
+    """Save the compare page's jobs and grouping under a name (the same name again replaces it)."""
+    name = request.POST.get("name", "").strip()[:100]
+    ids = [i for i in request.POST.getlist("ids") if _is_uuid(i)]
+    visible = set(str(pk) for pk in jobs_for(request.user).filter(pk__in=ids).values_list("pk", flat=True))
+    ids = [i for i in dict.fromkeys(ids) if i in visible][:COMPARE_MAX]
+    if not name or not ids:
+        messages.error(request, "Give the view a name; it needs at least one job you can see.")
+        return redirect(reverse("jobs:compare") + "?" + urlencode([("ids", i) for i in ids]))
+    view, _ = CompareView.objects.update_or_create(owner=request.user, name=name, defaults={
+        "job_ids": ids, "group_by": request.POST.get("group", "").strip()[:100]})
+    messages.success(request, f"Saved the compare view “{view.name}”.")
+    return redirect("jobs:compare-view", pk=view.pk)
+
+
+def compare_view(request, pk):
+    """A saved compare view, re-opened (its owner's only: anyone else gets 404)."""
+    view = CompareView.objects.filter(owner=request.user, pk=pk).first() if request.user.is_authenticated else None
+    if view is None:
+        raise Http404
+    return _compare_page(request, [str(i) for i in view.job_ids], request.GET.get("group", view.group_by),
+                         strict=False, view=view)
+
+
+@require_POST
+def compare_view_delete(request, pk):
+    deleted, _ = CompareView.objects.filter(owner=request.user, pk=pk).delete()
+    if not deleted:
+        raise Http404
+    messages.info(request, "Compare view deleted.")
+    return redirect("jobs:compare")
 
 
 def job_detail(request, pk):
@@ -271,9 +383,15 @@ def job_detail(request, pk):
     monitor, mode = monitored(job)
     from webapp.exports.services import file_root
 
+    from webapp.jobs import markdown
+    from webapp.jobs.access import may_write
+
     model_settings, train_settings = services.shown_settings(job)
     return render(request, "jobs/detail.html", {"job": job, "job_json": job.to_dict(), "monitor": monitor,
                                                 "model_settings": model_settings, "train_settings": train_settings,
+                                                "note_html": markdown.render(job.note) if job.note else "",
+                                                "can_write": may_write(request.user, job),
+                                                "max_repeats": services.MAX_REPEATS,
                                                 "queue_note": job.queue_note(job.queue_position),
                                                 "monitor_mode": mode, "mlflow_file_root": file_root(),
                                                 **outputs_context(job, request.user)})
@@ -383,6 +501,71 @@ def job_delete(request, pk):
         return redirect("jobs:list")
     messages.error(request, "Cancel the job before deleting it.")
     return redirect("jobs:detail", pk=job.pk)
+
+
+@require_POST
+def job_tags(request, pk):
+    """The job page's tags field: the job's tags become the ones given (comma or space separated)."""
+    job = get_job_for_user(request.user, pk, write=True)
+    try:
+        services.set_tags(job, request.POST.get("tags", ""))
+    except services.OrganiseError as exc:
+        messages.error(request, " ".join(exc.errors.values()))
+    return redirect("jobs:detail", pk=job.pk)
+
+
+@require_POST
+def job_note(request, pk):
+    job = get_job_for_user(request.user, pk, write=True)
+    try:
+        services.set_note(job, request.POST.get("note", ""))
+    except services.OrganiseError as exc:
+        messages.error(request, " ".join(exc.errors.values()))
+    else:
+        messages.success(request, "Note saved.")
+    return redirect("jobs:detail", pk=job.pk)
+
+
+@require_POST
+def job_archive(request, pk):
+    """Archive (archived=1) or unarchive (archived=0) the job; nothing of it is deleted."""
+    job = get_job_for_user(request.user, pk, write=True)
+    archived = request.POST.get("archived", "1") != "0"
+    services.archive_job(job, archived, actor=request.user)
+    messages.info(request, "Job archived: it is hidden from the jobs list (filter: Archived) and keeps "
+                           "all its data." if archived else "Job unarchived.")
+    return redirect("jobs:detail", pk=job.pk)
+
+
+@require_POST
+@throttled_page("submit")
+def job_repeat(request, pk):
+    """"Repeat with N seeds": N copies of a finished job with seeds seed+1 … seed+N, then the
+    compare page of all of them grouped by nothing but the seed."""
+    job = get_job_for_user(request.user, pk, write=True)
+    n = _int_or_none(request.POST.get("n"))
+    try:
+        new = services.repeat_with_seeds(job, request.user, n if n is not None else 0)
+    except services.SubmitError as exc:
+        messages.error(request, " ".join(exc.errors.values()))
+        return redirect("jobs:detail", pk=job.pk)
+    messages.success(request, f"Queued {len(new)} repeat{'' if len(new) == 1 else 's'} of “{job.name}” with new seeds.")
+    return redirect(reverse("jobs:compare") + "?" + urlencode([("ids", str(j.pk)) for j in [job, *new]]))
+
+
+@require_POST
+def jobs_bulk(request):
+    """The jobs list's bulk actions on the ticked jobs: each job by the one-job rule; the jobs
+    the user may not change are skipped and listed in the message."""
+    try:
+        result = services.bulk_action(request.user, request.POST.get("action", ""), request.POST.getlist("ids"),
+                                      tags=request.POST.get("tags", ""))
+    except services.OrganiseError as exc:
+        messages.error(request, " ".join(exc.errors.values()))
+    else:
+        (messages.warning if result.skipped else messages.success)(request, result.message())
+    back = request.POST.get("next", "")
+    return redirect(back if back.startswith("/jobs/") and "//" not in back else "jobs:list")
 
 
 MODEL_CARD = "MODEL_CARD.md"
