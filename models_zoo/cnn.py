@@ -21,6 +21,7 @@ KINDS = ("image",)
 PRESETS = [("custom", "Custom conv stack"), ("lenet", "LeNet-5 (needs ≥ 12×12 images)")]
 POOLING = [("max", "Max pooling"), ("avg", "Average pooling"), ("none", "None")]
 LENET_MIN_SIZE = 12
+CUSTOM = {"preset": ("custom",)}  # the settings LeNet-5 ignores (it has fixed layers)
 POOLED_GRID = 4  # the feature map is average-pooled to at most this many cells per side
 
 
@@ -29,12 +30,13 @@ class Config:
     preset: str = param("custom", label="Preset", choices=PRESETS,
                         help="LeNet-5 uses fixed layers: only dropout applies")
     channels: tuple = param((32, 64), label="Conv channels per stage", min=1, max=1024, max_items=6,
-                            help="comma-separated, e.g. 32,64; each stage is followed by 2×2 pooling")
-    kernel_size: int = param(3, label="Kernel size", min=1, max=11, help="odd")
-    pooling: str = param("max", label="Pooling", choices=POOLING)
-    batch_norm: bool = param(True, label="Batch norm")
+                            help="comma-separated, e.g. 32,64; each stage is followed by 2×2 pooling", applies_when=CUSTOM)
+    kernel_size: int = param(3, label="Kernel size", min=1, max=11, help="odd", applies_when=CUSTOM)
+    pooling: str = param("max", label="Pooling", choices=POOLING, applies_when=CUSTOM)
+    batch_norm: bool = param(True, label="Batch norm", applies_when=CUSTOM)
     dropout: float = param(0.0, label="Dropout", min=0.0, max=0.9)
-    hidden_size: int = param(128, label="Hidden FC size", min=0, max=8192, help="0 for none")
+    hidden_size: int = param(128, label="Hidden FC size", min=0, max=8192, help="0 for none",
+                              applies_when=CUSTOM)
 
     def check(self) -> dict[str, str]:
         if self.preset == "lenet":

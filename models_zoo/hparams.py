@@ -39,29 +39,41 @@ class TrainConfig:
     batch_size: int = param(64, label="Batch size", min=1, max=65_536)
     learning_rate: float = param(1e-3, label="Learning rate", min=1e-7, max=10.0)
     optimizer: str = param("adam", label="Optimizer", choices=OPTIMIZERS)
-    momentum: float = param(0.9, label="Momentum", min=0.0, max=0.999, help="SGD + momentum and RMSprop")
-    nesterov: bool = param(False, label="Nesterov momentum", help="SGD + momentum only")
+    momentum: float = param(0.9, label="Momentum", min=0.0, max=0.999, help="SGD + momentum and RMSprop",
+                     applies_when={"optimizer": ("sgd_momentum", "rmsprop")})
+    nesterov: bool = param(False, label="Nesterov momentum", help="SGD + momentum only",
+                      applies_when={"optimizer": ("sgd_momentum",)})
     weight_decay: float = param(0.0, label="Weight decay", min=0.0, max=1.0)
     lr_schedule: str = param("constant", label="LR schedule", choices=SCHEDULES)
-    step_epochs: int = param(10, label="Step decay every (epochs)", min=1, max=10_000)
-    step_gamma: float = param(0.1, label="Step decay factor", min=0.0001, max=1.0)
-    warmup_epochs: float = param(0.0, label="Linear warm-up (epochs)", min=0.0, max=1000.0)
+    step_epochs: int = param(10, label="Step decay every (epochs)", min=1, max=10_000,
+                           applies_when={"lr_schedule": ("step",)})
+    step_gamma: float = param(0.1, label="Step decay factor", min=0.0001, max=1.0,
+                              applies_when={"lr_schedule": ("step",)})
+    warmup_epochs: float = param(0.0, label="Linear warm-up (epochs)", min=0.0, max=1000.0,
+                                  applies_when={"lr_schedule": ("constant", "step", "cosine")})
     grad_clip: float = param(0.0, label="Gradient clipping (max norm, 0 = off)", min=0.0, max=1e6)
-    label_smoothing: float = param(0.0, label="Label smoothing", min=0.0, max=0.5, help="classification")
-    regression_loss: str = param("mse", label="Regression loss", choices=[("mse", "MSE"), ("mae", "MAE")])
+    label_smoothing: float = param(0.0, label="Label smoothing", min=0.0, max=0.5, help="classification",
+                                    applies_when={"task": ("classification",)})
+    regression_loss: str = param("mse", label="Regression loss", choices=[("mse", "MSE"), ("mae", "MAE")],
+                                applies_when={"task": ("regression",)})
     early_stopping_patience: int = param(0, label="Early stopping patience (epochs, 0 = off)", min=0, max=10_000)
     monitor: str = param("auto", label="Metric for early stopping / best model", choices=MONITORS)
     keep: str = param("last", label="Final model", choices=[("last", "Last epoch"), ("best", "Best epoch")])
-    mixed_precision: str = param("auto", label="Mixed precision", choices=[("auto", "bf16 on CUDA"), ("off", "Off")])
+    mixed_precision: str = param("auto", label="Mixed precision", choices=[("auto", "bf16 on CUDA"), ("off", "Off")],
+                                 applies_when={"cuda": (True,)})
     seed: int = param(0, label="Seed", min=0, max=2**31 - 1)
     # Image jobs: augmentation of the training batches on the device (workers/training/augment.py).
     augment: str = param("auto", label="Image augmentation", choices=AUGMENTS,
-                         help="image jobs; training batches only, never validation or test")
+                         help="image jobs; training batches only, never validation or test",
+                         applies_when={"kind": ("image",)})
     crop_padding: int = param(0, label="Random-crop padding (px, 0 = auto: 1/8 of the side)", min=0, max=64,
-                              help="image jobs with random crop")
-    cutout: int = param(0, label="Cutout square (px, 0 = off)", min=0, max=1024, help="image jobs")
+                              help="image jobs with random crop",
+                              applies_when={"kind": ("image",), "augment": ("auto", "crop", "crop_flip")})
+    cutout: int = param(0, label="Cutout square (px, 0 = off)", min=0, max=1024, help="image jobs",
+                        applies_when={"kind": ("image",)})
     mixup_alpha: float = param(0.0, label="Mixup α (0 = off)", min=0.0, max=10.0,
-                               help="image classification; 0.2–0.4 is usual")
+                               help="image classification; 0.2–0.4 is usual",
+                               applies_when={"kind": ("image",), "task": ("classification",)})
     compile: str = param("off", label="torch.compile", choices=COMPILE,
                          help="compiles the model before the first step; falls back to eager if it fails")
     # Data-parallel training (torch.distributed, workers/training/distributed.py): devices of one

@@ -176,13 +176,15 @@ class Kind:
     try_fields: tuple[str, ...]
     # Words in messages (an architecture "does not accept text classification datasets").
     noun: str = ""
+    # The architecture a new job on such a dataset starts with ("": the first that accepts it).
+    default_architecture: str = ""
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in [
     Kind("tabular", "Tabular (CSV/TSV)", TABLE_EXTENSIONS, TableOptions, "tabular", "ingest_csv",
          SUPERVISED_CACHE, ("features",), "tabular"),
     Kind("image", "Images (ZIP of class folders)", frozenset({".zip"}), ImageOptions, "images",
-         "ingest_image_zip", SUPERVISED_CACHE, (), "image"),
+         "ingest_image_zip", SUPERVISED_CACHE, (), "image", default_architecture="cnn"),
     Kind("text", "Text classification (CSV/TSV/JSONL)",
          frozenset({".csv", ".tsv", ".tab", ".jsonl", ".json", ".ndjson"}), TextOptions, "text", "ingest_text",
          (*SUPERVISED_CACHE, "vocab.json", "val_texts.json"), ("text",), "text classification"),

@@ -25,7 +25,8 @@ READOUTS = [("last", "Last valid step"), ("mean", "Mean over valid steps")]
 @dataclass(frozen=True)
 class Config:
     cell: str = param("lstm", label="Cell", choices=CELLS)
-    embedding_dim: int = param(64, label="Embedding size", min=2, max=2048, help="text only")
+    embedding_dim: int = param(64, label="Embedding size", min=2, max=2048, help="text only",
+                               applies_when={"kind": ("text",)})
     hidden_size: int = param(64, label="Hidden size", min=1, max=4096)
     num_layers: int = param(1, label="Layers", min=1, max=8)
     bidirectional: bool = param(False, label="Bidirectional")

@@ -21,8 +21,14 @@ def param(
     choices: list[tuple[str, str]] | None = None,
     help: str = "",  # noqa: A002
     max_items: int = 8,
+    applies_when: dict[str, tuple] | None = None,
 ) -> Any:
-    """Declare one configuration field. `kind` is int, float, str, bool, choice or ints."""
+    """Declare one configuration field. `kind` is int, float, str, bool, choice or ints.
+
+    `applies_when` says when the setting does anything, as {name: allowed values}: every name
+    (another field of the same Config, or a context key of `CONTEXT`: the dataset's task and
+    kind, whether a CUDA worker is live) must hold one of its values. The form shows the
+    setting only then, and a job stores it only then (`settle`, `applicable_json`)."""
     if kind is None:
         if choices:
             kind = "choice"
@@ -44,6 +50,7 @@ def param(
         "choices": choices,
         "help": help,
         "max_items": max_items,
+        "applies_when": {k: list(v) for k, v in applies_when.items()} if applies_when else None,
     }
     return dataclasses.field(default=default, metadata=meta)
 
@@ -194,3 +201,99 @@ def to_json(config: Any) -> dict:
         v = getattr(config, f.name)
         out[f.name] = list(v) if isinstance(v, tuple) else v
     return out
+
+
+# -- applicability: which settings do anything, given the others and the job's context ----------
+
+# What a job's settings may depend on besides each other, and how a refusal words each.
+CONTEXT = {
+    "task": "{allowed} datasets (this one is {actual})",
+    "kind": "{allowed} datasets (this one holds {actual} data)",
+    "cuda": "a worker with a CUDA GPU (every live worker is CPU only)",
+}
+
+
+def _allowed_words(meta: dict | None, allowed: list) -> str:
+    labels = dict((meta or {}).get("choices") or [])
+    return " or ".join(str(labels.get(v, v)) for v in allowed)
+
+
+def _condition_failed(config_cls: type, meta: dict, values: dict, context: dict) -> str:
+    """Why the field described by `meta` does not apply ("" when it does). A context key whose
+    value is unknown (None, absent) never hides a setting."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    for key, allowed in (meta.get("applies_when") or {}).items():
+        if key in fields:
+            actual = values.get(key, fields[key].default)
+            if actual not in allowed:
+                other = fields[key].metadata
+                return (f"applies only when {other['label']} is {_allowed_words(other, allowed)} "
+                        f"(here: {_allowed_words(other, [actual])})")
+        elif context.get(key) is not None and context[key] not in allowed:
+            template = CONTEXT.get(key, "{allowed} (here: {actual})")
+            return "applies only to " + template.format(allowed=" or ".join(map(str, allowed)), actual=context[key])
+    return ""
+
+
+def inapplicable(config_cls: type, values: dict, context: dict | None = None) -> dict[str, str]:
+    """{field: why it does nothing} for the fields of `config_cls` that do not apply when the
+    other fields hold `values` (raw or clean; absent ones at their defaults) in `context`."""
+    context = context or {}
+    out = {}
+    for f in dataclasses.fields(config_cls):
+        why = _condition_failed(config_cls, dict(f.metadata), values, context)
+        if why:
+            out[f.name] = why
+    return out
+
+
+def settle(config_cls: type, data: dict | None, context: dict | None = None, *,
+           given: set[str] | None = None, strict: bool = True) -> tuple[dict, dict[str, str]]:
+    """(`data` without the settings that do not apply, {field: message} of refused ones).
+
+    A setting that does not apply is dropped when it equals its default or was not among
+    `given` (a default filled in for it, not the user's); a value of the user's own is refused
+    with the reason (`strict`), or dropped (not `strict`: an older job's stored settings, which
+    did nothing when it ran). A value that does not parse is left for `validate` to report."""
+    data = dict(data or {})
+    given = set(data) if given is None else set(given)
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    errors: dict[str, str] = {}
+    for name, why in inapplicable(config_cls, data, context).items():
+        if name not in data:
+            continue
+        if name not in given or not strict:
+            del data[name]
+            continue
+        try:
+            value = _parse_one(dict(fields[name].metadata), data[name])
+        except ValueError:
+            continue
+        if value == fields[name].default:
+            del data[name]
+        else:
+            errors[name] = f"{why}; remove it or leave it at {_shown(fields[name].default)}"
+    return data, errors
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def applicable_json(config: Any, context: dict | None = None, keys=None) -> dict:
+    """`to_json(config)` with only the settings that apply (and, given `keys`, only those among
+    them): what a job stores and what its page and model card show."""
+    out = to_json(config)
+    skip = inapplicable(type(config), out, context)
+    return {k: v for k, v in out.items() if k not in skip and (keys is None or k in keys)}
+
+
+def shown(config_cls: type | None, stored: dict, context: dict | None = None) -> dict:
+    """The stored settings of a job that apply (a job stored before applicability was recorded
+    keeps every field; its page and model card show only the ones that did something)."""
+    if config_cls is None:
+        return dict(stored)
+    skip = inapplicable(config_cls, stored, context)
+    return {k: v for k, v in stored.items() if k not in skip}

@@ -20,6 +20,7 @@ MODELZIP_TASK = "trainyard.extract_model_zip"  # an uploaded save_pretrained ZIP
 # Short tasks on the `infer` queue (their own worker, so a long training run never delays them).
 PREDICT_TASK = "trainyard.predict"
 ONNX_TASK = "trainyard.export_onnx"
+BATCH_PREDICT_TASK = "trainyard.predict_batch"  # try many: a file of inputs -> a CSV of predictions
 NOTIFY_TASK = "trainyard.notify_job"
 MLFLOW_EXPORT_TASK = "trainyard.export_mlflow"  # on `notify` too: outbound network work
 

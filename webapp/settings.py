@@ -239,6 +239,10 @@ MAX_REQUEST_BYTES = env_int("TRAINYARD_MAX_REQUEST_MB", 64) * 1024 * 1024
 UPLOAD_CHUNK_BYTES = env_int("TRAINYARD_UPLOAD_CHUNK_MB", 8) * 1024 * 1024
 TRAINYARD_USER_QUOTA_MB = env_int("TRAINYARD_USER_QUOTA_MB", 20 * 1024)  # per user: every byte (accounts/storage.py)
 TRAINYARD_MAX_OPEN_UPLOADS = env_int("TRAINYARD_MAX_OPEN_UPLOADS", 5)  # chunked/tus uploads in progress per user
+# Try many (a file of inputs predicted at once): the file's size (one request, so at most the
+# request limit), and the batches a user may have waiting or running at once.
+TRAINYARD_MAX_BATCH_MB = env_int("TRAINYARD_MAX_BATCH_MB", 50)
+TRAINYARD_MAX_ACTIVE_BATCHES = env_int("TRAINYARD_MAX_ACTIVE_BATCHES", 2)
 # Request bodies above 1 MiB spool to disk (Django's ASGI handler keeps smaller ones in memory).
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp")
@@ -327,6 +331,7 @@ CELERY_TASK_ROUTES = {
     "trainyard.extract_model_zip": {"queue": "ingest"},
     "trainyard.predict": {"queue": "infer"},
     "trainyard.export_onnx": {"queue": "infer"},
+    "trainyard.predict_batch": {"queue": "infer"},
     "trainyard.notify_job": {"queue": "notify"},  # own worker: slow receivers delay no try/ONNX
     "trainyard.export_mlflow": {"queue": "notify"},  # outbound network work, like webhooks
 }

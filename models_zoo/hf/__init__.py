@@ -107,18 +107,20 @@ def method_params() -> dict:
     """The fine-tuning fields every HF task's Config declares (fresh dataclass fields per call)."""
     from models_zoo.schema import param
 
+    adapters = {"method": tuple(ADAPTER_METHODS)}
     return {
         "method": param("full", label="Fine-tuning method", choices=METHODS,
                         help="lora / qlora train small adapters (and the head): far less memory; qlora needs CUDA"),
-        "lora_rank": param(8, label="LoRA rank (r)", min=1, max=1024, help="lora / qlora"),
-        "lora_alpha": param(16, label="LoRA alpha", min=1, max=4096, help="scale = alpha / rank"),
-        "lora_dropout": param(0.05, label="LoRA dropout", min=0.0, max=0.9),
+        "lora_rank": param(8, label="LoRA rank (r)", min=1, max=1024, help="lora / qlora",
+                           applies_when=adapters),
+        "lora_alpha": param(16, label="LoRA alpha", min=1, max=4096, help="scale = alpha / rank", applies_when=adapters),
+        "lora_dropout": param(0.05, label="LoRA dropout", min=0.0, max=0.9, applies_when=adapters),
         "lora_target_modules": param("all-linear", label="LoRA target modules", kind="str",
                                      help='"all-linear" (every linear layer but the output head) or names, '
-                                          'e.g. "q_proj,v_proj"'),
+                                          'e.g. "q_proj,v_proj"', applies_when=adapters),
         "merge_adapter": param(False, label="Also export the merged model",
                                help="lora: model.zip holds the adapter and, with this, the adapter merged into "
-                                    "the base (a plain save_pretrained model)"),
+                                    "the base (a plain save_pretrained model)", applies_when=adapters),
         "gradient_checkpointing": param(False, label="Gradient checkpointing",
                                         help="recompute activations in the backward pass: less memory, ~30% slower"),
         "grad_accumulation": param(1, label="Gradient accumulation steps", min=1, max=1024,

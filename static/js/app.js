@@ -7,18 +7,46 @@
     form.addEventListener("submit", (e) => { if (!confirm(form.dataset.confirm)) e.preventDefault(); });
   }
 
-  // Upload form: show the options of the chosen kind only (all of them for "detect").
+  // Upload form: show the options of the chosen kind only; with "detect", of the kind the server
+  // detects from the chosen file's name and first 64 KB (its own rule, datasets:detect-kind), and
+  // all of them until a file is chosen.
   const kind = document.getElementById("kind");
   if (kind) {
+    const detectedEl = document.getElementById("kind-detected");
+    const form = document.getElementById("upload-form");
+    let detected = null;
     const syncKind = () => {
+      const shown = kind.value !== "auto" ? kind.value : detected;
       for (const label of document.querySelectorAll("#upload-form [data-kinds]")) {
-        label.hidden = kind.value !== "auto" && !label.dataset.kinds.split(" ").includes(kind.value);
+        label.hidden = shown !== null && !label.dataset.kinds.split(" ").includes(shown);
         // A hidden field is not sent: the server refuses another kind's option that has a value.
         for (const input of label.querySelectorAll("input, select")) input.disabled = label.hidden;
       }
+      if (detectedEl) detectedEl.hidden = kind.value !== "auto" || !detectedEl.textContent;
+    };
+    const detect = async () => {
+      const file = form && form.querySelector("input[type=file]").files[0];
+      detected = null;
+      if (detectedEl) detectedEl.textContent = "";
+      syncKind();
+      if (!file || !form.dataset.detectUrl) return;
+      const body = new FormData();
+      body.append("filename", file.name);
+      body.append("head", file.slice(0, 64 * 1024), "head");
+      try {
+        const r = await fetch(form.dataset.detectUrl, { method: "POST", body, credentials: "same-origin",
+          headers: { "X-CSRFToken": form.querySelector("input[name=csrfmiddlewaretoken]").value } });
+        if (!r.ok) return;
+        const d = await r.json();
+        detected = d.kind;
+        if (detectedEl) detectedEl.textContent = "Detected: " + d.label;
+      } catch (e) { /* detected again by the server on upload */ }
+      syncKind();
     };
     kind.addEventListener("change", syncKind);
+    if (form) form.querySelector("input[type=file]").addEventListener("change", detect);
     syncKind();
+    if (form && form.querySelector("input[type=file]").files.length) detect();
   }
 
   // Upload: send the file by tus (tus-js-client, vendored) in chunks below the request limit,
@@ -29,6 +57,8 @@
   if (uploadForm && window.tus) {
     const fileInput = uploadForm.querySelector("input[type=file]");
     const bar = document.getElementById("upload-progress");
+    const barBox = document.getElementById("upload-progress-box");
+    const barText = document.getElementById("upload-progress-text");
     const err = document.getElementById("upload-error");
     const note = document.getElementById("upload-resume");
     const button = document.getElementById("upload-button");
@@ -45,6 +75,25 @@
         note.hidden = false;
       }).catch(() => {});
     }
+    // Progress: percent and bytes; the bar eases toward the bytes sent (tus reports them as the
+    // browser sends each chunk), so it moves smoothly instead of jumping.
+    const bytes = (n) => n >= 2 ** 30 ? (n / 2 ** 30).toFixed(2) + " GB" : n >= 2 ** 20 ? (n / 2 ** 20).toFixed(1) + " MB"
+      : n >= 1024 ? (n / 1024).toFixed(0) + " kB" : n + " B";
+    let target = 0, shownAt = 0, totalBytes = 0, frame = null;
+    const draw = () => {
+      shownAt += (target - shownAt) * 0.2;
+      if (Math.abs(target - shownAt) < 0.001) shownAt = target;
+      bar.value = shownAt;
+      barText.textContent = percent(shownAt) + " · " + bytes(Math.round(shownAt * totalBytes)) + " of " + bytes(totalBytes);
+      frame = shownAt === target ? null : requestAnimationFrame(draw);
+    };
+    const progress = (sent, total) => {
+      barBox.hidden = false;
+      totalBytes = total;
+      target = total ? sent / total : 0;
+      bar.title = percent(target);
+      if (frame === null) frame = requestAnimationFrame(draw);
+    };
     uploadForm.addEventListener("submit", async (e) => {
       const file = fileInput.files[0];
       if (!file || document.getElementById("upload-id").value) return;
@@ -63,8 +112,7 @@
         headers: { "X-CSRFToken": csrf },
         storeFingerprintForResuming: true,
         removeFingerprintOnSuccess: true,
-        onProgress: (sent, total) => { bar.hidden = false; bar.value = total ? sent / total : 0;
-                                       bar.title = percent(bar.value); },
+        onProgress: (sent, total) => progress(sent, total),
         onError: (ex) => {
           const body = ex.originalResponse ? ex.originalResponse.getBody() : "";
           let message = ex.message;
@@ -72,6 +120,8 @@
           fail("The upload stopped: " + message + ". Choose the file again to resume.");
         },
         onSuccess: () => {
+          progress(file.size, file.size);
+          shownAt = target; draw();  // all sent: show it before the page moves on
           document.getElementById("upload-id").value = upload.url.replace(/\/$/, "").split("/").pop();
           fileInput.required = false;
           fileInput.disabled = true;  // the bytes are on the server already
@@ -134,6 +184,7 @@
         const input = jobForm.querySelector(`[name="tc_${name}"]`);
         if (input && !edited.has(input.name) && input.type !== "checkbox") input.value = value;
       }
+      jobForm.dispatchEvent(new Event("trainyard:settings"));  // jobform.js shows what applies now
     };
     arch.addEventListener("change", applyDefaults);
     jobForm.addEventListener("change", (e) => { if (e.target.name && e.target.name.endsWith("__method")) applyDefaults(); });
@@ -182,6 +233,7 @@
           const el = reasonEl(name);
           if (el) { el.textContent = `${input.type === "number" ? value : input.selectedOptions ? input.selectedOptions[0].textContent : value}: ${reason}`; el.hidden = false; }
         }
+        jobForm.dispatchEvent(new Event("trainyard:settings"));
       };
       jobForm.addEventListener("input", (e) => {
         const name = e.target.name && e.target.name.startsWith("tc_") ? e.target.name.slice(3) : null;

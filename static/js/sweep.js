@@ -54,6 +54,8 @@
   svg.setAttribute("viewBox", `0 0 ${W} ${H + 40}`);
   svg.setAttribute("width", "100%");
   svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `parallel coordinates of ${done.length} complete trial${done.length === 1 ? "" : "s"}: ` +
+                   axes.join(", "));
   const x = (i) => pad + (i * (W - 2 * pad)) / Math.max(1, axes.length - 1);
   // One scale per axis: numbers linear (log for a log range), choices evenly spaced.
   const scale = axes.map((k, i) => {

@@ -214,7 +214,7 @@ def test_to_json_round_trips():
 def test_describe_shape():
     fields = describe(MLPConfig)
     assert [f["name"] for f in fields] == ["hidden_sizes", "activation", "dropout", "norm"]
-    keys = {"name", "default", "label", "kind", "min", "max", "choices", "help", "max_items"}
+    keys = {"name", "default", "label", "kind", "min", "max", "choices", "help", "max_items", "applies_when"}
     for f in fields:
         assert set(f) == keys
         assert isinstance(f["label"], str) and f["label"]

@@ -48,6 +48,9 @@ OBJECT_ROUTES = {
     "jobs:predict": "job",
     "jobs:prediction": "job",
     "jobs:onnx": "job",
+    "jobs:batch": "job",
+    "jobs:batch-status": "batch",
+    "jobs:batch-download": "batch",
     "api:dataset": "dataset",
     "api:job": "job",
     "api:job-cancel": "job",
@@ -77,7 +80,7 @@ OBJECT_ROUTES = {
 }
 # Routes without an object id: must require login (pages redirect, API answers 401/403).
 LIST_ROUTES = {
-    "home", "accounts:profile", "accounts:token", "accounts:revoke_token", "password_change", "password_change_done", "accounts:notifications", "accounts:webhook_secret", "datasets:list", "jobs:list", "jobs:new", "jobs:memory", "jobs:compare",
+    "home", "accounts:profile", "accounts:token", "accounts:revoke_token", "password_change", "password_change_done", "accounts:notifications", "accounts:webhook_secret", "datasets:list", "datasets:detect-kind", "jobs:list", "jobs:new", "jobs:memory", "jobs:compare",
     "jobs:bulk", "jobs:compare-save", "api:jobs-bulk",
     "api:architectures", "api:datasets", "api:jobs", "api:uploads", "api:tus", "hub:list", "api:models",
     "sweeps:list", "sweeps:new", "api:sweeps", "api:train-defaults", "cluster:page", "cluster:state",
@@ -117,6 +120,8 @@ def test_staff_routes_refuse_everyone_else(alice):
 
 
 def _url(route: str, pattern: str, obj) -> str:
+    if "<uuid:batch_id>" in pattern:  # a try-many file: its job's id, then its own
+        pattern = pattern.replace("<uuid:pk>", str(obj.job_id)).replace("<uuid:batch_id>", str(obj.pk))
     path = "/" + pattern.replace("<uuid:pk>", str(obj.pk)).replace("<str:name>", "config.json").replace(
         "<uuid:prediction>", str(uuid.uuid4())).replace("<uuid:export>", str(uuid.uuid4())).replace(
         "<str:username>", "alice")
@@ -142,12 +147,14 @@ def objects(alice):
                                  metric="loss", direction="minimize", budget=3, concurrency=1)
     Trial.objects.create(sweep=sweep, number=0, job=job, params={"train.learning_rate": 0.01}, state="complete",
                          value=0.5)
+    from webapp.inference.models import BatchPrediction
     from webapp.jobs.models import CompareView
     from webapp.projects.services import create_project
 
+    batch = BatchPrediction.objects.create(job=job, user=alice, filename="rows.csv", status="done")
     view = CompareView.objects.create(owner=alice, name="alices-view", job_ids=[str(job.pk)])
     return {"job": job, "dataset": job.dataset, "upload": start_upload(alice, "big.zip", 1000), "model": model,
-            "ingest_failure": failure, "sweep": sweep, "compare_view": view,
+            "ingest_failure": failure, "sweep": sweep, "compare_view": view, "batch": batch,
             "project": create_project(alice, "alices-project")}
 
 

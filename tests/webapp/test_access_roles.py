@@ -61,6 +61,9 @@ CASES = [
     ("jobs:try", "get", "read", "job", None),
     ("jobs:predict", "post", "read", "job", {"features": "1,2"}),
     ("jobs:prediction", "get", "owner", "prediction", None),
+    ("jobs:batch", "post", "read", "job", {}),  # try many: anyone who may try the model (no file: its message)
+    ("jobs:batch-status", "get", "owner", "batch", None),  # one user's file of inputs and its answers
+    ("jobs:batch-download", "get", "owner", "batch", None),
     ("jobs:onnx", "get", "read", "job", None),
     ("jobs:onnx", "post", "change", "job", None),
     ("jobs:checkpoint", "get", "team", "cancelled_job", None),
@@ -173,14 +176,20 @@ def build(people) -> dict:
     from webapp.jobs.models import CompareView
 
     view = CompareView.objects.create(owner=alice, name="alices-view", job_ids=[str(job.pk)])
-    return {"project": project, "dataset": dataset, "job": job, "cancelled_job": cancelled, "running_job": running,
+    from webapp.inference.models import BatchPrediction
+
+    batch = BatchPrediction.objects.create(job=job, user=alice, filename="rows.csv", status="done")
+    batch.output_path.parent.mkdir(parents=True, exist_ok=True)
+    batch.output_path.write_text("line,prediction\n1,a\n")
+    return {"batch": batch, "project": project, "dataset": dataset, "job": job, "cancelled_job": cancelled, "running_job": running,
             "sweep": sweep, "model": model, "ingest_failure": failure, "upload": start_upload(alice, "big.zip", 1000),
             "prediction": prediction, "mlflow_export": export, "compare_view": view}
 
 
 def _url(pattern: str, kind: str, objs: dict) -> str:
     obj = objs[kind]
-    pk = {"prediction": objs["job"].pk, "mlflow_export": objs["job"].pk}.get(kind, obj.pk)
+    pk = {"prediction": objs["job"].pk, "mlflow_export": objs["job"].pk, "batch": objs["job"].pk}.get(kind, obj.pk)
+    pattern = pattern.replace("<uuid:batch_id>", str(objs["batch"].pk))
     path = "/" + pattern.replace("<uuid:pk>", str(pk)).replace(
         "<str:name>", "p0.png" if kind == "dataset" else "config.json").replace(
         "<uuid:prediction>", str(objs["prediction"].pk)).replace("<uuid:export>", str(objs["mlflow_export"].pk)).replace(

@@ -5,7 +5,8 @@ What counts (each category is a row that already exists, so nothing here can dri
     uploads   `UploadSession.size`: a chunked upload in progress holds its declared size;
     models    `LocalModel.size_bytes` of the user's uploads: while extracting the ZIP plus its
               declared uncompressed total, then the extracted folder;
-    tries     try-the-model images waiting for their answer (`$DATA_DIR/inference/<id>.img`);
+    tries     try-the-model images waiting for their answer (`$DATA_DIR/inference/<id>.img`),
+              and try-many files with their predictions (`inference/batches/`);
     jobs      every file under each of the user's job folders (checkpoints, artifacts, logs).
 
 `reserve(user, nbytes, what)` is the atomic step: in one transaction it locks the user's row
@@ -67,18 +68,20 @@ def usage_bytes(user, exclude_upload=None) -> dict[str, int]:
     that is being turned into a dataset or model right now (its bytes are counted once)."""
     from webapp.datasets.models import Dataset, UploadSession
     from webapp.hub.models import LocalModel
-    from webapp.inference.models import Prediction
+    from webapp.inference.models import BatchPrediction, Prediction
     from webapp.jobs.models import Job
 
     uploads = UploadSession.objects.filter(owner=user)
     if exclude_upload is not None:
         uploads = uploads.exclude(pk=exclude_upload.pk)
     tries = Prediction.objects.filter(user=user, status=Prediction.Status.PENDING).exclude(image_name="")
+    batches = BatchPrediction.objects.filter(user=user)
     usage = {
         "datasets": _sum(Dataset.objects.filter(owner=user), "size_bytes"),
         "uploads": _sum(uploads, "size"),
         "models": _sum(LocalModel.objects.filter(owner=user), "size_bytes"),
-        "tries": sum(p.image_path.stat().st_size for p in tries if p.image_path.exists()),
+        "tries": sum(p.image_path.stat().st_size for p in tries if p.image_path.exists())
+        + sum(b.stored_bytes() for b in batches),
         "jobs": sum(_tree_bytes(job.directory) for job in Job.objects.filter(owner=user).only("id")),
     }
     usage["total"] = sum(usage[c] for c in CATEGORIES)

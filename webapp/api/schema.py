@@ -306,6 +306,9 @@ class Field(serializers.Serializer):
     choices = serializers.ListField(child=serializers.ListField(child=serializers.CharField()), allow_null=True)
     help = serializers.CharField(allow_blank=True)
     max_items = serializers.IntegerField()
+    applies_when = serializers.DictField(
+        child=serializers.ListField(child=serializers.JSONField()), allow_null=True,
+        help_text="when the setting does anything: {other field or context key (task, kind, cuda): allowed values}")
 
 
 ArchitecturesBody = inline_serializer("Architectures", {

@@ -72,6 +72,14 @@ class Dataset(models.Model):
         return f"{n:,} {unit}{'' if n == 1 else 's'}"
 
     @property
+    def default_architecture(self) -> str:
+        """The architecture the new-job form picks first for this dataset (kinds registry)."""
+        from models_zoo.kinds import KINDS
+
+        entry = KINDS.get(self.kind)
+        return entry.default_architecture if entry else ""
+
+    @property
     def is_ready(self) -> bool:
         return self.status == self.Status.READY
 

@@ -5,6 +5,7 @@ from webapp.datasets import views
 app_name = "datasets"
 urlpatterns = [
     path("", views.dataset_list, name="list"),
+    path("detect-kind/", views.detect_kind, name="detect-kind"),
     path("samples/", views.add_samples, name="samples"),
     path("<uuid:pk>/first-job/", views.first_job, name="first-job"),
     path("<uuid:pk>/", views.dataset_detail, name="detail"),

@@ -17,13 +17,21 @@ class DatasetError(ValueError):
 
 def _head(path: Path) -> bytes:
     with open(path, "rb") as f:
-        return f.read(64 * 1024)
+        return f.read(HEAD_BYTES)
+
+
+HEAD_BYTES = 64 * 1024  # what detection reads of a file
 
 
 def detect_kind(path: Path, filename: str) -> str:
     """Guess the dataset kind from the file name and its first bytes (the user may override)."""
+    return detect_kind_of_head(_head(path), filename)
+
+
+def detect_kind_of_head(head: bytes, filename: str) -> str:
+    """`detect_kind` on the file's first HEAD_BYTES (the upload page asks before it sends)."""
     suffix = Path(filename).suffix.lower()
-    head = _head(path)
+    head = head[:HEAD_BYTES]
     if suffix == ".zip":
         return "image"
     if suffix in {".jsonl", ".ndjson", ".json"}:

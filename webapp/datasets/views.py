@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -28,6 +28,20 @@ def _list_context(request, **extra) -> dict:
     return {"datasets": project_filter(datasets_for(request.user), request.GET.get("project", ""))[:500], "failures": ingest_failures_for(request.user),
             "errors": [], "values": {}, "kinds": Dataset.Kind.choices, "image_size_range": kinds.IMAGE_SIZE_RANGE,
             "projects": creatable_projects(request.user), "used": used, "quota": quota, "usage": usage["by_category"], "used_pct": min(100, round(100 * used / quota)) if quota else 0, **extra}
+
+
+@require_POST
+def detect_kind(request):
+    """The kind the upload would be detected as, from the file's name and first bytes (the page
+    sends them when a file is chosen, to show that kind's options): the server's own rule."""
+    from webapp.datasets.validation import HEAD_BYTES, detect_kind_of_head
+
+    head = request.FILES.get("head")
+    filename = request.POST.get("filename", "")[:255]
+    if head is None or not filename:
+        return JsonResponse({"error": "send the file's name and its first bytes"}, status=400)
+    kind = detect_kind_of_head(head.read(HEAD_BYTES), filename)
+    return JsonResponse({"kind": kind, "label": dict(Dataset.Kind.choices).get(kind, kind)})
 
 
 def dataset_list(request):

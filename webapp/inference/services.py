@@ -17,13 +17,17 @@ from models_zoo.hf import TRY_FORMS, is_hf
 from models_zoo.kinds import KINDS, kind_of
 from webapp import celery
 from webapp.accounts import audit, storage
-from webapp.inference.models import OnnxExport, Prediction
+from webapp.inference.models import BatchPrediction, OnnxExport, Prediction
 from webapp.jobs.events import group_send, user_group
 from webapp.jobs.models import Job
 
 log = logging.getLogger(__name__)
 
 KEEP = 20
+KEEP_BATCHES = 5  # a user's finished try-many files per job (inputs and predictions); older ones go
+# What a try-many file may be, per kind of dataset (the readers in workers/serving/batch.py).
+BATCH_EXTENSIONS = {"tabular": (".csv", ".tsv", ".tab", ".txt"), "sequence": (".csv", ".tsv", ".tab", ".txt"),
+                    "text": (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".json"), "image": (".zip",)}
 
 
 @dataclass
@@ -201,3 +205,113 @@ def job_page_context(job: Job) -> dict:
     cfg = model_config(job)
     return {"onnx": export, "onnx_unsupported": onnx_unsupported(cfg) if cfg else "the job has no exported model",
             "onnx_diff": f"{export.max_abs_diff:.2g}" if export and export.max_abs_diff is not None else ""}
+
+
+# -- try many ------------------------------------------------------------------------------------
+
+
+def batch_kind(job: Job) -> tuple[str | None, str]:
+    """The dataset kind whose files a try-many of this job reads, or (None, why not)."""
+    if is_hf(job.architecture):
+        return None, "Try many is for the zoo's models; try a Hugging Face model one input at a time."
+    kind, why = try_kind(job)
+    if kind is None:
+        return None, why
+    if kind not in BATCH_EXTENSIONS:
+        return None, f"Try many reads tables, sequences, texts and images, not {KINDS[kind].noun or kind} data."
+    return kind, ""
+
+
+def create_batch(user, job: Job, upload) -> BatchPrediction:
+    """Check and store a try-many file, queue its task on `infer` (after commit). The size, the
+    user's batches at once and the quota are checked under the user's lock, so parallel
+    requests at the limit accept exactly the limit."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    kind, why = batch_kind(job)
+    if kind is None:
+        raise TryError(why, 409)
+    if upload is None:
+        raise TryError("choose a file of inputs")
+    name = Path(upload.name or "").name[:200]
+    if not name.lower().endswith(BATCH_EXTENSIONS[kind]):
+        raise TryError(f"a {KINDS[kind].noun or kind} model reads {', '.join(BATCH_EXTENSIONS[kind])} files; "
+                       f"{name or 'this file'} is not one")
+    limit = settings.TRAINYARD_MAX_BATCH_MB * 1024 * 1024
+    if upload.size > limit:
+        raise TryError(f"the file is larger than {settings.TRAINYARD_MAX_BATCH_MB} MB, the limit for one try-many "
+                       f"file (TRAINYARD_MAX_BATCH_MB)", 413)
+    if upload.size == 0:
+        raise TryError("the file is empty")
+    try:
+        with storage.reserve(user, upload.size, "this file"):
+            active = BatchPrediction.objects.filter(user=user, status__in=BatchPrediction.ACTIVE).count()
+            if active >= settings.TRAINYARD_MAX_ACTIVE_BATCHES:
+                raise TryError(f"you have {active} try-many files waiting or running, the limit is "
+                               f"{settings.TRAINYARD_MAX_ACTIVE_BATCHES}; wait for one to finish", 429)
+            b = BatchPrediction.objects.create(job=job, user=user, filename=name, size_bytes=upload.size)
+            b.folder.mkdir(parents=True, exist_ok=True)
+            tmp = b.input_path.with_name(b.input_path.name + ".partial")
+            try:
+                with open(tmp, "wb") as f:
+                    for chunk in upload.chunks():
+                        f.write(chunk)
+                os.replace(tmp, b.input_path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            audit.record(user, "job.try_many", job, kind=kind, size=upload.size)
+            transaction.on_commit(lambda: _send(celery.BATCH_PREDICT_TASK, b.pk, lambda exc: finish_batch(
+                b.pk, error=f"the inference queue (Redis) could not be reached: {exc}")))
+    except storage.QuotaExceeded as exc:
+        raise TryError(str(exc), 413) from None
+    _forget_old_batches(user, job)
+    return b
+
+
+def _forget_old_batches(user, job: Job) -> None:
+    old = list(BatchPrediction.objects.filter(user=user, job=job).exclude(status__in=BatchPrediction.ACTIVE)[
+        KEEP_BATCHES:])
+    for b in old:
+        remove_batch_files(b)
+    BatchPrediction.objects.filter(pk__in=[b.pk for b in old]).delete()
+
+
+def remove_batch_files(b: BatchPrediction) -> None:
+    for p in (b.input_path, b.output_path):
+        p.unlink(missing_ok=True)
+
+
+def claim_batch(pk) -> BatchPrediction | None:
+    """pending -> running (once: a redelivered task finds it claimed and does nothing)."""
+    if not BatchPrediction.objects.filter(pk=pk, status=BatchPrediction.Status.PENDING).update(
+            status=BatchPrediction.Status.RUNNING):
+        return None
+    return BatchPrediction.objects.select_related("job").get(pk=pk)
+
+
+def batch_progress(pk, done: int, total: int) -> None:
+    """The worker's progress (throttled by the caller); the page polls the row and the socket
+    tells it to look."""
+    if BatchPrediction.objects.filter(pk=pk, status=BatchPrediction.Status.RUNNING).update(
+            rows_done=done, rows_total=total):
+        b = BatchPrediction.objects.get(pk=pk)
+        _push(b.user_id, "batch", b.to_dict())
+
+
+def finish_batch(pk, *, rows: int = 0, failed: int = 0, problems: list | None = None, error: str = "",
+                 seconds: float | None = None) -> None:
+    """Record the outcome once; the input file goes (the predictions stay until deleted with the
+    row); a failure leaves no output."""
+    status = BatchPrediction.Status.FAILED if error else BatchPrediction.Status.DONE
+    if not BatchPrediction.objects.filter(pk=pk, status__in=BatchPrediction.ACTIVE).update(
+            status=status, rows_done=rows, rows_total=rows, rows_failed=failed, problems=(problems or [])[:20],
+            error=error[:2000], seconds=seconds, finished_at=timezone.now()):
+        return
+    b = BatchPrediction.objects.get(pk=pk)
+    b.input_path.unlink(missing_ok=True)
+    if error:
+        b.output_path.unlink(missing_ok=True)
+    _push(b.user_id, "batch", b.to_dict())

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from django.http import Http404, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from models_zoo.contracts import fill_values, raw_columns
 from webapp.inference import services
-from webapp.inference.models import OnnxExport, Prediction
+from webapp.inference.models import BatchPrediction, OnnxExport, Prediction
 from webapp.jobs.access import get_job_for_user
 from webapp.throttles import throttled_page
 
@@ -28,8 +28,13 @@ def _form_context(job) -> dict:
     fills = fill_values(info)  # the ingest imputed: an empty field gets the same value
     ctx["imputes"] = bool(fills)
     if kind == "tabular":
+        from webapp.inference.table import table_hints
+
         categorical = info.get("categorical") or {}
-        ctx["columns"] = [{"name": c, "choices": categorical.get(c), "fill": fills.get(c)} for c in raw_columns(info)]
+        hints = table_hints(job.dataset.directory if job.dataset_id and job.dataset else None, info)
+        ctx["columns"] = [{"name": c, "choices": categorical.get(c), "fill": fills.get(c),
+                           "range": hints["ranges"].get(c, "")} for c in raw_columns(info)]
+        ctx["examples"] = hints["rows"]
     elif kind == "sequence":
         ctx["length"] = int(info["input_shape"][0])
     elif kind == "image":
@@ -42,7 +47,15 @@ def _form_context(job) -> dict:
 @require_GET
 def try_page(request, pk):
     job = get_job_for_user(request.user, pk)
-    return render(request, "jobs/try.html", _form_context(job))
+    ctx = _form_context(job)
+    ctx["batch_kind"], ctx["batch_why"] = services.batch_kind(job)
+    if ctx["batch_kind"]:
+        from django.conf import settings
+
+        ctx["batch_extensions"] = ",".join(services.BATCH_EXTENSIONS[ctx["batch_kind"]])
+        ctx["batch_limit_mb"] = settings.TRAINYARD_MAX_BATCH_MB
+        ctx["batches"] = BatchPrediction.objects.filter(job=job, user=request.user)[:services.KEEP_BATCHES]
+    return render(request, "jobs/try.html", ctx)
 
 
 @require_POST
@@ -96,3 +109,41 @@ def onnx(request, pk):
     export = OnnxExport.objects.filter(job=job).first()
     return JsonResponse({"onnx": export.to_dict() if export else None,
                          "artifacts": [a.to_dict() for a in job.artifacts.all()]})
+
+
+@require_POST
+@throttled_page("try")
+def batch_create(request, pk):
+    """Try many: a file of inputs in the dataset's format, predicted by a task on `infer`."""
+    job = get_job_for_user(request.user, pk)
+    try:
+        b = services.create_batch(request.user, job, request.FILES.get("file"))
+    except services.TryError as exc:
+        return JsonResponse({"error": exc.message}, status=exc.status)
+    return JsonResponse({"batch": b.to_dict()}, status=202)
+
+
+def _batch_for(request, pk, batch_id) -> BatchPrediction:
+    """One of the user's own try-many files of a job they may see (anyone else's: 404)."""
+    job = get_job_for_user(request.user, pk)
+    b = BatchPrediction.objects.filter(job=job, user=request.user, pk=batch_id).first()
+    if b is None:
+        raise Http404
+    return b
+
+
+@require_GET
+def batch_status(request, pk, batch_id):
+    return JsonResponse({"batch": _batch_for(request, pk, batch_id).to_dict()})
+
+
+@require_GET
+def batch_download(request, pk, batch_id):
+    b = _batch_for(request, pk, batch_id)
+    if b.status != BatchPrediction.Status.DONE or not b.output_path.is_file():
+        raise Http404
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in b.filename.rsplit(".", 1)[0])[:80] or "inputs"
+    response = FileResponse(open(b.output_path, "rb"), as_attachment=True, filename=f"{stem}-predictions.csv",
+                            content_type="text/csv")
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -132,6 +132,13 @@ def cuda_refusal() -> str:
     return ""
 
 
+def cuda_available() -> bool | None:
+    """Whether a live training worker has a CUDA GPU (None: no worker is live, so not known).
+    The settings that only act on CUDA (mixed precision) apply only then."""
+    workers = live_workers()
+    return any(w.gpus for w in workers) if workers else None
+
+
 def fits(job: Job, gpus: list[dict], devices: int | None = None) -> bool:
     """Whether a worker with these GPUs (and `devices` devices) can run the job (a CPU worker fits
     only jobs without GPU needs). A job asking for N devices (TrainConfig.gpus) needs N on one

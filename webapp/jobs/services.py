@@ -21,7 +21,7 @@ from models_zoo import hf
 from models_zoo._checks import kind_error
 from models_zoo.kinds import kind_of
 from models_zoo.hparams import TrainConfig
-from models_zoo.schema import ConfigError, to_json, validate
+from models_zoo.schema import ConfigError, applicable_json, settle, shown, validate
 from webapp.accounts import audit
 from webapp.accounts import storage
 from webapp.accounts.storage import user_lock
@@ -42,10 +42,22 @@ class SubmitError(Exception):
         return "; ".join(f"{k}: {v}" for k, v in self.errors.items())
 
 
+def job_context(dataset: Dataset | None) -> dict:
+    """What a job's settings may depend on besides each other (models_zoo.schema.CONTEXT): the
+    dataset's task and kind, and whether a live worker has CUDA (None where not known)."""
+    info = (dataset.info or {}) if dataset is not None and dataset.is_ready else {}
+    return {"task": info.get("task"), "kind": kind_of(info) if info else None, "cuda": scheduler.cuda_available()}
+
+
 def validate_job_request(dataset: Dataset | None, architecture: str, model_config: dict | None,
-                         train_config: dict | None) -> tuple[dict, dict]:
-    """Check a job request the same way for the form and the API; returns clean JSON configs."""
+                         train_config: dict | None, *, lenient: bool = False) -> tuple[dict, dict]:
+    """Check a job request the same way for the form and the API; returns clean JSON configs.
+
+    Only the settings that apply are kept (`models_zoo.schema.settle`: the others are dropped at
+    their default and refused with the reason otherwise); `lenient` drops them all without
+    refusing: an earlier job's stored settings, continued, which did nothing when it ran."""
     errors: dict[str, str] = {}
+    context = job_context(dataset)
     if dataset is None:
         errors["dataset"] = "choose a dataset"
     elif not dataset.is_ready:
@@ -57,23 +69,16 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
         errors.update(exc.errors)
         entry = None
     if entry is not None:
-        if dataset is not None:
-            errors.update(kind_error({"kind": dataset.kind}, entry.kinds, entry.label))
-        try:
-            config = entry.validate(model_config)
-            clean_model = to_json(config)
-        except ConfigError as exc:
-            errors.update({f"model_config.{k}": v for k, v in exc.errors.items()})
-        else:
-            if dataset is not None and dataset.is_ready and "architecture" not in errors:
-                # The family's dataset-dependent rules: heads dividing the width, images large
-                # enough for the pooling, a first layer that fits... checked before queueing.
-                for k, v in models_zoo.check_for_dataset(architecture, config, dataset.info).items():
-                    errors[k if k == "architecture" else f"model_config.{k}"] = v
+        model_config, clean_model = _check_model(entry, dataset, model_config, context, lenient, errors)
+    given = set(train_config) if isinstance(train_config, dict) else set()
     train_config = with_training_defaults(dataset, architecture, model_config, clean_model, train_config)
+    if isinstance(train_config, dict):  # defaults filled in for settings that do not apply go silently
+        train_config, refused = settle(TrainConfig, train_config, context, given=given, strict=not lenient)
+        for k, v in refused.items():
+            errors.setdefault(f"train_config.{k}", v)
     try:
         tc = validate(TrainConfig, train_config)
-        clean_train = to_json(tc)
+        clean_train = applicable_json(tc, context)
         if dataset is not None and dataset.is_ready:
             errors.update({f"train_config.{k}": v for k, v in tc.check_for_task(dataset.info["task"]).items()})
             errors.update({f"train_config.{k}": v for k, v in tc.check_for_kind(
@@ -85,6 +90,41 @@ def validate_job_request(dataset: Dataset | None, architecture: str, model_confi
     if errors:
         raise SubmitError(errors)
     return clean_model, clean_train
+
+
+def _check_model(entry, dataset: Dataset | None, model_config, context: dict, lenient: bool,
+                 errors: dict) -> tuple[dict | None, dict]:
+    """(the model settings that apply, their clean JSON); problems go into `errors`."""
+    clean_model: dict = {}
+    if dataset is not None:
+        errors.update(kind_error({"kind": dataset.kind}, entry.kinds, entry.label))
+    if isinstance(model_config, dict):
+        model_config, refused = settle(entry.config_cls, model_config, context, strict=not lenient)
+        errors.update({f"model_config.{k}": v for k, v in refused.items()})
+    try:
+        config = entry.validate(model_config)
+        clean_model = applicable_json(config, context)
+    except ConfigError as exc:
+        errors.update({f"model_config.{k}": v for k, v in exc.errors.items()})
+    else:
+        if dataset is not None and dataset.is_ready and "architecture" not in errors:
+            # The family's dataset-dependent rules: heads dividing the width, images large
+            # enough for the pooling, a first layer that fits... checked before queueing.
+            for k, v in models_zoo.check_for_dataset(entry.name, config, dataset.info).items():
+                errors[k if k == "architecture" else f"model_config.{k}"] = v
+    return model_config, clean_model
+
+
+def shown_settings(job: Job) -> tuple[dict, dict]:
+    """The job's stored model and training settings that apply, for its page (an older job
+    stored every field; the ones that did nothing are left out)."""
+    info = (job.dataset.info or {}) if job.dataset_id and job.dataset and job.dataset.is_ready else {}
+    context = {"task": info.get("task"), "kind": kind_of(info) if info else None}  # what it stored tells the rest
+    try:
+        model_cls = models_zoo.get(job.architecture).config_cls
+    except (ConfigError, ImportError):
+        model_cls = None
+    return shown(model_cls, job.model_config or {}, context), shown(TrainConfig, job.train_config or {}, context)
 
 
 def with_training_defaults(dataset: Dataset, architecture: str, model_config, clean_model: dict, train_config):
@@ -103,14 +143,16 @@ def with_training_defaults(dataset: Dataset, architecture: str, model_config, cl
 def submit_job(user, dataset: Dataset | None, architecture: str, model_config: dict | None = None,
                train_config: dict | None = None, name: str = "", priority: int = 0,
                min_gpu_memory_gb: int | None = None, gpu_type: str = "", *,
-               lineage: dict | None = None, seed_checkpoint: Path | None = None, project=None) -> Job:
+               lineage: dict | None = None, seed_checkpoint: Path | None = None, project=None,
+               lenient: bool = False) -> Job:
     """Queue a job. `seed_checkpoint` (continue_job): a checkpoint copied into the new job's
     checkpoint folder before it can be claimed, counted against the quota; the runtime resumes
     from it as from one of its own, and `lineage` records where it came from. `project`: the
     project it belongs to (the user must be a member or maintainer; the dataset theirs, shared
-    with them, or the project's), None for personal space."""
+    with them, or the project's), None for personal space. `lenient`: settings that do not apply
+    are dropped instead of refused (continue, sweep trials)."""
     check_project(user, project, dataset)
-    clean_model, clean_train = validate_job_request(dataset, architecture, model_config, train_config)
+    clean_model, clean_train = validate_job_request(dataset, architecture, model_config, train_config, lenient=lenient)
     sched_errors = {}
     if priority > 0 and not user.is_staff:
         sched_errors["priority"] = "you may lower your job's priority (0 or below); an admin may raise it"
@@ -244,7 +286,7 @@ def continue_job(source: Job, user, epochs: int, learning_rate: float | None = N
     return submit_job(user, source.dataset, source.architecture, source.model_config, train_config,
                       name=name or f"{source.name} (continued)"[:200], priority=min(source.priority, 0),
                       min_gpu_memory_gb=source.min_gpu_memory_gb, gpu_type=source.gpu_type,
-                      lineage=lineage, seed_checkpoint=path,
+                      lineage=lineage, seed_checkpoint=path, lenient=True,
                       project=source.project if source.project_id and may_create_in(user, source.project) else None)
 
 

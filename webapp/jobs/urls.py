@@ -29,5 +29,8 @@ urlpatterns = [
     path("<uuid:pk>/try/", inference_views.try_page, name="try"),
     path("<uuid:pk>/try/predict/", inference_views.predict, name="predict"),
     path("<uuid:pk>/try/result/", inference_views.prediction, name="prediction"),
+    path("<uuid:pk>/try/batch/", inference_views.batch_create, name="batch"),
+    path("<uuid:pk>/try/batch/<uuid:batch_id>/", inference_views.batch_status, name="batch-status"),
+    path("<uuid:pk>/try/batch/<uuid:batch_id>/download/", inference_views.batch_download, name="batch-download"),
     path("<uuid:pk>/onnx/", inference_views.onnx, name="onnx"),
 ]

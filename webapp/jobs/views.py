@@ -147,6 +147,7 @@ def _form_context(request, values: dict, errors: dict) -> dict:
                     for f in describe(TrainConfig)]
     return {"datasets": datasets, "architectures": architectures, "train_fields": train_fields,
             "values": values, "errors": errors, "train_defaults": train_defaults,
+            "cuda_context": {True: "true", False: "false"}.get(scheduler.cuda_available(), ""),
             "fine_tune_rule": DEFAULTS_RULE, "adaptive_rule": ADAPTIVE_RULE, "fresh_form": not values.get("architecture"),
             "projects": creatable_projects(request.user)}
 
@@ -299,10 +300,13 @@ def _compare_jobs(request, ids: list[str], strict: bool) -> tuple[list[Job], str
 
 def _setting_rows(jobs: list[Job]) -> list[dict]:
     """Architecture, dataset and every setting, one value per job; `differs` when they are not all equal."""
-    params = sorted({f"model.{k}" for j in jobs for k in j.model_config} | {k for j in jobs for k in j.train_config})
+    # The settings that applied to each job (services.shown_settings): "" where one did not.
+    shown = [services.shown_settings(j) for j in jobs]
+    values = [{**{f"model.{k}": v for k, v in m.items()}, **t} for m, t in shown]
+    params = sorted({k for v in values for k in v})
     rows = [{"name": "architecture", "values": [j.architecture for j in jobs]},
             {"name": "dataset", "values": [j.dataset.name if j.dataset_id and j.dataset else "(deleted)" for j in jobs]}]
-    rows += [{"name": p, "values": [_param(j, p) for j in jobs]} for p in params]
+    rows += [{"name": p, "values": [v.get(p, "") for v in values]} for p in params]
     for row in rows:
         row["differs"] = len({repr(v) for v in row["values"]}) > 1
     return rows
@@ -345,12 +349,6 @@ def _metric_rows(jobs: list[Job]) -> list[dict]:
                         "cells": [{"value": v if _is_number(v) else None, "best": best is not None and v == best}
                                   for v in values]})
     return out
-
-
-def _param(job, name: str):
-    if name.startswith("model."):
-        return job.model_config.get(name[6:], "")
-    return job.train_config.get(name, "")
 
 
 def _is_number(v) -> bool:
@@ -399,7 +397,9 @@ def job_detail(request, pk):
     from webapp.jobs import markdown
     from webapp.jobs.access import may_write
 
+    model_settings, train_settings = services.shown_settings(job)
     return render(request, "jobs/detail.html", {"job": job, "job_json": job.to_dict(), "monitor": monitor,
+                                                "model_settings": model_settings, "train_settings": train_settings,
                                                 "note_html": markdown.render(job.note) if job.note else "",
                                                 "can_write": may_write(request.user, job),
                                                 "max_repeats": services.MAX_REPEATS,

@@ -74,6 +74,9 @@ def create_sweep(user, dataset: Dataset | None, architecture: str, space: dict, 
             clean_space = spaces.validate_space(architecture, space)
         except ConfigError as exc:
             errors.update(exc.errors)
+        if clean_space and not errors:
+            errors.update(spaces.never_applies(architecture, clean_space, clean_model, clean_train,
+                                               job_services.job_context(dataset)))
     task = (dataset.info or {}).get("task") if dataset is not None and dataset.is_ready else None
     errors.update(spaces.check_metric(metric, task))
     if not _whole(budget, 1, MAX_BUDGET):
@@ -160,9 +163,11 @@ def _submit_trial(sweep: Sweep, trials: list[Trial]) -> bool:
     number = len(trials)
     model, train = spaces.apply(sweep.base_model_config, sweep.base_train_config, params)
     try:
+        # Lenient: a searched setting that does not apply with this trial's other values (momentum
+        # when the trial's optimizer is Adam) is dropped, as it would do nothing.
         job = job_services.submit_job(sweep.owner, sweep.dataset, sweep.architecture, model, train,
                                       name=f"{sweep.name} · trial {number}"[:200], priority=sweep.priority,
-                                      project=sweep.project)
+                                      project=sweep.project, lenient=True)
     except job_services.SubmitError as exc:
         searched = {f"{'model_config' if k.startswith('model.') else 'train_config'}.{k.partition('.')[2]}"
                     for k in sweep.space}

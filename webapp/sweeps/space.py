@@ -15,7 +15,7 @@ from typing import Any
 
 import models_zoo
 from models_zoo.hparams import TASK_METRICS, TrainConfig
-from models_zoo.schema import ConfigError, describe
+from models_zoo.schema import ConfigError, describe, inapplicable
 
 TYPES = ("float", "int", "choice")
 MAX_DIMENSIONS = 20
@@ -39,6 +39,22 @@ def check_metric(metric: str, task: str | None) -> dict[str, str]:
     if task in TASK_METRICS and metric not in TASK_METRICS[task]:
         return {"metric": f"{metric} is not reported for {task}; choose one of {', '.join(TASK_METRICS[task])}"}
     return {}
+
+
+def never_applies(architecture: str, space: dict, base_model: dict, base_train: dict, context: dict) -> dict[str, str]:
+    """{key: why} for the searched settings that apply in no trial: their condition fails on the
+    base settings or the dataset, and depends on no searched setting. (One that depends on a
+    searched one, such as momentum beside a searched optimizer, is dropped from the trials where it
+    does not apply.)"""
+    out = {}
+    for prefix, cls, base in (("train", TrainConfig, base_train), ("model", models_zoo.get(architecture).config_cls,
+                                                                     base_model)):
+        meta = {f["name"]: f for f in describe(cls)}
+        for name, why in inapplicable(cls, base, context).items():
+            key = f"{prefix}.{name}"
+            if key in space and not any(f"{prefix}.{k}" in space for k in meta[name]["applies_when"] or {}):
+                out[key] = f"does nothing in this sweep: it {why}"
+    return out
 
 
 def fields_for(architecture: str) -> dict[str, dict]:

@@ -1,4 +1,4 @@
-"""Short tasks on the `infer` queue: try-the-model, ONNX export, job-end notifications.
+"""Short tasks on the `infer` queue: try-the-model, try many, ONNX export, job-end notifications.
 
 The worker process keeps the last few loaded models (`workers.serving.predict`'s LRU), so repeated
 tries of one job skip loading it.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
-from webapp.celery import NOTIFY_TASK, ONNX_TASK, PREDICT_TASK, app
+from webapp.celery import BATCH_PREDICT_TASK, NOTIFY_TASK, ONNX_TASK, PREDICT_TASK, app
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,33 @@ def _predict_hf(p, image: bytes | None) -> dict:
     return run_hf(job.directory / "artifacts", TASKS[job.architecture], p.inputs, image, base=base, info=info,
                   max_length=int(job.model_config.get("max_length") or 512), chat=info.get("kind") == "chat",
                   on_text=lambda offset, text: push_tokens(p, offset, text))
+
+
+# A try-many file of up to 100,000 inputs; the row shows the progress as it goes.
+@app.task(name=BATCH_PREDICT_TASK, soft_time_limit=1800, time_limit=1900)
+def predict_batch(batch_id: str) -> str:
+    from webapp.inference.services import batch_progress, claim_batch, finish_batch
+    from workers.serving.batch import predict_file
+    from workers.serving.predict import InputError
+
+    b = claim_batch(batch_id)
+    if b is None:
+        return "gone"
+    started = time.perf_counter()
+    try:
+        result = predict_file(b.job.directory / "artifacts", b.input_path, b.output_path,
+                              progress=lambda done, total: batch_progress(b.pk, done, total))
+    except InputError as exc:
+        finish_batch(b.pk, error=str(exc), seconds=time.perf_counter() - started)
+        return "bad input"
+    except Exception as exc:  # noqa: BLE001 - any failure becomes the batch's readable error
+        log.exception("batch prediction %s failed", batch_id)
+        finish_batch(b.pk, error=f"the model could not run: {type(exc).__name__}: {str(exc)[:300]}",
+                     seconds=time.perf_counter() - started)
+        return "failed"
+    finish_batch(b.pk, rows=result["rows"], failed=result["failed"], problems=result["problems"],
+                 seconds=time.perf_counter() - started)
+    return "done"
 
 
 @app.task(name=ONNX_TASK, soft_time_limit=300, time_limit=360)

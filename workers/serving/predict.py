@@ -179,8 +179,21 @@ def _number(text, what: str) -> float:
 
 def prepare_features(values, info: dict):
     """Raw feature values (a {column: value} dict, a list, or a comma-separated line) → [1, F]."""
+    return standardise_features([feature_row(values, info)], info)
+
+
+def standardise_features(rows: list[list[float]], info: dict):
+    """Encoded rows (`feature_row`) → [N, F] with the training mean/std."""
     import torch
 
+    norm = info["normalization"]
+    x = torch.tensor(rows, dtype=torch.float32)
+    return (x - torch.tensor(norm["mean"], dtype=torch.float32)) / torch.tensor(norm["std"], dtype=torch.float32)
+
+
+def feature_row(values, info: dict) -> list[float]:
+    """One row of raw values encoded as the ingest did (numbers, one-hot categories, the fills
+    and missing indicators of an imputing ingest), before standardisation; InputError if bad."""
     categorical = info.get("categorical") or {}
     columns = raw_columns(info)
     fills = fill_values(info)
@@ -214,9 +227,7 @@ def prepare_features(values, info: dict):
             row.append(_number(value, repr(column)))
     # The missing indicators come after every other feature, in the ingest's order.
     row.extend(1.0 if column in empty else 0.0 for column in indicators)
-    norm = info["normalization"]
-    x = torch.tensor([row], dtype=torch.float32)
-    return (x - torch.tensor(norm["mean"], dtype=torch.float32)) / torch.tensor(norm["std"], dtype=torch.float32)
+    return row
 
 
 def prepare_sequence(values, info: dict):

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models_zoo.schema import to_json
+from models_zoo.kinds import kind_of
+from models_zoo.schema import shown, to_json
 
 MODEL_CARD = "MODEL_CARD.md"
 VAL_PREDICTIONS = "val_predictions.json"
@@ -136,6 +137,15 @@ def _sizes(info: dict) -> str:
     return f"- training / validation: {train} / {val}{_split(info)}"
 
 
+def _config_cls(architecture: str) -> type | None:
+    import models_zoo
+
+    try:
+        return models_zoo.get(architecture).config_cls
+    except (models_zoo.ConfigError, ImportError):
+        return None
+
+
 def model_card(title: str, spec, info: dict, tc, metrics: dict, versions: list[str], usage: str,
                test_metrics: dict | None = None) -> str:
     """A short, human-readable record of what was trained on what, and how well it did.
@@ -157,8 +167,14 @@ def model_card(title: str, spec, info: dict, tc, metrics: dict, versions: list[s
     if lineage := spec.extra.get("lineage"):
         lines += ["", "## Lineage", f"- continued from job {lineage.get('name', '')!s} ({lineage.get('job')}), "
                                     f"checkpoint {lineage.get('checkpoint')} after epoch {lineage.get('epoch')}"]
-    lines += ["", "## Architecture", *(f"- {k}: {v}" for k, v in spec.model_config.items()),
-              "", "## Training", *(f"- {k}: {v}" for k, v in to_json(tc).items()),
+    # Only the settings that did something (an Adam run has no momentum, LeNet-5 only dropout).
+    context = {"task": info.get("task"), "kind": kind_of(info)}
+    training = shown(type(tc), to_json(tc), context)
+    if spec.train_config:  # what the job stored (mixed precision only where a CUDA worker was live)
+        training = {k: v for k, v in training.items() if k in spec.train_config}
+    lines += ["", "## Architecture", *(f"- {k}: {v}" for k, v in shown(_config_cls(spec.architecture),
+                                                                        spec.model_config, context).items()),
+              "", "## Training", *(f"- {k}: {v}" for k, v in training.items()),
               "", "## Validation metrics",
               *(f"- {k}: {v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))),
               *(["", "## Test metrics", "The held-out test split, evaluated once on this model after training "

@@ -16,3 +16,11 @@ def model_error(errors, name):
 @register.filter
 def train_error(errors, name):
     return errors.get(f"train_config.{name}", "")
+
+
+@register.filter
+def as_json(value):
+    """A value as JSON text, for a data- attribute (the template's escaping makes it safe there)."""
+    import json
+
+    return json.dumps(value)
