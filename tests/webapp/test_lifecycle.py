@@ -105,7 +105,7 @@ def test_queue_positions_of_a_list_cost_one_query_whatever_its_length(alice, bob
     first = queued(bob)
     mine = [queued(alice) for _ in range(5)]
     Job.objects.filter(pk=mine[-1].pk).update(status=Job.Status.RUNNING)
-    jobs = list(Job.objects.select_related("owner", "dataset").prefetch_related("artifacts").order_by("created_at"))
+    jobs = list(Job.objects.select_related("owner", "dataset").prefetch_related("artifacts", "tags").order_by("created_at"))
     with CaptureQueriesContext(connection) as positions_queries:
         positions = queue_positions(jobs)
     assert len(positions_queries) == 1
@@ -113,7 +113,7 @@ def test_queue_positions_of_a_list_cost_one_query_whatever_its_length(alice, bob
     assert positions[first.pk] == 0 and positions[mine[3].pk] == 4 and mine[-1].pk not in positions
     with CaptureQueriesContext(connection) as listed:
         dicts = Job.to_dicts(jobs)
-    assert len(listed) == 1  # the positions; owner, dataset and artifacts were fetched with the jobs
+    assert len(listed) == 1  # the positions; owner, dataset, artifacts and tags were fetched with the jobs (as the list does)
     assert [d["queue_position"] for d in dicts] == [0, 1, 2, 3, 4, None]
 
 

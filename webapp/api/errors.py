@@ -9,6 +9,8 @@ clients) and, for refused fields, `errors` (`{field: message}`).
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import SuspiciousOperation, TooManyFieldsSent
 from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found, server_error
 from rest_framework import exceptions, parsers, serializers, status
@@ -99,6 +101,11 @@ def exception_handler(exc, context):
         return Response(body(str(exc.detail), exc.errors), status=exc.status_code)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("not found: no such object, or it is not yours")
+    if isinstance(exc, TooManyFieldsSent):
+        return Response(body(f"the request body has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields"),
+                        status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, SuspiciousOperation):  # a body Django refuses to parse: still the API's JSON shape
+        return Response(body("the request body could not be read"), status=status.HTTP_400_BAD_REQUEST)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -65,6 +65,18 @@ def test_malformed_json_is_a_400_too(alice):
     assert r.status_code == 400 and "JSON parse error" in r.json()["detail"]
 
 
+def test_a_form_body_with_too_many_fields_is_a_json_400_and_changes_nothing(alice):
+    from urllib.parse import urlencode
+
+    job = finished_job(alice, ready_dataset(alice))
+    body = urlencode([("action", "archive")] + [("ids", str(job.pk))] * 1500)
+    r = token_client(alice).post("/api/jobs/bulk/", body, content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 400 and r["Content-Type"] == "application/json"
+    assert "fields" in r.json()["detail"]  # names the limit (DATA_UPLOAD_MAX_NUMBER_FIELDS)
+    job.refresh_from_db()
+    assert job.archived_at is None
+
+
 @pytest.mark.parametrize("path", ["/api/jobs/not-a-uuid/", "/api/datasets/123/", "/api/jobs/1/events/",
                                   "/api/uploads/x/", "/api/nothing-here/", "/api/"])
 def test_an_id_that_is_not_a_uuid_or_an_unknown_url_is_a_json_404(alice, path):
