@@ -57,11 +57,6 @@ def _rank(rank, world, port, ds, out, train, model_dir, stop_at_step, q):
     dist = Dist.from_env(timeout_seconds=60)
     control = Control()
     seen = Seen(control, stop_at_step)
-    steps = []
-
-    class Steps(Callback):  # what each rank's loop did (rank 0's callbacks only reach rank 0)
-        def on_step_end(self, state, c):
-            steps.append(state.step)
     try:
         result = run(_spec(ds, out, train, model_dir), [seen] if rank == 0 else [], control, dist)
     finally:

@@ -620,10 +620,8 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     control = control or Control()
     cbs = CallbackList(callbacks)
     task, cfg, tc, info = _validated(spec)
-    world = dist.world if dist is not None else 1
-    main = dist is None or dist.is_main
-    if not main:
-        cbs = CallbackList([])  # only rank 0 reports
+    world, main = (dist.world, dist.is_main) if dist is not None else (1, True)
+    cbs = cbs if main else CallbackList([])  # only rank 0 reports
     device = dist.device if dist is not None else pick_device(spec.device)
     quantized = _quantization(task, device) if cfg.method == "qlora" else None  # before anything loads
     _quiet_setup()
@@ -667,10 +665,8 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
                                               task == "image_classification")
 
     unit = ("conversations" if data.val_prompts else "blocks") if task == "causal_lm" else "samples"
-    where = f"{device} ({describe(device)})" if dist is None else (
-        f"{world} ranks (DDP, {'nccl' if device.type == 'cuda' else 'gloo'}; {tc.batch_size // world} of the "
-        f"batch's {tc.batch_size} rows per rank)")
-    message = (f"fine-tuning {label} ({type(model).__name__}, {n_params / 1e6:.2f} M parameters) on {where}, "
+    message = (f"fine-tuning {label} ({type(model).__name__}, {n_params / 1e6:.2f} M parameters) on "
+               f"{_where(device, dist, tc.batch_size)}, "
                f"{len(data.train)} training {unit}, {steps_per_epoch} steps per epoch"
                + (", bf16" if bf16 else "") + (", 4-bit NF4 base" if quantized else ""))
     blocks = task == "causal_lm" and not data.val_prompts  # tokens per second; conversations per second
@@ -708,6 +704,13 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     cbs.fire("on_train_end", state, control, status)
     return TrainResult(status=status, metrics=metrics, artifacts=artifacts, epochs_completed=state.epoch,
                        test_metrics=test_metrics, warnings=warnings)
+
+
+def _where(device: torch.device, dist, batch_size: int) -> str:
+    if dist is None:
+        return f"{device} ({describe(device)})"
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    return f"{dist.world} ranks (DDP, {backend}; {batch_size // dist.world} of the batch's {batch_size} rows per rank)"
 
 
 def _validated(spec: TrainSpec):
