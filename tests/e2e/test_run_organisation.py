@@ -122,7 +122,7 @@ def test_compare_twenty_jobs_each_in_its_own_colour(page, stack, dora):
     assert page.errors == [], page.errors
 
 
-def test_compare_grouped_by_a_setting_draws_mean_and_std_bands(page, stack, dora):
+def test_compare_grouped_by_a_setting_draws_mean_and_std_bands(page, stack, dora, screenshots):
     sign_in(page, stack, user="dora")
     page.goto(stack.url("/jobs/compare/?" + "&".join(f"ids={i}" for i in dora[:12])))
     page.select_option("#group-by", "learning_rate")
@@ -138,6 +138,7 @@ def test_compare_grouped_by_a_setting_draws_mean_and_std_bands(page, stack, dora
     assert len(bands) == 4 and [b["fill"] for b in bands] == [False, "-1", False, "-1"]
     upper, lower, mean = sets[0]["ys"], sets[1]["ys"], sets[2]["ys"]
     assert all(lo <= m <= up for lo, m, up in zip(lower, mean, upper)) and any(up > lo for lo, up in zip(lower, upper))
+    page.screenshot(path=str(screenshots / "compare-bands.png"), full_page=True)
     # Saved as a view, re-opened from its own address.
     page.fill("#view-name", "lr groups")
     page.click("#save-view")

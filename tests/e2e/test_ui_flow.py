@@ -96,7 +96,8 @@ def test_sign_in_upload_train_watch_download(page, stack, tmp_path, screenshots)
     epoch_label = page.inner_text("#samples-epoch")
     wait_text_changes(page, "#samples-epoch", epoch_label)
     assert page.locator("#samples .sample-item .prediction").count() >= 1
-    assert "Best validation accuracy" in page.inner_text("#job-best")
+    # the adaptive defaults pick the best epoch by validation loss (models_zoo/defaults.py)
+    assert "Best validation loss" in page.inner_text("#job-best")
     # Every chart has its series: loss, the task's metric, learning rate, throughput.
     for chart in ("loss", "metric", "lr", "speed"):
         assert chart_series(page, chart) >= 1, chart
@@ -156,7 +157,7 @@ def test_sign_in_upload_train_watch_download(page, stack, tmp_path, screenshots)
     page.click("text=Jobs")
     page.wait_for_selector(f"tr[data-job='{job_id}'] .badge.succeeded")
     row = page.locator(f"tr[data-job='{job_id}']")
-    assert row.locator("[data-field=best]").inner_text().startswith("accuracy ")
+    assert row.locator("[data-field=best]").inner_text().startswith("loss ")  # the monitored metric: validation loss by default
     assert row.locator("[data-field=duration]").inner_text().endswith("s")
     assert "worker@" in row.locator("[data-field=worker]").inner_text()
     # The list follows a job queued elsewhere (the API) without a reload by the user.
