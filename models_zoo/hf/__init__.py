@@ -184,8 +184,10 @@ def train_errors(tc) -> dict[str, str]:
             "augmentation is for the zoo's image models, not Hugging Face fine-tuning")
     if tc.compile != "off":
         errors["compile"] = "not available for Hugging Face fine-tuning"
-    if tc.gpus > 1:
-        errors["gpus"] = "Hugging Face fine-tuning runs on one device; multi-device training is for the zoo's models"
+    if tc.gpus > 1 and tc.batch_size % tc.gpus:
+        # The Trainer gives every rank the same number of rows per step (the batch is global).
+        errors["batch_size"] = (f"Hugging Face fine-tuning splits the batch evenly over the {tc.gpus} devices: "
+                                f"give a multiple of {tc.gpus}")
     return errors
 
 

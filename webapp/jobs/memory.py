@@ -70,8 +70,10 @@ def job_estimate(user, architecture: str, model_config: dict, train_config: dict
         method = str(model_config.get("method") or "full")
         if _flag(model_config.get("freeze_encoder")) and method == "full":
             method = "freeze_encoder"
+        # Per GPU: a job on N devices puts batch_size / N rows on each (each holds a whole model).
+        per_gpu = max(1, int(tc.get("batch_size") or 16) // max(1, int(tc.get("gpus") or 1)))
         est = memory.estimate(
-            config, method=method, batch_size=int(tc.get("batch_size") or 16),
+            config, method=method, batch_size=per_gpu,
             seq_len=_seq_len(task, model_config, config),
             gradient_checkpointing=_flag(model_config.get("gradient_checkpointing")),
             lora_rank=int(model_config.get("lora_rank") or 8), task=task, params=memory.safetensors_params(folder))

@@ -81,7 +81,7 @@ def run_gang(start, n: int) -> str | None:
     spec.write_text(json.dumps({
         "job_id": str(start.job_id), "token": start.token, "architecture": start.architecture,
         "model_config": start.model_config, "train_config": start.train_config, "dataset_dir": start.dataset_dir,
-        "output_dir": start.output_dir, "extra": start.extra, "timeout": settings.TRAINYARD_DDP_TIMEOUT_SECONDS}))
+        "output_dir": start.output_dir, "extra": start.extra, "is_hf": start.is_hf, "timeout": settings.TRAINYARD_DDP_TIMEOUT_SECONDS}))
     tail: collections.deque[str] = collections.deque(maxlen=40)
     terminated = threading.Event()
     proc = subprocess.Popen(command(n, spec), env=rank_env(n), cwd=settings.BASE_DIR, stdout=subprocess.PIPE,

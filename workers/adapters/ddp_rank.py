@@ -75,15 +75,24 @@ def _spec(cfg: dict):
                      output_dir=cfg["output_dir"], extra=cfg.get("extra") or {})
 
 
+def _runner(cfg: dict):
+    """The zoo's loop, or for a Hugging Face job the Trainer runner (the Trainer does DDP itself)."""
+    if cfg.get("is_hf"):
+        from workers.hf.runner import run
+    else:
+        from workers.training import run
+    return run
+
+
 def _other_rank(cfg: dict) -> None:
-    from workers.training import Control, run
+    from workers.training import Control
     from workers.training.distributed import Dist
 
     # SIGTERM (the worker shutting down, torchrun closing) reaches every rank: only rank 0
     # decides, and the others stop with it at the same step.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     dist = Dist.from_env(cfg["timeout"])
-    run(_spec(cfg), [], Control(), dist)
+    _runner(cfg)(_spec(cfg), [], Control(), dist)
     dist.close()  # only after a clean end: after a lost peer the process just exits
 
 
@@ -97,7 +106,6 @@ def _rank0(cfg: dict) -> dict:
     from workers.adapters.logcapture import captured_output
     from workers.adapters.reporter import Reporter
     from workers.adapters.fence import fenced_move
-    from workers.training import run
     from workers.training.artifacts import Fenced, fenced_by
     from workers.training.distributed import Dist
 
@@ -110,7 +118,7 @@ def _rank0(cfg: dict) -> dict:
         dist = Dist.from_env(cfg["timeout"])
         with captured_output(lambda data: reporter.emit("log", data)), \
                 fenced_by(str(cfg["token"]), lambda moves: fenced_move(start, moves)):
-            result = run(_spec(cfg), [reporter], reporter.control, dist)
+            result = _runner(cfg)(_spec(cfg), [reporter], reporter.control, dist)
         out.update(status=result.status, metrics=result.metrics, artifacts=result.artifacts,
                    test_metrics=result.test_metrics, warnings=result.warnings)
     except Fenced:

@@ -15,6 +15,18 @@ checkpoint is never marked, and the run stops there (`Fenced`). Once a run has a
 checkpoint of its own, the earlier attempts' folders are retired (renamed away under the fence,
 then deleted), except the one holding the best checkpoint that keep=best will load. A restarted
 run resumes from the newest complete checkpoint of any attempt and drops torn ones.
+
+Several devices (TrainConfig.gpus > 1): every rank started by torchrun (workers/adapters/ddp.py,
+ddp_rank.py) runs this with a `Dist`, and the Trainer does DDP itself (accelerate finds the
+process group torchrun's environment set up). The job's batch_size stays the global batch: each
+rank takes batch_size / ranks rows per step (so the same hyperparameters train the same way on one
+device or several). Only rank 0 has callbacks (the reporter), makes folders, marks checkpoints
+complete, retires old attempts and exports; every rank writes its own RNG state into the
+checkpoint, and rank 0 marks it complete only after every rank's part is on disk (a barrier).
+Rank 0 picks the checkpoint to resume and the attempt's folder and tells the others (a broadcast);
+its stop decision (cancel, requeue) and its "report now" tick are broadcast at every step's end
+(Dist.agree), so every rank stops at the same step and the Trainer's loss gather, a collective,
+happens on all of them or none.
 """
 
 from __future__ import annotations
@@ -79,6 +91,26 @@ def _checkpoints(ckpt_dir: Path) -> list[Path]:
         return []
     folders = [ckpt_dir] + [p for p in ckpt_dir.iterdir() if p.is_dir() and p.name.startswith("run")]
     return [p for f in folders for p in f.iterdir() if p.is_dir() and _step_of(p) >= 0]
+
+
+def _checkpoint_plan(ckpt_dir: Path, dist=None) -> tuple[Path, Path | None]:
+    """(this attempt's checkpoint folder, the checkpoint to resume or None). Rank 0 makes the
+    folders and picks (dropping torn checkpoints); the other ranks are told (a broadcast), so
+    every rank resumes the same step and writes its part into the same folder."""
+    plan = [None, None]
+    if dist is None or dist.is_main:
+        # Made here without parents (under a fence), not by the Trainer: a stale run of a deleted
+        # job fails instead of making the job's folder again.
+        make_dir(ckpt_dir)
+        own = run_folder(ckpt_dir)
+        make_dir(own)
+        resume = latest_checkpoint(ckpt_dir)
+        plan = [str(own), str(resume) if resume else None]
+    if dist is not None:
+        import torch.distributed as tdist
+
+        tdist.broadcast_object_list(plan, src=0)
+    return Path(plan[0]), Path(plan[1]) if plan[1] else None
 
 
 def latest_checkpoint(ckpt_dir: Path) -> Path | None:
@@ -155,7 +187,7 @@ def reported_metrics(trainer_metrics: dict, task: str) -> dict:
 
 # -- the bridge -------------------------------------------------------------------------------------
 def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_interval: float,
-                samples_per_step: int, task: str, on_evaluated, message: str):
+                samples_per_step: int, task: str, on_evaluated, message: str, dist=None):
     from transformers import TrainerCallback
 
     class Bridge(TrainerCallback):
@@ -169,6 +201,7 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
             self.eval_started = 0.0
             self.train_losses: list[float] = []  # this run's train points (the flat-loss warning)
             self.train_started = time.perf_counter()
+            self.agreed = Control()  # with several ranks: what rank 0 decided, on every rank
 
         def on_train_begin(self, args, hf_state, hf_control, **kw):
             state.total_steps = int(hf_state.max_steps)
@@ -189,10 +222,15 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
             state.step = int(hf_state.global_step)
             state.samples_seen += samples_per_step
             cbs.fire("on_step_end", state, control)
-            if control.should_stop:
+            log_due = time.monotonic() - self.last_log >= log_interval
+            stop = control.should_stop
+            if dist is not None:  # rank 0's decision, at the same step on every rank (a broadcast)
+                log_due = dist.agree(control if dist.is_main else None, self.agreed, log_due)
+                stop = self.agreed.should_stop
+            if stop:
                 self.cancelled = True
                 hf_control.should_training_stop = True
-            elif time.monotonic() - self.last_log >= log_interval:
+            elif log_due:
                 hf_control.should_log = True  # the Trainer averages the loss since its last log
 
         def on_log(self, args, hf_state, hf_control, logs=None, **kw):
@@ -237,6 +275,12 @@ def make_bridge(cbs: CallbackList, control: Control, state: TrainState, *, log_i
 
         def on_save(self, args, hf_state, hf_control, **kw):
             folder = Path(args.output_dir) / f"checkpoint-{hf_state.global_step}"
+            if dist is not None:
+                import torch.distributed as tdist
+
+                tdist.barrier()  # every rank's RNG state is written before rank 0 marks the checkpoint
+                if not dist.is_main:
+                    return
             if folder.is_dir():
                 fsync_tree(folder)
                 # Under the fence: a run that lost its job raises Fenced here and stops, and its
@@ -356,7 +400,7 @@ def _freeze_encoder(model) -> int:
 
 
 def _training_args(tc: TrainConfig, ckpt_dir: Path, device: torch.device, steps_per_epoch: int, task: str,
-                   cfg=None):
+                   cfg=None, world: int = 1):
     from transformers import TrainingArguments
 
     monitor, mode = tc.monitored("lm" if task == "causal_lm" else "classification")
@@ -364,7 +408,7 @@ def _training_args(tc: TrainConfig, ckpt_dir: Path, device: torch.device, steps_
     schedule = "cosine" if tc.lr_schedule == "cosine" else ("constant_with_warmup" if warmup else "constant")
     bf16 = (device.type == "cuda" and tc.mixed_precision == "auto" and torch.cuda.is_bf16_supported())
     return TrainingArguments(
-        output_dir=str(ckpt_dir), num_train_epochs=tc.epochs, per_device_train_batch_size=tc.batch_size,
+        output_dir=str(ckpt_dir), num_train_epochs=tc.epochs, per_device_train_batch_size=tc.batch_size // world,
         per_device_eval_batch_size=max(tc.batch_size, 32), learning_rate=tc.learning_rate,
         weight_decay=tc.weight_decay, warmup_steps=warmup, lr_scheduler_type=schedule,
         optim="sgd" if tc.optimizer.startswith("sgd") else "adamw_torch",
@@ -378,6 +422,7 @@ def _training_args(tc: TrainConfig, ckpt_dir: Path, device: torch.device, steps_
         load_best_model_at_end=tc.keep == "best", metric_for_best_model=monitor, greater_is_better=mode == "max",
         seed=tc.seed, data_seed=tc.seed, report_to="none", disable_tqdm=True, use_cpu=device.type == "cpu",
         bf16=bf16, dataloader_num_workers=0, remove_unused_columns=False,
+        ddp_find_unused_parameters=False if world > 1 else None,
         prediction_loss_only=task == "causal_lm", log_level="warning",
         # Explicit: a PEFT-wrapped model's forward(*args, **kwargs) does not name its labels.
         label_names=["labels"],
@@ -565,17 +610,23 @@ class Datasets:
     notes: list = ()  # (level, text) for the log
 
 
-def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None = None) -> TrainResult:
-    """Fine-tune `spec` with transformers' Trainer; the zoo loop's contract (see the module)."""
+def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None = None,
+        dist=None) -> TrainResult:
+    """Fine-tune `spec` with transformers' Trainer; the zoo loop's contract (see the module).
+    `dist` (workers.training.distributed.Dist): this process is one rank of several."""
     from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback
 
     control = control or Control()
     cbs = CallbackList(callbacks)
     task, cfg, tc, info = _validated(spec)
-    device = pick_device(spec.device)
+    world, main = (dist.world, dist.is_main) if dist is not None else (1, True)
+    cbs = cbs if main else CallbackList([])  # only rank 0 reports
+    device = dist.device if dist is not None else pick_device(spec.device)
     quantized = _quantization(task, device) if cfg.method == "qlora" else None  # before anything loads
     _quiet_setup()
+    if dist is not None:
+        dist.share_cpu_threads()
     torch.manual_seed(tc.seed)
 
     # Model source: a registered/uploaded folder or a Hub snapshot, checked before loading.
@@ -597,11 +648,8 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     metrics_fn = ClassificationMetrics(len(classes)) if task != "causal_lm" else None
     steps_per_epoch = math.ceil(math.ceil(len(data.train) / tc.batch_size) / cfg.grad_accumulation)
     ckpt_dir = Path(spec.output_dir) / CHECKPOINTS
-    # Made here without parents (under a fence), not by the Trainer: a stale run of a deleted job
-    # fails instead of making the job's folder again.
-    make_dir(ckpt_dir)
-    make_dir(run_folder(ckpt_dir))
-    args, bf16 = _training_args(tc, run_folder(ckpt_dir), device, steps_per_epoch, task, cfg)
+    own, resume = _checkpoint_plan(ckpt_dir, dist)
+    args, bf16 = _training_args(tc, own, device, steps_per_epoch, task, cfg, world)
     sample_idx = (torch.randperm(len(data.val), generator=torch.Generator().manual_seed(tc.seed + 1))
                   [: spec.num_samples].tolist())
     state = TrainState(epochs=tc.epochs, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * tc.epochs,
@@ -617,18 +665,18 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
                                               task == "image_classification")
 
     unit = ("conversations" if data.val_prompts else "blocks") if task == "causal_lm" else "samples"
-    message = (f"fine-tuning {label} ({type(model).__name__}, {n_params / 1e6:.2f} M parameters) on {device} "
-               f"({describe(device)}), {len(data.train)} training {unit}, {steps_per_epoch} steps per epoch"
+    message = (f"fine-tuning {label} ({type(model).__name__}, {n_params / 1e6:.2f} M parameters) on "
+               f"{_where(device, dist, tc.batch_size)}, "
+               f"{len(data.train)} training {unit}, {steps_per_epoch} steps per epoch"
                + (", bf16" if bf16 else "") + (", 4-bit NF4 base" if quantized else ""))
     blocks = task == "causal_lm" and not data.val_prompts  # tokens per second; conversations per second
     samples_per_step = tc.batch_size * cfg.grad_accumulation * (cfg.block_size if blocks else 1)
     bridge = make_bridge(cbs, control, state, log_interval=spec.log_interval, samples_per_step=samples_per_step,
-                         task=task, on_evaluated=on_evaluated, message=message)
+                         task=task, on_evaluated=on_evaluated, message=message, dist=dist)
     trainer = Trainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.val,
                       data_collator=data.collator, compute_metrics=metrics_fn, callbacks=[bridge],
                       processing_class=processor)
     trainer.remove_callback(PrinterCallback)  # the bridge reports; no log dicts printed into the job log
-    resume = latest_checkpoint(ckpt_dir)
     for level, note in notes:
         cbs.fire("on_message", state, control, level, note)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -641,7 +689,8 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     if status == "succeeded":
         trained = (state.step - state.start_step) * samples_per_step
         metrics, test_metrics, artifacts, val_pred = _finish(spec, tc, info, trainer, processor, data, task,
-                                                             metrics_fn, classes, trained, bridge.train_seconds())
+                                                             metrics_fn, classes, trained, bridge.train_seconds(),
+                                                             main)
         warnings = collapse_warnings(val_pred, classes, data.y_val, bridge.train_losses)
         for w in warnings:  # in the log too, besides the job's flag
             cbs.fire("on_message", state, control, "warning", w["text"])
@@ -655,6 +704,13 @@ def run(spec: TrainSpec, callbacks: list[Callback] = (), control: Control | None
     cbs.fire("on_train_end", state, control, status)
     return TrainResult(status=status, metrics=metrics, artifacts=artifacts, epochs_completed=state.epoch,
                        test_metrics=test_metrics, warnings=warnings)
+
+
+def _where(device: torch.device, dist, batch_size: int) -> str:
+    if dist is None:
+        return f"{device} ({describe(device)})"
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    return f"{dist.world} ranks (DDP, {backend}; {batch_size // dist.world} of the batch's {batch_size} rows per rank)"
 
 
 def _validated(spec: TrainSpec):
@@ -751,7 +807,7 @@ def _chat_datasets(dataset_dir: Path, tokenizer, cfg) -> Datasets:
 
 def _finish(spec: TrainSpec, tc: TrainConfig, info: dict, trainer, processor, data: Datasets, task: str,
             metrics_fn: ClassificationMetrics | None, classes: list[str], trained: int,
-            seconds: float) -> tuple[dict, dict, list[str], np.ndarray | None]:
+            seconds: float, main: bool = True) -> tuple[dict, dict, list[str], np.ndarray | None]:
     """The final evaluation of the model that is exported (the best epoch's with keep=best), the
     test split's (once, on that model, when there is one), then the export; (metrics, test
     metrics, artifact names, the validation predictions)."""
@@ -766,6 +822,8 @@ def _finish(spec: TrainSpec, tc: TrainConfig, info: dict, trainer, processor, da
     if data.test is not None:  # after the validation predictions were read: metrics_fn keeps the last ones
         test_metrics = _with_perplexity(_strip(trainer.predict(data.test, metric_key_prefix="test").metrics,
                                                "test_"), task)
+    if not main:  # the evaluations above are collectives (every rank's part); the export is rank 0's
+        return metrics, test_metrics, [], val_pred
     output_dir = Path(spec.output_dir)
     artifacts = export(output_dir, trainer, processor, spec, tc, info, metrics, predictions, test_metrics)
     # Trainer checkpoints hold the optimizer state too (three times the model): a finished

@@ -53,6 +53,18 @@ def test_the_estimate_names_the_largest_gpu_and_warns_when_none_fits(alice):
 
 
 @pytest.mark.django_db
+def test_a_job_on_several_devices_is_estimated_per_gpu(alice):
+    """Each rank holds the whole model and batch_size / devices rows: 16 rows on 2 devices need
+    what 8 rows on one do, and less than 16 on one."""
+    LocalModel.objects.create(name="minilm", task="text_classification", path=str(hfmodels.minilm_dir()))
+    c = _client(alice)
+    two = c.get("/jobs/new/memory/", {**QUERY, "tc_gpus": "2"}).json()["estimate"]["total"]
+    eight = c.get("/jobs/new/memory/", {**QUERY, "tc_batch_size": "8"}).json()["estimate"]["total"]
+    sixteen = c.get("/jobs/new/memory/", QUERY).json()["estimate"]["total"]
+    assert two == eight < sixteen
+
+
+@pytest.mark.django_db
 def test_the_form_shows_the_estimate_box_and_sends_the_minimum_gpu_memory(alice, sent_tasks):
     ds = ready_dataset(alice)
     c = _client(alice)
