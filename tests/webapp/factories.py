@@ -60,3 +60,33 @@ def worker(name="w@h", *, queues="train", gpus=(), draining=False, heartbeat_age
         name=name, hostname=name.partition("@")[2] or "h", queues=queues, device="cuda:0" if gpus else "cpu",
         gpus=list(gpus), draining=draining, status=status or Worker.Status.ONLINE,
         last_heartbeat=timezone.now() - timedelta(seconds=heartbeat_age))
+
+
+def dispatch_in_parallel(threads: int = 8, passes: int = 3) -> None:
+    """`threads` threads, released together, each running `passes` dispatch passes on its own
+    connection; raises with every error any of them met."""
+    import threading
+
+    from django.db import connection
+
+    from webapp.jobs.scheduler import dispatch
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def run():
+        try:
+            start.wait()
+            for _ in range(passes):
+                dispatch()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(120)
+    assert not errors, errors

@@ -4,15 +4,13 @@ job is released twice and no worker gets two jobs. Threads here have their own c
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 
+from tests.webapp.factories import dispatch_in_parallel
 from webapp.celery import TRAIN_TASK
 from webapp.cluster.models import Worker
-from webapp.jobs.scheduler import dispatch
 from webapp.jobs.models import Job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,25 +21,7 @@ def test_concurrent_passes_release_each_job_once_and_fill_each_worker_once(sent_
     for i in range(3):
         Worker.objects.create(name=f"w{i}@h", hostname="h", queues="train", device="cpu")
     jobs = [Job.objects.create(owner=users[i % 4], name=f"j{i}", architecture="mlp") for i in range(12)]
-    errors: list[BaseException] = []
-    start = threading.Barrier(8)
-
-    def one_pass():
-        try:
-            start.wait()
-            for _ in range(3):
-                dispatch()
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=one_pass) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
+    dispatch_in_parallel(threads=8, passes=3)
     sent = [args[0] for name, *args in sent_tasks if name == TRAIN_TASK]
     assert len(sent) == len(set(sent)) == 3, sent  # three free workers, three jobs, each once
     dispatched = Job.objects.exclude(dispatched_at=None)

@@ -4,12 +4,11 @@ exceed it."""
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 
+from tests.webapp.factories import dispatch_in_parallel
 from webapp.celery import TRAIN_TASK
 from webapp.cluster.models import Worker
 from webapp.jobs.models import Job
@@ -112,25 +111,7 @@ def test_parallel_passes_never_exceed_the_quota(sent_tasks, settings):
     for i in range(8):
         gpu_worker(f"w{i}@h", devices=2)
     jobs = [queued(users[i % 4], vision, gpus=1 + (i % 2), name=f"j{i}") for i in range(10)]
-    errors: list[BaseException] = []
-    start = threading.Barrier(8)
-
-    def passes():
-        try:
-            start.wait()
-            for _ in range(3):
-                dispatch()
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=passes) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
+    dispatch_in_parallel(threads=8, passes=3)
     sent = [args[0] for name, *args in sent_tasks if name == TRAIN_TASK]
     assert len(sent) == len(set(sent))  # each job released once
     dispatched = list(Job.objects.exclude(dispatched_at=None))
