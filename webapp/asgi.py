@@ -11,6 +11,9 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 # This process is the web server: with PostgreSQL its connections come from a pool (settings._database).
+# The mark is only read while the settings load, and is taken away again below, so nothing this
+# process starts (or a test process that imports this module) inherits it.
+_MARKED = "TRAINYARD_WEB_PROCESS" not in os.environ
 os.environ.setdefault("TRAINYARD_WEB_PROCESS", "1")
 
 from webapp.datadirs import restrict_umask  # noqa: E402
@@ -20,6 +23,8 @@ restrict_umask()  # what the web server writes (uploads, the database) is the ac
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
+if _MARKED:
+    del os.environ["TRAINYARD_WEB_PROCESS"]
 
 from channels.auth import AuthMiddleware  # noqa: E402
 from channels.db import database_sync_to_async  # noqa: E402
