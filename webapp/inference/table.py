@@ -47,9 +47,9 @@ def table_hints(dataset_dir: Path | None, info: dict) -> dict:
     if dataset_dir is None:
         return {"rows": [], "ranges": {}}
     try:
-        X_val = np.load(dataset_dir / "X_val.npy", mmap_mode="r")
-        X_train = np.load(dataset_dir / "X_train.npy", mmap_mode="r")
-        y_val = np.load(dataset_dir / "y_val.npy", mmap_mode="r")
+        X_val = np.load(dataset_dir / "X_val.npy", mmap_mode="r", allow_pickle=False)
+        X_train = np.load(dataset_dir / "X_train.npy", mmap_mode="r", allow_pickle=False)
+        y_val = np.load(dataset_dir / "y_val.npy", mmap_mode="r", allow_pickle=False)
         layout = _layout(info)
         width = len(info["feature_names"])
         if X_val.ndim != 2 or X_val.shape[1] != width or X_train.shape[1] != width:
