@@ -59,17 +59,14 @@ screenshots: $(VENV)/.dev-installed chromium
 	TRAINYARD_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -m e2e tests/e2e
 
 # The PostgreSQL pass: every web-tier test (they are the ones that talk to the database), and
-# the real-stack scenarios whose outcome rests on the database — row locks, leases and fences,
-# limits under concurrent requests, dropped connections, the sweep's locked advance; the others
-# (training numerics, uploads, exports, browsers) ran on SQLite above and do not depend on it.
-PG_INTEGRATION := $(addprefix tests/integration/,test_ownership.py test_chaos.py test_abuse_limits.py \
-	test_worker_loss.py test_sweeps.py test_end_to_end_api.py test_faults.py test_monitoring.py \
-	test_retry_disk_full.py test_db_pool.py)
-
+# the real-stack scenarios whose outcome rests on the database (marked `postgres`: row locks,
+# leases and fences, limits under concurrent requests, dropped connections, the sweep's locked
+# advance, the connection pool); the others (training numerics, uploads, exports, disk faults,
+# browsers) ran on SQLite above and do not depend on it.
 test-postgres: $(VENV)/.dev-installed
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_TEST_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 	  echo "== again on PostgreSQL ($(PG_TEST_URL)): the web tier and the database-bound stack scenarios"; \
-	  DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -m "not e2e and not schema" tests/webapp $(PG_INTEGRATION); \
+	  DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -m "postgres or not (stack or e2e or schema)" tests/webapp tests/integration; \
 	else echo "PostgreSQL does not answer at $(PG_TEST_URL): skipping the PostgreSQL pass"; fi
 
 bench: $(VENV)/.dev-installed

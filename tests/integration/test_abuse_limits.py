@@ -12,7 +12,7 @@ import pytest
 from tests.integration.helpers import login
 from tests.stack import PASSWORD
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.postgres]
 
 SIZE = 200 * 1024 * 1024
 

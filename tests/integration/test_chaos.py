@@ -15,7 +15,7 @@ import pytest
 
 from tests.stack import running_stack, wait_for, write_separable_csv
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.postgres]
 
 FINAL = ("succeeded", "failed", "cancelled")
 MAX_ATTEMPTS = 8

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.postgres]
 
 BURST = 150
 POOL = 4  # small, so that the bound is visible with a burst this machine can make

@@ -17,7 +17,7 @@ import models_zoo.loading
 from tests.integration.helpers import login, open_socket, receive_events
 from tests.stack import PASSWORD, write_separable_csv
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.postgres]
 
 
 def upload(stack, api, tmp_path, name="sep"):

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.helpers import login
 from tests.stack import PASSWORD, wait_for, write_separable_csv
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.postgres]
 
 
 def sample(text: str, name: str, **labels) -> float:

@@ -18,7 +18,7 @@ import pytest
 from tests.integration.test_worker_loss import long_job
 from tests.stack import running_stack, wait_for
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.postgres]
 
 FAST = {"TRAINYARD_JOB_LEASE_SECONDS": "4", "TRAINYARD_HEARTBEAT_SECONDS": "1"}
 
