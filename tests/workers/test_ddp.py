@@ -103,3 +103,31 @@ def test_shards_cover_every_row_once():
             rows = [i for p in parts for i in range(n)[p]]
             assert rows == list(range(n)) and max(len(range(n)[p]) for p in parts) - min(
                 len(range(n)[p]) for p in parts) <= 1
+
+
+def test_batch_norm_is_synchronised_across_gpus_only_and_keeps_the_plain_models_weights():
+    from torch import nn
+
+    from workers.training.loop import sync_batchnorm
+
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+
+    plain, cpu_model, gpu_model = net(), net(), net()
+    with torch.no_grad():
+        plain(torch.randn(8, 1, 8, 8))  # running statistics that differ from the initial ones
+    cpu_model.load_state_dict(plain.state_dict())
+    gpu_model.load_state_dict(plain.state_dict())
+    assert not sync_batchnorm(cpu_model, torch.device("cpu"))  # gloo: each rank its own statistics
+    assert isinstance(cpu_model[1], nn.BatchNorm2d) and not isinstance(cpu_model[1], nn.SyncBatchNorm)
+    assert sync_batchnorm(gpu_model, torch.device("cuda", 0))  # the swap itself needs no GPU
+    assert isinstance(gpu_model[1], nn.SyncBatchNorm)
+    assert not sync_batchnorm(nn.Sequential(nn.Linear(2, 2)), torch.device("cuda", 0))  # nothing to swap
+    # The same parameters and buffers under the same names (checkpoints, exports), and in
+    # evaluation (no collective) the same outputs.
+    a, b = plain.state_dict(), gpu_model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    x = torch.randn(5, 1, 8, 8)
+    plain.eval(), gpu_model.eval()
+    assert torch.equal(plain(x), gpu_model(x))

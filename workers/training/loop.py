@@ -500,12 +500,28 @@ def setup(spec: TrainSpec, tc: TrainConfig, dist: Dist | None = None) -> Setup:
     if dist is not None:
         from torch.nn.parallel import DistributedDataParallel
 
+        sync_batchnorm(model, device)
         # Rank 0's initial weights are broadcast; gradients are averaged in buckets during backward.
         train_module = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return Setup(spec, tc, device, data, model, batches, optimizer, scheduler, state,
                  Checkpointer(Path(spec.output_dir) / "checkpoints"), block,
                  use_amp=device.type == "cuda" and tc.mixed_precision == "auto", sample_idx=sample_idx.tolist(),
                  augmenter=augmenter, forward=train_module, dist=dist, train_module=train_module)
+
+
+def sync_batchnorm(model, device) -> bool:
+    """On GPUs, a multi-device job's batch norm layers compute their batch statistics over the
+    whole global batch (SyncBatchNorm: one all-reduce per layer per step), as one process would;
+    the layers are swapped in place, with the same parameters and buffers, so checkpoints and
+    exports are those of the plain model. torch has SyncBatchNorm for GPUs only: on the CPU (gloo)
+    each rank normalises its own slice. True when layers were swapped."""
+    from torch import nn
+
+    if device.type != "cuda" or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return False
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    assert converted is model  # a network is never a bare BatchNorm layer: swapped in place
+    return True
 
 
 def resume(s: Setup, policies: list) -> bool:
