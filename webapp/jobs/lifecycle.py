@@ -36,7 +36,7 @@ from models_zoo.hf import is_hf
 from webapp.jobs import scheduler
 from webapp.jobs.dbretry import retry_db
 from webapp.jobs.events import Fenced, append_events, owned
-from webapp.jobs.models import Artifact, Job
+from webapp.jobs.models import Artifact, Job, JobNode
 from webapp.monitoring import recorder
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,10 @@ class RunStart:
     extra: dict = field(default_factory=dict)  # dataset_name (model card); model_path for hf_ jobs
     failure: Exception | None = None  # claimed but cannot run (dataset deleted): check() raises it
     token: int = 0  # the owner token of this run (Job.owner_token at the claim): its writes need it
+    # A multi-node job (TrainConfig.nodes > 1): this machine's place in its gang (0: the leader,
+    # which claimed the job) and, on the others, the leader's rendezvous endpoint.
+    node_rank: int = 0
+    endpoint: str = ""
 
     @property
     def is_hf(self) -> bool:
@@ -104,7 +108,7 @@ def start_run(job_id, worker_name: str) -> RunStart | Skipped:
     return _run_start(job, worker_name)
 
 
-def _run_start(job: Job, worker_name: str) -> RunStart:
+def _run_start(job: Job, worker_name: str, node_rank: int = 0, endpoint: str = "") -> RunStart:
     failure, dataset_dir, extra = None, "", {}
     try:
         if job.dataset is None:
@@ -122,7 +126,7 @@ def _run_start(job: Job, worker_name: str) -> RunStart:
         failure = exc
     return RunStart(job.pk, worker_name, job.architecture, job.model_config, job.train_config,
                     dataset_dir=dataset_dir, output_dir=str(job.directory), extra=extra, failure=failure,
-                    token=job.owner_token)
+                    token=job.owner_token, node_rank=node_rank, endpoint=endpoint)
 
 
 def _check_still_allowed(job: Job) -> None:
@@ -202,7 +206,7 @@ def claim_job(job_id, worker_name: str) -> Job | None:
     )
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(claimable, pk=job_id).first()
-        if job is None:
+        if job is None or not _leads_gang(job, worker_name):
             return None
         if job.cancel_requested:
             _finish_in_transaction(job_id, Job.Status.CANCELLED, error="", metrics=None, rows=[])
@@ -225,6 +229,15 @@ def claim_job(job_id, worker_name: str) -> Job | None:
     return Job.objects.select_related("dataset").get(pk=job_id)
 
 
+def _leads_gang(job: Job, worker_name: str) -> bool:
+    """A multi-node job is claimed only by the leader of the gang it was released to (a stale
+    message, from before the job was requeued or handed to another gang, claims nothing: a
+    follower never runs alone, and no worker runs it without its gang)."""
+    if scheduler.nodes_needed(job) == 1:
+        return True
+    return job.worker_name == worker_name and (job.status == Job.Status.RUNNING or job.dispatched_at is not None)
+
+
 def _attempts(n: int) -> str:
     return f"{n} attempt" + ("" if n == 1 else "s")
 
@@ -239,7 +252,10 @@ def release_dispatch(job_id) -> None:
 def request_requeue_of_running(worker_name: str) -> int:
     """A worker is shutting down (SIGTERM, warm shutdown): ask its running job to stop at the
     next step; the task then hands it back to the queue (end_run → requeue_stopped_job)."""
-    return Job.objects.filter(worker_name=worker_name, status=Job.Status.RUNNING).update(requeue_requested=True)
+    # The other machines of a multi-node job too: rank 0, on the leader, reads the flag and stops
+    # every rank at the same step; the leader then hands the job back.
+    running = Job.objects.filter(Q(worker_name=worker_name) | Q(gang__worker_name=worker_name), status=Job.Status.RUNNING)
+    return Job.objects.filter(pk__in=list(running.values_list("pk", flat=True))).update(requeue_requested=True)
 
 
 def _why_stopped(worker_name: str) -> str:
@@ -288,6 +304,87 @@ def touch_lease(job_id, token: int) -> bool:
     The supervisor of a multi-device run calls it while its ranks start up and train, so that
     torchrun's start and the ranks' imports do not look like a lost worker."""
     return bool(owned(job_id, token).update(heartbeat_at=Now()))
+
+
+# --- multi-node jobs: the gang's rendezvous ------------------------------------------------------
+
+def publish_rendezvous(start: RunStart, endpoint: str) -> bool:
+    """The leader's c10d rendezvous endpoint ("host:port") for this run, where the other machines
+    of the gang read it (join_gang); False when the run no longer owns the job."""
+    with transaction.atomic():
+        if owned(start.job_id, start.token).select_for_update().first() is None:
+            return False
+        return bool(JobNode.objects.filter(job_id=start.job_id, node_rank=0).update(endpoint=endpoint, token=start.token))
+
+
+RDZV_POLL_SECONDS = 0.5
+
+
+def join_gang(job_id, worker_name: str, node_rank: int, gang: str) -> RunStart | Skipped:
+    """Node `node_rank` (> 0) of a multi-node job: wait, at most TRAINYARD_RDZV_TIMEOUT_SECONDS,
+    for the leader to claim the job and publish its endpoint, then take part in that run (the
+    leader's owner token; this machine claims nothing). Skipped when this message is not the
+    gang's any more (the job was requeued, handed to another gang, cancelled); and when the
+    leader never started in time, the whole gang's reservation is released here (the job goes
+    back to the dispatcher, its attempt not counted: it never ran)."""
+    deadline = time.monotonic() + settings.TRAINYARD_RDZV_TIMEOUT_SECONDS
+    while True:
+        row = JobNode.objects.filter(job_id=job_id, node_rank=node_rank, worker_name=worker_name,
+                                     gang=gang).select_related("job").first()
+        job = row.job if row else None
+        if job is None or job.status not in (Job.Status.QUEUED, Job.Status.RUNNING) or (
+                job.status == Job.Status.QUEUED and job.dispatched_at is None):
+            return Skipped("not in the gang")
+        if job.status == Job.Status.RUNNING:
+            leader = JobNode.objects.filter(job_id=job_id, node_rank=0).values_list("endpoint", "token").first()
+            if leader and leader[0] and leader[1] == job.owner_token:
+                if not JobNode.objects.filter(pk=row.pk).update(token=job.owner_token):
+                    return Skipped("not in the gang")
+                scheduler.set_current_job(worker_name, job.pk)
+                job = Job.objects.select_related("dataset").get(pk=job_id)
+                return _run_start(job, worker_name, node_rank=node_rank, endpoint=leader[0])
+        if time.monotonic() > deadline:
+            _abandon_gang(job_id, gang, worker_name)
+            return Skipped("rendezvous timed out")
+        time.sleep(RDZV_POLL_SECONDS)
+
+
+def _abandon_gang(job_id, gang: str, worker_name: str) -> None:
+    """The leader did not take the job within the rendezvous timeout: release every machine of
+    the gang (the job is dispatched again, to whatever gang is free). A leader that claimed it
+    meanwhile records its own end (its torchrun's rendezvous times out too)."""
+    with transaction.atomic():
+        if Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, dispatched_at__isnull=False,
+                              gang__gang=gang).update(dispatched_at=None, worker_name=""):
+            append_events(job_id, [("log", {"level": "warning", "text": (
+                f"the leader of the job's machines did not start within TRAINYARD_RDZV_TIMEOUT_SECONDS="
+                f"{settings.TRAINYARD_RDZV_TIMEOUT_SECONDS} s (worker {worker_name} waited for it); the job waits "
+                "for machines again")})])
+            scheduler.dispatch_soon()
+
+
+def missing_nodes(start: RunStart) -> list[str]:
+    """The machines of this run's gang that never joined it: "node 1 (worker w@h)"."""
+    rows = JobNode.objects.filter(job_id=start.job_id, node_rank__gt=0).exclude(token=start.token)
+    return [f"node {r} (worker {w})" for r, w in rows.values_list("node_rank", "worker_name")]
+
+
+def still_owned(start: RunStart) -> bool:
+    """Whether the run holding this owner token still owns the job (running): the other machines
+    of a multi-node job stop their ranks once it does not."""
+    return owned(start.job_id, start.token).exists()
+
+
+def leader_lost(start: RunStart) -> bool:
+    """Whether the run's lease lapsed (the leader's supervisor renews it every second while its
+    ranks live): the leader is gone, and no end will be recorded by it."""
+    return owned(start.job_id, start.token).filter(heartbeat_at__lt=lease_cutoff()).exists()
+
+
+def request_gang_requeue(start: RunStart) -> None:
+    """A machine of a multi-node job is shutting down: rank 0 (on the leader) stops every rank at
+    the next step and the leader hands the job back to the queue (its attempt not counted)."""
+    owned(start.job_id, start.token).update(requeue_requested=True)
 
 
 def requeue_lost_gang(start: RunStart, why: str) -> str | None:
