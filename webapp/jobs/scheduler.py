@@ -234,8 +234,8 @@ def nodes_offer() -> str:
     if len(best) == 1:
         return f"1 machine online now ({next(iter(best))}): more than 1 waits for another machine"
     each = min(w.devices for w in best.values())
-    return (f"at most {len(best)} machines online now: e.g. "
-            f"{describe_devices(each, next(iter(best.values())).gpus, len(best))} ({', '.join(sorted(best))})")
+    return (f"at most {len(best)} machines online now ({', '.join(sorted(best))}): up to "
+            f"{describe_devices(each, next(iter(best.values())).gpus, len(best))}")
 
 
 def devices_refusal(n: int, nodes: int = 1) -> str:
