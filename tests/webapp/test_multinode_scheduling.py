@@ -129,6 +129,10 @@ def test_a_worker_that_cannot_be_one_of_its_machines_stays_usable(alice, bob, ru
     big, small = job(alice, 10, gpus=2, nodes=2), job(bob, 5)
     assert run() == [(TRAIN_TASK, str(small.pk), "train.x@h3")]
     assert reason(big) == "waiting for 2 machines with 2 devices each: 1 online has"
+    # While fewer machines than it needs are online it reserves nothing: it could not start anyway.
+    Job.objects.filter(pk=small.pk).update(status=Job.Status.SUCCEEDED)
+    other = job(bob, 1, gpus=2)
+    assert run() == [(TRAIN_TASK, str(other.pk), "train.a@h1")]
 
 
 def test_the_gang_is_busy_while_it_runs_and_free_when_it_ends(alice, bob, run, settings):

@@ -429,8 +429,11 @@ def _pick(p: _Pass) -> tuple[Job, list[Worker]] | None:
         if usable and (gang := _gang(job, usable)):
             return job, gang
         if (devices_needed(job) > 1 or nodes_needed(job) > 1) and not p.quota_reason(job, p.workers):
-            # (held by its quota: reserves nothing)
-            reserved |= {w.name for w in p.workers if fits_worker(job, w)}
+            # (held by its quota: reserves nothing; nor does a multi-node job while fewer machines
+            # than it needs are online and taking jobs: it could not start however long others wait)
+            could = [w for w in p.workers if fits_worker(job, w)]
+            if len(hosts_with([w for w in could if not w.draining], devices_needed(job))) >= nodes_needed(job):
+                reserved |= {w.name for w in could}
     return None
 
 
