@@ -223,11 +223,37 @@ def hosts_with(workers: list[Worker], n: int) -> list[str]:
     return sorted({w.hostname for w in workers if w.devices >= n})
 
 
+def device_class(w: Worker) -> str:
+    """The kind of machine a gang is made of: "cpu", or "cuda:<GPU model>". Every machine of a
+    multi-node job must be of one class: the ranks pick their backend from their own devices
+    (gloo on the CPU, NCCL on CUDA), and ranks of two backends never meet (they hang)."""
+    return f"cuda:{w.gpus[0].get('name') or 'GPU'}" if w.gpus else "cpu"
+
+
+def gang_classes(workers: list[Worker], n: int) -> dict[str, list[Worker]]:
+    """{device class: its workers that could be a machine of a multi-node job of `n` devices each}:
+    `n` devices and a queue of their own (a follower's node task must reach that one worker: a
+    worker without one is never placed in a gang, so it is never counted for one either)."""
+    out: dict[str, list[Worker]] = {}
+    for w in workers:
+        if w.devices >= n and route(w):
+            out.setdefault(device_class(w), []).append(w)
+    return out
+
+
+def gang_hosts(workers: list[Worker], n: int) -> list[str]:
+    """The most distinct machines of one device class among these workers that could each be a
+    machine of a multi-node job of `n` devices (see gang_classes): how many one gang may span."""
+    return max((hosts_with(ws, n) for ws in gang_classes(workers, n).values()), key=len, default=[])
+
+
 def nodes_offer() -> str:
     """The new-job form's note on the Machines field: what the live workers can give one job."""
-    workers = [w for w in live_workers() if not w.draining]
+    workers = [w for w in live_workers() if not w.draining and route(w)]
     if not workers:
         return "no worker is online: how many machines one job may use is not known yet"
+    classes = gang_classes(workers, 1)  # one gang is of one device class: the class on the most hosts
+    workers = max(classes.values(), key=lambda ws: len(hosts_with(ws, 1)))
     best = {}  # host -> its worker with the most devices
     for w in sorted(workers, key=lambda w: (w.devices, bool(w.gpus))):
         best[w.hostname] = w
@@ -251,9 +277,9 @@ def devices_refusal(n: int, nodes: int = 1) -> str:
     if n > largest:
         return (f"no worker has {n} devices: the largest online has {largest} "
                 f"({', '.join(sorted(w.name for w in workers if w.devices == largest))})")
-    if nodes > 1 and len(hosts := hosts_with(workers, n)) < nodes:
-        return (f"the job needs {nodes} machines with {_count(n, 'device')} each: "
-                f"{len(hosts)} online {'has' if len(hosts) == 1 else 'have'} ({', '.join(hosts)})")
+    if nodes > 1 and len(hosts := gang_hosts(workers, n)) < nodes:
+        return (f"the job needs {nodes} machines of one kind (CPU, or one GPU model) with {_count(n, 'device')} "
+                f"each: {len(hosts)} online {'has' if len(hosts) == 1 else 'have'} ({', '.join(hosts)})")
     return ""
 
 
@@ -431,10 +457,25 @@ def _pick(p: _Pass) -> tuple[Job, list[Worker]] | None:
         if (devices_needed(job) > 1 or nodes_needed(job) > 1) and not p.quota_reason(job, p.workers):
             # (held by its quota: reserves nothing; nor does a multi-node job while fewer machines
             # than it needs are online and taking jobs: it could not start however long others wait)
-            could = [w for w in p.workers if fits_worker(job, w)]
-            if len(hosts_with([w for w in could if not w.draining], devices_needed(job))) >= nodes_needed(job):
-                reserved |= {w.name for w in could}
+            reserved |= _reservation(job, p.workers)
     return None
+
+
+def _reservation(job: Job, workers: list[Worker]) -> set[str]:
+    """The workers a waiting job of several devices or machines keeps for itself: every worker
+    that could run it; for a multi-node job only those of the device classes in which enough
+    machines are online and taking jobs for it to start (gang_classes: its machines are all of
+    one class, each with a queue of its own). None while it could not start however long others
+    wait: it would block every smaller job for nothing."""
+    could = [w for w in workers if fits_worker(job, w)]
+    nodes = nodes_needed(job)
+    if nodes == 1:
+        return {w.name for w in could}
+    out: set[str] = set()
+    for ws in gang_classes(could, devices_needed(job)).values():
+        if len(hosts_with([w for w in ws if not w.draining], devices_needed(job))) >= nodes:
+            out |= {w.name for w in ws}
+    return out
 
 
 def _size(w: Worker) -> tuple:
@@ -444,17 +485,22 @@ def _size(w: Worker) -> tuple:
 def _gang(job: Job, usable: list[Worker]) -> list[Worker] | None:
     """The workers to release the job to: the smallest usable one, so big GPUs and many-device
     workers stay free for the jobs that need them; for a multi-node job the smallest usable worker
-    of each of `nodes` distinct hosts (each with a queue of its own: a follower's task must reach
-    that worker), or None while fewer hosts have one."""
+    of each of `nodes` distinct hosts, all of one device class (see device_class; each with a
+    queue of its own: a follower's task must reach that worker), from the class whose gang is the
+    smallest, or None while no class has that many hosts."""
     nodes = nodes_needed(job)
     if nodes == 1:
         return [min(usable, key=_size)]
-    per_host: dict[str, Worker] = {}
-    for w in sorted((w for w in usable if route(w)), key=_size):
-        per_host.setdefault(w.hostname, w)
-    if len(per_host) < nodes:
+    gangs = []
+    for ws in gang_classes(usable, devices_needed(job)).values():
+        per_host: dict[str, Worker] = {}
+        for w in sorted(ws, key=_size):
+            per_host.setdefault(w.hostname, w)
+        if len(per_host) >= nodes:
+            gangs.append(sorted(per_host.values(), key=_size)[:nodes])
+    if not gangs:
         return None
-    return sorted(per_host.values(), key=_size)[:nodes]
+    return min(gangs, key=lambda g: (sum(w.devices for w in g), sum(_size(w)[1] for w in g), _size(g[0])))
 
 
 def _take(p: _Pass, job: Job, workers: list[Worker]) -> None:
@@ -464,7 +510,7 @@ def _take(p: _Pass, job: Job, workers: list[Worker]) -> None:
         p.free.remove(w)
     p.waiting.remove(job)
     p.active[job.owner_id] += 1
-    p.project_gpus[job.project_id] += p.gpus_on(job, workers[0].gpus)
+    p.project_gpus[job.project_id] += p.gpus_on(job, workers[0].gpus)  # a gang is of one device class (_gang)
 
 
 def _release(p: _Pass, job: Job, workers: list[Worker], now) -> None:
@@ -532,7 +578,7 @@ def _wait_reason(p: _Pass, job: Job, accepting: list[Worker], ahead: int) -> Rea
                 f"{max(w.devices for w in accepting)}")
         return Reason("no_devices", text, text)
     nodes = nodes_needed(job)
-    if nodes > 1 and len(hosts := hosts_with([w for w in accepting if fits_worker(job, w)], n)) < nodes:
+    if nodes > 1 and len(hosts := gang_hosts([w for w in accepting if fits_worker(job, w)], n)) < nodes:
         text = (f"waiting for {nodes} machines with {_count(n, 'device')} each: "
                 f"{len(hosts)} online {'has' if len(hosts) == 1 else 'have'}")
         return Reason("no_devices", text, text)
@@ -543,7 +589,7 @@ def _wait_reason(p: _Pass, job: Job, accepting: list[Worker], ahead: int) -> Rea
     if quota := p.quota_reason(job, accepting):
         return Reason("project_quota", quota, "its project is at its GPU quota")
     if nodes > 1:
-        free = len(hosts_with([w for w in p.free if fits_worker(job, w) and route(w)], n))
+        free = len(gang_hosts([w for w in p.free if fits_worker(job, w)], n))
         text = (f"waiting for {nodes} machines with {_count(n, 'free device')} each: {free} "
                 f"{'has' if free == 1 else 'have'}" + (f"; {ahead} ahead" if ahead else ""))
         return Reason("gang", text, text)
