@@ -89,14 +89,14 @@ def start_run(job_id, worker_name: str) -> RunStart | Skipped:
     if scheduler.is_draining(worker_name):
         # Drained by an admin after this message was fetched: back to the dispatcher for
         # another worker (the heartbeat has stopped this worker's consumers); take nothing.
-        release_dispatch(job_id)
+        release_dispatch(job_id, worker_name)
         return Skipped("drained")
     if not scheduler.worker_fits(worker_name, job_id):
         # A job needing a bigger / other GPU reached this worker (through the shared queue, from
         # an older dispatcher): back to the dispatcher, which sends it to a worker that fits.
         # The pause keeps a job from bouncing at full speed between workers that cannot run it.
         time.sleep(1)
-        release_dispatch(job_id)
+        release_dispatch(job_id, worker_name)
         return Skipped("does not fit")
     job = claim_job(job_id, worker_name)
     if job is None:
@@ -108,7 +108,8 @@ def start_run(job_id, worker_name: str) -> RunStart | Skipped:
     return _run_start(job, worker_name)
 
 
-def _run_start(job: Job, worker_name: str, node_rank: int = 0, endpoint: str = "") -> RunStart:
+def _run_start(job: Job, worker_name: str, node_rank: int = 0, endpoint: str = "",
+               token: int | None = None) -> RunStart:
     failure, dataset_dir, extra = None, "", {}
     try:
         if job.dataset is None:
@@ -126,7 +127,7 @@ def _run_start(job: Job, worker_name: str, node_rank: int = 0, endpoint: str = "
         failure = exc
     return RunStart(job.pk, worker_name, job.architecture, job.model_config, job.train_config,
                     dataset_dir=dataset_dir, output_dir=str(job.directory), extra=extra, failure=failure,
-                    token=job.owner_token, node_rank=node_rank, endpoint=endpoint)
+                    token=job.owner_token if token is None else token, node_rank=node_rank, endpoint=endpoint)
 
 
 def _check_still_allowed(job: Job) -> None:
@@ -196,6 +197,9 @@ def claim_job(job_id, worker_name: str) -> Job | None:
     Claimable: a queued job; a running job that this same worker was running (its previous
     process died and Celery redelivered the message; a worker runs one job at a time); a
     running job whose lease expired. A job that has used up its attempts fails with the reason.
+    A multi-node job is claimed only from the queue by its gang's leader (_leads_gang); one in
+    one of the running cases above lost its run, and its gang with it: it is requeued instead
+    (requeue_lost_run), so that the dispatcher places a fresh gang.
     """
     now = timezone.now()
     stale = lease_cutoff()
@@ -206,6 +210,9 @@ def claim_job(job_id, worker_name: str) -> Job | None:
     )
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(claimable, pk=job_id).first()
+        if job is not None and job.status == Job.Status.RUNNING and scheduler.nodes_needed(job) > 1:
+            _requeue_lost_run(job, worker_name)
+            return None
         if job is None or not _leads_gang(job, worker_name):
             return None
         if job.cancel_requested:
@@ -230,22 +237,53 @@ def claim_job(job_id, worker_name: str) -> Job | None:
 
 
 def _leads_gang(job: Job, worker_name: str) -> bool:
-    """A multi-node job is claimed only by the leader of the gang it was released to (a stale
-    message, from before the job was requeued or handed to another gang, claims nothing: a
-    follower never runs alone, and no worker runs it without its gang)."""
+    """A multi-node job is claimed only by the leader of the gang it was released to, and only
+    from the queue (a stale message, from before the job was requeued or handed to another gang,
+    claims nothing: a follower never runs alone, and no worker runs it without its gang; a
+    running one is never claimed again: its followers' node tasks were sent once, for that run)."""
     if scheduler.nodes_needed(job) == 1:
         return True
-    return job.worker_name == worker_name and (job.status == Job.Status.RUNNING or job.dispatched_at is not None)
+    return job.worker_name == worker_name and job.status == Job.Status.QUEUED and job.dispatched_at is not None
+
+
+def _requeue_lost_run(job: Job, worker_name: str) -> None:
+    """A running multi-node job whose run is lost (its leader's message redelivered after the
+    pool process died, or its lease expired), under the claim's row lock: the followers' node
+    tasks were for that run, so claiming it again would wait for machines that never come.
+    Back to the queue instead, the lost attempt counted once (at its claim), the gang dropped
+    (the dispatcher places a fresh one); a cancelled one ends cancelled. The new owner token
+    fences what is left of the old run: its followers stop their ranks and end."""
+    if job.cancel_requested:
+        _finish_in_transaction(job.pk, Job.Status.CANCELLED, error="", metrics=None, rows=[])
+        return
+    if job.attempts >= settings.TRAINYARD_MAX_ATTEMPTS:
+        _finish_in_transaction(job.pk, Job.Status.FAILED, metrics=None, rows=[], lost=job.worker_name, error=(
+            f"the run on worker {job.worker_name or 'unknown'} was lost; {_attempts(job.attempts)} used, the limit "
+            f"(TRAINYARD_MAX_ATTEMPTS) is {settings.TRAINYARD_MAX_ATTEMPTS}, so it was not restarted"))
+        return
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED, owner_token=F("owner_token") + 1,
+                                         heartbeat_at=Now(), dispatched_at=None, worker_name="")
+    JobNode.objects.filter(job_id=job.pk).delete()
+    transaction.on_commit(lambda: recorder.inc(recorder.JOBS_LOST))
+    append_events(job.pk, [
+        ("log", {"level": "warning", "text": (
+            f"the run of this multi-node job on worker {job.worker_name or 'unknown'} was lost (its task came back "
+            f"to worker {worker_name}); job requeued for a fresh set of machines, it resumes from its last checkpoint")}),
+        ("status", {"status": Job.Status.QUEUED, "lost": job.worker_name or "unknown"}),
+    ])
+    scheduler.dispatch_soon()
 
 
 def _attempts(n: int) -> str:
     return f"{n} attempt" + ("" if n == 1 else "s")
 
 
-def release_dispatch(job_id) -> None:
+def release_dispatch(job_id, worker_name: str) -> None:
     """A worker got a job it will not run (drained since, or its GPUs do not fit): the job goes
-    back to the dispatcher, which picks a worker again."""
-    Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(dispatched_at=None, worker_name="")
+    back to the dispatcher, which picks a worker again. Only while it is dispatched to this
+    worker: a stale message must not undo a dispatch to another."""
+    Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, worker_name=worker_name).update(
+        dispatched_at=None, worker_name="")
     scheduler.dispatch_soon()
 
 
@@ -327,6 +365,11 @@ def join_gang(job_id, worker_name: str, node_rank: int, gang: str) -> RunStart |
     gang's any more (the job was requeued, handed to another gang, cancelled); and when the
     leader never started in time, the whole gang's reservation is released here (the job goes
     back to the dispatcher, its attempt not counted: it never ran)."""
+    if scheduler.is_draining(worker_name):
+        # Drained since the dispatch: the next pass drops this gang and places the job again
+        # (scheduler._holds_of_dispatched); a leader that claimed it already meets no one here.
+        scheduler.dispatch_soon()
+        return Skipped("drained")
     deadline = time.monotonic() + settings.TRAINYARD_RDZV_TIMEOUT_SECONDS
     while True:
         row = JobNode.objects.filter(job_id=job_id, node_rank=node_rank, worker_name=worker_name,
@@ -338,11 +381,12 @@ def join_gang(job_id, worker_name: str, node_rank: int, gang: str) -> RunStart |
         if job.status == Job.Status.RUNNING:
             leader = JobNode.objects.filter(job_id=job_id, node_rank=0).values_list("endpoint", "token").first()
             if leader and leader[0] and leader[1] == job.owner_token:
-                if not JobNode.objects.filter(pk=row.pk).update(token=job.owner_token):
+                token = job.owner_token  # the one checked: a re-read could be a later run's
+                if not JobNode.objects.filter(pk=row.pk).update(token=token):
                     return Skipped("not in the gang")
                 scheduler.set_current_job(worker_name, job.pk)
                 job = Job.objects.select_related("dataset").get(pk=job_id)
-                return _run_start(job, worker_name, node_rank=node_rank, endpoint=leader[0])
+                return _run_start(job, worker_name, node_rank=node_rank, endpoint=leader[0], token=token)
         if time.monotonic() > deadline:
             _abandon_gang(job_id, gang, worker_name)
             return Skipped("rendezvous timed out")
@@ -369,6 +413,12 @@ def missing_nodes(start: RunStart) -> list[str]:
     return [f"node {r} (worker {w})" for r, w in rows.values_list("node_rank", "worker_name")]
 
 
+def cancel_requested(start: RunStart) -> bool:
+    """Whether the job's owner asked to cancel the run holding this owner token (the leader's
+    supervisor reads it while no rank runs yet, so none can: during the machines' rendezvous)."""
+    return owned(start.job_id, start.token).filter(cancel_requested=True).exists()
+
+
 def still_owned(start: RunStart) -> bool:
     """Whether the run holding this owner token still owns the job (running): the other machines
     of a multi-node job stop their ranks once it does not."""
@@ -390,13 +440,20 @@ def request_gang_requeue(start: RunStart) -> None:
 def requeue_lost_gang(start: RunStart, why: str) -> str | None:
     """A multi-device run lost a rank (killed, its GPU gone): the whole gang stopped, so the job
     goes back to the queue with this attempt counted, to resume from its last checkpoint; or,
-    out of attempts, it fails with the reason. Only while this run owns the job ("fenced" else)."""
+    out of attempts, it fails with the reason; cancelled meanwhile (a cancel during the machines'
+    rendezvous, before any rank could read it), it ends cancelled. Only while this run owns the
+    job ("fenced" else)."""
     scheduler.set_current_job(start.worker, None, only=start.job_id)
     rows = owned(start.job_id, start.token)
     with transaction.atomic():
-        attempts = rows.select_for_update().values_list("attempts", flat=True).first()
-        if attempts is None:
+        row = rows.select_for_update().values_list("attempts", "cancel_requested").first()
+        if row is None:
             return "fenced"
+        attempts, cancelled = row
+        if cancelled:
+            _finish_in_transaction(start.job_id, Job.Status.CANCELLED, error="", metrics=None, rows=[],
+                                   token=start.token)
+            return Job.Status.CANCELLED
         if attempts >= settings.TRAINYARD_MAX_ATTEMPTS:
             _finish_in_transaction(start.job_id, Job.Status.FAILED, metrics=None, rows=[], lost=start.worker,
                                    token=start.token, error=(
@@ -425,9 +482,14 @@ def requeue_lost_jobs() -> list:
     stale = lease_cutoff()
     requeued = []
     lapsed = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale)
-    for job_id, worker, attempts in lapsed.values_list("pk", "worker_name", "attempts"):
+    for job_id, worker, attempts, cancelled in lapsed.values_list("pk", "worker_name", "attempts",
+                                                                  "cancel_requested"):
         who = worker or "unknown"
         with transaction.atomic():
+            if cancelled:  # its owner cancelled it: it ends so, it does not wait in the queue again
+                if lapsed.filter(pk=job_id).update(status=Job.Status.CANCELLED):  # taken by this watchdog
+                    _finish_in_transaction(job_id, Job.Status.CANCELLED, error="", metrics=None, rows=[], lost=who)
+                continue
             if attempts >= settings.TRAINYARD_MAX_ATTEMPTS:  # out of restarts: failed, with the reason
                 if lapsed.filter(pk=job_id).update(status=Job.Status.FAILED):  # taken by this watchdog
                     transaction.on_commit(lambda: recorder.inc(recorder.JOBS_LOST))

@@ -27,6 +27,8 @@ stops its ranks when the run loses the job, and ends once the leader has recorde
 ranks are numbered by node rank (workers/adapters/ddp_rank.py), so global rank 0, the one that
 reports, is on the leader. If the machines do not meet within TRAINYARD_RDZV_TIMEOUT_SECONDS
 (torchrun's `join_timeout`), no rank starts, and the leader requeues the job, the attempt counted.
+Until a rank runs there is no rank 0 to read a cancel: the leader's lease loop reads it (and its
+ownership) itself meanwhile and kills torchrun (`_beat`).
 """
 
 from __future__ import annotations
@@ -146,7 +148,8 @@ def run_gang(start, n: int) -> str | None:
     tail: collections.deque[str] = collections.deque(maxlen=40)
     terminated = threading.Event()
     proc, reader = _start_torchrun(start, command(n, spec, rdzv), rank_env(n, 0 if rdzv else None), tail)
-    lease = threading.Thread(target=_keep_lease, args=(start, proc), daemon=True, name=f"lease-{start.job_id}")
+    lease = threading.Thread(target=_keep_lease, args=(start, proc, run_dir), daemon=True,
+                             name=f"lease-{start.job_id}")
     lease.start()
 
     def on_sigterm(signum, frame):  # a shutdown: every rank hears it, rank 0 stops them together
@@ -323,21 +326,38 @@ def _wait(proc, run_dir: Path) -> int:
             return proc.wait()
 
 
-def _keep_lease(start, proc) -> None:
+def _keep_lease(start, proc, run_dir: Path) -> None:
     """While torchrun lives, this worker holds the job's lease (rank 0's reporter renews it too,
-    once it runs): the ranks' start (torch's import, the rendezvous) can take longer than a lease."""
+    once it runs): the ranks' start (torch's import, the rendezvous) can take longer than a lease.
+    Until a rank runs here (no rank-*.pid yet: the machines of a multi-node job may take up to
+    the rendezvous timeout to meet) there is no rank 0 to read a cancel or a lost ownership, so
+    this loop does: torchrun is killed, and the end is recorded as for machines that never met
+    (cancelled, or fenced)."""
     from django.db import connection
 
     try:
         while proc.poll() is None:
             try:
-                if not lifecycle.touch_lease(start.job_id, start.token):
-                    return  # no longer this run's job: rank 0's fenced writes stop the ranks
+                if not _beat(start, proc, run_dir):
+                    return
             except Exception:  # noqa: BLE001 - the next beat retries
                 log.exception("lease renewal failed for job %s", start.job_id)
             time.sleep(min(1.0, settings.TRAINYARD_HEARTBEAT_SECONDS))
     finally:
         connection.close()
+
+
+def _beat(start, proc, run_dir: Path) -> bool:
+    """One beat of _keep_lease; False once there is nothing more for it to do."""
+    owned = lifecycle.touch_lease(start.job_id, start.token)
+    if any(run_dir.glob("rank-*.pid")):
+        return owned  # no longer this run's job: rank 0's fenced writes stop the ranks
+    if not owned or lifecycle.cancel_requested(start):
+        log.info("job %s: cancelled or no longer this run's before its ranks started; stopping torchrun",
+                 start.job_id)
+        _signal_all(proc, run_dir, signal.SIGKILL)
+        return False
+    return True
 
 
 def _read(proc, tail) -> None:
