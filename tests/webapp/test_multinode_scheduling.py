@@ -73,9 +73,9 @@ def test_a_job_needing_more_machines_than_are_online_is_refused_at_submit(alice,
     worker("a@h1", devices=2), worker("b@h1", devices=2), worker("c@h2", devices=1)
     r = _submit(api, ds, gpus=2, nodes=2, batch_size=8)
     assert r.status_code == 400, r.content
-    assert r.json()["errors"]["train_config.nodes"] == "the job needs 2 machines with 2 devices each: 1 online has (h1)"
+    assert r.json()["errors"]["train_config.nodes"] == "the job needs 2 machines of one kind (CPU, or one GPU model) with 2 devices each: 1 online has (h1)"
     r = _submit(api, ds, gpus=1, nodes=3, batch_size=8)
-    assert r.json()["errors"]["train_config.nodes"] == "the job needs 3 machines with 1 device each: 2 online have (h1, h2)"
+    assert r.json()["errors"]["train_config.nodes"] == "the job needs 3 machines of one kind (CPU, or one GPU model) with 1 device each: 2 online have (h1, h2)"
     # The batch is split over every rank of every machine.
     r = _submit(api, ds, gpus=2, nodes=2, batch_size=3)
     assert r.status_code == 400 and r.json()["errors"]["train_config.batch_size"] == (
@@ -213,3 +213,122 @@ def test_a_shutdown_of_a_followers_worker_asks_the_gang_to_requeue(alice, run):
     lifecycle.start_run(big.pk, "a@h1")
     assert lifecycle.request_requeue_of_running("c@h2") == 1
     assert Job.objects.get(pk=big.pk).requeue_requested
+
+
+def gpu_worker(name, model="NVIDIA A100"):
+    return worker(name, devices=1, gpu=model)
+
+
+def test_a_gang_is_of_one_device_class_never_cpu_and_gpu_machines_mixed(alice, bob, run, settings):
+    """The ranks pick gloo on a CPU machine and NCCL on a GPU one: such a gang would hang. The job
+    (no GPU requirement, so a CPU worker fits it) goes to the two GPU machines, not to the CPU one,
+    though the CPU worker is the smallest."""
+    settings.TRAINYARD_MAX_RUNNING_PER_USER = 5
+    worker("cpu@h1"), gpu_worker("g1@h2"), gpu_worker("g2@h3")
+    big = job(alice, 10, nodes=2)
+    sent = run()
+    assert sorted(q for *_, q in sent) == ["train.g1@h2", "train.g2@h3"]
+    assert set(JobNode.objects.filter(job=big).values_list("worker_name", flat=True)) == {"g1@h2", "g2@h3"}
+
+
+def test_machines_of_two_classes_are_not_a_gang_and_reserve_nothing(alice, bob, run, settings):
+    settings.TRAINYARD_MAX_RUNNING_PER_USER = 5
+    worker("cpu@h1"), gpu_worker("g1@h2"), gpu_worker("h1@h3", model="NVIDIA H100")
+    big, small = job(alice, 10, nodes=2), job(bob, 5)
+    # The small job goes ahead: the big one could not start however long it waited.
+    assert run() == [(TRAIN_TASK, str(small.pk), "train.cpu@h1")]
+    assert reason(big) == "waiting for 2 machines with 1 device each: 1 online has"
+    assert scheduler.devices_refusal(1, 2) == (
+        "the job needs 2 machines of one kind (CPU, or one GPU model) with 1 device each: 1 online has (h1)")
+
+
+def test_a_worker_without_its_own_queue_is_never_counted_as_a_machine(alice, bob, run, settings):
+    """The dispatcher never places a gang on a worker without a queue of its own (a follower's node
+    task must reach that one worker): such a worker is not counted for a reservation, a wait
+    reason or the submit check either, or a nodes=2 job could hold every fitting worker forever."""
+    settings.TRAINYARD_MAX_RUNNING_PER_USER = 5
+    worker("a@h1")
+    Worker.objects.create(name="old@h2", hostname="h2", queues="train", device="cpu", gpus=[], devices=1)
+    assert "1 online has (h1)" in scheduler.devices_refusal(1, 2)
+    big, small = job(alice, 10, nodes=2), job(bob, 5)
+    sent = run()
+    assert [t[1] for t in sent] == [str(small.pk)]  # nothing reserved for a job that cannot start
+    assert reason(big) == "waiting for 2 machines with 1 device each: 1 online has"
+
+
+def test_a_redelivered_leader_message_requeues_a_running_gang_for_fresh_machines(alice, run, settings):
+    """acks_late + reject_on_worker_lost: the leader's pool process died and its message comes back.
+    The followers' node tasks were for that run: re-claiming it would wait for machines that never
+    come. The job goes back to the queue (the attempt counted once), the old run is fenced, and the
+    next pass places a fresh gang, sending every task again."""
+    settings.TRAINYARD_MAX_RUNNING_PER_USER = 5
+    worker("a@h1"), worker("c@h2")
+    big = job(alice, 10, nodes=2, dataset=ready_dataset(alice))
+    run()
+    gang = JobNode.objects.get(job=big, node_rank=1).gang
+    leader = lifecycle.start_run(big.pk, "a@h1")
+    assert lifecycle.publish_rendezvous(leader, "127.0.0.1:29400")
+    follower = lifecycle.join_gang(big.pk, "c@h2", 1, gang)
+    assert isinstance(follower, lifecycle.RunStart)
+    assert lifecycle.start_run(big.pk, "a@h1") == lifecycle.Skipped("not claimed")
+    big.refresh_from_db()
+    assert (big.status, big.attempts, big.worker_name, big.dispatched_at) == (Job.Status.QUEUED, 1, "", None)
+    assert not lifecycle.still_owned(follower) and not lifecycle.still_owned(leader)
+    sent = run()
+    assert {q for *_, q in sent} == {"train.a@h1", "train.c@h2"}
+    assert JobNode.objects.get(job=big, node_rank=1).gang != gang
+
+
+def test_a_running_gang_whose_lease_lapsed_is_requeued_not_claimed(alice, run, settings):
+    settings.TRAINYARD_MAX_RUNNING_PER_USER = 5
+    worker("a@h1"), worker("c@h2"), worker("d@h3")
+    big = job(alice, 10, nodes=2, dataset=ready_dataset(alice))
+    run()
+    lifecycle.start_run(big.pk, "a@h1")
+    Job.objects.filter(pk=big.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert lifecycle.start_run(big.pk, "d@h3") == lifecycle.Skipped("not claimed")
+    big.refresh_from_db()
+    assert big.status == Job.Status.QUEUED and big.attempts == 1 and not JobNode.objects.filter(job=big).exists()
+
+
+def test_a_cancel_during_the_rendezvous_ends_the_job_cancelled(alice, run, settings):
+    """Until the machines meet no rank reads the cancel: the leader's requeue after the join
+    timeout ends the job cancelled instead of queueing it again (and reserving machines for it)."""
+    worker("a@h1"), worker("c@h2")
+    big = job(alice, 10, nodes=2, dataset=ready_dataset(alice))
+    run()
+    leader = lifecycle.start_run(big.pk, "a@h1")
+    Job.objects.filter(pk=big.pk).update(cancel_requested=True)
+    assert lifecycle.cancel_requested(leader)
+    assert lifecycle.requeue_lost_gang(leader, "the job's 2 machines did not meet") == Job.Status.CANCELLED
+    assert Job.objects.get(pk=big.pk).status == Job.Status.CANCELLED
+
+
+def test_the_watchdog_ends_a_lost_cancelled_job_cancelled(alice, run):
+    worker("a@h1"), worker("c@h2")
+    big = job(alice, 10, nodes=2, dataset=ready_dataset(alice))
+    run()
+    lifecycle.start_run(big.pk, "a@h1")
+    Job.objects.filter(pk=big.pk).update(cancel_requested=True, heartbeat_at=timezone.now() - timedelta(hours=1))
+    lifecycle.requeue_lost_jobs()
+    assert Job.objects.get(pk=big.pk).status == Job.Status.CANCELLED
+
+
+def test_a_draining_followers_worker_joins_nothing(alice, run):
+    worker("a@h1"), worker("c@h2")
+    big = job(alice, 10, nodes=2, dataset=ready_dataset(alice))
+    run()
+    gang = JobNode.objects.get(job=big, node_rank=1).gang
+    Worker.objects.filter(name="c@h2").update(draining=True)
+    assert lifecycle.join_gang(big.pk, "c@h2", 1, gang) == lifecycle.Skipped("drained")
+
+
+def test_a_stale_message_on_a_drained_worker_leaves_anothers_dispatch_alone(alice, run):
+    worker("a@h1"), worker("b@h2")
+    j = job(alice, 10)
+    run()
+    other = "b@h2" if Job.objects.get(pk=j.pk).worker_name == "a@h1" else "a@h1"
+    Worker.objects.filter(name=other).update(draining=True)
+    assert lifecycle.start_run(j.pk, other) == lifecycle.Skipped("drained")
+    j.refresh_from_db()
+    assert j.dispatched_at is not None and j.worker_name not in ("", other)

@@ -132,3 +132,19 @@ def test_a_follower_machines_rank_error_fails_the_job(leader, tmp_path):
     start = lifecycle.RunStart(**{**leader.__dict__, "output_dir": str(tmp_path)})
     assert ddp._record_end(start, 1, tmp_path, 1, [], terminated=False, nodes=2) == "failed"
     assert Job.objects.get(pk=leader.job_id).error == "rank 1 of 2: RuntimeError: CUDA out of memory"
+
+
+def test_a_cancel_before_any_rank_started_stops_torchrun(leader, tmp_path):
+    """While the machines meet no rank runs, so none reads the cancel: the lease loop does, kills
+    torchrun, and the end is recorded cancelled (not requeued)."""
+    import subprocess
+
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        Job.objects.filter(pk=leader.job_id).update(cancel_requested=True)
+        ddp._beat(leader, proc, tmp_path)  # one beat of the lease loop (its thread)
+        assert proc.wait(5) == -9
+    finally:
+        proc.kill()
+    assert ddp._record_end(leader, 1, tmp_path, -9, [], terminated=False, nodes=2) == Job.Status.CANCELLED
+    assert Job.objects.get(pk=leader.job_id).status == Job.Status.CANCELLED
