@@ -38,8 +38,8 @@ def test_two_machines_train_one_job_together(nodes_stack, tmp_path):
         return r.json()
 
     r = api.post(s.url("/api/jobs/"), json={"dataset": ds["id"], "architecture": "mlp", "train_config": {"nodes": 4}})
-    assert r.status_code == 400 and "the job needs 4 machines with 1 device each: 3 online have" in r.json()[
-        "errors"]["train_config.nodes"], r.text
+    assert r.status_code == 400 and ("the job needs 4 machines of one kind (CPU, or one GPU model) with 1 device "
+                                     "each: 3 online have") in r.json()["errors"]["train_config.nodes"], r.text
     gang = submit(nodes=2)
     done = s.wait_job(api, gang["id"], timeout=400)
     assert done["status"] == "succeeded", (done, s.logs()[-8000:])
