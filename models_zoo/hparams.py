@@ -81,12 +81,18 @@ class TrainConfig:
     gpus: int = param(1, label="Devices (GPUs on one machine)", min=1, max=64,
                       help="more than 1: data-parallel training (DDP) over that many GPUs of one worker, "
                            "or CPU processes on a CPU worker; the batch size is the global batch")
+    # Multi-node: that many devices on each of `nodes` machines (distinct worker hosts), one c10d
+    # rendezvous at the first (workers/adapters/ddp.py).
+    nodes: int = param(1, label="Machines (nodes)", min=1, max=32,
+                       help="more than 1: the job runs on that many machines at once, each with the devices "
+                            "above (gpus × nodes ranks in all); the batch is split over all of them")
 
     def check(self) -> dict[str, str]:
         if self.lr_schedule == "onecycle" and self.warmup_epochs:
             return {"warmup_epochs": "one-cycle has its own warm-up; set this to 0"}
-        if self.batch_size < self.gpus:
-            return {"batch_size": f"the batch is split over the {self.gpus} devices: give at least {self.gpus}"}
+        if self.batch_size < (ranks := self.gpus * self.nodes):
+            over = f"{self.gpus} devices" if self.nodes == 1 else f"{ranks} ranks ({self.gpus} × {self.nodes} machines)"
+            return {"batch_size": f"the batch is split over the {over}: give at least {ranks}"}
         return {}
 
     def check_for_kind(self, kind: str, task: str) -> dict[str, str]:

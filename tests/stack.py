@@ -138,11 +138,13 @@ class Stack:
 
         wait_for(lambda: redis.Redis.from_url(self.redis_url).ping(), 20, "redis-server")
 
-    def start_worker(self, name: str = "worker", queues: str | None = None) -> subprocess.Popen:
+    def start_worker(self, name: str = "worker", queues: str | None = None, env: dict | None = None) -> subprocess.Popen:
+        """A Celery worker; `env` adds to the stack's environment (e.g. TRAINYARD_WORKER_HOSTNAME, so
+        that two workers of this machine are two machines to the gang scheduler)."""
         proc = self._spawn(name, [sys.executable, "-m", "celery", "-A", "workers.adapters.worker", "worker",
                                   "-Q", queues or self.worker_queues, "--concurrency", "1",
                                   "--prefetch-multiplier", "1", "-n", f"{name}@%h", "--loglevel", "INFO",
-                                  "--without-mingle", "--without-gossip"])
+                                  "--without-mingle", "--without-gossip"], env={**self.env, **(env or {})})
         wait_for(lambda: b" ready." in (self.tmp / f"{name}.log").read_bytes(), 60, f"celery worker {name}")
         return proc
 

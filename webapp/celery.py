@@ -15,6 +15,8 @@ app = Celery("trainyard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 TRAIN_TASK = "trainyard.train_job"
+# One other machine of a multi-node job (its node rank > 0): joins the leader's rendezvous.
+TRAIN_NODE_TASK = "trainyard.train_node"
 INGEST_TASK = "trainyard.ingest_dataset"
 MODELZIP_TASK = "trainyard.extract_model_zip"  # an uploaded save_pretrained ZIP, unpacked beside the datasets
 # Short tasks on the `infer` queue (their own worker, so a long training run never delays them).

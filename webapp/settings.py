@@ -402,6 +402,13 @@ TRAINYARD_MAX_ATTEMPTS = env_int("TRAINYARD_MAX_ATTEMPTS", 3)
 TRAINYARD_WORKER_DEVICES = env_int("TRAINYARD_WORKER_DEVICES", 0)
 # A multi-device job: how long a collective may wait for a rank (a dead rank ends the job by then).
 TRAINYARD_DDP_TIMEOUT_SECONDS = env_int("TRAINYARD_DDP_TIMEOUT_SECONDS", 60)
+# Multi-node jobs (TrainConfig.nodes > 1, docs/operations.md "Multi-node jobs"): the address other
+# machines reach this worker at (the leader's c10d rendezvous endpoint and its ranks' store), the
+# host name it registers under (workers on one host are one machine to the gang scheduler), and how
+# long the nodes of a gang may take to meet before every reservation is released and the job requeued.
+TRAINYARD_WORKER_ADDRESS = env_str("TRAINYARD_WORKER_ADDRESS", "")
+TRAINYARD_WORKER_HOSTNAME = env_str("TRAINYARD_WORKER_HOSTNAME", "")
+TRAINYARD_RDZV_TIMEOUT_SECONDS = env_int("TRAINYARD_RDZV_TIMEOUT_SECONDS", 120)
 # Per-user cap on jobs waiting or running at once; the next submission gets HTTP 429.
 TRAINYARD_MAX_ACTIVE_JOBS_PER_USER = env_int("TRAINYARD_MAX_ACTIVE_JOBS_PER_USER", 20)
 # Jobs of one user running at once (the dispatcher's fair share); per-user overrides: Admin → User limits.

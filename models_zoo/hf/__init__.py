@@ -184,10 +184,11 @@ def train_errors(tc) -> dict[str, str]:
             "augmentation is for the zoo's image models, not Hugging Face fine-tuning")
     if tc.compile != "off":
         errors["compile"] = "not available for Hugging Face fine-tuning"
-    if tc.gpus > 1 and tc.batch_size % tc.gpus:
+    if (ranks := tc.gpus * tc.nodes) > 1 and tc.batch_size % ranks:
         # The Trainer gives every rank the same number of rows per step (the batch is global).
-        errors["batch_size"] = (f"Hugging Face fine-tuning splits the batch evenly over the {tc.gpus} devices: "
-                                f"give a multiple of {tc.gpus}")
+        over = f"{tc.gpus} devices" if ranks == tc.gpus else f"{ranks} ranks ({tc.gpus} × {tc.nodes} machines)"
+        errors["batch_size"] = (f"Hugging Face fine-tuning splits the batch evenly over the {over}: "
+                                f"give a multiple of {ranks}")
     return errors
 
 

@@ -259,6 +259,7 @@ def test_describe_train_config_kinds():
         "mixup_alpha": "float",
         "compile": "choice",
         "gpus": "int",
+        "nodes": "int",
     }
     # The form defaults validate back to the config defaults.
     form = {f["name"]: str(f["default"]) for f in describe(TrainConfig)}

@@ -81,3 +81,70 @@ def test_the_command_and_the_ranks_environment():
     assert cmd[-3:] == ["-m", "workers.adapters.ddp_rank", "/x/spec.json"]
     env = ddp.rank_env(2)
     assert int(env["OMP_NUM_THREADS"]) >= 1
+
+
+def test_a_multi_node_command_meets_at_the_leaders_c10d_endpoint():
+    rdzv = ddp.Rendezvous(2, "10.0.0.5:29411", "job-3", False, "10.0.0.6", 90)
+    cmd = ddp.command(1, "/x/spec.json", rdzv)
+    assert "--standalone" not in cmd and "--nnodes=2" in cmd and "--rdzv-backend=c10d" in cmd
+    assert {"--rdzv-endpoint=10.0.0.5:29411", "--rdzv-id=job-3", "--rdzv-conf=is_host=0,join_timeout=90",
+            "--local-addr=10.0.0.6", "--nproc-per-node=1"} <= set(cmd)
+    assert ddp.rank_env(1, 1)["TRAINYARD_NODE_RANK"] == "1" and "TRAINYARD_NODE_RANK" not in ddp.rank_env(1)
+
+
+def test_ranks_are_numbered_by_node_so_rank_0_is_on_the_leader(monkeypatch):
+    from workers.adapters.ddp_rank import global_rank
+
+    monkeypatch.setenv("RANK", "0")  # torchrun's c10d order put this machine first
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
+    monkeypatch.setenv("TRAINYARD_NODE_RANK", "1")
+    assert global_rank() == 3 and __import__("os").environ["RANK"] == "3"
+
+
+@pytest.fixture
+def leader(alice):
+    for name, host in (("a@h1", "h1"), ("c@h2", "h2")):
+        Worker.objects.create(name=name, hostname=host, queues=f"train,train.{name}", device="cpu", devices=1)
+    job = Job.objects.create(owner=alice, dataset=ready_dataset(alice), name="j", architecture="mlp",
+                             model_config={"hidden_sizes": [4]}, train_config={"epochs": 1, "gpus": 1, "nodes": 2})
+    from webapp.jobs.scheduler import dispatch
+
+    dispatch()
+    return lifecycle.start_run(job.pk, Job.objects.get(pk=job.pk).worker_name)
+
+
+def test_machines_that_never_meet_requeue_the_job_with_the_attempt_counted(leader, tmp_path):
+    assert ddp._record_end(leader, 1, tmp_path, 1, ["RendezvousTimeoutError"], terminated=False, nodes=2) == "requeued"
+    job = Job.objects.get(pk=leader.job_id)
+    assert job.status == Job.Status.QUEUED and job.attempts == 1
+    texts = list(JobEvent.objects.filter(job=job, kind="log").values_list("data__text", flat=True))
+    assert any("the job's 2 machines did not meet within TRAINYARD_RDZV_TIMEOUT_SECONDS" in t
+               and "node 1 (worker c@h2) never joined" in t for t in texts), texts
+
+
+def test_a_follower_machines_rank_error_fails_the_job(leader, tmp_path):
+    (tmp_path / "rank-0.pid").write_text("1")
+    other = tmp_path / f".ddp-{leader.token}-node1"
+    other.mkdir()
+    _error(other, 1, "RuntimeError: CUDA out of memory", False)
+    start = lifecycle.RunStart(**{**leader.__dict__, "output_dir": str(tmp_path)})
+    assert ddp._record_end(start, 1, tmp_path, 1, [], terminated=False, nodes=2) == "failed"
+    assert Job.objects.get(pk=leader.job_id).error == "rank 1 of 2: RuntimeError: CUDA out of memory"
+
+
+def test_a_cancel_before_any_rank_started_stops_torchrun(leader, tmp_path):
+    """While the machines meet no rank runs, so none reads the cancel: the lease loop does, kills
+    torchrun, and the end is recorded cancelled (not requeued)."""
+    import subprocess
+
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        Job.objects.filter(pk=leader.job_id).update(cancel_requested=True)
+        ddp._beat(leader, proc, tmp_path)  # one beat of the lease loop (its thread)
+        assert proc.wait(5) == -9
+    finally:
+        proc.kill()
+    assert ddp._record_end(leader, 1, tmp_path, -9, [], terminated=False, nodes=2) == Job.Status.CANCELLED
+    assert Job.objects.get(pk=leader.job_id).status == Job.Status.CANCELLED

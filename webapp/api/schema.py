@@ -320,6 +320,8 @@ ArchitecturesBody = inline_serializer("Architectures", {
     "train_config": Field(many=True),
     "devices": serializers.CharField(help_text="what a job's `gpus` (devices on one worker) may be on the "
                                                "workers online now"),
+    "nodes": serializers.CharField(help_text="what a job's `nodes` (machines, each with `gpus` devices) may be "
+                                             "on the workers online now"),
 })
 
 

@@ -345,6 +345,8 @@ class ArchitectureList(Api):
             "train_config": describe(TrainConfig, json_values=True),
             # What a job's `gpus` (devices) may be on the workers online now.
             "devices": scheduler.devices_offer(),
+            # ... and its `nodes` (machines, each with `gpus` devices).
+            "nodes": scheduler.nodes_offer(),
         })
 
 

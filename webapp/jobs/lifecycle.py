@@ -36,7 +36,7 @@ from models_zoo.hf import is_hf
 from webapp.jobs import scheduler
 from webapp.jobs.dbretry import retry_db
 from webapp.jobs.events import Fenced, append_events, owned
-from webapp.jobs.models import Artifact, Job
+from webapp.jobs.models import Artifact, Job, JobNode
 from webapp.monitoring import recorder
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,10 @@ class RunStart:
     extra: dict = field(default_factory=dict)  # dataset_name (model card); model_path for hf_ jobs
     failure: Exception | None = None  # claimed but cannot run (dataset deleted): check() raises it
     token: int = 0  # the owner token of this run (Job.owner_token at the claim): its writes need it
+    # A multi-node job (TrainConfig.nodes > 1): this machine's place in its gang (0: the leader,
+    # which claimed the job) and, on the others, the leader's rendezvous endpoint.
+    node_rank: int = 0
+    endpoint: str = ""
 
     @property
     def is_hf(self) -> bool:
@@ -85,14 +89,14 @@ def start_run(job_id, worker_name: str) -> RunStart | Skipped:
     if scheduler.is_draining(worker_name):
         # Drained by an admin after this message was fetched: back to the dispatcher for
         # another worker (the heartbeat has stopped this worker's consumers); take nothing.
-        release_dispatch(job_id)
+        release_dispatch(job_id, worker_name)
         return Skipped("drained")
     if not scheduler.worker_fits(worker_name, job_id):
         # A job needing a bigger / other GPU reached this worker (through the shared queue, from
         # an older dispatcher): back to the dispatcher, which sends it to a worker that fits.
         # The pause keeps a job from bouncing at full speed between workers that cannot run it.
         time.sleep(1)
-        release_dispatch(job_id)
+        release_dispatch(job_id, worker_name)
         return Skipped("does not fit")
     job = claim_job(job_id, worker_name)
     if job is None:
@@ -104,7 +108,8 @@ def start_run(job_id, worker_name: str) -> RunStart | Skipped:
     return _run_start(job, worker_name)
 
 
-def _run_start(job: Job, worker_name: str) -> RunStart:
+def _run_start(job: Job, worker_name: str, node_rank: int = 0, endpoint: str = "",
+               token: int | None = None) -> RunStart:
     failure, dataset_dir, extra = None, "", {}
     try:
         if job.dataset is None:
@@ -122,7 +127,7 @@ def _run_start(job: Job, worker_name: str) -> RunStart:
         failure = exc
     return RunStart(job.pk, worker_name, job.architecture, job.model_config, job.train_config,
                     dataset_dir=dataset_dir, output_dir=str(job.directory), extra=extra, failure=failure,
-                    token=job.owner_token)
+                    token=job.owner_token if token is None else token, node_rank=node_rank, endpoint=endpoint)
 
 
 def _check_still_allowed(job: Job) -> None:
@@ -192,6 +197,9 @@ def claim_job(job_id, worker_name: str) -> Job | None:
     Claimable: a queued job; a running job that this same worker was running (its previous
     process died and Celery redelivered the message; a worker runs one job at a time); a
     running job whose lease expired. A job that has used up its attempts fails with the reason.
+    A multi-node job is claimed only from the queue by its gang's leader (_leads_gang); one in
+    one of the running cases above lost its run, and its gang with it: it is requeued instead
+    (requeue_lost_run), so that the dispatcher places a fresh gang.
     """
     now = timezone.now()
     stale = lease_cutoff()
@@ -202,7 +210,10 @@ def claim_job(job_id, worker_name: str) -> Job | None:
     )
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(claimable, pk=job_id).first()
-        if job is None:
+        if job is not None and job.status == Job.Status.RUNNING and scheduler.nodes_needed(job) > 1:
+            _requeue_lost_run(job, worker_name)
+            return None
+        if job is None or not _leads_gang(job, worker_name):
             return None
         if job.cancel_requested:
             _finish_in_transaction(job_id, Job.Status.CANCELLED, error="", metrics=None, rows=[])
@@ -225,21 +236,64 @@ def claim_job(job_id, worker_name: str) -> Job | None:
     return Job.objects.select_related("dataset").get(pk=job_id)
 
 
+def _leads_gang(job: Job, worker_name: str) -> bool:
+    """A multi-node job is claimed only by the leader of the gang it was released to, and only
+    from the queue (a stale message, from before the job was requeued or handed to another gang,
+    claims nothing: a follower never runs alone, and no worker runs it without its gang; a
+    running one is never claimed again: its followers' node tasks were sent once, for that run)."""
+    if scheduler.nodes_needed(job) == 1:
+        return True
+    return job.worker_name == worker_name and job.status == Job.Status.QUEUED and job.dispatched_at is not None
+
+
+def _requeue_lost_run(job: Job, worker_name: str) -> None:
+    """A running multi-node job whose run is lost (its leader's message redelivered after the
+    pool process died, or its lease expired), under the claim's row lock: the followers' node
+    tasks were for that run, so claiming it again would wait for machines that never come.
+    Back to the queue instead, the lost attempt counted once (at its claim), the gang dropped
+    (the dispatcher places a fresh one); a cancelled one ends cancelled. The new owner token
+    fences what is left of the old run: its followers stop their ranks and end."""
+    if job.cancel_requested:
+        _finish_in_transaction(job.pk, Job.Status.CANCELLED, error="", metrics=None, rows=[])
+        return
+    if job.attempts >= settings.TRAINYARD_MAX_ATTEMPTS:
+        _finish_in_transaction(job.pk, Job.Status.FAILED, metrics=None, rows=[], lost=job.worker_name, error=(
+            f"the run on worker {job.worker_name or 'unknown'} was lost; {_attempts(job.attempts)} used, the limit "
+            f"(TRAINYARD_MAX_ATTEMPTS) is {settings.TRAINYARD_MAX_ATTEMPTS}, so it was not restarted"))
+        return
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED, owner_token=F("owner_token") + 1,
+                                         heartbeat_at=Now(), dispatched_at=None, worker_name="")
+    JobNode.objects.filter(job_id=job.pk).delete()
+    transaction.on_commit(lambda: recorder.inc(recorder.JOBS_LOST))
+    append_events(job.pk, [
+        ("log", {"level": "warning", "text": (
+            f"the run of this multi-node job on worker {job.worker_name or 'unknown'} was lost (its task came back "
+            f"to worker {worker_name}); job requeued for a fresh set of machines, it resumes from its last checkpoint")}),
+        ("status", {"status": Job.Status.QUEUED, "lost": job.worker_name or "unknown"}),
+    ])
+    scheduler.dispatch_soon()
+
+
 def _attempts(n: int) -> str:
     return f"{n} attempt" + ("" if n == 1 else "s")
 
 
-def release_dispatch(job_id) -> None:
+def release_dispatch(job_id, worker_name: str) -> None:
     """A worker got a job it will not run (drained since, or its GPUs do not fit): the job goes
-    back to the dispatcher, which picks a worker again."""
-    Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(dispatched_at=None, worker_name="")
+    back to the dispatcher, which picks a worker again. Only while it is dispatched to this
+    worker: a stale message must not undo a dispatch to another."""
+    Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, worker_name=worker_name).update(
+        dispatched_at=None, worker_name="")
     scheduler.dispatch_soon()
 
 
 def request_requeue_of_running(worker_name: str) -> int:
     """A worker is shutting down (SIGTERM, warm shutdown): ask its running job to stop at the
     next step; the task then hands it back to the queue (end_run → requeue_stopped_job)."""
-    return Job.objects.filter(worker_name=worker_name, status=Job.Status.RUNNING).update(requeue_requested=True)
+    # The other machines of a multi-node job too: rank 0, on the leader, reads the flag and stops
+    # every rank at the same step; the leader then hands the job back.
+    running = Job.objects.filter(Q(worker_name=worker_name) | Q(gang__worker_name=worker_name), status=Job.Status.RUNNING)
+    return Job.objects.filter(pk__in=list(running.values_list("pk", flat=True))).update(requeue_requested=True)
 
 
 def _why_stopped(worker_name: str) -> str:
@@ -290,16 +344,116 @@ def touch_lease(job_id, token: int) -> bool:
     return bool(owned(job_id, token).update(heartbeat_at=Now()))
 
 
+# --- multi-node jobs: the gang's rendezvous ------------------------------------------------------
+
+def publish_rendezvous(start: RunStart, endpoint: str) -> bool:
+    """The leader's c10d rendezvous endpoint ("host:port") for this run, where the other machines
+    of the gang read it (join_gang); False when the run no longer owns the job."""
+    with transaction.atomic():
+        if owned(start.job_id, start.token).select_for_update().first() is None:
+            return False
+        return bool(JobNode.objects.filter(job_id=start.job_id, node_rank=0).update(endpoint=endpoint, token=start.token))
+
+
+RDZV_POLL_SECONDS = 0.5
+
+
+def join_gang(job_id, worker_name: str, node_rank: int, gang: str) -> RunStart | Skipped:
+    """Node `node_rank` (> 0) of a multi-node job: wait, at most TRAINYARD_RDZV_TIMEOUT_SECONDS,
+    for the leader to claim the job and publish its endpoint, then take part in that run (the
+    leader's owner token; this machine claims nothing). Skipped when this message is not the
+    gang's any more (the job was requeued, handed to another gang, cancelled); and when the
+    leader never started in time, the whole gang's reservation is released here (the job goes
+    back to the dispatcher, its attempt not counted: it never ran)."""
+    if scheduler.is_draining(worker_name):
+        # Drained since the dispatch: the next pass drops this gang and places the job again
+        # (scheduler._holds_of_dispatched); a leader that claimed it already meets no one here.
+        scheduler.dispatch_soon()
+        return Skipped("drained")
+    deadline = time.monotonic() + settings.TRAINYARD_RDZV_TIMEOUT_SECONDS
+    while True:
+        row = JobNode.objects.filter(job_id=job_id, node_rank=node_rank, worker_name=worker_name,
+                                     gang=gang).select_related("job").first()
+        job = row.job if row else None
+        if job is None or job.status not in (Job.Status.QUEUED, Job.Status.RUNNING) or (
+                job.status == Job.Status.QUEUED and job.dispatched_at is None):
+            return Skipped("not in the gang")
+        if job.status == Job.Status.RUNNING:
+            leader = JobNode.objects.filter(job_id=job_id, node_rank=0).values_list("endpoint", "token").first()
+            if leader and leader[0] and leader[1] == job.owner_token:
+                token = job.owner_token  # the one checked: a re-read could be a later run's
+                if not JobNode.objects.filter(pk=row.pk).update(token=token):
+                    return Skipped("not in the gang")
+                scheduler.set_current_job(worker_name, job.pk)
+                job = Job.objects.select_related("dataset").get(pk=job_id)
+                return _run_start(job, worker_name, node_rank=node_rank, endpoint=leader[0], token=token)
+        if time.monotonic() > deadline:
+            _abandon_gang(job_id, gang, worker_name)
+            return Skipped("rendezvous timed out")
+        time.sleep(RDZV_POLL_SECONDS)
+
+
+def _abandon_gang(job_id, gang: str, worker_name: str) -> None:
+    """The leader did not take the job within the rendezvous timeout: release every machine of
+    the gang (the job is dispatched again, to whatever gang is free). A leader that claimed it
+    meanwhile records its own end (its torchrun's rendezvous times out too)."""
+    with transaction.atomic():
+        if Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, dispatched_at__isnull=False,
+                              gang__gang=gang).update(dispatched_at=None, worker_name=""):
+            append_events(job_id, [("log", {"level": "warning", "text": (
+                f"the leader of the job's machines did not start within TRAINYARD_RDZV_TIMEOUT_SECONDS="
+                f"{settings.TRAINYARD_RDZV_TIMEOUT_SECONDS} s (worker {worker_name} waited for it); the job waits "
+                "for machines again")})])
+            scheduler.dispatch_soon()
+
+
+def missing_nodes(start: RunStart) -> list[str]:
+    """The machines of this run's gang that never joined it: "node 1 (worker w@h)"."""
+    rows = JobNode.objects.filter(job_id=start.job_id, node_rank__gt=0).exclude(token=start.token)
+    return [f"node {r} (worker {w})" for r, w in rows.values_list("node_rank", "worker_name")]
+
+
+def cancel_requested(start: RunStart) -> bool:
+    """Whether the job's owner asked to cancel the run holding this owner token (the leader's
+    supervisor reads it while no rank runs yet, so none can: during the machines' rendezvous)."""
+    return owned(start.job_id, start.token).filter(cancel_requested=True).exists()
+
+
+def still_owned(start: RunStart) -> bool:
+    """Whether the run holding this owner token still owns the job (running): the other machines
+    of a multi-node job stop their ranks once it does not."""
+    return owned(start.job_id, start.token).exists()
+
+
+def leader_lost(start: RunStart) -> bool:
+    """Whether the run's lease lapsed (the leader's supervisor renews it every second while its
+    ranks live): the leader is gone, and no end will be recorded by it."""
+    return owned(start.job_id, start.token).filter(heartbeat_at__lt=lease_cutoff()).exists()
+
+
+def request_gang_requeue(start: RunStart) -> None:
+    """A machine of a multi-node job is shutting down: rank 0 (on the leader) stops every rank at
+    the next step and the leader hands the job back to the queue (its attempt not counted)."""
+    owned(start.job_id, start.token).update(requeue_requested=True)
+
+
 def requeue_lost_gang(start: RunStart, why: str) -> str | None:
     """A multi-device run lost a rank (killed, its GPU gone): the whole gang stopped, so the job
     goes back to the queue with this attempt counted, to resume from its last checkpoint; or,
-    out of attempts, it fails with the reason. Only while this run owns the job ("fenced" else)."""
+    out of attempts, it fails with the reason; cancelled meanwhile (a cancel during the machines'
+    rendezvous, before any rank could read it), it ends cancelled. Only while this run owns the
+    job ("fenced" else)."""
     scheduler.set_current_job(start.worker, None, only=start.job_id)
     rows = owned(start.job_id, start.token)
     with transaction.atomic():
-        attempts = rows.select_for_update().values_list("attempts", flat=True).first()
-        if attempts is None:
+        row = rows.select_for_update().values_list("attempts", "cancel_requested").first()
+        if row is None:
             return "fenced"
+        attempts, cancelled = row
+        if cancelled:
+            _finish_in_transaction(start.job_id, Job.Status.CANCELLED, error="", metrics=None, rows=[],
+                                   token=start.token)
+            return Job.Status.CANCELLED
         if attempts >= settings.TRAINYARD_MAX_ATTEMPTS:
             _finish_in_transaction(start.job_id, Job.Status.FAILED, metrics=None, rows=[], lost=start.worker,
                                    token=start.token, error=(
@@ -328,9 +482,14 @@ def requeue_lost_jobs() -> list:
     stale = lease_cutoff()
     requeued = []
     lapsed = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale)
-    for job_id, worker, attempts in lapsed.values_list("pk", "worker_name", "attempts"):
+    for job_id, worker, attempts, cancelled in lapsed.values_list("pk", "worker_name", "attempts",
+                                                                  "cancel_requested"):
         who = worker or "unknown"
         with transaction.atomic():
+            if cancelled:  # its owner cancelled it: it ends so, it does not wait in the queue again
+                if lapsed.filter(pk=job_id).update(status=Job.Status.CANCELLED):  # taken by this watchdog
+                    _finish_in_transaction(job_id, Job.Status.CANCELLED, error="", metrics=None, rows=[], lost=who)
+                continue
             if attempts >= settings.TRAINYARD_MAX_ATTEMPTS:  # out of restarts: failed, with the reason
                 if lapsed.filter(pk=job_id).update(status=Job.Status.FAILED):  # taken by this watchdog
                     transaction.on_commit(lambda: recorder.inc(recorder.JOBS_LOST))

@@ -193,6 +193,31 @@ def queue_positions(jobs) -> dict:
     return {j.pk: bisect_left(times, j.created_at) for j in queued}
 
 
+class JobNode(models.Model):
+    """One machine of a multi-node job's gang (TrainConfig.nodes > 1), written by the dispatcher
+    when it releases the job to `nodes` workers on distinct hosts; node 0, the leader, is also
+    `Job.worker_name` and claims the job. A worker named here is busy while the job is dispatched or
+    running (scheduler._read_state), so the rows never need to be removed for a reservation to end:
+    the job leaving those states ends it. `gang` names the release (each one is new), so a follower's
+    message from an earlier release joins nothing; `endpoint` is the leader's c10d rendezvous address
+    for the run holding owner token `token` (lifecycle.publish_rendezvous)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="gang")
+    node_rank = models.PositiveIntegerField()
+    worker_name = models.CharField(max_length=255)
+    gang = models.CharField(max_length=32)
+    endpoint = models.CharField(max_length=300, blank=True)
+    token = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "node_rank"], name="jobnode_one_worker_per_rank")]
+        indexes = [models.Index(fields=["worker_name"])]
+        ordering = ["job", "node_rank"]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} node {self.node_rank}: {self.worker_name}"
+
+
 class JobEvent(models.Model):
     """One numbered event of a job: metric, samples, progress, log or status (schema v1)."""
 

@@ -28,18 +28,19 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Subquery
+from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from models_zoo.hf import QLORA_NEEDS_CUDA, is_hf
 from webapp import celery
 from webapp.cluster.models import Worker
-from webapp.jobs.models import Job, UserLimits
+from webapp.jobs.models import Job, JobNode, UserLimits
 from webapp.monitoring import recorder
 from webapp.projects.models import Project
 
@@ -112,7 +113,8 @@ def heal_current_job(name: str) -> None:
     worker, or none. A run whose end was never recorded on the row (its process killed, the
     database connection dropped at the end, a claim refused on the last attempt) cannot leave
     the worker looking busy past its next heartbeat."""
-    running = Job.objects.filter(worker_name=name, status=Job.Status.RUNNING).order_by("-started_at")
+    running = Job.objects.filter(Q(worker_name=name) | Q(gang__worker_name=name),
+                                 status=Job.Status.RUNNING).order_by("-started_at")
     Worker.objects.filter(name=name).update(current_job_id=Subquery(running.values("pk")[:1]))
 
 
@@ -170,6 +172,19 @@ def devices_needed(job: Job) -> int:
         return 1
 
 
+def nodes_needed(job: Job) -> int:
+    """Machines the job asks for (TrainConfig.nodes; 1 for jobs stored before it existed): that many
+    workers on distinct hosts, each with devices_needed devices, all at once."""
+    try:
+        return max(1, int((job.train_config or {}).get("nodes", 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def worker_fits(name: str, job_id) -> bool:
     """Whether this worker's GPUs and device count meet the job's requirements."""
     job = Job.objects.filter(pk=job_id).only(
@@ -182,9 +197,12 @@ def worker_fits(name: str, job_id) -> bool:
     return fits(job, row[0] or [], row[1])
 
 
-def describe_devices(n: int, gpus: list[dict]) -> str:
+def describe_devices(n: int, gpus: list[dict], nodes: int = 1) -> str:
     """What a job of `n` devices uses on a worker like this: "2 × NVIDIA A100 on one machine",
-    "2 CPU processes"."""
+    "2 CPU processes"; on `nodes` such machines "2 × 2 devices on 2 machines (NVIDIA A100)"."""
+    if nodes > 1:
+        return f"{nodes} × {_count(n, 'device')} on {nodes} machines" + (
+            f" ({gpus[0].get('name') or 'GPU'})" if gpus else " (CPU processes)")
     if gpus:
         return f"{n} × {gpus[0].get('name') or 'GPU'} on one machine"
     return "1 CPU process" if n == 1 else f"{n} CPU processes"
@@ -200,10 +218,57 @@ def devices_offer() -> str:
             f"{describe_devices(best.devices, best.gpus)} ({best.name})")
 
 
-def devices_refusal(n: int) -> str:
-    """Why a job of `n` devices is refused at submit ("" when it may queue): no live training
-    worker has that many. With no live worker the devices are unknown, and the job waits."""
-    if n <= 1:
+def hosts_with(workers: list[Worker], n: int) -> list[str]:
+    """The distinct machines (Worker.hostname) among these workers where one worker has `n` devices."""
+    return sorted({w.hostname for w in workers if w.devices >= n})
+
+
+def device_class(w: Worker) -> str:
+    """The kind of machine a gang is made of: "cpu", or "cuda:<GPU model>". Every machine of a
+    multi-node job must be of one class: the ranks pick their backend from their own devices
+    (gloo on the CPU, NCCL on CUDA), and ranks of two backends never meet (they hang)."""
+    return f"cuda:{w.gpus[0].get('name') or 'GPU'}" if w.gpus else "cpu"
+
+
+def gang_classes(workers: list[Worker], n: int) -> dict[str, list[Worker]]:
+    """{device class: its workers that could be a machine of a multi-node job of `n` devices each}:
+    `n` devices and a queue of their own (a follower's node task must reach that one worker: a
+    worker without one is never placed in a gang, so it is never counted for one either)."""
+    out: dict[str, list[Worker]] = {}
+    for w in workers:
+        if w.devices >= n and route(w):
+            out.setdefault(device_class(w), []).append(w)
+    return out
+
+
+def gang_hosts(workers: list[Worker], n: int) -> list[str]:
+    """The most distinct machines of one device class among these workers that could each be a
+    machine of a multi-node job of `n` devices (see gang_classes): how many one gang may span."""
+    return max((hosts_with(ws, n) for ws in gang_classes(workers, n).values()), key=len, default=[])
+
+
+def nodes_offer() -> str:
+    """The new-job form's note on the Machines field: what the live workers can give one job."""
+    workers = [w for w in live_workers() if not w.draining and route(w)]
+    if not workers:
+        return "no worker is online: how many machines one job may use is not known yet"
+    classes = gang_classes(workers, 1)  # one gang is of one device class: the class on the most hosts
+    workers = max(classes.values(), key=lambda ws: len(hosts_with(ws, 1)))
+    best = {}  # host -> its worker with the most devices
+    for w in sorted(workers, key=lambda w: (w.devices, bool(w.gpus))):
+        best[w.hostname] = w
+    if len(best) == 1:
+        return f"1 machine online now ({next(iter(best))}): more than 1 waits for another machine"
+    each = min(w.devices for w in best.values())
+    return (f"at most {len(best)} machines online now ({', '.join(sorted(best))}): up to "
+            f"{describe_devices(each, next(iter(best.values())).gpus, len(best))}")
+
+
+def devices_refusal(n: int, nodes: int = 1) -> str:
+    """Why a job of `n` devices on each of `nodes` machines is refused at submit ("" when it may
+    queue): no live training worker has that many devices, or fewer than `nodes` distinct hosts
+    have one that does. With no live worker the devices are unknown, and the job waits."""
+    if n <= 1 and nodes <= 1:
         return ""
     workers = live_workers()
     if not workers:
@@ -212,6 +277,9 @@ def devices_refusal(n: int) -> str:
     if n > largest:
         return (f"no worker has {n} devices: the largest online has {largest} "
                 f"({', '.join(sorted(w.name for w in workers if w.devices == largest))})")
+    if nodes > 1 and len(hosts := gang_hosts(workers, n)) < nodes:
+        return (f"the job needs {nodes} machines of one kind (CPU, or one GPU model) with {_count(n, 'device')} "
+                f"each: {len(hosts)} online {'has' if len(hosts) == 1 else 'have'} ({', '.join(hosts)})")
     return ""
 
 
@@ -244,8 +312,9 @@ class _Pass:
     project_gpus: Counter = field(default_factory=Counter)  # GPUs in use (running or dispatched) per project
 
     def gpus_on(self, job: Job, worker_gpus) -> int:
-        """GPUs the job holds on a worker with these GPUs (a CPU worker: none)."""
-        return devices_needed(job) if worker_gpus else 0
+        """GPUs the job holds on workers with these GPUs (a CPU worker: none): on every machine
+        of its gang."""
+        return devices_needed(job) * nodes_needed(job) if worker_gpus else 0
 
     def quota_allows(self, job: Job, worker: Worker) -> bool:
         if job.project_id not in self.quotas:
@@ -257,7 +326,7 @@ class _Pass:
         if job.project_id not in self.quotas or any(not w.gpus and fits_worker(job, w) for w in accepting):
             return ""
         name, quota = self.quotas[job.project_id]
-        used, n = self.project_gpus[job.project_id], devices_needed(job)
+        used, n = self.project_gpus[job.project_id], devices_needed(job) * nodes_needed(job)
         if n > quota:
             return f"project {name} has a GPU quota of {quota}: this job asks for {n} GPUs"
         if used + n <= quota:
@@ -285,8 +354,8 @@ def dispatch() -> list[str]:
         p = _read_state(queued)
         now = timezone.now()
         while (choice := _pick(p)) is not None:
-            job, worker = choice
-            _release(p, job, worker, now)
+            job, workers = choice
+            _release(p, job, workers, now)
             sent.append(str(job.pk))
         _explain_waits(p)
     recorder.observe(recorder.DISPATCH_PASS, time.perf_counter() - start)  # passes that had jobs to place
@@ -302,6 +371,8 @@ def _read_state(queued: list[Job], heal: bool = True) -> _Pass:
     # the row's current_job, which a crash at the end of a run could leave set.
     busy = {name for _, name in running}
     busy |= _holds_of_dispatched(queued, workers, heal)
+    # The other machines of running multi-node jobs (their leader is the job's worker_name).
+    busy |= set(JobNode.objects.filter(job__status=Job.Status.RUNNING).values_list("worker_name", flat=True))
     p = _Pass(queued=queued, workers=workers)
     p.free = [w for w in workers if w.name not in busy and not w.draining]
     p.active = Counter(owner for owner, _ in running)
@@ -340,26 +411,40 @@ def _holds_of_dispatched(queued: list[Job], workers: list[Worker], heal: bool = 
     elsewhere). `heal=False` (queue_snapshot): the same in memory only, nothing written."""
     taking_jobs = {w.name for w in workers if not w.draining}
     held = set()
+    gangs = _gangs([j for j in queued if j.dispatched_at and nodes_needed(j) > 1])
     for job in queued:
-        if job.dispatched_at and job.worker_name not in taking_jobs:
+        names = gangs.get(job.pk) or {job.worker_name}
+        if job.dispatched_at and not names <= taking_jobs:  # a multi-node job: any machine of its gang
             job.dispatched_at = None
             if heal:
                 Job.objects.filter(pk=job.pk).update(dispatched_at=None, worker_name="")
             else:
                 job.worker_name = ""
         elif job.dispatched_at:
-            held.add(job.worker_name)
+            held |= names
     return held
 
 
-def _pick(p: _Pass) -> tuple[Job, Worker] | None:
-    """The next job to release and the worker for it, or None when no free worker can take one.
+def _gangs(jobs: list[Job]) -> dict:
+    """{job id: the worker names of its gang} of these (dispatched multi-node) jobs."""
+    out: dict = {}
+    if jobs:
+        for job_id, name in JobNode.objects.filter(job__in=jobs).values_list("job_id", "worker_name"):
+            out.setdefault(job_id, set()).add(name)
+    return out
+
+
+def _pick(p: _Pass) -> tuple[Job, list[Worker]] | None:
+    """The next job to release and the workers for it (one; a multi-node job's gang, its leader
+    first), or None when no free worker can take one.
 
     Gang placement with a head-of-line reservation: jobs are taken in the dispatcher's order; a
     job needing several devices that no free worker can hold yet keeps its place: the workers
     that could run it (enough devices, the right GPUs) are reserved for it, and jobs behind it
     may go ahead only on workers that could not. Without it a stream of small jobs would keep a
-    big worker busy and the big job would wait forever."""
+    big worker busy and the big job would wait forever. A multi-node job is released only when
+    free workers on `nodes` distinct hosts each fit it (all or nothing); until then it reserves
+    every worker that could be one of its machines."""
     if not p.free:
         return None
     reserved: set[str] = set()
@@ -367,32 +452,85 @@ def _pick(p: _Pass) -> tuple[Job, Worker] | None:
         if p.active[job.owner_id] >= p.limit(job):
             continue
         usable = [w for w in p.free if w.name not in reserved and fits_worker(job, w) and p.quota_allows(job, w)]
-        if usable:
-            # The smallest worker that fits, so big GPUs and many-device workers stay free for the
-            # jobs that need them.
-            return job, min(usable, key=lambda w: (w.devices, sum(g.get("memory_total") or 0 for g in w.gpus), w.name))
-        if devices_needed(job) > 1 and not p.quota_reason(job, p.workers):  # held by its quota: reserves nothing
-            reserved |= {w.name for w in p.workers if fits_worker(job, w)}
+        if usable and (gang := _gang(job, usable)):
+            return job, gang
+        if (devices_needed(job) > 1 or nodes_needed(job) > 1) and not p.quota_reason(job, p.workers):
+            # (held by its quota: reserves nothing; nor does a multi-node job while fewer machines
+            # than it needs are online and taking jobs: it could not start however long others wait)
+            reserved |= _reservation(job, p.workers)
     return None
 
 
-def _take(p: _Pass, job: Job, worker: Worker) -> None:
-    """The pass's own bookkeeping of a release: the worker is no longer free, the owner has one
+def _reservation(job: Job, workers: list[Worker]) -> set[str]:
+    """The workers a waiting job of several devices or machines keeps for itself: every worker
+    that could run it; for a multi-node job only those of the device classes in which enough
+    machines are online and taking jobs for it to start (gang_classes: its machines are all of
+    one class, each with a queue of its own). None while it could not start however long others
+    wait: it would block every smaller job for nothing."""
+    could = [w for w in workers if fits_worker(job, w)]
+    nodes = nodes_needed(job)
+    if nodes == 1:
+        return {w.name for w in could}
+    out: set[str] = set()
+    for ws in gang_classes(could, devices_needed(job)).values():
+        if len(hosts_with([w for w in ws if not w.draining], devices_needed(job))) >= nodes:
+            out |= {w.name for w in ws}
+    return out
+
+
+def _size(w: Worker) -> tuple:
+    return w.devices, sum(g.get("memory_total") or 0 for g in w.gpus), w.name
+
+
+def _gang(job: Job, usable: list[Worker]) -> list[Worker] | None:
+    """The workers to release the job to: the smallest usable one, so big GPUs and many-device
+    workers stay free for the jobs that need them; for a multi-node job the smallest usable worker
+    of each of `nodes` distinct hosts, all of one device class (see device_class; each with a
+    queue of its own: a follower's task must reach that worker), from the class whose gang is the
+    smallest, or None while no class has that many hosts."""
+    nodes = nodes_needed(job)
+    if nodes == 1:
+        return [min(usable, key=_size)]
+    gangs = []
+    for ws in gang_classes(usable, devices_needed(job)).values():
+        per_host: dict[str, Worker] = {}
+        for w in sorted(ws, key=_size):
+            per_host.setdefault(w.hostname, w)
+        if len(per_host) >= nodes:
+            gangs.append(sorted(per_host.values(), key=_size)[:nodes])
+    if not gangs:
+        return None
+    return min(gangs, key=lambda g: (sum(w.devices for w in g), sum(_size(w)[1] for w in g), _size(g[0])))
+
+
+def _take(p: _Pass, job: Job, workers: list[Worker]) -> None:
+    """The pass's own bookkeeping of a release: the workers are no longer free, the owner has one
     more, the job's project (if it has a GPU quota) holds its GPUs."""
-    p.free.remove(worker)
+    for w in workers:
+        p.free.remove(w)
     p.waiting.remove(job)
     p.active[job.owner_id] += 1
-    p.project_gpus[job.project_id] += p.gpus_on(job, worker.gpus)
+    p.project_gpus[job.project_id] += p.gpus_on(job, workers[0].gpus)  # a gang is of one device class (_gang)
 
 
-def _release(p: _Pass, job: Job, worker: Worker, now) -> None:
-    """Mark the job dispatched to the worker; the task is sent once the pass commits."""
-    _take(p, job, worker)
+def _release(p: _Pass, job: Job, workers: list[Worker], now) -> None:
+    """Mark the job dispatched to the workers (the first, its leader, is its worker_name; a
+    multi-node job's gang is recorded as JobNode rows under a new gang id); the tasks are sent
+    once the pass commits: the training task to the leader, a node task to each other machine."""
+    _take(p, job, workers)
+    leader = workers[0]
     # While Redis is down every pass dispatches again and the send fails again: keep that reason
     # until the task is sent and claimed, so the page does not flap between it and nothing.
     reason = job.wait_reason if job.wait_reason == BROKER_DOWN else ""
-    Job.objects.filter(pk=job.pk).update(dispatched_at=now, worker_name=worker.name, wait_reason=reason)
-    transaction.on_commit(lambda job_id=job.pk, q=route(worker): enqueue(job_id, queue=q))
+    Job.objects.filter(pk=job.pk).update(dispatched_at=now, worker_name=leader.name, wait_reason=reason)
+    if nodes_needed(job) > 1:
+        gang = uuid.uuid4().hex
+        JobNode.objects.filter(job=job).delete()  # an earlier release's
+        JobNode.objects.bulk_create([JobNode(job=job, node_rank=r, worker_name=w.name, gang=gang)
+                                     for r, w in enumerate(workers)])
+        for r, w in enumerate(workers[1:], start=1):
+            transaction.on_commit(lambda job_id=job.pk, q=route(w), node=(r, gang): enqueue(job_id, queue=q, node=node))
+    transaction.on_commit(lambda job_id=job.pk, q=route(leader): enqueue(job_id, queue=q))
 
 
 def _explain_waits(p: _Pass) -> None:
@@ -439,12 +577,22 @@ def _wait_reason(p: _Pass, job: Job, accepting: list[Worker], ahead: int) -> Rea
         text = (f"waiting for a worker with {n} devices on one machine: the largest online has "
                 f"{max(w.devices for w in accepting)}")
         return Reason("no_devices", text, text)
+    nodes = nodes_needed(job)
+    if nodes > 1 and len(hosts := gang_hosts([w for w in accepting if fits_worker(job, w)], n)) < nodes:
+        text = (f"waiting for {nodes} machines with {_count(n, 'device')} each: "
+                f"{len(hosts)} online {'has' if len(hosts) == 1 else 'have'}")
+        return Reason("no_devices", text, text)
     limit = p.limit(job)
     if p.active[job.owner_id] >= limit:
         return Reason("user_limit", f"you have {p.active[job.owner_id]} running (limit {limit})",
                       "its owner has as many jobs running as they may")
     if quota := p.quota_reason(job, accepting):
         return Reason("project_quota", quota, "its project is at its GPU quota")
+    if nodes > 1:
+        free = len(gang_hosts([w for w in p.free if fits_worker(job, w)], n))
+        text = (f"waiting for {nodes} machines with {_count(n, 'free device')} each: {free} "
+                f"{'has' if free == 1 else 'have'}" + (f"; {ahead} ahead" if ahead else ""))
+        return Reason("gang", text, text)
     if n > 1:
         free = max((w.devices for w in p.free if fits(job, w.gpus)), default=0)
         text = (f"waiting for {n} free devices on one machine; the largest has {free} free"
@@ -481,9 +629,9 @@ def queue_snapshot() -> list[QueueEntry]:
     picking = Reason("next", "picked for a free worker by the next dispatcher pass",
                      "picked for a free worker by the next dispatcher pass")
     while (choice := _pick(p)) is not None:
-        job, worker = choice
-        _take(p, job, worker)
-        out.append((job, worker.name, picking))
+        job, workers = choice
+        _take(p, job, workers)
+        out.append((job, ", ".join(w.name for w in workers), picking))
     out.extend((job, "", reason) for job, reason in _reasons(p))
     return [QueueEntry(job, i + 1, worker, reason) for i, (job, worker, reason) in enumerate(out)]
 
@@ -503,13 +651,17 @@ def dispatch_soon() -> None:
 BROKER_DOWN = "the job queue (Redis) could not be reached; the job is sent as soon as it answers"
 
 
-def enqueue(job_id, queue: str | None = None) -> None:
-    """Send the training task (the dispatcher calls this after its pass commits). If the broker
+def enqueue(job_id, queue: str | None = None, node: tuple[int, str] | None = None) -> None:
+    """Send the training task (the dispatcher calls this after its pass commits); `node`: (node
+    rank, gang id), the node task of one other machine of a multi-node job. If the broker
     cannot be reached (Redis restarting), the job stays queued and undispatched, with that
     reason: the next dispatcher pass (every worker heartbeat) sends it again. A queued job is
     never failed for a broker outage."""
     try:
-        celery.send(celery.TRAIN_TASK, str(job_id), queue=queue)
+        if node is not None:
+            celery.send(celery.TRAIN_NODE_TASK, str(job_id), *node, queue=queue)
+        else:
+            celery.send(celery.TRAIN_TASK, str(job_id), queue=queue)
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds of connection errors
         log.warning("could not send job %s to the queue: %s", job_id, exc)
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(

@@ -167,8 +167,11 @@ def submit_job(user, dataset: Dataset | None, architecture: str, model_config: d
         raise SubmitError(sched_errors)
     if scheduler.needs_cuda(architecture, clean_model) and (reason := scheduler.cuda_refusal()):
         raise SubmitError({"model_config.method": reason})
-    if reason := scheduler.devices_refusal(int(clean_train.get("gpus", 1))):
+    gpus, nodes = int(clean_train.get("gpus", 1)), int(clean_train.get("nodes", 1))
+    if reason := scheduler.devices_refusal(gpus):
         raise SubmitError({"train_config.gpus": reason})
+    if reason := scheduler.devices_refusal(gpus, nodes):  # enough devices, not on enough machines
+        raise SubmitError({"train_config.nodes": reason})
     if hf.is_hf(architecture):  # a local:<name> model must exist for this user and fit the task
         from webapp.hub.services import check_job_model
 

@@ -142,8 +142,9 @@ def _form_context(request, values: dict, errors: dict) -> dict:
     # the user has not edited): fine-tuning defaults, not training from scratch's.
     train_defaults = {"zoo": {f["name"]: f["default"] for f in describe(TrainConfig)},
                       "hf": {m: fine_tune_defaults(m) for m, _ in METHODS}}
-    # The Devices field says what it would get, from the workers online now.
-    train_fields = [dict(f, help=f"{f['help']}; {scheduler.devices_offer()}") if f["name"] == "gpus" else f
+    # The Devices and Machines fields say what they would get, from the workers online now.
+    offers = {"gpus": scheduler.devices_offer, "nodes": scheduler.nodes_offer}
+    train_fields = [dict(f, help=f"{f['help']}; {offers[f['name']]()}") if f["name"] in offers else f
                     for f in describe(TrainConfig)]
     return {"datasets": datasets, "architectures": architectures, "train_fields": train_fields,
             "values": values, "errors": errors, "train_defaults": train_defaults,

@@ -46,11 +46,28 @@ def peer_lost(exc: BaseException) -> bool:
     return bool(names & set(PEER_LOST)) or any(t in str(exc) for t in PEER_LOST_TEXT)
 
 
+def global_rank() -> int:
+    """This process's rank. On a multi-node job torchrun's c10d rendezvous numbers the machines in
+    an order of its own (by address, then process id), so the ranks are numbered again by the
+    gang's node rank (TRAINYARD_NODE_RANK, set by the supervising task): global rank 0, the one
+    that reports, is on the leader, which claimed the job and records its end. Any numbering is
+    valid for the process group because every rank is a client of torchrun's agent store."""
+    node = os.environ.get("TRAINYARD_NODE_RANK")
+    if node is None:
+        return int(os.environ["RANK"])
+    rank = int(node) * int(os.environ["LOCAL_WORLD_SIZE"]) + int(os.environ["LOCAL_RANK"])
+    if rank != int(os.environ["RANK"]) and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        raise RuntimeError("the ranks of a multi-node job need torchrun's shared agent store "
+                           "(TORCH_DISABLE_SHARE_RDZV_TCP_STORE must not be 1)")
+    os.environ["RANK"] = str(rank)  # what torch.distributed's env:// initialisation reads
+    return rank
+
+
 def main(spec_path: str) -> int:
     die_with_parent()
     cfg = json.loads(Path(spec_path).read_text())
     run_dir = Path(spec_path).parent
-    rank = int(os.environ["RANK"])
+    rank = global_rank()
     (run_dir / f"rank-{rank}.pid").write_text(str(os.getpid()))
     try:
         if rank == 0:

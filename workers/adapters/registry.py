@@ -41,7 +41,8 @@ def register(name: str, queues: list[str]) -> None:
     Worker.objects.update_or_create(
         name=name,
         defaults={
-            "hostname": socket.gethostname(),
+            # The machine, for the gang scheduler: workers on one host are one machine.
+            "hostname": settings.TRAINYARD_WORKER_HOSTNAME or socket.gethostname(),
             "queues": ",".join(queues),
             "device": device,
             "device_name": gpu.describe(gpus),

@@ -14,7 +14,7 @@ from pathlib import Path
 from django.conf import settings
 
 from webapp.accounts import storage
-from webapp.celery import INGEST_TASK, TRAIN_TASK, app
+from webapp.celery import INGEST_TASK, TRAIN_NODE_TASK, TRAIN_TASK, app
 from webapp.datasets import services as dataset_services
 from webapp.datasets.models import Dataset
 from models_zoo.contracts import disk_full_message, is_disk_full, what_was_written
@@ -60,7 +60,8 @@ def train_job(self, job_id: str) -> str:
     start = lifecycle.start_run(job_id, worker)
     if isinstance(start, lifecycle.Skipped):
         return start.reason  # drained, does not fit, or not claimed (cancelled, finished, elsewhere)
-    if (devices := int(start.train_config.get("gpus", 1))) > 1:  # torchrun's ranks (workers/adapters/ddp.py)
+    devices, nodes = int(start.train_config.get("gpus", 1)), int(start.train_config.get("nodes", 1))
+    if devices > 1 or nodes > 1:  # torchrun's ranks (workers/adapters/ddp.py); this worker leads a multi-node gang
         from workers.adapters.ddp import run_gang
 
         return run_gang(start, devices)
@@ -91,6 +92,20 @@ def train_job(self, job_id: str) -> str:
         reporter.close()
         outcome = _end(start, reporter, status, error, result, fenced=refused or reporter.fenced)
     return outcome
+
+
+@app.task(name=TRAIN_NODE_TASK, bind=True)
+def train_node(self, job_id: str, node_rank: int, gang: str) -> str:
+    """Machine `node_rank` (> 0) of a multi-node job's gang: wait for the leader's claim and
+    rendezvous endpoint (lifecycle.join_gang), then run this machine's ranks in it
+    (workers/adapters/ddp.py follow_gang). The leader records the job's end."""
+    worker = self.request.hostname or "worker"
+    start = lifecycle.join_gang(job_id, worker, int(node_rank), gang)
+    if isinstance(start, lifecycle.Skipped):
+        return start.reason  # requeued, handed to another gang, cancelled, or the leader never came
+    from workers.adapters.ddp import follow_gang
+
+    return follow_gang(start)
 
 
 def _end(start, reporter, status, error, result, *, fenced: bool) -> str | None:
