@@ -49,7 +49,7 @@ class Trickler:
 
 @pytest.fixture
 def own_stack():
-    s = Stack(env={"TRAINYARD_WEBHOOK_TIMEOUT": "40", "TRAINYARD_WEBHOOK_RETRIES": "0"}).start()
+    s = Stack(env={"TRAINYARD_WEBHOOK_TIMEOUT": "20", "TRAINYARD_WEBHOOK_RETRIES": "0"}).start()
     assert "notify" in s.procs and "notify" not in s.worker_queues  # the default: its own worker
     try:
         yield s
@@ -74,7 +74,7 @@ def test_a_slow_webhook_does_not_delay_try_the_model(own_stack, tmp_path):
         answer = pushed(ws, r.json()["prediction"]["id"])
     assert answer["status"] == "done", answer
     assert not receiver.released.is_set(), "try-the-model waited for the notification"
-    # The delivery ends at its total deadline (40 s), however slowly the receiver answers.
+    # The delivery ends at its total deadline (20 s), however slowly the receiver answers.
     wait_for(lambda: "no answer from the receiver" in charlie.get(stack.url("/account/profile/")).text, 90,
              "the delivery cut at its deadline")
     receiver.stop.set()
