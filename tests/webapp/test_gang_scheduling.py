@@ -26,8 +26,9 @@ def worker(name, devices=1, gpu=None):
                                  device="cuda:0" if gpus else "cpu", gpus=gpus, devices=devices)
 
 
-def job(owner, minutes_ago=0, gpus=1, **kw):
-    j = Job.objects.create(owner=owner, name="j", architecture="mlp", train_config={"gpus": gpus}, **kw)
+def job(owner, minutes_ago=0, gpus=1, nodes=1, **kw):
+    j = Job.objects.create(owner=owner, name="j", architecture="mlp", train_config={"gpus": gpus, "nodes": nodes},
+                           **kw)
     Job.objects.filter(pk=j.pk).update(created_at=timezone.now() - timedelta(minutes=minutes_ago))
     return j
 

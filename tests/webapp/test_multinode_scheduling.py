@@ -13,6 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from tests.webapp.factories import api_token, ready_dataset
+from tests.webapp.test_gang_scheduling import busy, job
 from webapp.celery import TRAIN_NODE_TASK, TRAIN_TASK
 from webapp.cluster.models import Worker
 from webapp.jobs import lifecycle, scheduler
@@ -27,17 +28,6 @@ def worker(name, devices=1, gpu=None):
     gpus = [{"index": i, "name": gpu, "memory_total": 24 * 10**9} for i in range(devices)] if gpu else []
     return Worker.objects.create(name=name, hostname=name.partition("@")[2], queues=f"train,train.{name}",
                                  device="cuda:0" if gpus else "cpu", gpus=gpus, devices=devices)
-
-
-def job(owner, minutes_ago=0, gpus=1, nodes=1, **kw):
-    j = Job.objects.create(owner=owner, name="j", architecture="mlp", train_config={"gpus": gpus, "nodes": nodes},
-                           **kw)
-    Job.objects.filter(pk=j.pk).update(created_at=timezone.now() - timedelta(minutes=minutes_ago))
-    return j
-
-
-def busy(w, owner):
-    return job(owner, 99, status=Job.Status.RUNNING, worker_name=w.name)
 
 
 @pytest.fixture
