@@ -61,8 +61,8 @@ screenshots: $(VENV)/.dev-installed chromium
 # The PostgreSQL pass: every web-tier test (they are the ones that talk to the database), and
 # the real-stack scenarios whose outcome rests on the database (marked `postgres`: row locks,
 # leases and fences, limits under concurrent requests, dropped connections, the sweep's locked
-# advance, the connection pool); the others (training numerics, uploads, exports, disk faults,
-# browsers) ran on SQLite above and do not depend on it.
+# advance, the connection pool; lost workers through the chaos run); the others (training
+# numerics, uploads, exports, disk faults, worker-loss variants, browsers) ran on SQLite above.
 test-postgres: $(VENV)/.dev-installed
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_TEST_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 	  echo "== again on PostgreSQL ($(PG_TEST_URL)): the web tier and the database-bound stack scenarios"; \

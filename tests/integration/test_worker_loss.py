@@ -32,7 +32,6 @@ def long_job(s, tmp_path, rows: int, epochs: int) -> tuple:
     return api, ds, job
 
 
-@pytest.mark.postgres  # the lease's expiry and the requeue under the row lock
 def test_sigkill_mid_job_resumes_from_checkpoint_on_another_worker(own_stack, tmp_path):
     s = own_stack
     epochs = 12
