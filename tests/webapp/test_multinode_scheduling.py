@@ -9,11 +9,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
-from tests.webapp.factories import api_token, ready_dataset
-from tests.webapp.test_gang_scheduling import busy, job
+from tests.webapp.factories import ready_dataset
+from tests.webapp.test_gang_scheduling import _api, busy, job, reason
 from webapp.celery import TRAIN_NODE_TASK, TRAIN_TASK
 from webapp.cluster.models import Worker
 from webapp.jobs import lifecycle, scheduler
@@ -40,17 +39,6 @@ def run(django_capture_on_commit_callbacks, sent_tasks):
         sent_tasks.clear(), sent_tasks.queues.clear()
         return out
     return _run
-
-
-def reason(j):
-    j.refresh_from_db()
-    return j.wait_reason
-
-
-def _api(user) -> Client:
-    api = Client()
-    api.defaults["HTTP_AUTHORIZATION"] = f"Token {api_token(user)}"
-    return api
 
 
 def _submit(api, ds, **train):
